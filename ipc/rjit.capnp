@@ -1,0 +1,171 @@
+# SPDX-License-Identifier: MIT
+# The rjitd wire protocol: what a client and the daemon say to each other.
+#
+# Shape: the bootstrap capability only performs the versioned handshake; everything else hangs
+# off the `Session` it returns. Later protocol versions add methods to `Session` (or new
+# capabilities returned by new methods: loading into a client's address space, execute,
+# sessions with state) and new fields at the end of structs; old clients keep working because
+# Cap'n Proto ignores unknown fields and methods they never call.
+
+@0xadbbccfbad75b677;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("rjitd::proto");
+
+const protocolVersion :UInt32 = 1;
+# Bumped only for incompatible changes. Compatible additions keep the number.
+
+const keyBytes :UInt32 = 32;
+# A cache key is a SHA-256 digest (see src/cache/cache-key.h for what it covers).
+
+interface Rjitd {
+  # The bootstrap capability.
+
+  hello @0 (client :ClientHello) -> (server :ServerHello, session :Session);
+  # Versioned handshake. The server refuses (with an `Error` of kind `protocolMismatch` as an
+  # RPC exception) a client whose protocolVersion it cannot speak.
+}
+
+struct ClientHello {
+  protocolVersion @0 :UInt32;
+  clientName @1 :Text;       # e.g. "rjit/0.1.0" or the embedding program's name; for logs
+}
+
+struct ServerHello {
+  protocolVersion @0 :UInt32;
+  rjitdVersion @1 :Text;
+  llvmVersion @2 :Text;
+  compilerIdentity @3 :Text;
+  # Part of every cache key: a client computing a key for a hash-first lookup uses this string.
+  targets @4 :List(TargetInfo);
+  defaultTriple @5 :Text;    # used when a request leaves the triple empty
+  limits @6 :Limits;
+}
+
+struct TargetInfo {
+  name @0 :Text;             # short name: "x86_64", "aarch64"
+  triple @1 :Text;           # canonical triple: "x86_64-unknown-linux-gnu"
+  aliases @2 :List(Text);    # other names accepted for this target
+  defaultCpu @3 :Text;
+}
+
+struct Limits {
+  maxModuleBytes @0 :UInt64;
+}
+
+enum IrFormat {
+  auto @0;                   # detect: bitcode magic (BC 0xC0DE or wrapper) or else text
+  text @1;
+  bitcode @2;
+}
+
+struct TargetSpec {
+  triple @0 :Text;           # a short name, alias or full triple; "" = server default
+  cpu @1 :Text;              # "" = the target's default CPU
+  features @2 :Text;         # LLVM feature string, e.g. "+avx2,-sse4a"; "" = none
+}
+
+struct CompileRequest {
+  moduleName @0 :Text;       # for diagnostics and logs only; not part of the cache key
+  target @1 :TargetSpec;
+  optLevel @2 :UInt8;        # 0..3
+  format @3 :IrFormat;
+  module @4 :Data;           # textual IR or bitcode
+}
+
+struct LookupRequest {
+  key @0 :Data;              # as computed by cache-key.h from the module bytes and parameters
+  wantObject @1 :Bool = true;
+}
+
+struct Symbol {
+  name @0 :Text;
+  kind @1 :Kind;
+  enum Kind {
+    function @0;
+    data @1;
+    other @2;
+  }
+}
+
+struct Diagnostic {
+  severity @0 :Severity;
+  enum Severity {
+    error @0;
+    warning @1;
+    note @2;
+  }
+  message @1 :Text;
+  line @2 :UInt32;           # 1-based; 0 when unknown (e.g. bitcode)
+  column @3 :UInt32;         # 1-based; 0 when unknown
+}
+
+struct CompiledObject {
+  key @0 :Data;
+  object @1 :Data;           # ELF relocatable object (empty when the lookup asked for none)
+  triple @2 :Text;           # canonical triple the object was built for
+  defines @3 :List(Symbol);  # global symbols the object defines
+  needs @4 :List(Text);      # undefined symbols it references
+  diagnostics @5 :List(Diagnostic);  # warnings and notes from the compile
+  fromCache @6 :Bool;        # true when no compile ran for this request
+  compileMicros @7 :UInt64;  # time the compile took when it ran (0 on a hit)
+}
+
+struct Error {
+  kind @0 :Kind;
+  enum Kind {
+    internal @0;
+    invalidModule @1;        # IR that does not parse or verify; see diagnostics
+    unknownTarget @2;
+    targetMismatch @3;       # the module's own triple/datalayout disagree with the request
+    tooLarge @4;             # over a configured limit
+    invalidRequest @5;       # a malformed request field (e.g. optLevel 7, key of wrong size)
+    notFound @6;             # lookup of a key the cache does not hold
+    shuttingDown @7;         # the daemon is draining; retry on another server or later
+    protocolMismatch @8;
+    overloaded @9;
+  }
+  message @1 :Text;
+  diagnostics @2 :List(Diagnostic);
+}
+
+struct CompileOutcome {
+  union {
+    ok @0 :CompiledObject;
+    error @1 :Error;
+  }
+}
+
+struct CacheStats {
+  entries @0 :UInt64;
+  bytes @1 :UInt64;
+  budgetBytes @2 :UInt64;
+  hits @3 :UInt64;
+  misses @4 :UInt64;
+  evictions @5 :UInt64;
+}
+
+struct ServerStats {
+  cache @0 :CacheStats;
+  compiles @1 :UInt64;            # compiles actually run (single flight: one per distinct key)
+  compileFailures @2 :UInt64;
+  compilesInFlight @3 :UInt32;
+  requests @4 :UInt64;            # compile + lookup requests received
+  moduleBytesReceived @5 :UInt64; # module bodies received by compile requests
+  lookups @6 :UInt64;
+  lookupHits @7 :UInt64;
+  sessions @8 :UInt32;            # open client sessions
+  uptimeMillis @9 :UInt64;
+  workers @10 :UInt32;
+}
+
+interface Session {
+  compile @0 (request :CompileRequest) -> (outcome :CompileOutcome);
+  # Compiles the module (or serves it from the cache) and returns the relocatable object.
+
+  lookup @1 (request :LookupRequest) -> (outcome :CompileOutcome);
+  # Hash-first: returns the cached object for `key`, or an error of kind `notFound`; the
+  # client then sends the whole module with `compile`.
+
+  stats @2 () -> (stats :ServerStats);
+}

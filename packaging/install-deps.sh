@@ -1,0 +1,41 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# Installs every Debian 12 package rjitd needs to build, test, benchmark and package.
+# Idempotent: when everything is present it only checks (no apt-get update), so it is quick.
+set -eu
+
+PACKAGES="
+  build-essential pkg-config meson ninja-build python3 git ca-certificates
+  llvm-19-dev llvm-19-tools clang-19 lld-19 libclang-rt-19-dev
+  capnproto libcapnp-dev
+  libsystemd-dev systemd
+  libboost-dev
+  prometheus-cpp-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libssl-dev libcli11-dev nlohmann-json3-dev libffi-dev libseccomp-dev
+  libzstd-dev
+  curl
+"
+
+missing=""
+for p in $PACKAGES; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+    missing="$missing $p"
+  fi
+done
+
+if [ -z "$missing" ]; then
+  echo "install-deps: all build and test dependencies are present"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+    echo "error: missing packages:$missing; run this script as root (or install sudo)" >&2
+    exit 1
+  fi
+fi
+echo "install-deps: installing:$missing"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing

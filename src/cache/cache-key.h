@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: MIT
+// The content-addressed cache key. Computed identically by the daemon (which files entries
+// under keys it computed itself from the bytes it received) and by clients (which use it for
+// hash-first lookups). SHA-256 from OpenSSL's libcrypto: the cache is shared by all clients, so
+// a non-cryptographic hash would let a crafted collision hand one client another's code.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace rjitd::cache {
+
+using Key = std::array<uint8_t, 32>;
+
+/// Everything that decides what object a compile produces. `triple` must already be the
+/// canonical triple (rjitd::resolveTarget), `cpu` the effective CPU (the target's default when
+/// the request named none), so that different spellings of one request share a key.
+struct KeyInputs {
+  std::string_view module;            ///< the module bytes exactly as sent (text or bitcode)
+  std::string_view triple;
+  std::string_view cpu;
+  std::string_view features;
+  unsigned optLevel = 0;
+  std::string_view compilerIdentity;  ///< rjitd and LLVM versions (compilerIdentity())
+};
+
+/// SHA-256 over a length-prefixed, domain-separated encoding of every field, so no two
+/// different inputs share an encoding.
+Key computeKey(const KeyInputs& in);
+
+/// Lower-case hex, 64 characters.
+std::string toHex(const Key& key);
+
+/// Accepts exactly 32 bytes; anything else is not a key.
+std::optional<Key> keyFromBytes(std::string_view bytes);
+
+/// "rjitd/<version> llvm/<version>" of this build: part of every key, so an upgrade never
+/// serves objects built by another compiler.
+std::string compilerIdentity(std::string_view rjitdVersion, std::string_view llvmVersion);
+
+}  // namespace rjitd::cache

@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: MIT
+// libremotejit-client: compile LLVM IR through rjitd. Carries no LLVM and exposes no Cap'n Proto
+// or KJ types, so any C++ program can use it with `pkg-config remotejit-client`.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <future>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace rjit {
+
+/// What went wrong, for programs that react differently to different failures.
+enum class ErrorKind : uint8_t {
+  Internal,          ///< a fault inside rjitd or this library
+  InvalidModule,     ///< the IR does not parse or verify; see Error::diagnostics()
+  UnknownTarget,     ///< no served target has that name or triple
+  TargetMismatch,    ///< the module's own triple disagrees with the requested target
+  TooLarge,          ///< over a server limit (module size, ...)
+  InvalidRequest,    ///< a malformed request (opt level out of range, ...)
+  NotFound,          ///< a lookup of a key the server does not hold
+  ShuttingDown,      ///< the server is draining; another server or a retry will do
+  ProtocolMismatch,  ///< client and server speak incompatible protocol versions
+  Overloaded,
+  Connection,        ///< no server could be reached, or the connection broke
+  Timeout,           ///< the call did not finish within the deadline (RJIT_TIMEOUT_MS)
+  Configuration,     ///< bad client configuration (RJIT_SERVER, RJIT_TIMEOUT_MS, ...)
+};
+
+/// Lower-case name of a kind ("invalid-module"), as the CLI prints it.
+const char* errorKindName(ErrorKind kind);
+
+struct Diagnostic {
+  enum class Severity : uint8_t { Error, Warning, Note };
+  Severity severity = Severity::Error;
+  std::string message;
+  uint32_t line = 0;    ///< 1-based; 0 when unknown
+  uint32_t column = 0;  ///< 1-based; 0 when unknown
+};
+
+/// Every failure of this library is thrown as rjit::Error (the library's one exception type;
+/// a C++ API that made users handle KJ exceptions would leak our implementation). what() is a
+/// complete message without the "error: " prefix.
+class Error : public std::runtime_error {
+public:
+  Error(ErrorKind kind, const std::string& message, std::vector<Diagnostic> diagnostics = {});
+  ErrorKind kind() const noexcept { return kind_; }
+  const std::vector<Diagnostic>& diagnostics() const noexcept { return diagnostics_; }
+
+private:
+  ErrorKind kind_;
+  std::vector<Diagnostic> diagnostics_;
+};
+
+/// How to reach rjitd. Fields left empty/zero take the environment's value, then the default.
+struct ClientOptions {
+  /// Addresses tried in order ("unix:/path", "tcp:HOST:PORT"); on a connection failure the
+  /// next one is tried. Empty: RJIT_SERVER (comma-separated), else the default socket
+  /// (/run/rjitd/rjitd.sock for root, $XDG_RUNTIME_DIR/rjitd.sock otherwise).
+  std::vector<std::string> servers;
+  /// Deadline for each call, connection set-up included. Zero: RJIT_TIMEOUT_MS, else 60 s.
+  std::chrono::milliseconds timeout{0};
+  /// Modules at least this large are first looked up by hash and sent only on a miss.
+  /// Unset: RJIT_HASH_FIRST_BYTES, else 64 KiB.
+  std::optional<uint64_t> hashFirstBytes;
+  /// Shown in the server's logs.
+  std::string clientName = "libremotejit-client";
+};
+
+enum class IrFormat : uint8_t { Auto, Text, Bitcode };
+
+struct CompileRequest {
+  std::string module;      ///< textual IR or bitcode bytes
+  std::string moduleName;  ///< for diagnostics (e.g. the file name)
+  std::string target;      ///< "x86_64", "aarch64", an alias or a triple; "" = server default
+  std::string cpu;         ///< "" = the target's default
+  std::string features;    ///< LLVM feature string; "" = none
+  unsigned optLevel = 2;   ///< 0..3
+  IrFormat format = IrFormat::Auto;
+};
+
+struct Symbol {
+  enum class Kind : uint8_t { Function, Data, Other };
+  std::string name;
+  Kind kind = Kind::Other;
+};
+
+struct CompiledObject {
+  std::string key;                      ///< cache key, 64 hex digits
+  std::string object;                   ///< ELF relocatable object bytes
+  std::string triple;                   ///< canonical triple it was built for
+  std::vector<Symbol> defines;
+  std::vector<std::string> needs;
+  std::vector<Diagnostic> diagnostics;  ///< warnings from the compile
+  bool fromCache = false;               ///< the server ran no compile for this request
+  bool bodySent = false;                ///< the module bytes travelled (false: hash-first hit)
+  uint64_t compileMicros = 0;
+};
+
+struct TargetInfo {
+  std::string name;
+  std::string triple;
+  std::vector<std::string> aliases;
+  std::string defaultCpu;
+};
+
+struct ServerInfo {
+  std::string endpoint;  ///< the address this client is connected to
+  uint32_t protocolVersion = 0;
+  std::string rjitdVersion;
+  std::string llvmVersion;
+  std::string compilerIdentity;
+  std::vector<TargetInfo> targets;
+  std::string defaultTriple;
+  uint64_t maxModuleBytes = 0;
+};
+
+struct ServerStats {
+  uint64_t cacheEntries = 0, cacheBytes = 0, cacheBudgetBytes = 0;
+  uint64_t cacheHits = 0, cacheMisses = 0, cacheEvictions = 0;
+  uint64_t compiles = 0, compileFailures = 0;
+  uint32_t compilesInFlight = 0;
+  uint64_t requests = 0, moduleBytesReceived = 0, lookups = 0, lookupHits = 0;
+  uint32_t sessions = 0, workers = 0;
+  uint64_t uptimeMillis = 0;
+};
+
+/// A connection to rjitd (made lazily, remade after a failure, failing over between servers).
+/// Thread-safe: any thread may call any method; calls from several threads run concurrently
+/// over one connection. I/O runs on a private thread the client owns.
+class Client {
+public:
+  /// Reads the environment for options left unset. Throws Error(Configuration) for a bad
+  /// RJIT_SERVER / RJIT_TIMEOUT_MS / RJIT_HASH_FIRST_BYTES. Does not connect yet.
+  explicit Client(ClientOptions options = {});
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  /// The handshake's answer (connects if needed).
+  ServerInfo serverInfo();
+
+  /// Compiles through the server (or its cache). Modules of at least hashFirstBytes are first
+  /// looked up by key. Throws Error.
+  CompiledObject compile(const CompileRequest& request);
+
+  /// Same, without blocking the caller; the future throws Error.
+  std::future<CompiledObject> compileAsync(CompileRequest request);
+
+  ServerStats stats();
+
+private:
+  struct Impl;
+  std::unique_ptr<Impl> impl;
+};
+
+}  // namespace rjit

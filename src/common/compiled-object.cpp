@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: MIT
+#include "compiled-object.h"
+
+namespace rjitd {
+
+const char* errorKindName(ErrorKind kind) {
+  switch (kind) {
+  case ErrorKind::Internal: return "internal";
+  case ErrorKind::InvalidModule: return "invalid-module";
+  case ErrorKind::UnknownTarget: return "unknown-target";
+  case ErrorKind::TargetMismatch: return "target-mismatch";
+  case ErrorKind::TooLarge: return "too-large";
+  case ErrorKind::InvalidRequest: return "invalid-request";
+  case ErrorKind::NotFound: return "not-found";
+  case ErrorKind::ShuttingDown: return "shutting-down";
+  case ErrorKind::ProtocolMismatch: return "protocol-mismatch";
+  case ErrorKind::Overloaded: return "overloaded";
+  }
+  return "unknown";
+}
+
+std::string formatDiagnostic(const Diagnostic& d, const std::string& where) {
+  std::string out = where;
+  if (d.line != 0) {
+    if (!out.empty())
+      out += ':';
+    out += std::to_string(d.line);
+    if (d.column != 0)
+      out += ':' + std::to_string(d.column);
+  }
+  if (!out.empty())
+    out += ": ";
+  switch (d.severity) {
+  case Diagnostic::Severity::Error: out += "error: "; break;
+  case Diagnostic::Severity::Warning: out += "warning: "; break;
+  case Diagnostic::Severity::Note: out += "note: "; break;
+  }
+  return out + d.message;
+}
+
+size_t CompiledObject::footprintBytes() const {
+  size_t n = sizeof(*this) + triple.size() + object.size();
+  for (const ObjectSymbol& s : defines)
+    n += sizeof(s) + s.name.size();
+  for (const std::string& s : needs)
+    n += sizeof(s) + s.size();
+  for (const Diagnostic& d : diagnostics)
+    n += sizeof(d) + d.message.size();
+  return n;
+}
+
+}  // namespace rjitd

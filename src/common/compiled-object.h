@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: MIT
+// Plain data shared by the compiler, the cache and the daemon: a compiled object and the ways a
+// request can fail. No LLVM and no Cap'n Proto here, so every layer can include it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace rjitd {
+
+/// Why a request failed. Mirrors `proto::Error::Kind` (ipc/rjit.capnp); the daemon maps the two
+/// in one place (service/proto-convert.cpp).
+enum class ErrorKind : uint8_t {
+  Internal,
+  InvalidModule,   ///< IR that does not parse or verify
+  UnknownTarget,   ///< a target name or triple rjitd does not serve
+  TargetMismatch,  ///< the module's own triple disagrees with the requested target
+  TooLarge,        ///< over a configured limit
+  InvalidRequest,  ///< a malformed request field
+  NotFound,        ///< lookup of a key the cache does not hold
+  ShuttingDown,    ///< the daemon is draining
+  ProtocolMismatch,
+  Overloaded,
+};
+
+/// Short lower-case name of an error kind, for logs and metrics labels.
+const char* errorKindName(ErrorKind kind);
+
+struct Diagnostic {
+  enum class Severity : uint8_t { Error, Warning, Note };
+  Severity severity = Severity::Error;
+  std::string message;
+  uint32_t line = 0;    ///< 1-based; 0 when unknown
+  uint32_t column = 0;  ///< 1-based; 0 when unknown
+};
+
+/// "LINE:COL: error: MESSAGE" (or just "error: MESSAGE" without a position), like clang.
+std::string formatDiagnostic(const Diagnostic& d, const std::string& where = {});
+
+struct ObjectSymbol {
+  enum class Kind : uint8_t { Function, Data, Other };
+  std::string name;
+  Kind kind = Kind::Other;
+};
+
+/// A relocatable object and what is known about it. Immutable once built; the cache hands out
+/// shared pointers to it.
+struct CompiledObject {
+  std::string triple;                   ///< canonical triple it was compiled for
+  std::string object;                   ///< ELF relocatable object bytes
+  std::vector<ObjectSymbol> defines;    ///< global symbols the object defines
+  std::vector<std::string> needs;       ///< undefined symbols it references
+  std::vector<Diagnostic> diagnostics;  ///< warnings and notes from the compile
+  uint64_t compileMicros = 0;           ///< wall time of the compile that built it
+
+  /// Approximate memory the entry occupies; what the cache's byte budget counts.
+  size_t footprintBytes() const;
+};
+
+/// A failed request: what went wrong, in words a user can act on, plus compiler diagnostics.
+struct Failure {
+  ErrorKind kind = ErrorKind::Internal;
+  std::string message;
+  std::vector<Diagnostic> diagnostics;
+};
+
+}  // namespace rjitd
