@@ -22,8 +22,9 @@ interface Rjitd {
   # The bootstrap capability.
 
   hello @0 (client :ClientHello) -> (server :ServerHello, session :Session);
-  # Versioned handshake. The server refuses (with an `Error` of kind `protocolMismatch` as an
-  # RPC exception) a client whose protocolVersion it cannot speak.
+  # Versioned handshake. The server always answers with its own versions and a session; the
+  # client decides whether it can speak the server's protocolVersion (equal major version) and
+  # otherwise fails with a protocol-mismatch error before making any other call.
 }
 
 struct ClientHello {
