@@ -13,7 +13,7 @@ PACKAGES="
   prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libssl-dev libcli11-dev nlohmann-json3-dev libffi-dev libseccomp-dev
-  libzstd-dev
+  libzstd-dev libstb-dev
   curl
 "
 

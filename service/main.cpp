@@ -1,2 +1,171 @@
 // SPDX-License-Identifier: MIT
-int main() { return 0; }
+// rjitd: the remote JIT compilation daemon. Wires the parts together (cache, worker pools,
+// compile service, listeners) and runs the event loop until SIGTERM/SIGINT, then drains.
+#include "cache-key.h"
+#include "compile-pool.h"
+#include "compile-service.h"
+#include "compiler.h"
+#include "endpoint.h"
+#include "listeners.h"
+#include "log.h"
+#include "object-cache.h"
+#include "rjitd-config.h"
+#include "rpc-server.h"
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <kj/async-io.h>
+#include <kj/async-unix.h>
+#include <kj/debug.h>
+#include <systemd/sd-daemon.h>
+#include <thread>
+
+namespace rjitd::service {
+namespace {
+
+struct Options {
+  std::vector<std::string> listen;
+  uint64_t cacheBytes = 256ull << 20;
+  uint64_t maxModuleBytes = 64ull << 20;
+  unsigned jobs = 0;
+  std::string logLevel = "info";
+};
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& s : items)
+    out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
+void notifyStatus(const DaemonState& state, const std::string& prefix) {
+  auto c = state.service.counters();
+  auto cs = state.service.cacheStats();
+  std::string status = "STATUS=" + prefix + "; " + std::to_string(c.compiles) + " compiles, " +
+                       std::to_string(cs.hits) + " cache hits, " + std::to_string(cs.entries) +
+                       " cached objects (" + std::to_string(cs.bytes >> 10) + " KiB), " +
+                       std::to_string(state.sessions) + " sessions";
+  sd_notify(0, status.c_str());
+}
+
+kj::Promise<void> statusLoop(kj::Timer& timer, const DaemonState& state,
+                             const Listeners& listeners) {
+  return timer.afterDelay(5 * kj::SECONDS).then([&timer, &state, &listeners]() {
+    notifyStatus(state, "serving on " + joined(listeners.describe()));
+    return statusLoop(timer, state, listeners);
+  });
+}
+
+int run(const Options& opt) {
+  log::Level level;
+  if (!log::parseLevel(opt.logLevel, level)) {
+    std::fprintf(stderr, "error: unknown log level '%s'; use debug, info, warning or error\n",
+                 opt.logLevel.c_str());
+    return 2;
+  }
+  log::setLevel(level);
+
+  std::vector<Endpoint> endpoints;
+  for (const auto& text : opt.listen) {
+    auto parsed = parseEndpoint(text);
+    if (auto* err = std::get_if<std::string>(&parsed)) {
+      std::fprintf(stderr, "error: --listen: %s\n", err->c_str());
+      return 2;
+    }
+    endpoints.push_back(std::get<Endpoint>(parsed));
+  }
+  if (opt.maxModuleBytes == 0 || opt.cacheBytes == 0) {
+    std::fprintf(stderr, "error: --max-module-bytes and --cache-bytes must be positive\n");
+    return 2;
+  }
+
+  // Signals must be captured before any thread starts, so that only the loop receives them.
+  kj::UnixEventPort::captureSignal(SIGTERM);
+  kj::UnixEventPort::captureSignal(SIGINT);
+  std::signal(SIGPIPE, SIG_IGN); // a vanished client is an error on its connection, not a kill
+
+  auto io = kj::setupAsyncIo();
+  unsigned jobs = opt.jobs != 0 ? opt.jobs : std::max(1u, std::thread::hardware_concurrency());
+
+  cache::ObjectCache objects(opt.cacheBytes);
+  WorkerPool compilePool("rjitd-compile", jobs);
+  WorkerPool hashPool("rjitd-hash", 1);
+  ServiceConfig config;
+  config.maxModuleBytes = opt.maxModuleBytes;
+  config.compilerIdentity = cache::compilerIdentity(RJITD_VERSION, compiler::llvmVersion());
+  CompileService service(config, objects, compilePool, hashPool);
+  DaemonState state{service, RJITD_VERSION, compiler::llvmVersion()};
+  state.workers = jobs;
+
+  // A message carries one module plus a little framing; allow that much and no more.
+  capnp::ReaderOptions reader;
+  reader.traversalLimitInWords = (opt.maxModuleBytes + (1u << 20)) / 8;
+  Listeners listeners(io, state, reader);
+
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
+                 size_t inherited = listeners.adoptActivated();
+                 if (inherited == 0 && endpoints.empty())
+                   endpoints.push_back(std::get<Endpoint>(parseEndpoint(defaultSocketPath())));
+                 for (const auto& ep : endpoints)
+                   listeners.listen(ep);
+               })) {
+    log::error("cannot start: ", e->getDescription().cStr());
+    sd_notifyf(0, "STATUS=cannot start: %s", e->getDescription().cStr());
+    return 1;
+  }
+  listeners.start();
+
+  log::info("rjitd ", RJITD_VERSION, " (LLVM ", state.llvmVersion, ") listening on ",
+            joined(listeners.describe()), "; ", jobs, " compile workers, cache budget ",
+            opt.cacheBytes >> 20, " MiB, max module ", opt.maxModuleBytes >> 20, " MiB");
+  sd_notifyf(0, "READY=1\nSTATUS=serving on %s", joined(listeners.describe()).c_str());
+
+  // Keep the status line current for `systemctl status` (only when systemd listens).
+  kj::Promise<void> status = kj::READY_NOW;
+  if (std::getenv("NOTIFY_SOCKET") != nullptr)
+    status = statusLoop(io.provider->getTimer(), state, listeners)
+                 .eagerlyEvaluate([](kj::Exception&& e) {
+                   log::warning("status updates stopped: ", e.getDescription().cStr());
+                 });
+
+  auto& port = io.unixEventPort;
+  int signal =
+      port.onSignal(SIGTERM).exclusiveJoin(port.onSignal(SIGINT)).wait(io.waitScope).si_signo;
+  log::info("received ", signal == SIGTERM ? "SIGTERM" : "SIGINT", "; finishing ",
+            state.requests.inProgress(), " requests in progress, refusing new ones");
+  sd_notify(0, "STOPPING=1\nSTATUS=draining");
+  state.draining = true;
+  listeners.stopAccepting();
+  state.requests.drained().wait(io.waitScope);
+  log::info("all requests finished; exiting");
+  return 0;
+}
+
+} // namespace
+} // namespace rjitd::service
+
+int main(int argc, char** argv) {
+  rjitd::service::Options opt;
+  CLI::App app{"rjitd: remote JIT compilation daemon (LLVM IR in, relocatable objects out)",
+               "rjitd"};
+  app.set_version_flag("--version", std::string("rjitd ") + RJITD_VERSION);
+  app.add_option("--listen", opt.listen,
+                 "unix:/PATH or tcp:HOST:PORT (repeatable); default: " +
+                     rjitd::defaultSocketPath() + ", or the sockets systemd passes");
+  app.add_option("--cache-bytes", opt.cacheBytes, "in-memory cache budget in bytes")
+      ->capture_default_str();
+  app.add_option("--max-module-bytes", opt.maxModuleBytes, "largest module accepted, in bytes")
+      ->capture_default_str();
+  app.add_option("--jobs", opt.jobs, "compile worker threads (default: number of CPUs)");
+  app.add_option("--log-level", opt.logLevel, "debug, info, warning or error")
+      ->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0)
+      return app.exit(e);
+    std::fprintf(stderr, "error: %s\n(see rjitd --help)\n", e.what());
+    return 2;
+  }
+  return rjitd::service::run(opt);
+}

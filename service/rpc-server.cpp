@@ -1,1 +1,276 @@
 // SPDX-License-Identifier: MIT
+#include "rpc-server.h"
+
+#include "log.h"
+
+#include <capnp/message.h>
+#include <kj/debug.h>
+
+namespace rjitd::service {
+
+namespace {
+
+proto::Error::Kind kindToProto(ErrorKind kind) {
+  switch (kind) {
+  case ErrorKind::Internal:
+    return proto::Error::Kind::INTERNAL;
+  case ErrorKind::InvalidModule:
+    return proto::Error::Kind::INVALID_MODULE;
+  case ErrorKind::UnknownTarget:
+    return proto::Error::Kind::UNKNOWN_TARGET;
+  case ErrorKind::TargetMismatch:
+    return proto::Error::Kind::TARGET_MISMATCH;
+  case ErrorKind::TooLarge:
+    return proto::Error::Kind::TOO_LARGE;
+  case ErrorKind::InvalidRequest:
+    return proto::Error::Kind::INVALID_REQUEST;
+  case ErrorKind::NotFound:
+    return proto::Error::Kind::NOT_FOUND;
+  case ErrorKind::ShuttingDown:
+    return proto::Error::Kind::SHUTTING_DOWN;
+  case ErrorKind::ProtocolMismatch:
+    return proto::Error::Kind::PROTOCOL_MISMATCH;
+  case ErrorKind::Overloaded:
+    return proto::Error::Kind::OVERLOADED;
+  }
+  return proto::Error::Kind::INTERNAL;
+}
+
+proto::Diagnostic::Severity severityToProto(Diagnostic::Severity s) {
+  switch (s) {
+  case Diagnostic::Severity::Error:
+    return proto::Diagnostic::Severity::ERROR;
+  case Diagnostic::Severity::Warning:
+    return proto::Diagnostic::Severity::WARNING;
+  case Diagnostic::Severity::Note:
+    return proto::Diagnostic::Severity::NOTE;
+  }
+  return proto::Diagnostic::Severity::ERROR;
+}
+
+void fillDiagnostics(const std::vector<Diagnostic>& in,
+                     capnp::List<proto::Diagnostic>::Builder out) {
+  for (size_t i = 0; i < in.size(); ++i) {
+    auto d = out[i];
+    d.setSeverity(severityToProto(in[i].severity));
+    d.setMessage(in[i].message);
+    d.setLine(in[i].line);
+    d.setColumn(in[i].column);
+  }
+}
+
+proto::Symbol::Kind symbolKindToProto(ObjectSymbol::Kind k) {
+  switch (k) {
+  case ObjectSymbol::Kind::Function:
+    return proto::Symbol::Kind::FUNCTION;
+  case ObjectSymbol::Kind::Data:
+    return proto::Symbol::Kind::DATA;
+  case ObjectSymbol::Kind::Other:
+    return proto::Symbol::Kind::OTHER;
+  }
+  return proto::Symbol::Kind::OTHER;
+}
+
+void fillObject(const Served& served, bool withObject, proto::CompiledObject::Builder out) {
+  const CompiledObject& obj = *served.object;
+  out.setKey(capnp::Data::Reader(served.key.data(), served.key.size()));
+  if (withObject)
+    out.setObject(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(obj.object.data()),
+                                      obj.object.size()));
+  out.setTriple(obj.triple);
+  auto defines = out.initDefines(obj.defines.size());
+  for (size_t i = 0; i < obj.defines.size(); ++i) {
+    defines[i].setName(obj.defines[i].name);
+    defines[i].setKind(symbolKindToProto(obj.defines[i].kind));
+  }
+  auto needs = out.initNeeds(obj.needs.size());
+  for (size_t i = 0; i < obj.needs.size(); ++i)
+    needs.set(i, obj.needs[i]);
+  fillDiagnostics(obj.diagnostics, out.initDiagnostics(obj.diagnostics.size()));
+  out.setFromCache(served.fromCache);
+  out.setCompileMicros(served.fromCache ? 0 : obj.compileMicros);
+}
+
+void fillOutcome(const ServeResult& result, bool withObject, proto::CompileOutcome::Builder out) {
+  if (auto* f = std::get_if<Failure>(&result))
+    toProto(*f, out.initError());
+  else
+    fillObject(std::get<Served>(result), withObject, out.initOk());
+}
+
+compiler::IrFormat formatFromProto(proto::IrFormat f) {
+  switch (f) {
+  case proto::IrFormat::TEXT:
+    return compiler::IrFormat::Text;
+  case proto::IrFormat::BITCODE:
+    return compiler::IrFormat::Bitcode;
+  case proto::IrFormat::AUTO:
+    break;
+  }
+  return compiler::IrFormat::Auto;
+}
+
+Failure shuttingDown() {
+  return Failure{ErrorKind::ShuttingDown,
+                 "rjitd is shutting down and accepts no new requests; retry (a restarted or "
+                 "another rjitd will answer)",
+                 {}};
+}
+
+class SessionImpl final : public proto::Session::Server {
+public:
+  SessionImpl(DaemonState& state, std::string peer) : state(state), peer(std::move(peer)) {
+    ++state.sessions;
+  }
+  ~SessionImpl() noexcept(false) { --state.sessions; }
+
+  kj::Promise<void> compile(CompileContext context) override {
+    auto request = context.getParams().getRequest();
+    if (state.draining) {
+      fillOutcome(shuttingDown(), false, context.getResults().initOutcome());
+      return kj::READY_NOW;
+    }
+    CompileJob job;
+    auto module = request.getModule();
+    job.module.assign(reinterpret_cast<const char*>(module.begin()), module.size());
+    job.moduleName = request.getModuleName();
+    if (job.moduleName.empty())
+      job.moduleName = "<module>";
+    job.target = request.getTarget().getTriple();
+    job.cpu = request.getTarget().getCpu();
+    job.features = request.getTarget().getFeatures();
+    job.optLevel = request.getOptLevel();
+    job.format = formatFromProto(request.getFormat());
+    // The module is copied out; free the request message now rather than after the compile.
+    context.releaseParams();
+
+    state.requests.begin();
+    auto done = kj::defer([this]() { state.requests.end(); });
+    return state.service.compile(kj::mv(job))
+        .then([context](ServeResult&& result) mutable {
+          fillOutcome(result, true, context.getResults().initOutcome());
+        })
+        .attach(kj::mv(done));
+  }
+
+  kj::Promise<void> lookup(LookupContext context) override {
+    auto request = context.getParams().getRequest();
+    auto outcome = context.getResults().initOutcome();
+    if (state.draining) {
+      fillOutcome(shuttingDown(), false, outcome);
+      return kj::READY_NOW;
+    }
+    auto keyBytes = request.getKey();
+    auto key = cache::keyFromBytes(
+        std::string_view(reinterpret_cast<const char*>(keyBytes.begin()), keyBytes.size()));
+    if (!key) {
+      toProto(Failure{ErrorKind::InvalidRequest,
+                      "lookup key is " + std::to_string(keyBytes.size()) +
+                          " bytes; a key is a 32-byte SHA-256 digest",
+                      {}},
+              outcome.initError());
+      return kj::READY_NOW;
+    }
+    fillOutcome(state.service.lookup(*key), request.getWantObject(), outcome);
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> stats(StatsContext context) override {
+    auto out = context.getResults().initStats();
+    auto c = state.service.cacheStats();
+    auto cache = out.initCache();
+    cache.setEntries(c.entries);
+    cache.setBytes(c.bytes);
+    cache.setBudgetBytes(c.budgetBytes);
+    cache.setHits(c.hits);
+    cache.setMisses(c.misses);
+    cache.setEvictions(c.evictions);
+    const ServiceCounters& n = state.service.counters();
+    out.setCompiles(n.compiles);
+    out.setCompileFailures(n.compileFailures);
+    out.setCompilesInFlight(n.compilesInFlight);
+    out.setRequests(n.requests);
+    out.setModuleBytesReceived(n.moduleBytesReceived);
+    out.setLookups(n.lookups);
+    out.setLookupHits(n.lookupHits);
+    out.setSessions(state.sessions);
+    out.setWorkers(state.workers);
+    out.setUptimeMillis(std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::steady_clock::now() - state.started)
+                            .count());
+    return kj::READY_NOW;
+  }
+
+private:
+  DaemonState& state;
+  std::string peer;
+};
+
+class BootstrapImpl final : public proto::Rjitd::Server {
+public:
+  BootstrapImpl(DaemonState& state, std::string peer) : state(state), peer(std::move(peer)) {}
+
+  kj::Promise<void> hello(HelloContext context) override {
+    auto client = context.getParams().getClient();
+    if (client.getProtocolVersion() != proto::PROTOCOL_VERSION)
+      log::warning(peer, " (", client.getClientName().cStr(), ") speaks protocol ",
+                   client.getProtocolVersion(), ", rjitd speaks ", proto::PROTOCOL_VERSION);
+    else
+      log::debug("hello from ", peer, " (", client.getClientName().cStr(), ")");
+    auto results = context.getResults();
+    auto server = results.initServer();
+    server.setProtocolVersion(proto::PROTOCOL_VERSION);
+    server.setRjitdVersion(state.rjitdVersion);
+    server.setLlvmVersion(state.llvmVersion);
+    server.setCompilerIdentity(state.service.config().compilerIdentity);
+    const auto& targets = state.service.targets();
+    auto list = server.initTargets(targets.size());
+    for (size_t i = 0; i < targets.size(); ++i) {
+      list[i].setName(targets[i].name);
+      list[i].setTriple(targets[i].triple);
+      auto aliases = list[i].initAliases(targets[i].aliases.size());
+      for (size_t j = 0; j < targets[i].aliases.size(); ++j)
+        aliases.set(j, targets[i].aliases[j]);
+      list[i].setDefaultCpu(targets[i].defaultCpu);
+    }
+    server.setDefaultTriple(state.service.defaultTriple());
+    server.initLimits().setMaxModuleBytes(state.service.config().maxModuleBytes);
+    results.setSession(kj::heap<SessionImpl>(state, peer));
+    return kj::READY_NOW;
+  }
+
+private:
+  DaemonState& state;
+  std::string peer;
+};
+
+} // namespace
+
+void RequestTracker::end() {
+  KJ_ASSERT(active > 0);
+  if (--active == 0) {
+    for (auto& w : waiters)
+      w->fulfill();
+    waiters.clear();
+  }
+}
+
+kj::Promise<void> RequestTracker::drained() {
+  if (active == 0)
+    return kj::READY_NOW;
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  waiters.add(kj::mv(paf.fulfiller));
+  return kj::mv(paf.promise);
+}
+
+kj::Own<proto::Rjitd::Server> newBootstrap(DaemonState& state, std::string peer) {
+  return kj::heap<BootstrapImpl>(state, std::move(peer));
+}
+
+void toProto(const Failure& failure, proto::Error::Builder out) {
+  out.setKind(kindToProto(failure.kind));
+  out.setMessage(failure.message);
+  fillDiagnostics(failure.diagnostics, out.initDiagnostics(failure.diagnostics.size()));
+}
+
+} // namespace rjitd::service

@@ -1,1 +1,173 @@
 // SPDX-License-Identifier: MIT
+// CompileService with its real collaborators: the LLVM compiler, the object cache and worker
+// threads, driven by a real kj event loop.
+#include "cache-key.h"
+#include "compile-pool.h"
+#include "compile-service.h"
+#include "object-cache.h"
+
+#include <gtest/gtest.h>
+#include <kj/async-io.h>
+
+namespace rjitd::service {
+namespace {
+
+constexpr const char* kAdd = R"(
+define i32 @add(i32 %a, i32 %b) {
+  %s = add i32 %a, %b
+  ret i32 %s
+}
+)";
+
+class CompileServiceTest : public ::testing::Test {
+protected:
+  explicit CompileServiceTest(ServiceConfig config = {}) : config(withIdentity(config)) {}
+
+  static ServiceConfig withIdentity(ServiceConfig c) {
+    c.compilerIdentity = "rjitd/test llvm/test";
+    return c;
+  }
+
+  CompileJob job(std::string module, unsigned opt = 2, std::string target = "") {
+    CompileJob j;
+    j.module = std::move(module);
+    j.moduleName = "test.ll";
+    j.optLevel = opt;
+    j.target = std::move(target);
+    return j;
+  }
+
+  ServeResult run(CompileJob j) {
+    return env->service.compile(std::move(j)).wait(env->io.waitScope);
+  }
+
+  static const Served& served(const ServeResult& r) {
+    if (auto* f = std::get_if<Failure>(&r))
+      ADD_FAILURE() << "unexpected failure: " << f->message;
+    return std::get<Served>(r);
+  }
+  static const Failure& failed(const ServeResult& r) {
+    EXPECT_TRUE(std::holds_alternative<Failure>(r)) << "expected a failure";
+    return std::get<Failure>(r);
+  }
+
+  // Held through a pointer: kj types have noexcept(false) destructors, which a gtest fixture
+  // (noexcept destructor) cannot have as direct members.
+  struct Env {
+    explicit Env(const ServiceConfig& config) : service(config, objects, compilePool, hashPool) {}
+    kj::AsyncIoContext io = kj::setupAsyncIo();
+    cache::ObjectCache objects{64 << 20};
+    WorkerPool compilePool{"test-compile", 2};
+    WorkerPool hashPool{"test-hash", 1};
+    CompileService service;
+  };
+  ServiceConfig config;
+  std::unique_ptr<Env> env = std::make_unique<Env>(config);
+  CompileService& service = env->service;
+  kj::AsyncIoContext& io = env->io;
+};
+
+TEST_F(CompileServiceTest, SecondRequestIsACacheHit) {
+  auto first = run(job(kAdd));
+  ASSERT_FALSE(served(first).fromCache);
+  EXPECT_FALSE(served(first).object->object.empty());
+  auto second = run(job(kAdd));
+  EXPECT_TRUE(served(second).fromCache);
+  EXPECT_EQ(served(first).key, served(second).key);
+  EXPECT_EQ(service.counters().compiles, 1u);
+  EXPECT_EQ(service.cacheStats().hits, 1u);
+}
+
+TEST_F(CompileServiceTest, KeyIsTheSharedKeyOverCanonicalParameters) {
+  // Clients compute this same key for hash-first lookups (src/cache/cache-key.h).
+  auto r = run(job(kAdd, 2, "x86_64"));
+  cache::Key expected = cache::computeKey(
+      {kAdd, "x86_64-unknown-linux-gnu", "x86-64", "", 2, config.compilerIdentity});
+  EXPECT_EQ(served(r).key, expected);
+  // Another spelling of the same target is the same request.
+  auto alias = run(job(kAdd, 2, "x86_64-pc-linux-gnu"));
+  EXPECT_TRUE(served(alias).fromCache);
+  auto other = run(job(kAdd, 1, "x86_64"));
+  EXPECT_FALSE(served(other).fromCache);
+  EXPECT_EQ(service.counters().compiles, 2u);
+}
+
+TEST_F(CompileServiceTest, IdenticalConcurrentRequestsCompileOnce) {
+  std::vector<kj::Promise<ServeResult>> pending;
+  for (int i = 0; i < 8; ++i)
+    pending.push_back(service.compile(job(kAdd, 3)));
+  int compiledHere = 0;
+  const CompiledObject* object = nullptr;
+  for (auto& p : pending) {
+    auto r = p.wait(io.waitScope);
+    const Served& s = served(r);
+    compiledHere += s.fromCache ? 0 : 1;
+    if (object == nullptr)
+      object = s.object.get();
+    EXPECT_EQ(object, s.object.get()); // every waiter gets the one result
+  }
+  EXPECT_EQ(compiledHere, 1);
+  EXPECT_EQ(service.counters().compiles, 1u);
+  EXPECT_EQ(service.counters().compilesInFlight, 0u);
+}
+
+TEST_F(CompileServiceTest, InvalidRequestsAreFailuresNotExceptions) {
+  EXPECT_EQ(failed(run(job(kAdd, 4))).kind, ErrorKind::InvalidRequest);
+  EXPECT_EQ(failed(run(job(""))).kind, ErrorKind::InvalidRequest);
+  const Failure& unknown = failed(run(job(kAdd, 2, "sparc")));
+  EXPECT_EQ(unknown.kind, ErrorKind::UnknownTarget);
+  EXPECT_NE(unknown.message.find("x86_64"), std::string::npos) << unknown.message;
+  EXPECT_EQ(service.counters().compiles, 0u);
+}
+
+TEST_F(CompileServiceTest, MalformedModuleFailsAndIsNotCached) {
+  const std::string bad = "define i32 @f( {\n";
+  auto r1 = run(job(bad));
+  EXPECT_EQ(failed(r1).kind, ErrorKind::InvalidModule);
+  auto r2 = run(job(bad));
+  EXPECT_EQ(failed(r2).kind, ErrorKind::InvalidModule);
+  EXPECT_EQ(service.counters().compiles, 2u);
+  EXPECT_EQ(service.counters().compileFailures, 2u);
+  EXPECT_EQ(service.cacheStats().entries, 0u);
+  // The service keeps serving good requests.
+  EXPECT_FALSE(served(run(job(kAdd))).fromCache);
+}
+
+TEST_F(CompileServiceTest, LookupFindsOnlyWhatWasCompiled) {
+  auto r = run(job(kAdd));
+  auto hit = service.lookup(served(r).key);
+  EXPECT_TRUE(served(hit).fromCache);
+  EXPECT_EQ(served(hit).object, served(r).object);
+  cache::Key other{};
+  EXPECT_EQ(failed(service.lookup(other)).kind, ErrorKind::NotFound);
+  EXPECT_EQ(service.counters().lookups, 2u);
+  EXPECT_EQ(service.counters().lookupHits, 1u);
+}
+
+class SmallLimitsTest : public CompileServiceTest {
+protected:
+  SmallLimitsTest() : CompileServiceTest(ServiceConfig{64, 0, ""}) {}
+};
+
+TEST_F(SmallLimitsTest, OversizedModuleIsRefused) {
+  std::string big(kAdd);
+  big += std::string(100, ';');
+  const Failure& f = failed(run(job(big)));
+  EXPECT_EQ(f.kind, ErrorKind::TooLarge);
+  EXPECT_NE(f.message.find("--max-module-bytes"), std::string::npos) << f.message;
+}
+
+class OffloadedHashTest : public CompileServiceTest {
+protected:
+  OffloadedHashTest() : CompileServiceTest(ServiceConfig{1 << 20, 0, ""}) {}
+};
+
+TEST_F(OffloadedHashTest, HashOnWorkerGivesTheSameKey) {
+  auto r = run(job(kAdd, 0));
+  cache::Key expected = cache::computeKey(
+      {kAdd, "x86_64-unknown-linux-gnu", "x86-64", "", 0, config.compilerIdentity});
+  EXPECT_EQ(served(r).key, expected);
+}
+
+} // namespace
+} // namespace rjitd::service

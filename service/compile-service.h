@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: MIT
+// The request logic between RPC and compiler, owned by the event-loop thread: validates a
+// request, computes its key, serves it from the cache, joins an identical compile already in
+// flight (single flight) or runs a new one on the worker pool and files the result.
+#pragma once
+
+#include "cache-key.h"
+#include "compile-pool.h"
+#include "compiled-object.h"
+#include "compiler.h"
+#include "object-cache.h"
+#include "targets.h"
+
+#include <cstdint>
+#include <kj/async.h>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+namespace rjitd::service {
+
+struct ServiceConfig {
+  uint64_t maxModuleBytes = 64ull << 20;
+  /// Modules at least this large are hashed on the hash worker, not on the event loop.
+  uint64_t hashOffloadBytes = 256ull << 10;
+  std::string compilerIdentity;
+};
+
+struct CompileJob {
+  std::string module; ///< copied out of the RPC message (it is freed before the compile ends)
+  std::string moduleName;
+  std::string target; ///< as the client wrote it ("" = default)
+  std::string cpu;
+  std::string features;
+  unsigned optLevel = 2;
+  compiler::IrFormat format = compiler::IrFormat::Auto;
+};
+
+struct Served {
+  cache::Key key;
+  std::shared_ptr<const CompiledObject> object;
+  bool fromCache = false; ///< no compile ran for this request
+};
+
+using ServeResult = std::variant<Served, Failure>;
+
+struct ServiceCounters {
+  uint64_t requests = 0;
+  uint64_t compiles = 0;
+  uint64_t compileFailures = 0;
+  uint32_t compilesInFlight = 0;
+  uint64_t moduleBytesReceived = 0;
+  uint64_t lookups = 0;
+  uint64_t lookupHits = 0;
+};
+
+class CompileService final {
+public:
+  /// `cache` and the pools outlive the service.
+  CompileService(ServiceConfig config, cache::ObjectCache& cache, WorkerPool& compilePool,
+                 WorkerPool& hashPool);
+  CompileService(const CompileService&) = delete;
+  CompileService& operator=(const CompileService&) = delete;
+
+  /// Serves one compile request. Input errors are a Failure, never an exception.
+  kj::Promise<ServeResult> compile(CompileJob job);
+
+  /// Hash-first: the cached object for `key`, or a Failure of kind NotFound.
+  ServeResult lookup(const cache::Key& key);
+
+  const std::vector<TargetName>& targets() const { return served; }
+  const std::string& defaultTriple() const { return defaultTarget; }
+  const ServiceConfig& config() const { return cfg; }
+  const ServiceCounters& counters() const { return count; }
+  cache::CacheStats cacheStats() const { return objects.stats(); }
+
+private:
+  struct KeyHash {
+    size_t operator()(const cache::Key& k) const noexcept;
+  };
+  using Shared = std::variant<std::shared_ptr<const CompiledObject>, Failure>;
+
+  kj::Promise<ServeResult> serveKeyed(cache::Key key, CompileJob job,
+                                      compiler::CompileOptions options);
+  kj::Promise<Shared> startCompile(const cache::Key& key, CompileJob job,
+                                   compiler::CompileOptions options);
+
+  const ServiceConfig cfg;
+  cache::ObjectCache& objects;
+  WorkerPool& compilePool;
+  WorkerPool& hashPool;
+  const std::vector<TargetName> served;
+  const std::string defaultTarget;
+  ServiceCounters count;
+  /// Compiles in flight by key; identical requests join the fork instead of compiling again.
+  std::unordered_map<cache::Key, kj::ForkedPromise<Shared>, KeyHash> inFlight;
+  class CleanupErrors final : public kj::TaskSet::ErrorHandler {
+  public:
+    void taskFailed(kj::Exception&& exception) override;
+  } cleanupErrors;
+  kj::TaskSet cleanup{cleanupErrors}; // erases inFlight entries when their compile settles
+};
+
+} // namespace rjitd::service

@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: MIT
+// Listening sockets (own Unix/TCP, or inherited through systemd socket activation) and the
+// connections accepted on them, each served as a two-party Cap'n Proto RPC connection.
+#pragma once
+
+#include "endpoint.h"
+#include "rpc-server.h"
+
+#include <capnp/message.h>
+#include <kj/async-io.h>
+#include <list>
+#include <string>
+#include <vector>
+
+namespace rjitd::service {
+
+class Listeners final : private kj::TaskSet::ErrorHandler {
+public:
+  /// `io` and `state` outlive this object.
+  Listeners(kj::AsyncIoContext& io, DaemonState& state, capnp::ReaderOptions readerOptions);
+  ~Listeners() noexcept(false);
+  Listeners(const Listeners&) = delete;
+  Listeners& operator=(const Listeners&) = delete;
+
+  /// Binds and listens on `endpoint`. For a Unix socket: creates the parent directory if it is
+  /// missing, replaces a stale socket file (one nobody answers on), and refuses to start when
+  /// another server already answers there. Throws kj::Exception with a clear message.
+  void listen(const Endpoint& endpoint);
+
+  /// Adopts the sockets passed by systemd (LISTEN_FDS/LISTEN_PID). Returns how many.
+  size_t adoptActivated();
+
+  /// Starts accepting on every socket.
+  void start();
+
+  /// Stops accepting (closes our listening sockets; a socket-activated one stays open in
+  /// systemd, which queues new connections for the next rjitd). Open connections stay.
+  void stopAccepting();
+
+  /// One "unix:/path" / "tcp:host:port" / "fd:3 (name)" per socket, for logs and status.
+  const std::vector<std::string>& describe() const { return names; }
+  size_t connections() const { return openConnections; }
+
+private:
+  struct Socket {
+    kj::Own<kj::ConnectionReceiver> receiver;
+    bool unix;
+    std::string name;
+    std::string unlinkPath;                // socket file we created and remove on stop
+    kj::Promise<void> accepting = nullptr; // the accept loop; dropping it stops accepting
+  };
+
+  kj::Promise<void> acceptLoop(Socket& socket);
+  void serve(kj::AuthenticatedStream&& connection, bool unix, const std::string& listener);
+  void taskFailed(kj::Exception&& exception) override;
+
+  kj::AsyncIoContext& io;
+  DaemonState& state;
+  capnp::ReaderOptions readerOptions;
+  std::list<Socket> sockets; // stable addresses: accept loops hold references
+  std::vector<std::string> names;
+  size_t openConnections = 0;
+  uint64_t connectionSerial = 0;
+  kj::TaskSet connectionTasks;
+};
+
+} // namespace rjitd::service

@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: MIT
+// The Cap'n Proto face of the daemon: the bootstrap `Rjitd` capability (handshake) and the
+// `Session` it hands out, translating between the wire types and CompileService.
+#pragma once
+
+#include "compile-service.h"
+
+#include <chrono>
+#include <cstdint>
+#include <kj/async.h>
+#include <rjit.capnp.h>
+#include <string>
+
+namespace rjitd::service {
+
+/// Counts requests in progress so that shutdown can wait for them.
+class RequestTracker final {
+public:
+  void begin() { ++active; }
+  void end();
+  uint32_t inProgress() const { return active; }
+  /// Resolves once no request is in progress (immediately if none is).
+  kj::Promise<void> drained();
+
+private:
+  uint32_t active = 0;
+  kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> waiters;
+};
+
+/// State shared by every connection; lives on the event-loop thread.
+struct DaemonState {
+  CompileService& service;
+  std::string rjitdVersion;
+  std::string llvmVersion;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  uint32_t sessions = 0;
+  uint32_t workers = 0;
+  bool draining = false; ///< SIGTERM seen: new requests are refused with shuttingDown
+  RequestTracker requests;
+};
+
+/// The bootstrap capability served on one connection. `peer` describes the client for logs.
+kj::Own<proto::Rjitd::Server> newBootstrap(DaemonState& state, std::string peer);
+
+/// Fills a wire error from a Failure (the one place ErrorKind meets proto::Error::Kind).
+void toProto(const Failure& failure, proto::Error::Builder out);
+
+} // namespace rjitd::service
