@@ -19,16 +19,19 @@ using Key = std::array<uint8_t, 32>;
 /// canonical triple (rjitd::resolveTarget), `cpu` the effective CPU (the target's default when
 /// the request named none), so that different spellings of one request share a key.
 struct KeyInputs {
-  std::string_view module;            ///< the module bytes exactly as sent (text or bitcode)
+  std::string_view module; ///< the module bytes exactly as sent (text or bitcode)
   std::string_view triple;
   std::string_view cpu;
   std::string_view features;
   unsigned optLevel = 0;
-  std::string_view compilerIdentity;  ///< rjitd and LLVM versions (compilerIdentity())
+  std::string_view compilerIdentity; ///< rjitd and LLVM versions (compilerIdentity())
 };
 
 /// SHA-256 over a length-prefixed, domain-separated encoding of every field, so no two
-/// different inputs share an encoding.
+/// different inputs share an encoding: the bytes "rjitd-cache-key-v1", then module, triple,
+/// cpu, features, optLevel (decimal digits), compilerIdentity, each as an 8-byte little-endian
+/// length followed by the bytes. The module is hashed in place, not copied. Cannot fail (an
+/// OpenSSL failure aborts: it means a broken libcrypto, never a bad input).
 Key computeKey(const KeyInputs& in);
 
 /// Lower-case hex, 64 characters.
@@ -41,4 +44,4 @@ std::optional<Key> keyFromBytes(std::string_view bytes);
 /// serves objects built by another compiler.
 std::string compilerIdentity(std::string_view rjitdVersion, std::string_view llvmVersion);
 
-}  // namespace rjitd::cache
+} // namespace rjitd::cache

@@ -2,15 +2,15 @@
 // The in-memory tier of the object cache: an LRU keyed by cache key, bounded by a byte budget.
 #pragma once
 
+#include "cache-key.h"
+#include "compiled-object.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <list>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
-
-#include "cache-key.h"
-#include "compiled-object.h"
 
 namespace rjitd::cache {
 
@@ -40,7 +40,8 @@ public:
 
   /// Inserts (or replaces) the entry as most recently used, then evicts least recently used
   /// entries until the total fits the budget. An entry larger than the whole budget is not
-  /// stored; returns false then.
+  /// stored and nothing changes (no eviction; an entry already under the key stays); returns
+  /// false then. `value` must not be null.
   bool put(const Key& key, std::shared_ptr<const CompiledObject> value);
 
   CacheStats stats() const;
@@ -55,14 +56,14 @@ private:
     uint64_t bytes;
   };
 
-  void evictToFit();  // requires mutex held
+  void evictToFit(); // requires mutex held
 
   mutable std::mutex mutex;
   const uint64_t budget;
-  std::list<Entry> lru;  // front = most recently used
+  std::list<Entry> lru; // front = most recently used
   std::unordered_map<Key, std::list<Entry>::iterator, KeyHash> index;
   uint64_t totalBytes = 0;
   uint64_t hits = 0, misses = 0, evictions = 0;
 };
 
-}  // namespace rjitd::cache
+} // namespace rjitd::cache
