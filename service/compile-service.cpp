@@ -36,8 +36,10 @@ void CompileService::CleanupErrors::taskFailed(kj::Exception&& exception) {
 }
 
 CompileService::CompileService(ServiceConfig config, cache::ObjectCache& cache,
-                               WorkerPool& compilePool, WorkerPool& hashPool)
-    : cfg(std::move(config)), objects(cache), compilePool(compilePool), hashPool(hashPool),
+                               CompileBackend& backend, WorkerPool& compilePool,
+                               WorkerPool& hashPool)
+    : cfg(std::move(config)), objects(cache), backend(backend), compilePool(compilePool),
+      hashPool(hashPool),
       served(compiler::servedTargets()), defaultTarget(compiler::defaultTriple()) {}
 
 kj::Promise<ServeResult> CompileService::compile(CompileJob job) {
@@ -131,7 +133,8 @@ kj::Promise<CompileService::Shared> CompileService::startCompile(const cache::Ke
                                                                           kj::mv(options));
   auto& ref = *input;
   return compilePool
-      .run<compiler::CompileResult>([&ref]() { return compiler::compile(ref.first, ref.second); })
+      .run<compiler::CompileResult>(
+          [&ref, &backend = backend]() { return backend.compile(ref.first, ref.second); })
       .then(
           [this, key, keyHex, input = kj::mv(input)](compiler::CompileResult&& result) -> Shared {
             --count.compilesInFlight;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "cache-key.h"
+#include "compile-backend.h"
 #include "compile-pool.h"
 #include "compiled-object.h"
 #include "compiler.h"
@@ -58,9 +59,10 @@ struct ServiceCounters {
 
 class CompileService final {
 public:
-  /// `cache` and the pools outlive the service.
-  CompileService(ServiceConfig config, cache::ObjectCache& cache, WorkerPool& compilePool,
-                 WorkerPool& hashPool);
+  /// `cache`, the backend and the pools outlive the service. Compiles run through `backend`
+  /// on `compilePool` threads (one compile per thread at a time).
+  CompileService(ServiceConfig config, cache::ObjectCache& cache, CompileBackend& backend,
+                 WorkerPool& compilePool, WorkerPool& hashPool);
   CompileService(const CompileService&) = delete;
   CompileService& operator=(const CompileService&) = delete;
 
@@ -89,6 +91,7 @@ private:
 
   const ServiceConfig cfg;
   cache::ObjectCache& objects;
+  CompileBackend& backend;
   WorkerPool& compilePool;
   WorkerPool& hashPool;
   const std::vector<TargetName> served;

@@ -2,6 +2,7 @@
 // rjitd: the remote JIT compilation daemon. Wires the parts together (cache, worker pools,
 // compile service, listeners) and runs the event loop until SIGTERM/SIGINT, then drains.
 #include "cache-key.h"
+#include "compile-backend.h"
 #include "compile-pool.h"
 #include "compile-service.h"
 #include "compiler.h"
@@ -28,6 +29,8 @@ struct Options {
   uint64_t cacheBytes = 256ull << 20;
   uint64_t maxModuleBytes = 64ull << 20;
   unsigned jobs = 0;
+  unsigned compileTimeoutSeconds = 300;
+  int compileWorkerFd = -1;  // internal: run as a compile worker on this fd
   std::string logLevel = "info";
 };
 
@@ -88,12 +91,15 @@ int run(const Options& opt) {
   unsigned jobs = opt.jobs != 0 ? opt.jobs : std::max(1u, std::thread::hardware_concurrency());
 
   cache::ObjectCache objects(opt.cacheBytes);
+  // Compiles run in worker processes started from this same binary (see compile-backend.h).
+  ProcessBackend backend("/proc/self/exe",
+                         std::chrono::seconds(std::max(1u, opt.compileTimeoutSeconds)));
   WorkerPool compilePool("rjitd-compile", jobs);
   WorkerPool hashPool("rjitd-hash", 1);
   ServiceConfig config;
   config.maxModuleBytes = opt.maxModuleBytes;
   config.compilerIdentity = cache::compilerIdentity(RJITD_VERSION, compiler::llvmVersion());
-  CompileService service(config, objects, compilePool, hashPool);
+  CompileService service(config, objects, backend, compilePool, hashPool);
   DaemonState state{service, RJITD_VERSION, compiler::llvmVersion()};
   state.workers = jobs;
 
@@ -157,8 +163,12 @@ int main(int argc, char** argv) {
   app.add_option("--max-module-bytes", opt.maxModuleBytes, "largest module accepted, in bytes")
       ->capture_default_str();
   app.add_option("--jobs", opt.jobs, "compile worker threads (default: number of CPUs)");
+  app.add_option("--compile-timeout", opt.compileTimeoutSeconds,
+                 "longest a single compile may take, in seconds")
+      ->capture_default_str();
   app.add_option("--log-level", opt.logLevel, "debug, info, warning or error")
       ->capture_default_str();
+  app.add_option("--compile-worker", opt.compileWorkerFd)->group("");  // internal
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -167,5 +177,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n(see rjitd --help)\n", e.what());
     return 2;
   }
+  if (opt.compileWorkerFd >= 0)
+    return rjitd::service::runCompileWorker(opt.compileWorkerFd);
   return rjitd::service::run(opt);
 }

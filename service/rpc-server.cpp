@@ -2,6 +2,7 @@
 #include "rpc-server.h"
 
 #include "log.h"
+#include "proto-convert.h"
 
 #include <capnp/message.h>
 #include <kj/debug.h>
@@ -10,85 +11,12 @@ namespace rjitd::service {
 
 namespace {
 
-proto::Error::Kind kindToProto(ErrorKind kind) {
-  switch (kind) {
-  case ErrorKind::Internal:
-    return proto::Error::Kind::INTERNAL;
-  case ErrorKind::InvalidModule:
-    return proto::Error::Kind::INVALID_MODULE;
-  case ErrorKind::UnknownTarget:
-    return proto::Error::Kind::UNKNOWN_TARGET;
-  case ErrorKind::TargetMismatch:
-    return proto::Error::Kind::TARGET_MISMATCH;
-  case ErrorKind::TooLarge:
-    return proto::Error::Kind::TOO_LARGE;
-  case ErrorKind::InvalidRequest:
-    return proto::Error::Kind::INVALID_REQUEST;
-  case ErrorKind::NotFound:
-    return proto::Error::Kind::NOT_FOUND;
-  case ErrorKind::ShuttingDown:
-    return proto::Error::Kind::SHUTTING_DOWN;
-  case ErrorKind::ProtocolMismatch:
-    return proto::Error::Kind::PROTOCOL_MISMATCH;
-  case ErrorKind::Overloaded:
-    return proto::Error::Kind::OVERLOADED;
-  }
-  return proto::Error::Kind::INTERNAL;
-}
-
-proto::Diagnostic::Severity severityToProto(Diagnostic::Severity s) {
-  switch (s) {
-  case Diagnostic::Severity::Error:
-    return proto::Diagnostic::Severity::ERROR;
-  case Diagnostic::Severity::Warning:
-    return proto::Diagnostic::Severity::WARNING;
-  case Diagnostic::Severity::Note:
-    return proto::Diagnostic::Severity::NOTE;
-  }
-  return proto::Diagnostic::Severity::ERROR;
-}
-
-void fillDiagnostics(const std::vector<Diagnostic>& in,
-                     capnp::List<proto::Diagnostic>::Builder out) {
-  for (size_t i = 0; i < in.size(); ++i) {
-    auto d = out[i];
-    d.setSeverity(severityToProto(in[i].severity));
-    d.setMessage(in[i].message);
-    d.setLine(in[i].line);
-    d.setColumn(in[i].column);
-  }
-}
-
-proto::Symbol::Kind symbolKindToProto(ObjectSymbol::Kind k) {
-  switch (k) {
-  case ObjectSymbol::Kind::Function:
-    return proto::Symbol::Kind::FUNCTION;
-  case ObjectSymbol::Kind::Data:
-    return proto::Symbol::Kind::DATA;
-  case ObjectSymbol::Kind::Other:
-    return proto::Symbol::Kind::OTHER;
-  }
-  return proto::Symbol::Kind::OTHER;
-}
-
 void fillObject(const Served& served, bool withObject, proto::CompiledObject::Builder out) {
-  const CompiledObject& obj = *served.object;
+  toProto(*served.object, withObject, out);
   out.setKey(capnp::Data::Reader(served.key.data(), served.key.size()));
-  if (withObject)
-    out.setObject(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(obj.object.data()),
-                                      obj.object.size()));
-  out.setTriple(obj.triple);
-  auto defines = out.initDefines(obj.defines.size());
-  for (size_t i = 0; i < obj.defines.size(); ++i) {
-    defines[i].setName(obj.defines[i].name);
-    defines[i].setKind(symbolKindToProto(obj.defines[i].kind));
-  }
-  auto needs = out.initNeeds(obj.needs.size());
-  for (size_t i = 0; i < obj.needs.size(); ++i)
-    needs.set(i, obj.needs[i]);
-  fillDiagnostics(obj.diagnostics, out.initDiagnostics(obj.diagnostics.size()));
   out.setFromCache(served.fromCache);
-  out.setCompileMicros(served.fromCache ? 0 : obj.compileMicros);
+  if (served.fromCache)
+    out.setCompileMicros(0);
 }
 
 void fillOutcome(const ServeResult& result, bool withObject, proto::CompileOutcome::Builder out) {
@@ -98,17 +26,6 @@ void fillOutcome(const ServeResult& result, bool withObject, proto::CompileOutco
     fillObject(std::get<Served>(result), withObject, out.initOk());
 }
 
-compiler::IrFormat formatFromProto(proto::IrFormat f) {
-  switch (f) {
-  case proto::IrFormat::TEXT:
-    return compiler::IrFormat::Text;
-  case proto::IrFormat::BITCODE:
-    return compiler::IrFormat::Bitcode;
-  case proto::IrFormat::AUTO:
-    break;
-  }
-  return compiler::IrFormat::Auto;
-}
 
 Failure shuttingDown() {
   return Failure{ErrorKind::ShuttingDown,
@@ -140,7 +57,7 @@ public:
     job.cpu = request.getTarget().getCpu();
     job.features = request.getTarget().getFeatures();
     job.optLevel = request.getOptLevel();
-    job.format = formatFromProto(request.getFormat());
+    job.format = fromProto(request.getFormat());
     // The module is copied out; free the request message now rather than after the compile.
     context.releaseParams();
 
@@ -267,10 +184,5 @@ kj::Own<proto::Rjitd::Server> newBootstrap(DaemonState& state, std::string peer)
   return kj::heap<BootstrapImpl>(state, std::move(peer));
 }
 
-void toProto(const Failure& failure, proto::Error::Builder out) {
-  out.setKind(kindToProto(failure.kind));
-  out.setMessage(failure.message);
-  fillDiagnostics(failure.diagnostics, out.initDiagnostics(failure.diagnostics.size()));
-}
 
 } // namespace rjitd::service

@@ -42,7 +42,4 @@ struct DaemonState {
 /// The bootstrap capability served on one connection. `peer` describes the client for logs.
 kj::Own<proto::Rjitd::Server> newBootstrap(DaemonState& state, std::string peer);
 
-/// Fills a wire error from a Failure (the one place ErrorKind meets proto::Error::Kind).
-void toProto(const Failure& failure, proto::Error::Builder out);
-
 } // namespace rjitd::service

@@ -23,6 +23,7 @@
 #include <llvm/Support/CodeGen.h>
 #include <llvm/Support/CommandLine.h>
 #include <llvm/Support/Error.h>
+#include <llvm/Support/ErrorHandling.h>
 #include <llvm/Support/MemoryBuffer.h>
 #include <llvm/Support/SourceMgr.h>
 #include <llvm/Support/TargetSelect.h>
@@ -463,6 +464,23 @@ CompileResult compile(std::string_view module, const CompileOptions& options) {
                                 std::chrono::steady_clock::now() - start)
                                 .count());
   return std::move(*object);
+}
+
+}  // namespace rjitd::compiler
+
+namespace rjitd::compiler {
+namespace {
+FatalErrorHandler fatalHandler = nullptr;
+}  // namespace
+
+void setFatalErrorHandler(FatalErrorHandler handler) {
+  fatalHandler = handler;
+  llvm::install_fatal_error_handler(
+      [](void*, const char* reason, bool) {
+        if (fatalHandler != nullptr)
+          fatalHandler(reason);
+      },
+      nullptr);
 }
 
 }  // namespace rjitd::compiler

@@ -55,3 +55,13 @@ std::string llvmVersion();
 CompileResult compile(std::string_view module, const CompileOptions& options);
 
 }  // namespace rjitd::compiler
+
+namespace rjitd::compiler {
+
+/// Called with LLVM's reason when LLVM hits a fatal error (report_fatal_error) during a
+/// compile. LLVM ends the process when the handler returns, so only a process whose sole job
+/// is compiling (rjitd's compile worker) installs one, to report the reason before it exits.
+using FatalErrorHandler = void (*)(const char* reason);
+void setFatalErrorHandler(FatalErrorHandler handler);
+
+}  // namespace rjitd::compiler

@@ -6,6 +6,7 @@
 #include "compile-service.h"
 #include "object-cache.h"
 
+#include <cstdlib>
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
 
@@ -54,9 +55,11 @@ protected:
   // Held through a pointer: kj types have noexcept(false) destructors, which a gtest fixture
   // (noexcept destructor) cannot have as direct members.
   struct Env {
-    explicit Env(const ServiceConfig& config) : service(config, objects, compilePool, hashPool) {}
+    explicit Env(const ServiceConfig& config)
+        : service(config, objects, backend, compilePool, hashPool) {}
     kj::AsyncIoContext io = kj::setupAsyncIo();
     cache::ObjectCache objects{64 << 20};
+    InProcessBackend backend;
     WorkerPool compilePool{"test-compile", 2};
     WorkerPool hashPool{"test-hash", 1};
     CompileService service;
@@ -167,6 +170,59 @@ TEST_F(OffloadedHashTest, HashOnWorkerGivesTheSameKey) {
   cache::Key expected = cache::computeKey(
       {kAdd, "x86_64-unknown-linux-gnu", "x86-64", "", 0, config.compilerIdentity});
   EXPECT_EQ(served(r).key, expected);
+}
+
+// The daemon's real backend: compiles in `rjitd --compile-worker` processes, so that an
+// input LLVM cannot survive ends a worker, not the daemon.
+class ProcessBackendTest : public ::testing::Test {
+protected:
+  static std::string rjitd() {
+    const char* bin = std::getenv("RJITD_BIN");
+    return bin != nullptr ? bin : "";
+  }
+  compiler::CompileOptions options(std::string features = "") {
+    compiler::CompileOptions o;
+    o.triple = "aarch64-unknown-linux-gnu";
+    o.cpu = "generic";
+    o.features = std::move(features);
+    o.moduleName = "crc.ll";
+    return o;
+  }
+};
+
+// An AArch64 intrinsic whose feature the request does not enable: LLVM's instruction
+// selector ends the process with a fatal error ("Cannot select").
+constexpr const char* kCrc = R"(declare i32 @llvm.aarch64.crc32b(i32, i32)
+define i32 @f(i32 %a, i32 %b) {
+  %c = call i32 @llvm.aarch64.crc32b(i32 %a, i32 %b)
+  ret i32 %c
+}
+)";
+
+TEST_F(ProcessBackendTest, CompilesInAWorkerAndReusesIt) {
+  ASSERT_FALSE(rjitd().empty()) << "RJITD_BIN is not set";
+  ProcessBackend backend(rjitd(), std::chrono::seconds(60));
+  for (int i = 0; i < 3; ++i) {
+    auto result = backend.compile(kAdd, options());
+    ASSERT_TRUE(std::holds_alternative<CompiledObject>(result))
+        << std::get<Failure>(result).message;
+    EXPECT_FALSE(std::get<CompiledObject>(result).object.empty());
+  }
+  EXPECT_EQ(backend.spawned(), 1u);
+}
+
+TEST_F(ProcessBackendTest, LlvmFatalErrorFailsOnlyThatRequest) {
+  ASSERT_FALSE(rjitd().empty()) << "RJITD_BIN is not set";
+  ProcessBackend backend(rjitd(), std::chrono::seconds(60));
+  auto bad = backend.compile(kCrc, options());
+  ASSERT_TRUE(std::holds_alternative<Failure>(bad));
+  EXPECT_EQ(std::get<Failure>(bad).kind, ErrorKind::InvalidModule);
+  EXPECT_NE(std::get<Failure>(bad).message.find("crc.ll"), std::string::npos)
+      << std::get<Failure>(bad).message;
+  // The next request gets a fresh worker and succeeds.
+  auto good = backend.compile(kCrc, options("+crc"));
+  ASSERT_TRUE(std::holds_alternative<CompiledObject>(good)) << std::get<Failure>(good).message;
+  EXPECT_EQ(backend.spawned(), 2u);
 }
 
 } // namespace

@@ -1,0 +1,253 @@
+// SPDX-License-Identifier: MIT
+#include "compile-backend.h"
+
+#include <capnp/message.h>
+#include <compile-worker.capnp.h>
+#include <capnp/serialize.h>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <kj/debug.h>
+#include <kj/io.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "proto-convert.h"
+
+extern char** environ;
+
+namespace rjitd::service {
+
+namespace {
+
+// Requests carry a module, answers an object: both can be tens of megabytes.
+capnp::ReaderOptions bigMessages() {
+  capnp::ReaderOptions o;
+  o.traversalLimitInWords = 1ull << 31;  // 16 GiB: the size limits are enforced elsewhere
+  return o;
+}
+
+std::string describeStatus(int status) {
+  if (WIFSIGNALED(status))
+    return std::string("killed by signal ") + std::to_string(WTERMSIG(status)) + " (" +
+           strsignal(WTERMSIG(status)) + ")";
+  if (WIFEXITED(status))
+    return "exited with status " + std::to_string(WEXITSTATUS(status));
+  return "ended";
+}
+
+}  // namespace
+
+// One child process and our end of its socket.
+class ProcessBackend::Worker {
+public:
+  Worker(pid_t pid, kj::AutoCloseFd fd) : pid(pid), fd(kj::mv(fd)), in(this->fd.get()), buffered(in) {}
+  ~Worker() {
+    fd = nullptr;  // EOF tells an idle worker to exit
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      int status;
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+    }
+  }
+
+  /// Ends the child and returns how it ended (for the error message).
+  std::string reap(bool kill) {
+    if (kill)
+      ::kill(pid, SIGKILL);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    pid = -1;
+    return describeStatus(status);
+  }
+
+  pid_t id() const { return pid; }
+  int socket() const { return fd.get(); }
+  kj::BufferedInputStreamWrapper& input() { return buffered; }
+
+private:
+  pid_t pid;
+  kj::AutoCloseFd fd;
+  kj::FdInputStream in;
+  kj::BufferedInputStreamWrapper buffered;
+};
+
+ProcessBackend::ProcessBackend(std::string workerPath, std::chrono::milliseconds timeLimit)
+    : workerPath(std::move(workerPath)), timeLimit(timeLimit) {}
+
+ProcessBackend::~ProcessBackend() = default;
+
+uint64_t ProcessBackend::spawned() const {
+  std::lock_guard lock(mutex);
+  return spawnCount;
+}
+
+std::unique_ptr<ProcessBackend::Worker> ProcessBackend::take() {
+  {
+    std::lock_guard lock(mutex);
+    if (!idle.empty()) {
+      auto w = std::move(idle.back());
+      idle.pop_back();
+      return w;
+    }
+    ++spawnCount;
+  }
+  int sv[2];
+  KJ_SYSCALL(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), "compile worker socket");
+  kj::AutoCloseFd ours(sv[0]), theirs(sv[1]);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  KJ_DEFER(posix_spawn_file_actions_destroy(&actions));
+  // dup2 onto fd 3 clears CLOEXEC on the copy, so exactly this socket survives the exec.
+  posix_spawn_file_actions_adddup2(&actions, theirs.get(), 3);
+  std::string path = workerPath;
+  char arg1[] = "--compile-worker";
+  char arg2[] = "3";
+  char* argv[] = {path.data(), arg1, arg2, nullptr};
+  pid_t pid;
+  int rc = posix_spawn(&pid, path.c_str(), &actions, nullptr, argv, environ);
+  KJ_REQUIRE(rc == 0, "cannot start the compile worker", path, strerror(rc));
+  return std::make_unique<Worker>(pid, kj::mv(ours));
+}
+
+void ProcessBackend::giveBack(std::unique_ptr<Worker> worker) {
+  std::lock_guard lock(mutex);
+  idle.push_back(std::move(worker));
+}
+
+compiler::CompileResult ProcessBackend::compile(std::string_view module,
+                                                const compiler::CompileOptions& options) {
+  std::unique_ptr<Worker> worker = take();
+  auto crashed = [&](const std::string& what) -> compiler::CompileResult {
+    pid_t pid = worker->id();
+    std::string how = worker->reap(true);
+    log::warning("compile worker ", pid, " for '", options.moduleName, "' ", what,
+                 " (", how, "); starting a new one for the next compile");
+    return Failure{ErrorKind::InvalidModule,
+                   "the compiler crashed on module '" + options.moduleName + "' (" + how +
+                       "); LLVM could not handle this IR — check it with `opt-19 -verify` "
+                       "and `llc-19`",
+                   {}};
+  };
+
+  // Request: a CompileRequest with the canonical options and the module bytes.
+  {
+    capnp::MallocMessageBuilder message;
+    auto request = message.initRoot<proto::CompileRequest>();
+    toProto(options, request);
+    request.setModule(
+        capnp::Data::Reader(reinterpret_cast<const kj::byte*>(module.data()), module.size()));
+    KJ_IF_MAYBE (e, kj::runCatchingExceptions(
+                        [&]() { capnp::writeMessageToFd(worker->socket(), message); })) {
+      return crashed(std::string("stopped reading requests: ") + e->getDescription().cStr());
+    }
+  }
+
+  // Answer, within the time limit.
+  pollfd pfd{worker->socket(), POLLIN, 0};
+  int ready;
+  do {
+    ready = ::poll(&pfd, 1, static_cast<int>(timeLimit.count()));
+  } while (ready < 0 && errno == EINTR);
+  if (ready == 0) {
+    std::string how = worker->reap(true);
+    log::warning("compile of '", options.moduleName, "' exceeded ", timeLimit.count(),
+                 " ms; killed its worker");
+    return Failure{ErrorKind::TooLarge,
+                   "compiling module '" + options.moduleName + "' took longer than the limit of " +
+                       std::to_string(timeLimit.count() / 1000) +
+                       " s (rjitd --compile-timeout); try a lower optimization level or a "
+                       "smaller module",
+                   {}};
+  }
+  compiler::CompileResult result = Failure{};
+  bool exiting = false;
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
+                 capnp::InputStreamMessageReader reader(worker->input(), bigMessages());
+                 auto answer = reader.getRoot<proto::worker::WorkerAnswer>();
+                 auto outcome = answer.getOutcome();
+                 if (outcome.isError())
+                   result = fromProto(outcome.getError());
+                 else
+                   result = fromProto(outcome.getOk());
+                 exiting = answer.getExiting();
+               })) {
+    return crashed("died");
+  }
+  if (exiting) {
+    // The worker hit an LLVM fatal error, reported it and exits: never reuse it.
+    pid_t pid = worker->id();
+    std::string how = worker->reap(false);
+    log::warning("compile worker ", pid, " for '", options.moduleName,
+                 "' hit an LLVM fatal error and ", how);
+    return result;
+  }
+  giveBack(std::move(worker));
+  return result;
+}
+
+// --- the child ------------------------------------------------------------------------------
+
+namespace {
+
+int workerFd = -1;
+const char* currentModule = "<module>";
+
+void writeAnswer(int fd, const compiler::CompileResult& result, bool exiting) {
+  capnp::MallocMessageBuilder message;
+  auto answer = message.initRoot<proto::worker::WorkerAnswer>();
+  answer.setExiting(exiting);
+  auto outcome = answer.initOutcome();
+  if (auto* f = std::get_if<Failure>(&result))
+    toProto(*f, outcome.initError());
+  else
+    toProto(std::get<CompiledObject>(result), true, outcome.initOk());
+  capnp::writeMessageToFd(fd, message);
+}
+
+void onLlvmFatalError(const char* reason) {
+  // LLVM is about to end this process: tell the daemon why, then exit.
+  std::string message = std::string("LLVM fatal error while compiling module '") +
+                        currentModule + "': " + reason;
+  kj::runCatchingExceptions([&]() {
+    writeAnswer(workerFd, Failure{ErrorKind::InvalidModule, message, {}}, true);
+  });
+  _exit(70);  // EX_SOFTWARE
+}
+
+}  // namespace
+
+int runCompileWorker(int fd) {
+  // Die with the daemon, even if it is SIGKILLed.
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() == 1)
+    return 1;
+  std::signal(SIGPIPE, SIG_IGN);
+  std::signal(SIGTERM, SIG_IGN);  // the daemon decides when a worker ends (by closing fd)
+  std::signal(SIGINT, SIG_IGN);
+  workerFd = fd;
+  compiler::setFatalErrorHandler(onLlvmFatalError);
+  kj::FdInputStream in(fd);
+  kj::BufferedInputStreamWrapper buffered(in);
+  while (true) {
+    if (buffered.tryGetReadBuffer().size() == 0)
+      return 0;  // EOF: the daemon closed our socket
+    capnp::InputStreamMessageReader reader(buffered, bigMessages());
+    auto request = reader.getRoot<proto::CompileRequest>();
+    compiler::CompileOptions options = fromProto(request);
+    currentModule = options.moduleName.c_str();
+    auto bytes = request.getModule();
+    compiler::CompileResult result = compiler::compile(
+        std::string_view(reinterpret_cast<const char*>(bytes.begin()), bytes.size()), options);
+    writeAnswer(fd, result, false);
+  }
+}
+
+}  // namespace rjitd::service

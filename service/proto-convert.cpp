@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: MIT
+#include "proto-convert.h"
+
+namespace rjitd::service {
+
+namespace {
+
+proto::Diagnostic::Severity toProto(Diagnostic::Severity s) {
+  switch (s) {
+  case Diagnostic::Severity::Error: return proto::Diagnostic::Severity::ERROR;
+  case Diagnostic::Severity::Warning: return proto::Diagnostic::Severity::WARNING;
+  case Diagnostic::Severity::Note: return proto::Diagnostic::Severity::NOTE;
+  }
+  return proto::Diagnostic::Severity::ERROR;
+}
+
+Diagnostic::Severity fromProto(proto::Diagnostic::Severity s) {
+  switch (s) {
+  case proto::Diagnostic::Severity::ERROR: return Diagnostic::Severity::Error;
+  case proto::Diagnostic::Severity::WARNING: return Diagnostic::Severity::Warning;
+  case proto::Diagnostic::Severity::NOTE: return Diagnostic::Severity::Note;
+  }
+  return Diagnostic::Severity::Error;
+}
+
+void toProto(const std::vector<Diagnostic>& in, capnp::List<proto::Diagnostic>::Builder out) {
+  for (size_t i = 0; i < in.size(); ++i) {
+    auto d = out[i];
+    d.setSeverity(toProto(in[i].severity));
+    d.setMessage(in[i].message);
+    d.setLine(in[i].line);
+    d.setColumn(in[i].column);
+  }
+}
+
+std::vector<Diagnostic> fromProto(capnp::List<proto::Diagnostic>::Reader in) {
+  std::vector<Diagnostic> out;
+  out.reserve(in.size());
+  for (auto d : in)
+    out.push_back({fromProto(d.getSeverity()), d.getMessage(), d.getLine(), d.getColumn()});
+  return out;
+}
+
+proto::Symbol::Kind toProto(ObjectSymbol::Kind k) {
+  switch (k) {
+  case ObjectSymbol::Kind::Function: return proto::Symbol::Kind::FUNCTION;
+  case ObjectSymbol::Kind::Data: return proto::Symbol::Kind::DATA;
+  case ObjectSymbol::Kind::Other: return proto::Symbol::Kind::OTHER;
+  }
+  return proto::Symbol::Kind::OTHER;
+}
+
+ObjectSymbol::Kind fromProto(proto::Symbol::Kind k) {
+  switch (k) {
+  case proto::Symbol::Kind::FUNCTION: return ObjectSymbol::Kind::Function;
+  case proto::Symbol::Kind::DATA: return ObjectSymbol::Kind::Data;
+  case proto::Symbol::Kind::OTHER: return ObjectSymbol::Kind::Other;
+  }
+  return ObjectSymbol::Kind::Other;
+}
+
+}  // namespace
+
+proto::Error::Kind toProto(ErrorKind kind) {
+  switch (kind) {
+  case ErrorKind::Internal: return proto::Error::Kind::INTERNAL;
+  case ErrorKind::InvalidModule: return proto::Error::Kind::INVALID_MODULE;
+  case ErrorKind::UnknownTarget: return proto::Error::Kind::UNKNOWN_TARGET;
+  case ErrorKind::TargetMismatch: return proto::Error::Kind::TARGET_MISMATCH;
+  case ErrorKind::TooLarge: return proto::Error::Kind::TOO_LARGE;
+  case ErrorKind::InvalidRequest: return proto::Error::Kind::INVALID_REQUEST;
+  case ErrorKind::NotFound: return proto::Error::Kind::NOT_FOUND;
+  case ErrorKind::ShuttingDown: return proto::Error::Kind::SHUTTING_DOWN;
+  case ErrorKind::ProtocolMismatch: return proto::Error::Kind::PROTOCOL_MISMATCH;
+  case ErrorKind::Overloaded: return proto::Error::Kind::OVERLOADED;
+  }
+  return proto::Error::Kind::INTERNAL;
+}
+
+ErrorKind fromProto(proto::Error::Kind kind) {
+  switch (kind) {
+  case proto::Error::Kind::INTERNAL: return ErrorKind::Internal;
+  case proto::Error::Kind::INVALID_MODULE: return ErrorKind::InvalidModule;
+  case proto::Error::Kind::UNKNOWN_TARGET: return ErrorKind::UnknownTarget;
+  case proto::Error::Kind::TARGET_MISMATCH: return ErrorKind::TargetMismatch;
+  case proto::Error::Kind::TOO_LARGE: return ErrorKind::TooLarge;
+  case proto::Error::Kind::INVALID_REQUEST: return ErrorKind::InvalidRequest;
+  case proto::Error::Kind::NOT_FOUND: return ErrorKind::NotFound;
+  case proto::Error::Kind::SHUTTING_DOWN: return ErrorKind::ShuttingDown;
+  case proto::Error::Kind::PROTOCOL_MISMATCH: return ErrorKind::ProtocolMismatch;
+  case proto::Error::Kind::OVERLOADED: return ErrorKind::Overloaded;
+  }
+  return ErrorKind::Internal;
+}
+
+void toProto(const Failure& failure, proto::Error::Builder out) {
+  out.setKind(toProto(failure.kind));
+  out.setMessage(failure.message);
+  toProto(failure.diagnostics, out.initDiagnostics(failure.diagnostics.size()));
+}
+
+Failure fromProto(proto::Error::Reader in) {
+  return Failure{fromProto(in.getKind()), in.getMessage(), fromProto(in.getDiagnostics())};
+}
+
+void toProto(const CompiledObject& obj, bool withObject, proto::CompiledObject::Builder out) {
+  if (withObject)
+    out.setObject(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(obj.object.data()),
+                                      obj.object.size()));
+  out.setTriple(obj.triple);
+  auto defines = out.initDefines(obj.defines.size());
+  for (size_t i = 0; i < obj.defines.size(); ++i) {
+    defines[i].setName(obj.defines[i].name);
+    defines[i].setKind(toProto(obj.defines[i].kind));
+  }
+  auto needs = out.initNeeds(obj.needs.size());
+  for (size_t i = 0; i < obj.needs.size(); ++i)
+    needs.set(i, obj.needs[i]);
+  toProto(obj.diagnostics, out.initDiagnostics(obj.diagnostics.size()));
+  out.setCompileMicros(obj.compileMicros);
+}
+
+CompiledObject fromProto(proto::CompiledObject::Reader in) {
+  CompiledObject obj;
+  obj.triple = in.getTriple();
+  auto bytes = in.getObject();
+  obj.object.assign(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+  for (auto s : in.getDefines())
+    obj.defines.push_back({s.getName(), fromProto(s.getKind())});
+  for (auto n : in.getNeeds())
+    obj.needs.emplace_back(n);
+  obj.diagnostics = fromProto(in.getDiagnostics());
+  obj.compileMicros = in.getCompileMicros();
+  return obj;
+}
+
+void toProto(const compiler::CompileOptions& o, proto::CompileRequest::Builder out) {
+  out.setModuleName(o.moduleName);
+  auto target = out.initTarget();
+  target.setTriple(o.triple);
+  target.setCpu(o.cpu);
+  target.setFeatures(o.features);
+  out.setOptLevel(static_cast<uint8_t>(o.optLevel));
+  switch (o.format) {
+  case compiler::IrFormat::Auto: out.setFormat(proto::IrFormat::AUTO); break;
+  case compiler::IrFormat::Text: out.setFormat(proto::IrFormat::TEXT); break;
+  case compiler::IrFormat::Bitcode: out.setFormat(proto::IrFormat::BITCODE); break;
+  }
+}
+
+compiler::IrFormat fromProto(proto::IrFormat format) {
+  switch (format) {
+  case proto::IrFormat::TEXT: return compiler::IrFormat::Text;
+  case proto::IrFormat::BITCODE: return compiler::IrFormat::Bitcode;
+  case proto::IrFormat::AUTO: break;
+  }
+  return compiler::IrFormat::Auto;
+}
+
+compiler::CompileOptions fromProto(proto::CompileRequest::Reader in) {
+  compiler::CompileOptions o;
+  o.moduleName = in.getModuleName();
+  o.triple = in.getTarget().getTriple();
+  o.cpu = in.getTarget().getCpu();
+  o.features = in.getTarget().getFeatures();
+  o.optLevel = in.getOptLevel();
+  o.format = fromProto(in.getFormat());
+  return o;
+}
+
+}  // namespace rjitd::service

@@ -1,0 +1,29 @@
+// SPDX-License-Identifier: MIT
+// The one place where the daemon's plain data (src/common/compiled-object.h) meets the wire
+// types of ipc/rjit.capnp, in both directions. Used by the RPC server and by the compile
+// worker protocol (which reuses the same structs).
+#pragma once
+
+#include <rjit.capnp.h>
+
+#include "compiled-object.h"
+#include "compiler.h"
+
+namespace rjitd::service {
+
+proto::Error::Kind toProto(ErrorKind kind);
+ErrorKind fromProto(proto::Error::Kind kind);
+
+void toProto(const Failure& failure, proto::Error::Builder out);
+Failure fromProto(proto::Error::Reader in);
+
+/// Fills everything but `key`, `fromCache` and `compileMicros`' request-specific meaning;
+/// `withObject` false leaves the object bytes out.
+void toProto(const CompiledObject& object, bool withObject, proto::CompiledObject::Builder out);
+CompiledObject fromProto(proto::CompiledObject::Reader in);
+
+compiler::IrFormat fromProto(proto::IrFormat format);
+void toProto(const compiler::CompileOptions& options, proto::CompileRequest::Builder out);
+compiler::CompileOptions fromProto(proto::CompileRequest::Reader in);
+
+}  // namespace rjitd::service
