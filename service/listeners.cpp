@@ -175,7 +175,8 @@ kj::Promise<void> Listeners::acceptLoop(Socket& socket) {
 }
 
 void Listeners::serve(kj::AuthenticatedStream&& conn, bool unix, const std::string& listener) {
-  std::string peer = describePeer(conn, listener, ++connectionSerial);
+  uint64_t serial = ++connectionSerial;
+  std::string peer = describePeer(conn, listener, serial);
   log::debug("accepted ", peer);
 
   // The connection's parts, destroyed together when the client disconnects (or at exit).
@@ -198,11 +199,37 @@ void Listeners::serve(kj::AuthenticatedStream&& conn, bool unix, const std::stri
   c->rpc = kj::heap(
       capnp::makeRpcServer(*c->network, capnp::Capability::Client(newBootstrap(state, peer))));
   ++openConnections;
-  auto closed = kj::defer([this, peer]() {
+  networks.emplace(serial, c->network.get());
+  auto closed = kj::defer([this, peer, serial]() {
     --openConnections;
+    networks.erase(serial);
     log::debug("closed ", peer);
   });
   connectionTasks.add(c->network->onDisconnect().attach(kj::mv(c), kj::mv(closed)));
+}
+
+kj::Promise<void> Listeners::closeConnections(kj::Duration limit) {
+  // Answers to the requests that just finished sit in each connection's write queue; exiting
+  // now would drop them. TwoPartyVatNetwork exposes its queue length but no "flushed" event
+  // (its shutdown() is private), so check it between loop turns, bounded by `limit`.
+  auto deadline = io.provider->getTimer().now() + limit;
+  return kj::evalLast([this, deadline]() { return waitFlushed(deadline); });
+}
+
+kj::Promise<void> Listeners::waitFlushed(kj::TimePoint deadline) {
+  size_t queued = 0;
+  for (auto& [serial, network] : networks)
+    queued += network->getCurrentQueueCount();
+  if (queued == 0)
+    return kj::READY_NOW;
+  auto& timer = io.provider->getTimer();
+  if (timer.now() >= deadline) {
+    log::warning(queued, " answers were not taken by their clients in time; closing anyway");
+    return kj::READY_NOW;
+  }
+  return timer.afterDelay(5 * kj::MILLISECONDS).then([this, deadline]() {
+    return waitFlushed(deadline);
+  });
 }
 
 void Listeners::taskFailed(kj::Exception&& exception) {

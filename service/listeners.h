@@ -8,7 +8,9 @@
 
 #include <capnp/message.h>
 #include <kj/async-io.h>
+#include <capnp/rpc-twoparty.h>
 #include <list>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -37,6 +39,10 @@ public:
   /// systemd, which queues new connections for the next rjitd). Open connections stay.
   void stopAccepting();
 
+  /// Resolves when every open connection has written what it still had to send (answers to
+  /// requests that just finished), or after `limit`.
+  kj::Promise<void> closeConnections(kj::Duration limit);
+
   /// One "unix:/path" / "tcp:host:port" / "fd:3 (name)" per socket, for logs and status.
   const std::vector<std::string>& describe() const { return names; }
   size_t connections() const { return openConnections; }
@@ -52,6 +58,7 @@ private:
 
   kj::Promise<void> acceptLoop(Socket& socket);
   void serve(kj::AuthenticatedStream&& connection, bool unix, const std::string& listener);
+  kj::Promise<void> waitFlushed(kj::TimePoint deadline);
   void taskFailed(kj::Exception&& exception) override;
 
   kj::AsyncIoContext& io;
@@ -60,6 +67,7 @@ private:
   std::list<Socket> sockets; // stable addresses: accept loops hold references
   std::vector<std::string> names;
   size_t openConnections = 0;
+  std::unordered_map<uint64_t, capnp::TwoPartyVatNetwork*> networks;  // by connection serial
   uint64_t connectionSerial = 0;
   kj::TaskSet connectionTasks;
 };

@@ -143,6 +143,7 @@ int run(const Options& opt) {
   state.draining = true;
   listeners.stopAccepting();
   state.requests.drained().wait(io.waitScope);
+  listeners.closeConnections(5 * kj::SECONDS).wait(io.waitScope);
   log::info("all requests finished; exiting");
   return 0;
 }

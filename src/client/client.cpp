@@ -1,1 +1,184 @@
 // SPDX-License-Identifier: MIT
+// The public Client: a private I/O thread running a kj event loop owns the connection (in a
+// ClientCore); public methods hand their work to that loop through its kj::Executor and wait
+// for, or are promised, the result.
+#include "remotejit/client.h"
+
+#include "config.h"
+#include "convert.h"
+#include "core.h"
+
+#include <csignal>
+#include <kj/async-io.h>
+#include <kj/debug.h>
+#include <pthread.h>
+#include <thread>
+
+namespace rjit {
+
+const char* errorKindName(ErrorKind kind) {
+  switch (kind) {
+  case ErrorKind::Internal: return "internal";
+  case ErrorKind::InvalidModule: return "invalid-module";
+  case ErrorKind::UnknownTarget: return "unknown-target";
+  case ErrorKind::TargetMismatch: return "target-mismatch";
+  case ErrorKind::TooLarge: return "too-large";
+  case ErrorKind::InvalidRequest: return "invalid-request";
+  case ErrorKind::NotFound: return "not-found";
+  case ErrorKind::ShuttingDown: return "shutting-down";
+  case ErrorKind::ProtocolMismatch: return "protocol-mismatch";
+  case ErrorKind::Overloaded: return "overloaded";
+  case ErrorKind::Connection: return "connection";
+  case ErrorKind::Timeout: return "timeout";
+  case ErrorKind::Configuration: return "configuration";
+  }
+  return "unknown";
+}
+
+Error::Error(ErrorKind kind, const std::string& message, std::vector<Diagnostic> diagnostics)
+    : std::runtime_error(message), kind_(kind), diagnostics_(std::move(diagnostics)) {}
+
+namespace {
+
+/// kj::setupAsyncIo() sets SIGPIPE to SIG_IGN for the whole process, which is no business of a
+/// library's. Instead, SIGPIPE stays blocked on the I/O thread (a write to a closed socket
+/// there fails with EPIPE and the signal stays pending on this thread, never delivered) and
+/// the host program's own disposition is put back.
+kj::AsyncIoContext setupAsyncIoKeepingSigpipe() {
+  sigset_t pipe;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  KJ_ASSERT(pthread_sigmask(SIG_BLOCK, &pipe, nullptr) == 0);
+  struct sigaction previous;
+  KJ_SYSCALL(sigaction(SIGPIPE, nullptr, &previous));
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  KJ_SYSCALL(sigaction(SIGPIPE, &previous, nullptr));
+  return io;
+}
+
+}  // namespace
+
+// Hidden although nested in an exported class: nothing of it is public API.
+struct __attribute__((visibility("hidden"))) Client::Impl {
+  explicit Impl(detail::Config config);
+  ~Impl();
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+
+  /// Runs `work(core)` on the I/O thread and waits for its result; throws its Error.
+  template <typename T, typename Work> T runSync(Work&& work);
+
+  void loop(std::promise<void>& started);
+
+  const detail::Config config;
+  std::thread thread;
+  // Set by the I/O thread before it reports that it started; used only on that thread except
+  // `executor`, which any thread may use.
+  kj::Own<const kj::Executor> executor;
+  detail::ClientCore* core = nullptr;
+  kj::PromiseFulfiller<void>* stop = nullptr;
+};
+
+Client::Impl::Impl(detail::Config config) : config(std::move(config)) {
+  std::promise<void> started;
+  std::future<void> ready = started.get_future();
+  thread = std::thread([this, &started] { loop(started); });
+  try {
+    ready.get();
+  } catch (...) {
+    // The loop could not start (it reported why); the thread is finishing already.
+    thread.join();
+    throw;
+  }
+}
+
+void Client::Impl::loop(std::promise<void>& started) {
+  bool reported = false;
+  kj::Maybe<kj::Exception> failure = kj::runCatchingExceptions([&] {
+    kj::AsyncIoContext io = setupAsyncIoKeepingSigpipe();
+    detail::ClientCore state(io, config);
+    auto stopped = kj::newPromiseAndFulfiller<void>();
+    core = &state;
+    stop = stopped.fulfiller.get();
+    executor = kj::getCurrentThreadExecutor().addRef();
+    reported = true;
+    started.set_value();  // `started` is gone after this: the constructor returns
+    stopped.promise.wait(io.waitScope);
+    core = nullptr;
+  });
+  KJ_IF_MAYBE (exception, failure) {
+    if (!reported)
+      started.set_exception(std::make_exception_ptr(
+          Error(ErrorKind::Internal,
+                "cannot start the client's I/O thread: " + detail::describe(*exception))));
+    // Otherwise the loop died after starting: `executor` is no longer live, and every later
+    // call reports that (runSync) instead of hanging.
+  }
+}
+
+Client::Impl::~Impl() {
+  if (executor->isLive()) {
+    // Failing here means the loop ended on its own already; there is nothing left to stop.
+    kj::runCatchingExceptions([this] {
+      executor->executeSync([this] {
+        core->shutdown();
+        stop->fulfill();
+      });
+    });
+  }
+  thread.join();
+}
+
+template <typename T, typename Work> T Client::Impl::runSync(Work&& work) {
+  detail::Result<T> result = Error(ErrorKind::Internal, "no result");
+  KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&] {
+                 result = executor->executeSync([&] { return work(*core); });
+               })) {
+    // The I/O thread is gone (it failed), or the work failed to start: a fault of ours.
+    result = Error(ErrorKind::Internal,
+                   "libremotejit-client's I/O thread failed: " + detail::describe(*exception));
+  }
+  if (auto* error = std::get_if<Error>(&result))
+    throw std::move(*error);
+  return std::get<T>(std::move(result));
+}
+
+Client::Client(ClientOptions options)
+    : impl(std::make_unique<Impl>(detail::resolveConfig(options))) {}
+
+Client::~Client() = default;
+
+ServerInfo Client::serverInfo() {
+  return impl->runSync<ServerInfo>([](detail::ClientCore& core) { return core.serverInfo(); });
+}
+
+ServerStats Client::stats() {
+  return impl->runSync<ServerStats>([](detail::ClientCore& core) { return core.stats(); });
+}
+
+CompiledObject Client::compile(const CompileRequest& request) {
+  // `request` outlives the call: this thread waits until the I/O thread is done with it.
+  return impl->runSync<CompiledObject>(
+      [&request](detail::ClientCore& core) { return core.compile(request, nullptr); });
+}
+
+std::future<CompiledObject> Client::compileAsync(CompileRequest request) {
+  std::promise<CompiledObject> promise;
+  std::future<CompiledObject> future = promise.get_future();
+  auto shared = std::make_shared<const CompileRequest>(std::move(request));
+  bool posted = false;
+  KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&] {
+                 impl->executor->executeSync([&] {
+                   posted = true;
+                   impl->core->compileAsync(std::move(shared), std::move(promise));
+                 });
+               })) {
+    if (!posted)
+      promise.set_exception(std::make_exception_ptr(
+          Error(ErrorKind::Internal,
+                "libremotejit-client's I/O thread failed: " + detail::describe(*exception))));
+  }
+  return future;
+}
+
+}  // namespace rjit

@@ -12,6 +12,9 @@
 #include <string>
 #include <vector>
 
+/// Marks the public API: the library is built with hidden visibility and exports only these.
+#define RJIT_API __attribute__((visibility("default")))
+
 namespace rjit {
 
 /// What went wrong, for programs that react differently to different failures.
@@ -32,7 +35,7 @@ enum class ErrorKind : uint8_t {
 };
 
 /// Lower-case name of a kind ("invalid-module"), as the CLI prints it.
-const char* errorKindName(ErrorKind kind);
+RJIT_API const char* errorKindName(ErrorKind kind);
 
 struct Diagnostic {
   enum class Severity : uint8_t { Error, Warning, Note };
@@ -45,7 +48,7 @@ struct Diagnostic {
 /// Every failure of this library is thrown as rjit::Error (the library's one exception type;
 /// a C++ API that made users handle KJ exceptions would leak our implementation). what() is a
 /// complete message without the "error: " prefix.
-class Error : public std::runtime_error {
+class RJIT_API Error : public std::runtime_error {
 public:
   Error(ErrorKind kind, const std::string& message, std::vector<Diagnostic> diagnostics = {});
   ErrorKind kind() const noexcept { return kind_; }
@@ -132,7 +135,7 @@ struct ServerStats {
 /// A connection to rjitd (made lazily, remade after a failure, failing over between servers).
 /// Thread-safe: any thread may call any method; calls from several threads run concurrently
 /// over one connection. I/O runs on a private thread the client owns.
-class Client {
+class RJIT_API Client {
 public:
   /// Reads the environment for options left unset. Throws Error(Configuration) for a bad
   /// RJIT_SERVER / RJIT_TIMEOUT_MS / RJIT_HASH_FIRST_BYTES. Does not connect yet.

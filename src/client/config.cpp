@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: MIT
+// Option and environment resolution (see config.h).
+#include "config.h"
+
+#include <charconv>
+#include <cstdlib>
+#include <optional>
+#include <string_view>
+#include <variant>
+
+namespace rjit::detail {
+
+namespace {
+
+/// The variable's value, or nullopt when it is unset or empty.
+std::optional<std::string> environment(const char* name) {
+  const char* value = std::getenv(name);
+  if (value == nullptr || value[0] == '\0')
+    return std::nullopt;
+  return std::string(value);
+}
+
+/// A whole decimal number with nothing around it, or nullopt.
+std::optional<uint64_t> parseUnsigned(std::string_view text) {
+  uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size())
+    return std::nullopt;
+  return value;
+}
+
+Error badVariable(const char* name, const std::string& value, const std::string& expected) {
+  return Error(ErrorKind::Configuration,
+               "invalid " + std::string(name) + " '" + value + "': " + expected);
+}
+
+std::vector<rjitd::Endpoint> resolveEndpoints(const ClientOptions& options) {
+  std::vector<rjitd::Endpoint> out;
+  if (!options.servers.empty()) {
+    // An item may itself be a comma-separated list, as `rjit --server a,b` passes it.
+    for (const std::string& item : options.servers) {
+      auto parsed = rjitd::parseEndpointList(item);
+      if (auto* message = std::get_if<std::string>(&parsed))
+        throw Error(ErrorKind::Configuration, "invalid server address: " + *message);
+      for (rjitd::Endpoint& ep : std::get<std::vector<rjitd::Endpoint>>(parsed))
+        out.push_back(std::move(ep));
+    }
+    return out;
+  }
+  if (std::optional<std::string> env = environment("RJIT_SERVER")) {
+    auto parsed = rjitd::parseEndpointList(*env);
+    if (auto* message = std::get_if<std::string>(&parsed))
+      throw badVariable("RJIT_SERVER", *env, *message);
+    return std::get<std::vector<rjitd::Endpoint>>(std::move(parsed));
+  }
+  rjitd::Endpoint ep;
+  ep.kind = rjitd::Endpoint::Kind::Unix;
+  ep.path = rjitd::defaultSocketPath();
+  out.push_back(std::move(ep));
+  return out;
+}
+
+std::chrono::milliseconds resolveTimeout(const ClientOptions& options) {
+  if (options.timeout.count() != 0) {
+    if (options.timeout.count() < 0 || options.timeout.count() > MAX_TIMEOUT_MS)
+      throw Error(ErrorKind::Configuration,
+                  "invalid timeout of " + std::to_string(options.timeout.count()) +
+                      " ms: expected 1 to " + std::to_string(MAX_TIMEOUT_MS) + " ms");
+    return options.timeout;
+  }
+  if (std::optional<std::string> env = environment("RJIT_TIMEOUT_MS")) {
+    std::optional<uint64_t> value = parseUnsigned(*env);
+    if (!value || *value == 0 || *value > static_cast<uint64_t>(MAX_TIMEOUT_MS))
+      throw badVariable("RJIT_TIMEOUT_MS", *env,
+                        "expected a positive whole number of milliseconds (at most " +
+                            std::to_string(MAX_TIMEOUT_MS) + ")");
+    return std::chrono::milliseconds(static_cast<int64_t>(*value));
+  }
+  return std::chrono::milliseconds(60000);
+}
+
+uint64_t resolveHashFirstBytes(const ClientOptions& options) {
+  if (options.hashFirstBytes)
+    return *options.hashFirstBytes;
+  if (std::optional<std::string> env = environment("RJIT_HASH_FIRST_BYTES")) {
+    std::optional<uint64_t> value = parseUnsigned(*env);
+    if (!value)
+      throw badVariable("RJIT_HASH_FIRST_BYTES", *env,
+                        "expected a non-negative whole number of bytes (0: always look up by "
+                        "hash first)");
+    return *value;
+  }
+  return 64 * 1024;
+}
+
+}  // namespace
+
+Config resolveConfig(const ClientOptions& options) {
+  Config config;
+  config.endpoints = resolveEndpoints(options);
+  config.timeout = resolveTimeout(options);
+  config.hashFirstBytes = resolveHashFirstBytes(options);
+  config.clientName = options.clientName;
+  return config;
+}
+
+}  // namespace rjit::detail

@@ -1,0 +1,30 @@
+// SPDX-License-Identifier: MIT
+// The client's effective configuration: ClientOptions, else the environment (RJIT_SERVER,
+// RJIT_TIMEOUT_MS, RJIT_HASH_FIRST_BYTES), else the defaults.
+#pragma once
+
+#include "endpoint.h"
+#include "remotejit/client.h"
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace rjit::detail {
+
+struct Config {
+  std::vector<rjitd::Endpoint> endpoints;  ///< tried in order; never empty
+  std::chrono::milliseconds timeout{60000};
+  uint64_t hashFirstBytes = 64 * 1024;
+  std::string clientName;
+};
+
+/// The largest deadline accepted (about 24.8 days): keeps every duration far from overflow.
+constexpr int64_t MAX_TIMEOUT_MS = 2147483647;
+
+/// Resolves `options` against the environment. Throws Error(Configuration) naming the option or
+/// variable, its value and what is expected. An environment variable set to "" counts as unset.
+Config resolveConfig(const ClientOptions& options);
+
+}  // namespace rjit::detail

@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: MIT
+// Opening a connection to rjitd and the handshake (see connection.h).
+#include "connection.h"
+
+#include <cstring>
+#include <kj/io.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <system_error>
+
+namespace rjit::detail {
+
+namespace {
+
+/// Replies can carry objects far larger than capnp's 64 MiB default; the server is trusted not
+/// to flood its own clients, so the limit only guards against a corrupt stream.
+capnp::ReaderOptions receiveOptions() {
+  capnp::ReaderOptions options;
+  options.traversalLimitInWords = uint64_t(1) << 31;  // 16 GiB
+  return options;
+}
+
+/// "no such file or directory": errno text in the lower case of our messages.
+std::string errnoText(int error) {
+  std::string text = std::system_category().message(error);
+  if (!text.empty() && text[0] >= 'A' && text[0] <= 'Z' && (text.size() < 2 || text[1] > 'Z'))
+    text[0] = static_cast<char>(text[0] - 'A' + 'a');
+  return text;
+}
+
+kj::Exception unreachable(std::string reason) {
+  return kj::Exception(kj::Exception::Type::DISCONNECTED, __FILE__, __LINE__,
+                       kj::heapString(reason.data(), reason.size()));
+}
+
+/// A nonblocking connect of our own, so that a listener whose backlog is full fails at once
+/// (EAGAIN) instead of leaving us waiting on it: that address counts as unreachable.
+kj::Promise<kj::Own<kj::AsyncCapabilityStream>> connectUnix(kj::LowLevelAsyncIoProvider& lowLevel,
+                                                            const std::string& path) {
+  kj::AutoCloseFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (fd.get() < 0)
+    return unreachable("cannot create a socket: " + errnoText(errno));
+  struct sockaddr_un addr;
+  std::memset(&addr, 0, sizeof(addr));
+  addr.sun_family = AF_UNIX;
+  // parseEndpoint() rejects paths that do not fit, so this always leaves the final NUL.
+  KJ_ASSERT(path.size() < sizeof(addr.sun_path), "Unix socket path too long", path.size());
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  if (::connect(fd.get(), reinterpret_cast<struct sockaddr*>(&addr), sizeof(addr)) < 0) {
+    int error = errno;
+    if (error == EAGAIN)
+      return unreachable("the listener's backlog is full (" + errnoText(error) + ")");
+    return unreachable(errnoText(error));
+  }
+  return lowLevel.wrapUnixSocketFd(kj::mv(fd), kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC |
+                                                   kj::LowLevelAsyncIoProvider::ALREADY_NONBLOCK);
+}
+
+void setIntOption(kj::AsyncIoStream& stream, int level, int option, int value) {
+  stream.setsockopt(level, option, &value, sizeof(value));
+}
+
+/// Keepalive probes after 10 s of silence, every 5 s, 3 tries: a peer that vanished without a
+/// FIN (host down, cable pulled) shows as a broken connection after about 25 s instead of
+/// never. The per-call deadline catches it sooner for a call in flight.
+void tuneTcp(kj::AsyncIoStream& stream) {
+  setIntOption(stream, SOL_SOCKET, SO_KEEPALIVE, 1);
+  setIntOption(stream, IPPROTO_TCP, TCP_KEEPIDLE, 10);
+  setIntOption(stream, IPPROTO_TCP, TCP_KEEPINTVL, 5);
+  setIntOption(stream, IPPROTO_TCP, TCP_KEEPCNT, 3);
+  setIntOption(stream, IPPROTO_TCP, TCP_NODELAY, 1);
+}
+
+kj::Promise<kj::Own<kj::AsyncIoStream>> connectTcp(kj::AsyncIoProvider& provider,
+                                                   const rjitd::Endpoint& endpoint) {
+  std::string address = endpoint.kjAddress();
+  return provider.getNetwork()
+      .parseAddress(kj::StringPtr(address.c_str(), address.size()))
+      .then([](kj::Own<kj::NetworkAddress> resolved) {
+        auto connected = resolved->connect();
+        return connected.attach(kj::mv(resolved));
+      })
+      .then([](kj::Own<kj::AsyncIoStream> stream) {
+        tuneTcp(*stream);
+        return kj::mv(stream);
+      });
+}
+
+std::string text(capnp::Text::Reader t) {
+  return std::string(t.cStr(), t.size());
+}
+
+}  // namespace
+
+Connection::Connection(rjitd::Endpoint endpoint, kj::Own<kj::AsyncIoStream> stream,
+                       kj::AsyncCapabilityStream* capabilityStream)
+    : endpoint_(std::move(endpoint)), address_(endpoint_.text()), stream(kj::mv(stream)) {
+  if (capabilityStream != nullptr)
+    network =
+        kj::heap<capnp::TwoPartyVatNetwork>(*capabilityStream, MAX_FDS_PER_MESSAGE,
+                                            capnp::rpc::twoparty::Side::CLIENT, receiveOptions());
+  else
+    network = kj::heap<capnp::TwoPartyVatNetwork>(*this->stream, capnp::rpc::twoparty::Side::CLIENT,
+                                                  receiveOptions());
+  rpc = kj::heap(capnp::makeRpcClient(*network));
+  // Noticing the disconnect here means the next call reconnects at once, instead of first
+  // failing on a dead connection and retrying.
+  watcher = network->onDisconnect()
+                .then([this]() { broken_ = true; },
+                      [this](kj::Exception&&) {
+                        // Reading failed: the connection is as dead as after a clean close.
+                        broken_ = true;
+                      })
+                .eagerlyEvaluate(nullptr);
+}
+
+Connection::~Connection() = default;
+
+kj::Promise<Result<bool>> Connection::hello(const std::string& clientName) {
+  capnp::word scratch[4];
+  std::memset(scratch, 0, sizeof(scratch));
+  capnp::MallocMessageBuilder message(scratch);
+  auto vatId = message.getRoot<capnp::rpc::twoparty::VatId>();
+  vatId.setSide(capnp::rpc::twoparty::Side::SERVER);
+  proto::Rjitd::Client bootstrap = rpc->bootstrap(vatId).castAs<proto::Rjitd>();
+
+  auto request = bootstrap.helloRequest();
+  proto::ClientHello::Builder client = request.initClient();
+  client.setProtocolVersion(proto::PROTOCOL_VERSION);
+  client.setClientName(kj::StringPtr(clientName.c_str(), clientName.size()));
+  return request.send().then(
+      [this](capnp::Response<proto::Rjitd::HelloResults>&& response) -> Result<bool> {
+        proto::ServerHello::Reader server = response.getServer();
+        uint32_t theirs = server.getProtocolVersion();
+        uint32_t ours = proto::PROTOCOL_VERSION;
+        if (theirs != ours)
+          return Error(ErrorKind::ProtocolMismatch,
+                       "rjitd at " + address_ + " (version " + text(server.getRjitdVersion()) +
+                           ") speaks protocol " + std::to_string(theirs) + ", this client speaks " +
+                           std::to_string(ours) + "; upgrade " +
+                           (theirs > ours ? "libremotejit-client" : "rjitd") +
+                           " so that both speak the same protocol");
+        session_ = response.getSession();
+        info_ = toServerInfo(server, address_);
+        targets_ = toTargetNames(server);
+        return true;
+      });
+}
+
+kj::Promise<Result<std::shared_ptr<Connection>>> openConnection(kj::AsyncIoContext& io,
+                                                                const rjitd::Endpoint& endpoint,
+                                                                const std::string& clientName) {
+  kj::Promise<std::shared_ptr<Connection>> connected = nullptr;
+  if (endpoint.kind == rjitd::Endpoint::Kind::Unix) {
+    connected =
+        connectUnix(*io.lowLevelProvider, endpoint.path)
+            .then([endpoint](kj::Own<kj::AsyncCapabilityStream> stream) {
+              kj::AsyncCapabilityStream* capabilityStream = stream.get();
+              return std::make_shared<Connection>(endpoint, kj::mv(stream), capabilityStream);
+            });
+  } else {
+    connected =
+        connectTcp(*io.provider, endpoint).then([endpoint](kj::Own<kj::AsyncIoStream> stream) {
+          return std::make_shared<Connection>(endpoint, kj::mv(stream), nullptr);
+        });
+  }
+  return connected.then([clientName](std::shared_ptr<Connection> connection) {
+    auto handshake = connection->hello(clientName);
+    return handshake.then(
+        [connection](Result<bool>&& r) mutable -> Result<std::shared_ptr<Connection>> {
+          if (auto* error = std::get_if<Error>(&r))
+            return std::move(*error);
+          return std::move(connection);
+        });
+  });
+}
+
+}  // namespace rjit::detail

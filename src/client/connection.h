@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: MIT
+// One connection to one rjitd: the socket, the Cap'n Proto RPC system over it, and what the
+// handshake said (the Session capability, the server's versions, targets and limits).
+#pragma once
+
+#include "convert.h"
+#include "endpoint.h"
+#include "targets.h"
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace rjit::detail {
+
+/// Lives on the client's I/O thread. Shared (std::shared_ptr) by the calls that use it and by a
+/// connect in progress, whose forked result must be copyable; the last user closes it.
+class Connection final {
+public:
+  /// Takes a connected stream; `capabilityStream` is the same stream when it can carry file
+  /// descriptors (Unix sockets), else null.
+  Connection(rjitd::Endpoint endpoint, kj::Own<kj::AsyncIoStream> stream,
+             kj::AsyncCapabilityStream* capabilityStream);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  const rjitd::Endpoint& endpoint() const { return endpoint_; }
+  /// "unix:/path" or "tcp:host:port", for messages.
+  const std::string& address() const { return address_; }
+  /// True once the peer has gone away; the next call opens a new connection.
+  bool broken() const { return broken_; }
+
+  /// Valid after a successful handshake.
+  proto::Session::Client& session() { return session_; }
+  const ServerInfo& info() const { return info_; }
+  const std::vector<rjitd::TargetName>& targets() const { return targets_; }
+
+  /// Performs the versioned handshake. Rejects when the server does not answer properly;
+  /// resolves to Error(ProtocolMismatch) when it speaks another protocol version.
+  kj::Promise<Result<bool>> hello(const std::string& clientName);
+
+private:
+  rjitd::Endpoint endpoint_;
+  std::string address_;
+  // Declaration order is teardown order in reverse: the watcher and the capabilities go before
+  // the RPC system, which goes before the network, which goes before the stream it writes to.
+  kj::Own<kj::AsyncIoStream> stream;
+  kj::Own<capnp::TwoPartyVatNetwork> network;
+  kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc;
+  proto::Session::Client session_ = nullptr;
+  kj::Promise<void> watcher = nullptr;
+  bool broken_ = false;
+  ServerInfo info_;
+  std::vector<rjitd::TargetName> targets_;
+};
+
+/// Descriptors the server may attach to one message (later protocol versions pass memfds).
+constexpr unsigned MAX_FDS_PER_MESSAGE = 4;
+
+/// Connects to `endpoint` and performs the handshake. Rejects (a kj::Exception saying why)
+/// when the address cannot be reached or the handshake fails, so the caller tries the next
+/// address; resolves to an Error for a protocol mismatch.
+kj::Promise<Result<std::shared_ptr<Connection>>> openConnection(kj::AsyncIoContext& io,
+                                                                const rjitd::Endpoint& endpoint,
+                                                                const std::string& clientName);
+
+}  // namespace rjit::detail

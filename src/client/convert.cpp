@@ -1,0 +1,173 @@
+// SPDX-License-Identifier: MIT
+// Wire structs to public structs, and kj exceptions to rjit::Error (see convert.h).
+#include "convert.h"
+
+#include "cache-key.h"
+
+namespace rjit::detail {
+
+namespace {
+
+std::string text(capnp::Text::Reader t) {
+  return std::string(t.cStr(), t.size());
+}
+
+std::string bytes(capnp::Data::Reader d) {
+  return std::string(reinterpret_cast<const char*>(d.begin()), d.size());
+}
+
+std::string where(std::string_view endpoint) {
+  return endpoint.empty() ? std::string("rjitd") : "rjitd at " + std::string(endpoint);
+}
+
+ErrorKind toErrorKind(proto::Error::Kind kind) {
+  switch (kind) {
+  case proto::Error::Kind::INTERNAL: return ErrorKind::Internal;
+  case proto::Error::Kind::INVALID_MODULE: return ErrorKind::InvalidModule;
+  case proto::Error::Kind::UNKNOWN_TARGET: return ErrorKind::UnknownTarget;
+  case proto::Error::Kind::TARGET_MISMATCH: return ErrorKind::TargetMismatch;
+  case proto::Error::Kind::TOO_LARGE: return ErrorKind::TooLarge;
+  case proto::Error::Kind::INVALID_REQUEST: return ErrorKind::InvalidRequest;
+  case proto::Error::Kind::NOT_FOUND: return ErrorKind::NotFound;
+  case proto::Error::Kind::SHUTTING_DOWN: return ErrorKind::ShuttingDown;
+  case proto::Error::Kind::PROTOCOL_MISMATCH: return ErrorKind::ProtocolMismatch;
+  case proto::Error::Kind::OVERLOADED: return ErrorKind::Overloaded;
+  }
+  // A kind added by a newer server: the message still says what happened.
+  return ErrorKind::Internal;
+}
+
+Diagnostic::Severity toSeverity(proto::Diagnostic::Severity severity) {
+  switch (severity) {
+  case proto::Diagnostic::Severity::ERROR: return Diagnostic::Severity::Error;
+  case proto::Diagnostic::Severity::WARNING: return Diagnostic::Severity::Warning;
+  case proto::Diagnostic::Severity::NOTE: return Diagnostic::Severity::Note;
+  }
+  return Diagnostic::Severity::Note;
+}
+
+Symbol::Kind toSymbolKind(proto::Symbol::Kind kind) {
+  switch (kind) {
+  case proto::Symbol::Kind::FUNCTION: return Symbol::Kind::Function;
+  case proto::Symbol::Kind::DATA: return Symbol::Kind::Data;
+  case proto::Symbol::Kind::OTHER: return Symbol::Kind::Other;
+  }
+  return Symbol::Kind::Other;
+}
+
+std::vector<Diagnostic> toDiagnostics(capnp::List<proto::Diagnostic>::Reader list) {
+  std::vector<Diagnostic> out;
+  out.reserve(list.size());
+  for (proto::Diagnostic::Reader d : list)
+    out.push_back({toSeverity(d.getSeverity()), text(d.getMessage()), d.getLine(), d.getColumn()});
+  return out;
+}
+
+std::vector<std::string> toStrings(capnp::List<capnp::Text>::Reader list) {
+  std::vector<std::string> out;
+  out.reserve(list.size());
+  for (capnp::Text::Reader t : list)
+    out.push_back(text(t));
+  return out;
+}
+
+}  // namespace
+
+Error toError(const kj::Exception& exception, std::string_view endpoint) {
+  switch (exception.getType()) {
+  case kj::Exception::Type::DISCONNECTED:
+    return Error(ErrorKind::Connection,
+                 "connection to " + where(endpoint) + " broke: " + describe(exception));
+  case kj::Exception::Type::OVERLOADED:
+    return Error(ErrorKind::Overloaded, where(endpoint) + " is overloaded: " + describe(exception));
+  default:
+    return Error(ErrorKind::Internal,
+                 "request to " + where(endpoint) + " failed: " + describe(exception));
+  }
+}
+
+std::string describe(const kj::Exception& exception) {
+  kj::StringPtr d = exception.getDescription();
+  return std::string(d.cStr(), d.size());
+}
+
+ServerInfo toServerInfo(proto::ServerHello::Reader hello, std::string endpoint) {
+  ServerInfo info;
+  info.endpoint = std::move(endpoint);
+  info.protocolVersion = hello.getProtocolVersion();
+  info.rjitdVersion = text(hello.getRjitdVersion());
+  info.llvmVersion = text(hello.getLlvmVersion());
+  info.compilerIdentity = text(hello.getCompilerIdentity());
+  for (proto::TargetInfo::Reader t : hello.getTargets())
+    info.targets.push_back({text(t.getName()), text(t.getTriple()), toStrings(t.getAliases()),
+                            text(t.getDefaultCpu())});
+  info.defaultTriple = text(hello.getDefaultTriple());
+  info.maxModuleBytes = hello.getLimits().getMaxModuleBytes();
+  return info;
+}
+
+std::vector<rjitd::TargetName> toTargetNames(proto::ServerHello::Reader hello) {
+  std::vector<rjitd::TargetName> out;
+  for (proto::TargetInfo::Reader t : hello.getTargets())
+    out.push_back({text(t.getName()), text(t.getTriple()), toStrings(t.getAliases()),
+                   text(t.getDefaultCpu())});
+  return out;
+}
+
+ServerStats toServerStats(proto::ServerStats::Reader s) {
+  ServerStats out;
+  proto::CacheStats::Reader cache = s.getCache();
+  out.cacheEntries = cache.getEntries();
+  out.cacheBytes = cache.getBytes();
+  out.cacheBudgetBytes = cache.getBudgetBytes();
+  out.cacheHits = cache.getHits();
+  out.cacheMisses = cache.getMisses();
+  out.cacheEvictions = cache.getEvictions();
+  out.compiles = s.getCompiles();
+  out.compileFailures = s.getCompileFailures();
+  out.compilesInFlight = s.getCompilesInFlight();
+  out.requests = s.getRequests();
+  out.moduleBytesReceived = s.getModuleBytesReceived();
+  out.lookups = s.getLookups();
+  out.lookupHits = s.getLookupHits();
+  out.sessions = s.getSessions();
+  out.workers = s.getWorkers();
+  out.uptimeMillis = s.getUptimeMillis();
+  return out;
+}
+
+Result<CompiledObject> toCompiledObject(proto::CompileOutcome::Reader outcome, bool bodySent) {
+  if (outcome.isError()) {
+    proto::Error::Reader e = outcome.getError();
+    return Error(toErrorKind(e.getKind()), text(e.getMessage()), toDiagnostics(e.getDiagnostics()));
+  }
+  proto::CompiledObject::Reader o = outcome.getOk();
+  std::optional<rjitd::cache::Key> key = rjitd::cache::keyFromBytes(bytes(o.getKey()));
+  if (!key)
+    return Error(ErrorKind::Internal, "rjitd answered with a cache key of " +
+                                          std::to_string(o.getKey().size()) +
+                                          " bytes; a key has 32");
+  CompiledObject out;
+  out.key = rjitd::cache::toHex(*key);
+  out.object = bytes(o.getObject());
+  out.triple = text(o.getTriple());
+  for (proto::Symbol::Reader s : o.getDefines())
+    out.defines.push_back({text(s.getName()), toSymbolKind(s.getKind())});
+  out.needs = toStrings(o.getNeeds());
+  out.diagnostics = toDiagnostics(o.getDiagnostics());
+  out.fromCache = o.getFromCache();
+  out.bodySent = bodySent;
+  out.compileMicros = o.getCompileMicros();
+  return out;
+}
+
+proto::IrFormat toProto(IrFormat format) {
+  switch (format) {
+  case IrFormat::Auto: return proto::IrFormat::AUTO;
+  case IrFormat::Text: return proto::IrFormat::TEXT;
+  case IrFormat::Bitcode: return proto::IrFormat::BITCODE;
+  }
+  return proto::IrFormat::AUTO;
+}
+
+}  // namespace rjit::detail

@@ -1,0 +1,43 @@
+// SPDX-License-Identifier: MIT
+// Translation between the wire protocol (rjit.capnp) and the public, KJ-free structs of
+// client.h, and the one place where a kj::Exception becomes an rjit::Error.
+#pragma once
+
+#include "remotejit/client.h"
+#include "rjit.capnp.h"
+#include "targets.h"
+
+#include <kj/exception.h>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace rjit::detail {
+
+namespace proto = rjitd::proto;
+
+/// A call's outcome as it travels through promises and across threads: errors are values, so
+/// their kind and diagnostics survive (a kj::Exception would keep only a type and a string).
+template <typename T> using Result = std::variant<T, Error>;
+
+/// Maps an exception from the RPC layer: DISCONNECTED → Connection, OVERLOADED → Overloaded,
+/// anything else → Internal with the exception's description. `endpoint` names the server
+/// ("" when the exception came from no particular server).
+Error toError(const kj::Exception& exception, std::string_view endpoint);
+
+/// What an exception says, without kj's file and line, for messages.
+std::string describe(const kj::Exception& exception);
+
+ServerInfo toServerInfo(proto::ServerHello::Reader hello, std::string endpoint);
+/// The handshake's targets in the form rjitd::resolveTarget takes.
+std::vector<rjitd::TargetName> toTargetNames(proto::ServerHello::Reader hello);
+ServerStats toServerStats(proto::ServerStats::Reader stats);
+
+/// The outcome of a compile or lookup: the object, or the server's error with its kind mapped
+/// one to one and its diagnostics.
+Result<CompiledObject> toCompiledObject(proto::CompileOutcome::Reader outcome, bool bodySent);
+
+proto::IrFormat toProto(IrFormat format);
+
+}  // namespace rjit::detail

@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: MIT
+// The part of the client that lives on its I/O thread: the connection (made lazily, failing
+// over between addresses, remade after a failure), per-call deadlines, the retry after a broken
+// connection, and the calls themselves. Everything here runs on that one thread.
+#pragma once
+
+#include "config.h"
+#include "connection.h"
+#include "convert.h"
+#include "hash-worker.h"
+
+#include <cstdint>
+#include <future>
+#include <kj/async-io.h>
+#include <kj/function.h>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace rjit::detail {
+
+class ClientCore final : private kj::TaskSet::ErrorHandler {
+public:
+  /// `io` and `config` outlive this object.
+  ClientCore(kj::AsyncIoContext& io, const Config& config);
+  ~ClientCore();
+  ClientCore(const ClientCore&) = delete;
+  ClientCore& operator=(const ClientCore&) = delete;
+
+  // Each call below connects if needed and runs within the configured deadline. None rejects:
+  // every failure is an Error value.
+
+  kj::Promise<Result<ServerInfo>> serverInfo();
+  kj::Promise<Result<ServerStats>> stats();
+
+  /// `request` must outlive the returned promise. `owner`, when set, owns `request`: work that
+  /// may outlive a dropped promise (hashing on the worker) then shares it instead of copying.
+  kj::Promise<Result<CompiledObject>> compile(const CompileRequest& request,
+                                              std::shared_ptr<const CompileRequest> owner);
+
+  /// Starts a compile whose outcome settles `promise`.
+  void compileAsync(std::shared_ptr<const CompileRequest> request,
+                    std::promise<CompiledObject> promise);
+
+  /// Cancels the calls in flight, fails pending compileAsync() futures with
+  /// Error(Connection, "client closed") and closes the connection.
+  void shutdown();
+
+private:
+  template <typename T> struct Call;
+  using ConnectionResult = Result<std::shared_ptr<Connection>>;
+  using CompileResult = Result<CompiledObject>;
+
+  template <typename T>
+  kj::Promise<Result<T>> run(kj::Function<kj::Promise<Result<T>>(Connection&)> op);
+  template <typename T> kj::Promise<Result<T>> attempt(Call<T>& call, unsigned retriesLeft);
+
+  kj::Promise<ConnectionResult> connection();
+  kj::Promise<ConnectionResult> connectFrom(size_t index, std::string reasons);
+  void forget(const Connection* connection);
+  Error timedOut(const std::string& callAddress, const Connection* connection);
+
+  kj::Promise<CompileResult> compileOn(Connection& connection, const CompileRequest& request,
+                                       const std::shared_ptr<const CompileRequest>& owner);
+  kj::Promise<rjitd::cache::Key> key(const CompileRequest& request,
+                                     const std::shared_ptr<const CompileRequest>& owner,
+                                     KeyParams params);
+  kj::Promise<CompileResult> lookup(Connection& connection, const CompileRequest& request,
+                                    const rjitd::TargetName& target, const rjitd::cache::Key& key);
+  kj::Promise<CompileResult> sendCompile(Connection& connection, const CompileRequest& request,
+                                         const rjitd::TargetName& target);
+
+  void settle(uint64_t id, CompileResult&& result);
+  kj::Own<kj::TaskSet> newTaskSet();
+  void taskFailed(kj::Exception&& exception) override;
+
+  kj::AsyncIoContext& io;
+  const Config& config;
+  HashWorker hasher;  // destroyed last: joins its thread after every promise on it is gone
+
+  /// The connection new calls use; null until the first call and after a failure.
+  std::shared_ptr<Connection> current;
+  /// A connect in progress that calls share; each connect has its own generation, so that an
+  /// abandoned one (its caller timed out) no longer decides `current`.
+  kj::Maybe<kj::ForkedPromise<ConnectionResult>> connecting;
+  uint64_t connectGeneration = 0;
+  std::string connectingAddress;  // the address being tried, for timeout messages
+
+  std::map<uint64_t, std::promise<CompiledObject>> pending;  // compileAsync() futures
+  uint64_t nextPending = 0;
+  kj::Own<kj::TaskSet> tasks;  // destroyed first: its tasks use everything above
+};
+
+}  // namespace rjit::detail
