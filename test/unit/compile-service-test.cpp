@@ -47,7 +47,7 @@ protected:
       ADD_FAILURE() << "unexpected failure: " << f->message;
     return std::get<Served>(r);
   }
-  static const Failure& failed(const ServeResult& r) {
+  static Failure failed(const ServeResult& r) {  // by value: callers pass temporaries
     EXPECT_TRUE(std::holds_alternative<Failure>(r)) << "expected a failure";
     return std::get<Failure>(r);
   }
@@ -117,7 +117,7 @@ TEST_F(CompileServiceTest, IdenticalConcurrentRequestsCompileOnce) {
 TEST_F(CompileServiceTest, InvalidRequestsAreFailuresNotExceptions) {
   EXPECT_EQ(failed(run(job(kAdd, 4))).kind, ErrorKind::InvalidRequest);
   EXPECT_EQ(failed(run(job(""))).kind, ErrorKind::InvalidRequest);
-  const Failure& unknown = failed(run(job(kAdd, 2, "sparc")));
+  Failure unknown = failed(run(job(kAdd, 2, "sparc")));
   EXPECT_EQ(unknown.kind, ErrorKind::UnknownTarget);
   EXPECT_NE(unknown.message.find("x86_64"), std::string::npos) << unknown.message;
   EXPECT_EQ(service.counters().compiles, 0u);
@@ -155,7 +155,7 @@ protected:
 TEST_F(SmallLimitsTest, OversizedModuleIsRefused) {
   std::string big(kAdd);
   big += std::string(100, ';');
-  const Failure& f = failed(run(job(big)));
+  Failure f = failed(run(job(big)));
   EXPECT_EQ(f.kind, ErrorKind::TooLarge);
   EXPECT_NE(f.message.find("--max-module-bytes"), std::string::npos) << f.message;
 }

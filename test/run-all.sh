@@ -1,0 +1,79 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# The whole test suite from a fresh Debian 12 machine (run as root, or with sudo available):
+# installs the dependencies, builds and runs `meson test` twice - a normal build in build/ and
+# an AddressSanitizer + UndefinedBehaviorSanitizer build in build-asan/ - and ends with one line
+# "N passed, N failed" summed over both (a build that fails counts as one failed test).
+# Exits non-zero on any failure. Re-runnable: existing build directories are reconfigured.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+
+build_failures=0
+suite_failures=0
+
+# configure DIR [meson options...]: set up DIR, or reconfigure it if it is already set up.
+configure() {
+  dir=$1
+  shift
+  if [ -f "$dir/meson-private/coredata.dat" ]; then
+    meson setup --reconfigure "$dir" --native-file llvm19.ini "$@"
+  else
+    rm -rf "$dir"
+    meson setup "$dir" --native-file llvm19.ini "$@"
+  fi
+}
+
+# run_suite DIR [meson options...]: build DIR and run every test in it.
+run_suite() {
+  dir=$1
+  echo "==> $dir: configure, build, test"
+  rm -f "$dir/meson-logs/testlog.json"
+  if ! configure "$@" || ! meson compile -C "$dir"; then
+    echo "error: the build in $dir failed" >&2
+    build_failures=$((build_failures + 1))
+    return
+  fi
+  # Failures are counted from the test log below; a failing `meson test` without a log entry
+  # to show for it (it could not run at all) counts as one.
+  if ! meson test -C "$dir" --print-errorlogs --num-processes 2; then
+    suite_failures=$((suite_failures + 1))
+  fi
+}
+
+if ! sh packaging/install-deps.sh; then
+  echo "error: installing the dependencies failed" >&2
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+
+run_suite build
+run_suite build-asan -Db_sanitize=address,undefined -Db_lundef=false
+
+# Sum both test logs: one JSON object per line, one line per test.
+counts=$(python3 -c '
+import json, os, sys
+passed = failed = 0
+for d in sys.argv[1:]:
+    path = os.path.join(d, "meson-logs", "testlog.json")
+    if not os.path.exists(path):
+        continue
+    with open(path) as log:
+        for line in log:
+            if not line.strip():
+                continue
+            result = json.loads(line).get("result")
+            if result in ("OK", "EXPECTEDFAIL"):
+                passed += 1
+            elif result in ("FAIL", "TIMEOUT", "UNEXPECTEDPASS", "ERROR"):
+                failed += 1
+print(passed, failed)
+' build build-asan) || counts="0 0"
+passed=${counts% *}
+failed=${counts#* }
+if [ "$failed" -eq 0 ] && [ "$suite_failures" -gt 0 ]; then
+  failed=$suite_failures
+fi
+failed=$((failed + build_failures))
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
