@@ -15,6 +15,8 @@ PACKAGES="
   libssl-dev libcli11-dev nlohmann-json3-dev libffi-dev libseccomp-dev
   libzstd-dev libstb-dev
   curl
+  prometheus
+  debhelper dpkg-dev fakeroot
 "
 
 missing=""
