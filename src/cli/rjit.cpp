@@ -133,14 +133,18 @@ const char* severityName(rjit::Diagnostic::Severity severity) {
 }
 
 /// "FILE:LINE:COL: warning: message", as compilers print it (the position only as far as known).
-void printDiagnostic(const std::string& file, const rjit::Diagnostic& d) {
+std::string formatDiagnostic(const std::string& file, const rjit::Diagnostic& d) {
   std::string where = file;
   if (d.line != 0) {
     where += ":" + std::to_string(d.line);
     if (d.column != 0)
       where += ":" + std::to_string(d.column);
   }
-  std::cerr << where << ": " << severityName(d.severity) << ": " << d.message << "\n";
+  return where + ": " + severityName(d.severity) + ": " + d.message;
+}
+
+void printDiagnostic(const std::string& file, const rjit::Diagnostic& d) {
+  std::cerr << formatDiagnostic(file, d) << "\n";
 }
 
 std::string formatMillis(uint64_t micros) {
@@ -352,8 +356,13 @@ int main(int argc, char** argv) {
   } catch (const rjit::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
     const std::string& file = compileCmd->parsed() ? compile.file : std::string("rjitd");
-    for (const rjit::Diagnostic& d : e.diagnostics())
-      printDiagnostic(file, d);
+    // rjitd's message for a parse error already quotes LLVM's diagnostic with its source line
+    // and caret; print only the diagnostics it does not already show.
+    std::string_view shown = e.what();
+    for (const rjit::Diagnostic& d : e.diagnostics()) {
+      if (shown.find(formatDiagnostic(file, d)) == std::string_view::npos)
+        printDiagnostic(file, d);
+    }
     return 1;
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";
