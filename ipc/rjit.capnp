@@ -147,11 +147,12 @@ struct CacheStats {
 }
 
 struct ServerStats {
+  # The same figures rjitd's Prometheus metrics show (docs/METRICS.md), read from them.
   cache @0 :CacheStats;
   compiles @1 :UInt64;            # compiles actually run (single flight: one per distinct key)
   compileFailures @2 :UInt64;
   compilesInFlight @3 :UInt32;
-  requests @4 :UInt64;            # compile + lookup requests received
+  requests @4 :UInt64;            # compile + lookup requests answered
   moduleBytesReceived @5 :UInt64; # module bodies received by compile requests
   lookups @6 :UInt64;
   lookupHits @7 :UInt64;

@@ -79,8 +79,9 @@ private:
   kj::BufferedInputStreamWrapper buffered;
 };
 
-ProcessBackend::ProcessBackend(std::string workerPath, std::chrono::milliseconds timeLimit)
-    : workerPath(std::move(workerPath)), timeLimit(timeLimit) {}
+ProcessBackend::ProcessBackend(std::string workerPath, std::chrono::milliseconds timeLimit,
+                               metrics::Metrics& metrics)
+    : workerPath(std::move(workerPath)), timeLimit(timeLimit), metrics(metrics) {}
 
 ProcessBackend::~ProcessBackend() = default;
 
@@ -128,6 +129,7 @@ compiler::CompileResult ProcessBackend::compile(std::string_view module,
   auto crashed = [&](const std::string& what) -> compiler::CompileResult {
     pid_t pid = worker->id();
     std::string how = worker->reap(true);
+    metrics.compileWorkerLost();
     log::warning("compile worker ", pid, " for '", options.moduleName, "' ", what,
                  " (", how, "); starting a new one for the next compile");
     return Failure{ErrorKind::InvalidModule,
@@ -158,6 +160,7 @@ compiler::CompileResult ProcessBackend::compile(std::string_view module,
   } while (ready < 0 && errno == EINTR);
   if (ready == 0) {
     std::string how = worker->reap(true);
+    metrics.compileWorkerLost();
     log::warning("compile of '", options.moduleName, "' exceeded ", timeLimit.count(),
                  " ms; killed its worker");
     return Failure{ErrorKind::TooLarge,
@@ -185,6 +188,7 @@ compiler::CompileResult ProcessBackend::compile(std::string_view module,
     // The worker hit an LLVM fatal error, reported it and exits: never reuse it.
     pid_t pid = worker->id();
     std::string how = worker->reap(false);
+    metrics.compileWorkerLost();
     log::warning("compile worker ", pid, " for '", options.moduleName,
                  "' hit an LLVM fatal error and ", how);
     return result;

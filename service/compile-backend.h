@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "compiler.h"
+#include "metrics.h"
 
 namespace rjitd::service {
 
@@ -37,7 +38,9 @@ public:
 /// requests (one per concurrent compile), replaced when one dies or overruns the time limit.
 class ProcessBackend final : public CompileBackend {
 public:
-  ProcessBackend(std::string workerPath, std::chrono::milliseconds timeLimit);
+  /// `metrics` outlives the backend; it counts the workers that had to be replaced.
+  ProcessBackend(std::string workerPath, std::chrono::milliseconds timeLimit,
+                 metrics::Metrics& metrics);
   ~ProcessBackend() override;
   ProcessBackend(const ProcessBackend&) = delete;
   ProcessBackend& operator=(const ProcessBackend&) = delete;
@@ -55,6 +58,7 @@ private:
 
   const std::string workerPath;
   const std::chrono::milliseconds timeLimit;
+  metrics::Metrics& metrics;
   mutable std::mutex mutex;
   std::vector<std::unique_ptr<Worker>> idle;
   uint64_t spawnCount = 0;

@@ -3,6 +3,7 @@
 
 #include "log.h"
 
+#include <chrono>
 #include <cstring>
 #include <kj/debug.h>
 
@@ -33,18 +34,18 @@ size_t CompileService::KeyHash::operator()(const cache::Key& k) const noexcept {
 
 void CompileService::CleanupErrors::taskFailed(kj::Exception&& exception) {
   log::error("internal: single-flight cleanup failed: ", exception.getDescription().cStr());
+  metrics.daemonError(metrics::DaemonError::Internal);
 }
 
 CompileService::CompileService(ServiceConfig config, cache::ObjectCache& cache,
                                CompileBackend& backend, WorkerPool& compilePool,
-                               WorkerPool& hashPool)
+                               WorkerPool& hashPool, metrics::Metrics& metrics)
     : cfg(std::move(config)), objects(cache), backend(backend), compilePool(compilePool),
-      hashPool(hashPool),
-      served(compiler::servedTargets()), defaultTarget(compiler::defaultTriple()) {}
+      hashPool(hashPool), metrics(metrics), served(compiler::servedTargets()),
+      defaultTarget(compiler::defaultTriple()), cleanupErrors(metrics) {}
 
 kj::Promise<ServeResult> CompileService::compile(CompileJob job) {
-  ++count.requests;
-  count.moduleBytesReceived += job.module.size();
+  metrics.moduleReceived(job.module.size());
 
   if (job.optLevel > 3)
     return ServeResult(
@@ -124,26 +125,39 @@ kj::Promise<ServeResult> CompileService::serveKeyed(cache::Key key, CompileJob j
 kj::Promise<CompileService::Shared> CompileService::startCompile(const cache::Key& key,
                                                                  CompileJob job,
                                                                  compiler::CompileOptions options) {
-  ++count.compiles;
-  ++count.compilesInFlight;
+  using Clock = std::chrono::steady_clock;
+  using Timed = std::pair<compiler::CompileResult, Clock::duration>;
+  const TargetName* target = resolveTarget(served, options.triple, defaultTarget);
+  KJ_ASSERT(target != nullptr, "compile() resolved the target to a canonical triple",
+            options.triple);
+  std::string targetName = target->name;
+  unsigned optLevel = options.optLevel;
+  metrics.compileStarted();
+  Clock::time_point submitted = Clock::now();
   std::string keyHex = cache::toHex(key);
   log::debug("compiling '", job.moduleName, "' (", job.module.size(), " bytes) for ",
              options.triple, " -O", options.optLevel, " key ", keyHex.substr(0, 16));
   auto input = kj::heap<std::pair<std::string, compiler::CompileOptions>>(kj::mv(job.module),
                                                                           kj::mv(options));
   auto& ref = *input;
+  // Timed on the worker thread: the histogram shows the compile, not the wait for a worker.
   return compilePool
-      .run<compiler::CompileResult>(
-          [&ref, &backend = backend]() { return backend.compile(ref.first, ref.second); })
+      .run<Timed>([&ref, &backend = backend]() {
+        Clock::time_point start = Clock::now();
+        compiler::CompileResult result = backend.compile(ref.first, ref.second);
+        return Timed(std::move(result), Clock::now() - start);
+      })
       .then(
-          [this, key, keyHex, input = kj::mv(input)](compiler::CompileResult&& result) -> Shared {
-            --count.compilesInFlight;
+          [this, key, keyHex, targetName, optLevel,
+           input = kj::mv(input)](Timed&& timed) -> Shared {
+            compiler::CompileResult& result = timed.first;
             if (auto* f = std::get_if<Failure>(&result)) {
-              ++count.compileFailures;
+              metrics.compileDone(targetName, optLevel, f->kind, timed.second);
               log::info("compile of '", input->second.moduleName, "' failed (",
                         errorKindName(f->kind), "): ", f->message);
               return kj::mv(*f);
             }
+            metrics.compileDone(targetName, optLevel, std::nullopt, timed.second);
             auto object =
                 std::make_shared<const CompiledObject>(std::get<CompiledObject>(kj::mv(result)));
             log::info("compiled '", input->second.moduleName, "' for ", object->triple, " -O",
@@ -154,9 +168,9 @@ kj::Promise<CompileService::Shared> CompileService::startCompile(const cache::Ke
                            " bytes) exceeds the whole cache budget; not cached");
             return object;
           },
-          [this](kj::Exception&& e) -> Shared {
-            --count.compilesInFlight;
-            ++count.compileFailures;
+          [this, targetName, optLevel, submitted](kj::Exception&& e) -> Shared {
+            metrics.compileDone(targetName, optLevel, ErrorKind::Internal,
+                                Clock::now() - submitted);
             log::error("internal: compile worker failed: ", e.getDescription().cStr());
             return Failure{ErrorKind::Internal,
                            std::string("compile failed inside rjitd: ") + e.getDescription().cStr(),
@@ -165,12 +179,10 @@ kj::Promise<CompileService::Shared> CompileService::startCompile(const cache::Ke
 }
 
 ServeResult CompileService::lookup(const cache::Key& key) {
-  ++count.requests;
-  ++count.lookups;
-  if (auto hit = objects.get(key)) {
-    ++count.lookupHits;
+  auto hit = objects.get(key);
+  metrics.hashFirstLookup(hit != nullptr);
+  if (hit)
     return Served{key, kj::mv(hit), true};
-  }
   return failure(ErrorKind::NotFound, "no cached object for key " + cache::toHex(key));
 }
 

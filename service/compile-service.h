@@ -9,6 +9,7 @@
 #include "compile-pool.h"
 #include "compiled-object.h"
 #include "compiler.h"
+#include "metrics.h"
 #include "object-cache.h"
 #include "targets.h"
 
@@ -47,22 +48,14 @@ struct Served {
 
 using ServeResult = std::variant<Served, Failure>;
 
-struct ServiceCounters {
-  uint64_t requests = 0;
-  uint64_t compiles = 0;
-  uint64_t compileFailures = 0;
-  uint32_t compilesInFlight = 0;
-  uint64_t moduleBytesReceived = 0;
-  uint64_t lookups = 0;
-  uint64_t lookupHits = 0;
-};
-
 class CompileService final {
 public:
-  /// `cache`, the backend and the pools outlive the service. Compiles run through `backend`
-  /// on `compilePool` threads (one compile per thread at a time).
+  /// `cache`, the backend, the pools and `metrics` outlive the service. Compiles run through
+  /// `backend` on `compilePool` threads (one compile per thread at a time). The service
+  /// records what it does (modules received, compiles, hash-first lookups) in `metrics` and
+  /// keeps no counters of its own: `metrics.totals()` is the one place to read them.
   CompileService(ServiceConfig config, cache::ObjectCache& cache, CompileBackend& backend,
-                 WorkerPool& compilePool, WorkerPool& hashPool);
+                 WorkerPool& compilePool, WorkerPool& hashPool, metrics::Metrics& metrics);
   CompileService(const CompileService&) = delete;
   CompileService& operator=(const CompileService&) = delete;
 
@@ -75,7 +68,6 @@ public:
   const std::vector<TargetName>& targets() const { return served; }
   const std::string& defaultTriple() const { return defaultTarget; }
   const ServiceConfig& config() const { return cfg; }
-  const ServiceCounters& counters() const { return count; }
   cache::CacheStats cacheStats() const { return objects.stats(); }
 
 private:
@@ -94,14 +86,18 @@ private:
   CompileBackend& backend;
   WorkerPool& compilePool;
   WorkerPool& hashPool;
+  metrics::Metrics& metrics;
   const std::vector<TargetName> served;
   const std::string defaultTarget;
-  ServiceCounters count;
   /// Compiles in flight by key; identical requests join the fork instead of compiling again.
   std::unordered_map<cache::Key, kj::ForkedPromise<Shared>, KeyHash> inFlight;
   class CleanupErrors final : public kj::TaskSet::ErrorHandler {
   public:
+    explicit CleanupErrors(metrics::Metrics& metrics) : metrics(metrics) {}
     void taskFailed(kj::Exception&& exception) override;
+
+  private:
+    metrics::Metrics& metrics;
   } cleanupErrors;
   kj::TaskSet cleanup{cleanupErrors}; // erases inFlight entries when their compile settles
 };

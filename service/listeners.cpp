@@ -168,6 +168,7 @@ kj::Promise<void> Listeners::acceptLoop(Socket& socket) {
         // E.g. EMFILE: keep the listener alive; pause briefly so a persistent failure does not
         // spin the loop.
         log::warning("accept on ", socket.name, " failed: ", e.getDescription().cStr());
+        state.metrics.daemonError(metrics::DaemonError::Accept);
         return io.provider->getTimer().afterDelay(100 * kj::MILLISECONDS).then([this, &socket]() {
           return acceptLoop(socket);
         });
@@ -198,11 +199,11 @@ void Listeners::serve(kj::AuthenticatedStream&& conn, bool unix, const std::stri
   }
   c->rpc = kj::heap(
       capnp::makeRpcServer(*c->network, capnp::Capability::Client(newBootstrap(state, peer))));
-  ++openConnections;
   networks.emplace(serial, c->network.get());
+  state.metrics.connectionOpened();
   auto closed = kj::defer([this, peer, serial]() {
-    --openConnections;
     networks.erase(serial);
+    state.metrics.connectionClosed();
     log::debug("closed ", peer);
   });
   connectionTasks.add(c->network->onDisconnect().attach(kj::mv(c), kj::mv(closed)));
@@ -235,6 +236,7 @@ kj::Promise<void> Listeners::waitFlushed(kj::TimePoint deadline) {
 void Listeners::taskFailed(kj::Exception&& exception) {
   // A broken connection or a failed accept: log it and carry on serving the others.
   log::warning("connection error: ", exception.getDescription().cStr());
+  state.metrics.daemonError(metrics::DaemonError::Connection);
 }
 
 } // namespace rjitd::service

@@ -45,7 +45,7 @@ public:
 
   /// One "unix:/path" / "tcp:host:port" / "fd:3 (name)" per socket, for logs and status.
   const std::vector<std::string>& describe() const { return names; }
-  size_t connections() const { return openConnections; }
+  size_t connections() const { return networks.size(); }
 
 private:
   struct Socket {
@@ -66,7 +66,6 @@ private:
   capnp::ReaderOptions readerOptions;
   std::list<Socket> sockets; // stable addresses: accept loops hold references
   std::vector<std::string> names;
-  size_t openConnections = 0;
   std::unordered_map<uint64_t, capnp::TwoPartyVatNetwork*> networks;  // by connection serial
   uint64_t connectionSerial = 0;
   kj::TaskSet connectionTasks;

@@ -1,14 +1,17 @@
 // SPDX-License-Identifier: MIT
-// rjitd: the remote JIT compilation daemon. Wires the parts together (cache, worker pools,
-// compile service, listeners) and runs the event loop until SIGTERM/SIGINT, then drains.
+// rjitd: the remote JIT compilation daemon. Wires the parts together (cache, metrics, worker
+// pools, compile service, listeners, metrics endpoint) and runs the event loop until
+// SIGTERM/SIGINT, then drains.
 #include "cache-key.h"
 #include "compile-backend.h"
 #include "compile-pool.h"
 #include "compile-service.h"
 #include "compiler.h"
 #include "endpoint.h"
+#include "exposer.h"
 #include "listeners.h"
 #include "log.h"
+#include "metrics.h"
 #include "object-cache.h"
 #include "rjitd-config.h"
 #include "rpc-server.h"
@@ -18,6 +21,8 @@
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
 #include <kj/debug.h>
+#include <memory>
+#include <optional>
 #include <systemd/sd-daemon.h>
 #include <thread>
 
@@ -26,6 +31,7 @@ namespace {
 
 struct Options {
   std::vector<std::string> listen;
+  std::string metrics;  // HOST:PORT of the /metrics endpoint; "" = none
   uint64_t cacheBytes = 256ull << 20;
   uint64_t maxModuleBytes = 64ull << 20;
   unsigned jobs = 0;
@@ -42,12 +48,12 @@ std::string joined(const std::vector<std::string>& items) {
 }
 
 void notifyStatus(const DaemonState& state, const std::string& prefix) {
-  auto c = state.service.counters();
+  auto c = state.metrics.totals();
   auto cs = state.service.cacheStats();
   std::string status = "STATUS=" + prefix + "; " + std::to_string(c.compiles) + " compiles, " +
                        std::to_string(cs.hits) + " cache hits, " + std::to_string(cs.entries) +
                        " cached objects (" + std::to_string(cs.bytes >> 10) + " KiB), " +
-                       std::to_string(state.sessions) + " sessions";
+                       std::to_string(c.sessions) + " sessions";
   sd_notify(0, status.c_str());
 }
 
@@ -77,6 +83,15 @@ int run(const Options& opt) {
     }
     endpoints.push_back(std::get<Endpoint>(parsed));
   }
+  std::optional<metrics::HttpAddress> metricsAddress;
+  if (!opt.metrics.empty()) {
+    auto parsed = metrics::parseHttpAddress(opt.metrics);
+    if (auto* err = std::get_if<std::string>(&parsed)) {
+      std::fprintf(stderr, "error: --metrics: %s\n", err->c_str());
+      return 2;
+    }
+    metricsAddress = std::get<metrics::HttpAddress>(parsed);
+  }
   if (opt.maxModuleBytes == 0 || opt.cacheBytes == 0) {
     std::fprintf(stderr, "error: --max-module-bytes and --cache-bytes must be positive\n");
     return 2;
@@ -91,16 +106,21 @@ int run(const Options& opt) {
   unsigned jobs = opt.jobs != 0 ? opt.jobs : std::max(1u, std::thread::hardware_concurrency());
 
   cache::ObjectCache objects(opt.cacheBytes);
+  // Always kept, served only with --metrics: `rjit info` reads its figures from here too.
+  metrics::BuildInfo build{RJITD_VERSION, compiler::llvmVersion(), {}};
+  for (const TargetName& t : compiler::servedTargets())
+    build.targets.push_back(t.name);
+  metrics::Metrics metrics(build, objects);
   // Compiles run in worker processes started from this same binary (see compile-backend.h).
   ProcessBackend backend("/proc/self/exe",
-                         std::chrono::seconds(std::max(1u, opt.compileTimeoutSeconds)));
+                         std::chrono::seconds(std::max(1u, opt.compileTimeoutSeconds)), metrics);
   WorkerPool compilePool("rjitd-compile", jobs);
   WorkerPool hashPool("rjitd-hash", 1);
   ServiceConfig config;
   config.maxModuleBytes = opt.maxModuleBytes;
   config.compilerIdentity = cache::compilerIdentity(RJITD_VERSION, compiler::llvmVersion());
-  CompileService service(config, objects, backend, compilePool, hashPool);
-  DaemonState state{service, RJITD_VERSION, compiler::llvmVersion()};
+  CompileService service(config, objects, backend, compilePool, hashPool, metrics);
+  DaemonState state{service, metrics, RJITD_VERSION, compiler::llvmVersion()};
   state.workers = jobs;
 
   // A message carries one module plus a little framing; allow that much and no more.
@@ -108,12 +128,16 @@ int run(const Options& opt) {
   reader.traversalLimitInWords = (opt.maxModuleBytes + (1u << 20)) / 8;
   Listeners listeners(io, state, reader);
 
+  // Declared after everything it reads (metrics, cache), so it stops serving first.
+  std::unique_ptr<metrics::Exposer> exposer;
   KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
                  size_t inherited = listeners.adoptActivated();
                  if (inherited == 0 && endpoints.empty())
                    endpoints.push_back(std::get<Endpoint>(parseEndpoint(defaultSocketPath())));
                  for (const auto& ep : endpoints)
                    listeners.listen(ep);
+                 if (metricsAddress)
+                   exposer = metrics::Exposer::create(metrics, *metricsAddress);
                })) {
     log::error("cannot start: ", e->getDescription().cStr());
     sd_notifyf(0, "STATUS=cannot start: %s", e->getDescription().cStr());
@@ -124,6 +148,13 @@ int run(const Options& opt) {
   log::info("rjitd ", RJITD_VERSION, " (LLVM ", state.llvmVersion, ") listening on ",
             joined(listeners.describe()), "; ", jobs, " compile workers, cache budget ",
             opt.cacheBytes >> 20, " MiB, max module ", opt.maxModuleBytes >> 20, " MiB");
+  if (exposer) {
+    log::info("serving metrics at http://", exposer->address().text(), "/metrics");
+    if (!exposer->address().loopback())
+      log::warning("the metrics endpoint ", exposer->address().text(),
+                   " is reachable from other hosts and does not authenticate; bind it to "
+                   "127.0.0.1 or restrict access with a firewall");
+  }
   sd_notifyf(0, "READY=1\nSTATUS=serving on %s", joined(listeners.describe()).c_str());
 
   // Keep the status line current for `systemctl status` (only when systemd listens).
@@ -159,6 +190,9 @@ int main(int argc, char** argv) {
   app.add_option("--listen", opt.listen,
                  "unix:/PATH or tcp:HOST:PORT (repeatable); default: " +
                      rjitd::defaultSocketPath() + ", or the sockets systemd passes");
+  app.add_option("--metrics", opt.metrics,
+                 "serve Prometheus metrics at http://HOST:PORT/metrics (default: off; the "
+                 "endpoint is unauthenticated, so keep it on loopback)");
   app.add_option("--cache-bytes", opt.cacheBytes, "in-memory cache budget in bytes")
       ->capture_default_str();
   app.add_option("--max-module-bytes", opt.maxModuleBytes, "largest module accepted, in bytes")

@@ -5,11 +5,31 @@
 #include "proto-convert.h"
 
 #include <capnp/message.h>
+#include <chrono>
 #include <kj/debug.h>
+#include <optional>
+#include <string_view>
 
 namespace rjitd::service {
 
 namespace {
+
+using Clock = std::chrono::steady_clock;
+using metrics::Method;
+
+std::optional<ErrorKind> errorOf(const ServeResult& result) {
+  if (auto* f = std::get_if<Failure>(&result))
+    return f->kind;
+  return std::nullopt;
+}
+
+/// The `target` label for a request naming `spec` (a short name, alias or triple; "" = the
+/// default): the served target's short name, or UNKNOWN_TARGET. The view stays valid as long as
+/// the service.
+std::string_view targetLabel(const CompileService& service, std::string_view spec) {
+  const TargetName* target = resolveTarget(service.targets(), spec, service.defaultTriple());
+  return target != nullptr ? std::string_view(target->name) : metrics::UNKNOWN_TARGET;
+}
 
 void fillObject(const Served& served, bool withObject, proto::CompiledObject::Builder out) {
   toProto(*served.object, withObject, out);
@@ -37,14 +57,18 @@ Failure shuttingDown() {
 class SessionImpl final : public proto::Session::Server {
 public:
   SessionImpl(DaemonState& state, std::string peer) : state(state), peer(std::move(peer)) {
-    ++state.sessions;
+    state.metrics.sessionOpened();
   }
-  ~SessionImpl() noexcept(false) { --state.sessions; }
+  ~SessionImpl() noexcept(false) { state.metrics.sessionClosed(); }
 
   kj::Promise<void> compile(CompileContext context) override {
+    Clock::time_point start = Clock::now();
     auto request = context.getParams().getRequest();
+    std::string_view target = targetLabel(state.service, request.getTarget().getTriple().cStr());
     if (state.draining) {
       fillOutcome(shuttingDown(), false, context.getResults().initOutcome());
+      state.metrics.requestDone(Method::Compile, target, ErrorKind::ShuttingDown,
+                                Clock::now() - start);
       return kj::READY_NOW;
     }
     CompileJob job;
@@ -64,17 +88,23 @@ public:
     state.requests.begin();
     auto done = kj::defer([this]() { state.requests.end(); });
     return state.service.compile(kj::mv(job))
-        .then([context](ServeResult&& result) mutable {
+        .then([context, &metrics = state.metrics, target, start](ServeResult&& result) mutable {
           fillOutcome(result, true, context.getResults().initOutcome());
+          metrics.requestDone(Method::Compile, target, errorOf(result), Clock::now() - start);
         })
         .attach(kj::mv(done));
   }
 
   kj::Promise<void> lookup(LookupContext context) override {
+    Clock::time_point start = Clock::now();
     auto request = context.getParams().getRequest();
     auto outcome = context.getResults().initOutcome();
+    auto done = [&](std::string_view target, std::optional<ErrorKind> error) {
+      state.metrics.requestDone(Method::Lookup, target, error, Clock::now() - start);
+    };
     if (state.draining) {
       fillOutcome(shuttingDown(), false, outcome);
+      done(metrics::NO_TARGET, ErrorKind::ShuttingDown);
       return kj::READY_NOW;
     }
     auto keyBytes = request.getKey();
@@ -86,13 +116,20 @@ public:
                           " bytes; a key is a 32-byte SHA-256 digest",
                       {}},
               outcome.initError());
+      done(metrics::NO_TARGET, ErrorKind::InvalidRequest);
       return kj::READY_NOW;
     }
-    fillOutcome(state.service.lookup(*key), request.getWantObject(), outcome);
+    ServeResult result = state.service.lookup(*key);
+    fillOutcome(result, request.getWantObject(), outcome);
+    auto* served = std::get_if<Served>(&result);
+    done(served != nullptr ? targetLabel(state.service, served->object->triple)
+                           : metrics::NO_TARGET,
+         errorOf(result));
     return kj::READY_NOW;
   }
 
   kj::Promise<void> stats(StatsContext context) override {
+    Clock::time_point start = Clock::now();
     auto out = context.getResults().initStats();
     auto c = state.service.cacheStats();
     auto cache = out.initCache();
@@ -102,7 +139,8 @@ public:
     cache.setHits(c.hits);
     cache.setMisses(c.misses);
     cache.setEvictions(c.evictions);
-    const ServiceCounters& n = state.service.counters();
+    // The same figures the metrics endpoint serves: read from the metrics, never kept twice.
+    metrics::Totals n = state.metrics.totals();
     out.setCompiles(n.compiles);
     out.setCompileFailures(n.compileFailures);
     out.setCompilesInFlight(n.compilesInFlight);
@@ -110,11 +148,13 @@ public:
     out.setModuleBytesReceived(n.moduleBytesReceived);
     out.setLookups(n.lookups);
     out.setLookupHits(n.lookupHits);
-    out.setSessions(state.sessions);
+    out.setSessions(n.sessions);
     out.setWorkers(state.workers);
     out.setUptimeMillis(std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::steady_clock::now() - state.started)
                             .count());
+    state.metrics.requestDone(Method::Stats, metrics::NO_TARGET, std::nullopt,
+                              Clock::now() - start);
     return kj::READY_NOW;
   }
 
@@ -128,6 +168,7 @@ public:
   BootstrapImpl(DaemonState& state, std::string peer) : state(state), peer(std::move(peer)) {}
 
   kj::Promise<void> hello(HelloContext context) override {
+    Clock::time_point start = Clock::now();
     auto client = context.getParams().getClient();
     if (client.getProtocolVersion() != proto::PROTOCOL_VERSION)
       log::warning(peer, " (", client.getClientName().cStr(), ") speaks protocol ",
@@ -153,6 +194,8 @@ public:
     server.setDefaultTriple(state.service.defaultTriple());
     server.initLimits().setMaxModuleBytes(state.service.config().maxModuleBytes);
     results.setSession(kj::heap<SessionImpl>(state, peer));
+    state.metrics.requestDone(Method::Hello, metrics::NO_TARGET, std::nullopt,
+                              Clock::now() - start);
     return kj::READY_NOW;
   }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "compile-service.h"
+#include "metrics.h"
 
 #include <chrono>
 #include <cstdint>
@@ -30,10 +31,11 @@ private:
 /// State shared by every connection; lives on the event-loop thread.
 struct DaemonState {
   CompileService& service;
+  /// Requests, sessions and connections are counted here; `stats` reads its figures back.
+  metrics::Metrics& metrics;
   std::string rjitdVersion;
   std::string llvmVersion;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
-  uint32_t sessions = 0;
   uint32_t workers = 0;
   bool draining = false; ///< SIGTERM seen: new requests are refused with shuttingDown
   RequestTracker requests;

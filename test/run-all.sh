@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: MIT
 # The whole test suite from a fresh Debian 12 machine (run as root, or with sudo available):
 # installs the dependencies, builds and runs `meson test` twice - a normal build in build/ and
-# an AddressSanitizer + UndefinedBehaviorSanitizer build in build-asan/ - and ends with one line
-# "N passed, N failed" summed over both (a build that fails counts as one failed test).
+# an AddressSanitizer + UndefinedBehaviorSanitizer build in build-asan/ - then builds, installs
+# and tests the Debian packages (packaging/test-packages.sh, one test), and ends with one line
+# "N passed, N failed" summed over all (a build that fails counts as one failed test).
 # Exits non-zero on any failure. Re-runnable: existing build directories are reconfigured.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -49,6 +50,20 @@ fi
 run_suite build
 run_suite build-asan -Db_sanitize=address,undefined -Db_lundef=false
 
+# The Debian packages, counted as one test: build them into build-deb/ (as this user), then
+# install them and use them (as root: packaging/test-packages.sh).
+package_passed=0
+package_failed=0
+echo "==> build-deb: Debian packages: build, install, test"
+SUDO=""
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+if sh packaging/build-debs.sh build-deb && $SUDO sh packaging/test-packages.sh build-deb; then
+  package_passed=1
+else
+  echo "error: the Debian package test failed" >&2
+  package_failed=1
+fi
+
 # Sum both test logs: one JSON object per line, one line per test.
 counts=$(python3 -c '
 import json, os, sys
@@ -73,7 +88,8 @@ failed=${counts#* }
 if [ "$failed" -eq 0 ] && [ "$suite_failures" -gt 0 ]; then
   failed=$suite_failures
 fi
-failed=$((failed + build_failures))
+failed=$((failed + build_failures + package_failed))
+passed=$((passed + package_passed))
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

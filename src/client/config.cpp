@@ -12,6 +12,9 @@ namespace rjit::detail {
 
 namespace {
 
+/// Where rjitd.socket listens (units/rjitd.socket); also root's default socket.
+constexpr const char* SYSTEM_SOCKET_PATH = "/run/rjitd/rjitd.sock";
+
 /// The variable's value, or nullopt when it is unset or empty.
 std::optional<std::string> environment(const char* name) {
   const char* value = std::getenv(name);
@@ -53,10 +56,17 @@ std::vector<rjitd::Endpoint> resolveEndpoints(const ClientOptions& options) {
       throw badVariable("RJIT_SERVER", *env, *message);
     return std::get<std::vector<rjitd::Endpoint>>(std::move(parsed));
   }
-  rjitd::Endpoint ep;
-  ep.kind = rjitd::Endpoint::Kind::Unix;
-  ep.path = rjitd::defaultSocketPath();
-  out.push_back(std::move(ep));
+  // The caller's default socket (root: the system one), then, for an ordinary user, the
+  // system socket too: the one rjitd.socket listens on (units/rjitd.socket), which members of
+  // the group `rjitd` may use. An rjitd the user runs themselves comes first.
+  for (std::string path : {rjitd::defaultSocketPath(), std::string(SYSTEM_SOCKET_PATH)}) {
+    if (!out.empty() && out.front().path == path)
+      break;
+    rjitd::Endpoint ep;
+    ep.kind = rjitd::Endpoint::Kind::Unix;
+    ep.path = std::move(path);
+    out.push_back(std::move(ep));
+  }
   return out;
 }
 

@@ -149,31 +149,26 @@ kj::Promise<Result<bool>> Connection::hello(const std::string& clientName) {
       });
 }
 
-kj::Promise<Result<std::shared_ptr<Connection>>> openConnection(kj::AsyncIoContext& io,
-                                                                const rjitd::Endpoint& endpoint,
-                                                                const std::string& clientName) {
-  kj::Promise<std::shared_ptr<Connection>> connected = nullptr;
-  if (endpoint.kind == rjitd::Endpoint::Kind::Unix) {
-    connected =
-        connectUnix(*io.lowLevelProvider, endpoint.path)
-            .then([endpoint](kj::Own<kj::AsyncCapabilityStream> stream) {
-              kj::AsyncCapabilityStream* capabilityStream = stream.get();
-              return std::make_shared<Connection>(endpoint, kj::mv(stream), capabilityStream);
-            });
-  } else {
-    connected =
-        connectTcp(*io.provider, endpoint).then([endpoint](kj::Own<kj::AsyncIoStream> stream) {
-          return std::make_shared<Connection>(endpoint, kj::mv(stream), nullptr);
+kj::Promise<std::shared_ptr<Connection>> connectTo(kj::AsyncIoContext& io,
+                                                   const rjitd::Endpoint& endpoint) {
+  if (endpoint.kind == rjitd::Endpoint::Kind::Unix)
+    return connectUnix(*io.lowLevelProvider, endpoint.path)
+        .then([endpoint](kj::Own<kj::AsyncCapabilityStream> stream) {
+          kj::AsyncCapabilityStream* capabilityStream = stream.get();
+          return std::make_shared<Connection>(endpoint, kj::mv(stream), capabilityStream);
         });
-  }
-  return connected.then([clientName](std::shared_ptr<Connection> connection) {
-    auto handshake = connection->hello(clientName);
-    return handshake.then(
-        [connection](Result<bool>&& r) mutable -> Result<std::shared_ptr<Connection>> {
-          if (auto* error = std::get_if<Error>(&r))
-            return std::move(*error);
-          return std::move(connection);
-        });
+  return connectTcp(*io.provider, endpoint).then([endpoint](kj::Own<kj::AsyncIoStream> stream) {
+    return std::make_shared<Connection>(endpoint, kj::mv(stream), nullptr);
+  });
+}
+
+kj::Promise<Result<std::shared_ptr<Connection>>> handshake(std::shared_ptr<Connection> connection,
+                                                           const std::string& clientName) {
+  auto hello = connection->hello(clientName);
+  return hello.then([connection](Result<bool>&& r) mutable -> Result<std::shared_ptr<Connection>> {
+    if (auto* error = std::get_if<Error>(&r))
+      return std::move(*error);
+    return std::move(connection);
   });
 }
 

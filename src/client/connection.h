@@ -60,11 +60,16 @@ private:
 /// Descriptors the server may attach to one message (later protocol versions pass memfds).
 constexpr unsigned MAX_FDS_PER_MESSAGE = 4;
 
-/// Connects to `endpoint` and performs the handshake. Rejects (a kj::Exception saying why)
-/// when the address cannot be reached or the handshake fails, so the caller tries the next
-/// address; resolves to an Error for a protocol mismatch.
-kj::Promise<Result<std::shared_ptr<Connection>>> openConnection(kj::AsyncIoContext& io,
-                                                                const rjitd::Endpoint& endpoint,
-                                                                const std::string& clientName);
+/// Connects to `endpoint` without a handshake. Rejects (a kj::Exception saying why) when the
+/// address cannot be reached.
+kj::Promise<std::shared_ptr<Connection>> connectTo(kj::AsyncIoContext& io,
+                                                   const rjitd::Endpoint& endpoint);
+
+/// Performs the handshake on a connection from connectTo(). Rejects when the server does not
+/// answer properly (DISCONNECTED when it closed the connection before answering); resolves to
+/// an Error for a protocol mismatch. The two steps are separate so that the caller can tell a
+/// server it cannot reach from one that accepted the connection and then went away.
+kj::Promise<Result<std::shared_ptr<Connection>>> handshake(std::shared_ptr<Connection> connection,
+                                                           const std::string& clientName);
 
 }  // namespace rjit::detail

@@ -3,6 +3,7 @@
 #include "core.h"
 
 #include <kj/debug.h>
+#include <optional>
 
 namespace rjit::detail {
 
@@ -11,6 +12,25 @@ namespace {
 /// Modules up to this size are hashed on the I/O thread itself: SHA-256 of 256 KiB takes well
 /// under a millisecond, less than handing the job to the worker and back would cost in latency.
 constexpr size_t INLINE_HASH_BYTES = 256 * 1024;
+
+// Retries of one call after its server went away. Every call is idempotent (hello, compile,
+// lookup, stats), so repeating one on a fresh connection is safe; each retry needs a new
+// connection and handshake, so none spins against an address nobody serves (that is a
+// Connection error at once), and all of them share the call's deadline.
+//
+// A `shutting-down` answer is the server saying it drains before exiting (rjitd does that on
+// SIGTERM, e.g. `systemctl restart`). A socket-activated rjitd has stopped accepting by then;
+// systemd holds the listening socket, so a new connection waits there and is served by the
+// next rjitd. Such an answer cannot come from a request that broke the server, so it may be
+// retried several times: a call can meet one per restart, and one more when it reconnects
+// through a connect that was already in progress to the draining server.
+constexpr unsigned RETRIES_AFTER_SHUTTING_DOWN = 8;
+// A connection that breaks under a call (DISCONNECTED) is what a call sent in the last moment
+// of a drain sees: rjitd had answered everything it had read and closed the connection as it
+// exited. It is also what a request that crashes the server sees, so these retries stay few:
+// such a request brings the server down at most three times per call, short of systemd's
+// start limit (5 starts in 10 s), which would leave the socket failed for everyone.
+constexpr unsigned RETRIES_AFTER_DISCONNECT = 2;
 
 template <typename T> kj::Promise<Result<T>> ready(Result<T> result) {
   return kj::Promise<Result<T>>(kj::mv(result));
@@ -26,13 +46,18 @@ kj::StringPtr ptr(const std::string& s) {
 
 }  // namespace
 
-/// One public call: the operation to run on a connection (kept so it can be retried) and the
-/// connection its current attempt uses (for the deadline to drop; not owned).
+/// One public call: the operation to run on a connection (kept so it can be retried), the
+/// connection its current attempt uses (for the deadline to drop; not owned) and the retries
+/// it has left.
 template <typename T> struct ClientCore::Call {
   explicit Call(kj::Function<kj::Promise<Result<T>>(Connection&)> op) : op(kj::mv(op)) {}
   kj::Function<kj::Promise<Result<T>>(Connection&)> op;
   const Connection* connection = nullptr;
   std::string address;
+  unsigned shuttingDownRetries = RETRIES_AFTER_SHUTTING_DOWN;
+  unsigned disconnectRetries = RETRIES_AFTER_DISCONNECT;
+  /// The `shutting-down` answer that made the call retry, for when no server answers then.
+  std::optional<Error> shuttingDown;
 };
 
 ClientCore::ClientCore(kj::AsyncIoContext& io, const Config& config)
@@ -120,7 +145,7 @@ template <typename T>
 kj::Promise<Result<T>> ClientCore::run(kj::Function<kj::Promise<Result<T>>(Connection&)> op) {
   auto call = kj::heap<Call<T>>(kj::mv(op));
   Call<T>& ref = *call;
-  kj::Promise<Result<T>> work = attempt(ref, 1);
+  kj::Promise<Result<T>> work = attempt(ref);
   kj::Promise<Result<T>> deadline =
       io.provider->getTimer()
           .afterDelay(config.timeout.count() * kj::MILLISECONDS)
@@ -133,31 +158,46 @@ kj::Promise<Result<T>> ClientCore::run(kj::Function<kj::Promise<Result<T>>(Conne
       .attach(kj::mv(call));
 }
 
-template <typename T>
-kj::Promise<Result<T>> ClientCore::attempt(Call<T>& call, unsigned retriesLeft) {
+template <typename T> kj::Promise<Result<T>> ClientCore::attempt(Call<T>& call) {
   call.connection = nullptr;
-  return connection().then(
-      [this, &call, retriesLeft](ConnectionResult&& result) -> kj::Promise<Result<T>> {
-        if (auto* error = std::get_if<Error>(&result))
-          return ready<T>(std::move(*error));
-        std::shared_ptr<Connection> connection =
-            std::get<std::shared_ptr<Connection>>(std::move(result));
-        call.connection = connection.get();
-        call.address = connection->address();
-        kj::Promise<Result<T>> outcome = call.op(*connection);
-        // The lambda's copy of `connection` keeps it open until the operation's promise is gone.
-        return outcome.catch_([this, &call, retriesLeft, connection = std::move(connection)](
-                                  kj::Exception&& exception) -> kj::Promise<Result<T>> {
+  return connection().then([this, &call](ConnectionResult&& result) -> kj::Promise<Result<T>> {
+    if (auto* error = std::get_if<Error>(&result)) {
+      if (call.shuttingDown && error->kind() == ErrorKind::Connection)
+        // The server we were retrying for has gone and no other answers (a daemon stopped for
+        // good, not restarted): what it said last explains this better than "cannot reach".
+        return ready<T>(Error(ErrorKind::ShuttingDown,
+                              std::string(call.shuttingDown->what()) + "; then " + error->what()));
+      return ready<T>(std::move(*error));
+    }
+    std::shared_ptr<Connection> connection =
+        std::get<std::shared_ptr<Connection>>(std::move(result));
+    call.connection = connection.get();
+    call.address = connection->address();
+    kj::Promise<Result<T>> outcome = call.op(*connection);
+    // The lambdas' copies of `connection` keep it open until the operation's promise is gone.
+    return outcome.then(
+        [this, &call, connection](Result<T>&& result) -> kj::Promise<Result<T>> {
+          auto* error = std::get_if<Error>(&result);
+          if (error != nullptr && error->kind() == ErrorKind::ShuttingDown &&
+              call.shuttingDownRetries > 0) {
+            --call.shuttingDownRetries;
+            forget(connection.get());  // new calls must not use the draining server either
+            call.shuttingDown = std::move(*error);
+            return attempt(call);
+          }
+          return ready<T>(std::move(result));
+        },
+        [this, &call, connection](kj::Exception&& exception) -> kj::Promise<Result<T>> {
           if (exception.getType() == kj::Exception::Type::DISCONNECTED) {
             forget(connection.get());
-            // Every call is idempotent (compile, lookup, stats, hello), so one more try on a fresh
-            // connection, failing over through the list, is safe.
-            if (retriesLeft > 0)
-              return attempt(call, retriesLeft - 1);
+            if (call.disconnectRetries > 0) {
+              --call.disconnectRetries;
+              return attempt(call);
+            }
           }
           return ready<T>(toError(exception, connection->address()));
         });
-      });
+  });
 }
 
 Error ClientCore::timedOut(const std::string& callAddress, const Connection* connection) {
@@ -188,7 +228,7 @@ kj::Promise<ClientCore::ConnectionResult> ClientCore::connection() {
   current = nullptr;
   if (connecting == nullptr) {
     ++connectGeneration;
-    connecting = connectFrom(0, std::string()).fork();
+    connecting = connectFrom(0, std::string(), false).fork();
   }
   uint64_t generation = connectGeneration;
   return KJ_ASSERT_NONNULL(connecting)
@@ -205,24 +245,45 @@ kj::Promise<ClientCore::ConnectionResult> ClientCore::connection() {
       });
 }
 
-kj::Promise<ClientCore::ConnectionResult> ClientCore::connectFrom(size_t index,
-                                                                  std::string reasons) {
+kj::Promise<ClientCore::ConnectionResult> ClientCore::connectFrom(size_t index, std::string reasons,
+                                                                  bool handshakeRetried) {
   if (index == config.endpoints.size())
     return kj::Promise<ConnectionResult>(ConnectionResult(
         Error(ErrorKind::Connection, "cannot reach rjitd: " + reasons +
                                          " (is rjitd running? set RJIT_SERVER to its address)")));
   const rjitd::Endpoint& endpoint = config.endpoints[index];
   connectingAddress = endpoint.text();
+  auto next = [this, index](std::string reasons, const kj::Exception& exception) {
+    // Unreachable, refused, or the handshake broke: try the next address.
+    reasons +=
+        (reasons.empty() ? "" : "; ") + config.endpoints[index].text() + ": " + describe(exception);
+    return connectFrom(index + 1, std::move(reasons), false);
+  };
   // evalNow: an address that fails synchronously (a socket() error) still goes to the handler.
-  return kj::evalNow([&] { return openConnection(io, endpoint, config.clientName); })
-      .then([](ConnectionResult&& result) { return kj::Promise<ConnectionResult>(kj::mv(result)); },
-            [this, index, reasons = std::move(reasons)](
-                kj::Exception&& exception) mutable -> kj::Promise<ConnectionResult> {
-              // Unreachable, refused, or the handshake broke: try the next address.
-              reasons += (reasons.empty() ? "" : "; ") + config.endpoints[index].text() + ": " +
-                         describe(exception);
-              return connectFrom(index + 1, std::move(reasons));
-            });
+  return kj::evalNow([&] { return connectTo(io, endpoint); })
+      .then(
+          [this, index, reasons, handshakeRetried,
+           next](std::shared_ptr<Connection> connection) mutable {
+            return handshake(std::move(connection), config.clientName)
+                .then(
+                    [](ConnectionResult&& result) {
+                      return kj::Promise<ConnectionResult>(kj::mv(result));
+                    },
+                    [this, index, reasons = std::move(reasons), handshakeRetried,
+                     next](kj::Exception&& exception) mutable -> kj::Promise<ConnectionResult> {
+                      if (exception.getType() == kj::Exception::Type::DISCONNECTED &&
+                          !handshakeRetried)
+                        // The server accepted the connection and closed it unanswered: what a
+                        // draining rjitd does with one it accepted just before it stopped
+                        // accepting. Its successor (systemd holds the socket meanwhile)
+                        // answers a new connection, so this address gets one more try.
+                        return connectFrom(index, std::move(reasons), true);
+                      return next(std::move(reasons), exception);
+                    });
+          },
+          [reasons, next](kj::Exception&& exception) mutable {
+            return next(std::move(reasons), exception);
+          });
 }
 
 // --- compile --------------------------------------------------------------------------------

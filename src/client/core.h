@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // The part of the client that lives on its I/O thread: the connection (made lazily, failing
-// over between addresses, remade after a failure), per-call deadlines, the retry after a broken
-// connection, and the calls themselves. Everything here runs on that one thread.
+// over between addresses, remade after a failure), per-call deadlines, the retries after a
+// server went away (a broken connection, a restart), and the calls themselves. Everything here
+// runs on that one thread.
 #pragma once
 
 #include "config.h"
@@ -53,10 +54,13 @@ private:
 
   template <typename T>
   kj::Promise<Result<T>> run(kj::Function<kj::Promise<Result<T>>(Connection&)> op);
-  template <typename T> kj::Promise<Result<T>> attempt(Call<T>& call, unsigned retriesLeft);
+  template <typename T> kj::Promise<Result<T>> attempt(Call<T>& call);
 
   kj::Promise<ConnectionResult> connection();
-  kj::Promise<ConnectionResult> connectFrom(size_t index, std::string reasons);
+  /// Tries config.endpoints from `index` on. `handshakeRetried`: the address at `index` has
+  /// already been tried again after its server closed a connection during the handshake.
+  kj::Promise<ConnectionResult> connectFrom(size_t index, std::string reasons,
+                                            bool handshakeRetried);
   void forget(const Connection* connection);
   Error timedOut(const std::string& callAddress, const Connection* connection);
 

@@ -139,13 +139,13 @@ std::unique_ptr<ChildProcess> ChildProcess::spawn(const SpawnOptions& options) {
     return nullptr;
   }
   // Open the standard streams here (CLOEXEC) and dup2 them in the child: dup2 clears CLOEXEC
-  // on the copies, so the child inherits exactly fds 0-2.
+  // on the copies, so the child inherits exactly fds 0-2 (and the inheritFds, the same way).
+  int outFlags = O_WRONLY | O_CREAT | O_CLOEXEC | (options.appendOutput ? O_APPEND : O_TRUNC);
   UniqueFd in(::open(options.stdinPath.c_str(), O_RDONLY | O_CLOEXEC));
-  UniqueFd out(::open(options.stdoutPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  UniqueFd out(::open(options.stdoutPath.c_str(), outFlags, 0600));
   UniqueFd err = options.stderrPath == options.stdoutPath
                      ? UniqueFd(::fcntl(out.get(), F_DUPFD_CLOEXEC, 3))
-                     : UniqueFd(::open(options.stderrPath.c_str(),
-                                       O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+                     : UniqueFd(::open(options.stderrPath.c_str(), outFlags, 0600));
   if (!in || !out || !err) {
     ADD_FAILURE() << errnoText("spawn: cannot open standard streams for the child");
     return nullptr;
@@ -156,6 +156,15 @@ std::unique_ptr<ChildProcess> ChildProcess::spawn(const SpawnOptions& options) {
   posix_spawn_file_actions_adddup2(&actions, in.get(), STDIN_FILENO);
   posix_spawn_file_actions_adddup2(&actions, out.get(), STDOUT_FILENO);
   posix_spawn_file_actions_adddup2(&actions, err.get(), STDERR_FILENO);
+  for (const auto& [from, to] : options.inheritFds) {
+    if (to < 3) {
+      ADD_FAILURE() << "spawn: inheritFds may not replace the standard streams (fd " << to << ")";
+      posix_spawn_file_actions_destroy(&actions);
+      return nullptr;
+    }
+    // Also right when from == to: glibc then clears CLOEXEC on the fd (POSIX issue 411).
+    posix_spawn_file_actions_adddup2(&actions, from, to);
+  }
   // A fresh signal state: gtest or the client library may block signals in this process.
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
@@ -256,6 +265,7 @@ const char* daemonModeName(DaemonMode mode) {
   switch (mode) {
   case DaemonMode::Standalone: return "standalone";
   case DaemonMode::SocketActivated: return "socket_activated";
+  case DaemonMode::HeldSocket: return "held_socket";
   }
   return "unknown";
 }
@@ -293,26 +303,34 @@ bool DaemonProcess::launch() {
     return false;
   }
 
-  // The notify socket: rjitd's sd_notify("READY=1") arrives here.
+  // The notify socket: rjitd's sd_notify("READY=1") arrives here. Made once: every rjitd
+  // started on a held socket reports to the same one.
   std::string notifyPath = dir_.file("notify.sock");
-  notifyFd_ = UniqueFd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (notifyPath.size() >= sizeof addr.sun_path) {
-    ADD_FAILURE() << "notify socket path too long: " << notifyPath;
-    return false;
+  if (!notifyFd_) {
+    notifyFd_ = UniqueFd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (notifyPath.size() >= sizeof addr.sun_path) {
+      ADD_FAILURE() << "notify socket path too long: " << notifyPath;
+      return false;
+    }
+    std::memcpy(addr.sun_path, notifyPath.c_str(), notifyPath.size() + 1);
+    if (!notifyFd_ ||
+        ::bind(notifyFd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      ADD_FAILURE() << errnoText("notify socket");
+      return false;
+    }
   }
-  std::memcpy(addr.sun_path, notifyPath.c_str(), notifyPath.size() + 1);
-  if (!notifyFd_ || ::bind(notifyFd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ADD_FAILURE() << errnoText("notify socket");
+  if (options_.mode == DaemonMode::HeldSocket && !heldSocket_ && !bindHeldSocket())
     return false;
-  }
+  ready_ = false;
 
   std::vector<std::string> rjitdArgs;
   std::vector<std::string> argv;
   SpawnOptions spawn;
   spawn.stdoutPath = logPath_;
   spawn.stderrPath = logPath_;
+  spawn.appendOutput = launches_++ > 0;  // a restarted rjitd's log follows its predecessor's
   std::string tcp =
       options_.tcpPort != 0 ? "127.0.0.1:" + std::to_string(options_.tcpPort) : std::string();
   std::vector<std::string> unset = {"NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES",
@@ -324,6 +342,18 @@ bool DaemonProcess::launch() {
       argv.push_back("tcp:" + tcp);
     }
     spawn.env = environmentWith({{"NOTIFY_SOCKET", notifyPath}}, unset);
+  } else if (options_.mode == DaemonMode::HeldSocket) {
+    if (!tcp.empty()) {
+      ADD_FAILURE() << "a held-socket daemon serves its Unix socket only (tcpPort is unsupported)";
+      return false;
+    }
+    // systemd's protocol: the sockets from fd 3 on, their number in LISTEN_FDS, and the pid
+    // they are meant for in LISTEN_PID, which must be rjitd's own. posix_spawn cannot know the
+    // child's pid in advance, so a shell sets it to its own ($$) and execs rjitd (same pid).
+    argv = {"/bin/sh", "-c", "LISTEN_PID=$$ exec \"$0\" \"$@\"", rjitd};
+    spawn.env = environmentWith(
+        {{"NOTIFY_SOCKET", notifyPath}, {"LISTEN_FDS", "1"}, {"LISTEN_FDNAMES", "rjitd"}}, unset);
+    spawn.inheritFds = {{heldSocket_.get(), 3}};
   } else {
     // systemd-socket-activate passes on only the variables named with -E. The TCP socket is
     // listed first: it creates the sockets in order, so once the Unix one listens, all do.
@@ -353,9 +383,58 @@ bool DaemonProcess::launch() {
   child_ = ChildProcess::spawn(spawn);
   if (!child_)
     return false;
-  if (options_.mode == DaemonMode::Standalone)
-    return waitReady();
-  return waitListening();
+  if (options_.mode == DaemonMode::SocketActivated)
+    return waitListening();
+  return waitReady();
+}
+
+bool DaemonProcess::bindHeldSocket() {
+  // What systemd does for rjitd.socket: create, bind, listen, and keep it open. The backlog is
+  // systemd's default (SOMAXCONN), so connections wait here while no rjitd accepts.
+  heldSocket_ = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (socketPath_.size() >= sizeof addr.sun_path) {
+    ADD_FAILURE() << "socket path too long: " << socketPath_;
+    return false;
+  }
+  std::memcpy(addr.sun_path, socketPath_.c_str(), socketPath_.size() + 1);
+  if (!heldSocket_ ||
+      ::bind(heldSocket_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::listen(heldSocket_.get(), SOMAXCONN) != 0) {
+    ADD_FAILURE() << errnoText(("held socket " + socketPath_).c_str());
+    return false;
+  }
+  return true;
+}
+
+bool DaemonProcess::startAgain() {
+  if (options_.mode != DaemonMode::HeldSocket) {
+    ADD_FAILURE() << "startAgain() needs a daemon in held-socket mode";
+    return false;
+  }
+  if (running()) {
+    ADD_FAILURE() << "startAgain() while rjitd still runs; stop() it first";
+    return false;
+  }
+  return launch();
+}
+
+size_t DaemonProcess::queuedConnections() const {
+  // A connection waiting for accept() is the listener's embryo socket: it carries the
+  // listener's path, no flags, and state 02 (SS_CONNECTING); once accepted it turns 03.
+  std::ifstream in("/proc/net/unix");
+  std::string line;
+  std::getline(in, line);  // header
+  size_t queued = 0;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string num, refCount, protocol, flags, type, state, inode, socketPath;
+    fields >> num >> refCount >> protocol >> flags >> type >> state >> inode >> socketPath;
+    if (socketPath == socketPath_ && flags == "00000000" && state == "02")
+      ++queued;
+  }
+  return queued;
 }
 
 std::string DaemonProcess::tcpEndpoint() const {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Child processes for integration tests: any program as an RAII handle (ChildProcess), and the
-// real rjitd started standalone or through systemd-socket-activate (DaemonProcess).
+// real rjitd started standalone, through systemd-socket-activate, or on a listening socket the
+// harness holds as systemd does (DaemonProcess).
 #pragma once
 
 #include "temp-dir.h"
@@ -61,14 +62,20 @@ struct SpawnOptions {
   std::string stdinPath = "/dev/null";
   std::string stdoutPath = "/dev/null";  ///< created or truncated
   std::string stderrPath = "/dev/null";  ///< created or truncated; may equal stdoutPath
+  /// Append to stdoutPath/stderrPath instead of truncating them.
+  bool appendOutput = false;
+  /// Further descriptors the child inherits: {fd in this process, fd number in the child}.
+  /// Child numbers must be 3 or more and distinct; the fds here may be CLOEXEC.
+  std::vector<std::pair<int, int>> inheritFds;
 };
 
 /// A spawned child process. The destructor kills (SIGKILL) and reaps a child still running, so
 /// a failing test never leaves processes behind.
 class ChildProcess final {
 public:
-  /// Starts the program (posix_spawn; the child inherits only fds 0-2). On failure records a
-  /// GoogleTest failure saying why and returns nullptr.
+  /// Starts the program (posix_spawn; the child inherits only fds 0-2 and
+  /// options.inheritFds). On failure records a GoogleTest failure saying why and returns
+  /// nullptr.
   static std::unique_ptr<ChildProcess> spawn(const SpawnOptions& options);
   ~ChildProcess();
   ChildProcess(const ChildProcess&) = delete;
@@ -115,9 +122,14 @@ CommandResult runCommand(const TempDir& dir, const std::vector<std::string>& arg
 enum class DaemonMode : uint8_t {
   Standalone,       ///< rjitd --listen unix:PATH, readiness by sd_notify READY=1
   SocketActivated,  ///< systemd-socket-activate -l PATH rjitd: LISTEN_FDS, exec on first connect
+  /// The harness creates, binds and listens on the Unix socket itself and holds it for the
+  /// daemon's lifetime, as systemd does for rjitd.socket; rjitd gets it as fd 3 with
+  /// LISTEN_FDS=1 and its own pid in LISTEN_PID, and can be stopped and started again on it
+  /// (stop(), startAgain()) while connections wait in its queue. Unix only (no tcpPort).
+  HeldSocket,
 };
 
-/// "standalone" / "socket_activated" (valid in GoogleTest parameter names).
+/// "standalone" / "socket_activated" / "held_socket" (valid in GoogleTest parameter names).
 const char* daemonModeName(DaemonMode mode);
 
 struct DaemonOptions {
@@ -134,9 +146,10 @@ struct DaemonOptions {
 uint16_t freeTcpPort();
 
 /// The real rjitd (path from $RJITD_BIN) in a private temporary directory, with its stderr in a
-/// log file there. Standalone: start() returns once rjitd has sent READY=1 to a notify socket the
-/// harness owns. Socket-activated: systemd-socket-activate owns the listening socket and execs
-/// rjitd (same pid) on the first connection; start() returns once that socket is listening.
+/// log file there. Standalone and held-socket: start() returns once rjitd has sent READY=1 to a
+/// notify socket the harness owns. Socket-activated: systemd-socket-activate owns the listening
+/// socket and execs rjitd (same pid) on the first connection; start() returns once that socket
+/// is listening.
 /// The destructor kills a daemon still running and, if the test has failed, prints its log.
 class DaemonProcess final {
 public:
@@ -165,6 +178,13 @@ public:
   bool waitReady();
   /// SIGTERM, then waits (bounded; SIGKILL and a recorded failure past SAFETY_BOUND) for exit.
   ExitStatus stop();
+  /// HeldSocket only, after stop(): starts a new rjitd on the same held socket (its log goes on
+  /// in the same file) and returns once it has sent READY=1. Records a failure and returns
+  /// false when it cannot start or never becomes ready.
+  bool startAgain();
+  /// Connections made to the Unix socket that no rjitd has accepted yet: they wait in the
+  /// listening socket's queue (from /proc/net/unix, where they show as connecting).
+  size_t queuedConnections() const;
   bool running() const { return !child_->status().has_value(); }
 
 private:
@@ -178,6 +198,7 @@ public:
 
 private:
   bool launch();
+  bool bindHeldSocket();
   bool waitListening();
 
   DaemonOptions options_;
@@ -186,6 +207,8 @@ private:
   std::string endpoint_;
   std::string logPath_;
   UniqueFd notifyFd_;
+  UniqueFd heldSocket_;  ///< HeldSocket: the listening socket, ours for the daemon's lifetime
+  unsigned launches_ = 0;
   bool ready_ = false;
   std::unique_ptr<ChildProcess> child_;
 };

@@ -4,6 +4,7 @@
 #include "cache-key.h"
 #include "compile-pool.h"
 #include "compile-service.h"
+#include "metrics.h"
 #include "object-cache.h"
 
 #include <cstdlib>
@@ -56,9 +57,10 @@ protected:
   // (noexcept destructor) cannot have as direct members.
   struct Env {
     explicit Env(const ServiceConfig& config)
-        : service(config, objects, backend, compilePool, hashPool) {}
+        : service(config, objects, backend, compilePool, hashPool, metrics) {}
     kj::AsyncIoContext io = kj::setupAsyncIo();
     cache::ObjectCache objects{64 << 20};
+    metrics::Metrics metrics{{"test", "test", {"x86_64", "aarch64"}}, objects};
     InProcessBackend backend;
     WorkerPool compilePool{"test-compile", 2};
     WorkerPool hashPool{"test-hash", 1};
@@ -68,6 +70,9 @@ protected:
   std::unique_ptr<Env> env = std::make_unique<Env>(config);
   CompileService& service = env->service;
   kj::AsyncIoContext& io = env->io;
+
+  /// What the service recorded (it keeps no counters of its own).
+  metrics::Totals counters() const { return env->metrics.totals(); }
 };
 
 TEST_F(CompileServiceTest, SecondRequestIsACacheHit) {
@@ -77,7 +82,7 @@ TEST_F(CompileServiceTest, SecondRequestIsACacheHit) {
   auto second = run(job(kAdd));
   EXPECT_TRUE(served(second).fromCache);
   EXPECT_EQ(served(first).key, served(second).key);
-  EXPECT_EQ(service.counters().compiles, 1u);
+  EXPECT_EQ(counters().compiles, 1u);
   EXPECT_EQ(service.cacheStats().hits, 1u);
 }
 
@@ -92,7 +97,7 @@ TEST_F(CompileServiceTest, KeyIsTheSharedKeyOverCanonicalParameters) {
   EXPECT_TRUE(served(alias).fromCache);
   auto other = run(job(kAdd, 1, "x86_64"));
   EXPECT_FALSE(served(other).fromCache);
-  EXPECT_EQ(service.counters().compiles, 2u);
+  EXPECT_EQ(counters().compiles, 2u);
 }
 
 TEST_F(CompileServiceTest, IdenticalConcurrentRequestsCompileOnce) {
@@ -110,8 +115,8 @@ TEST_F(CompileServiceTest, IdenticalConcurrentRequestsCompileOnce) {
     EXPECT_EQ(object, s.object.get()); // every waiter gets the one result
   }
   EXPECT_EQ(compiledHere, 1);
-  EXPECT_EQ(service.counters().compiles, 1u);
-  EXPECT_EQ(service.counters().compilesInFlight, 0u);
+  EXPECT_EQ(counters().compiles, 1u);
+  EXPECT_EQ(counters().compilesInFlight, 0u);
 }
 
 TEST_F(CompileServiceTest, InvalidRequestsAreFailuresNotExceptions) {
@@ -120,7 +125,7 @@ TEST_F(CompileServiceTest, InvalidRequestsAreFailuresNotExceptions) {
   Failure unknown = failed(run(job(kAdd, 2, "sparc")));
   EXPECT_EQ(unknown.kind, ErrorKind::UnknownTarget);
   EXPECT_NE(unknown.message.find("x86_64"), std::string::npos) << unknown.message;
-  EXPECT_EQ(service.counters().compiles, 0u);
+  EXPECT_EQ(counters().compiles, 0u);
 }
 
 TEST_F(CompileServiceTest, MalformedModuleFailsAndIsNotCached) {
@@ -129,11 +134,30 @@ TEST_F(CompileServiceTest, MalformedModuleFailsAndIsNotCached) {
   EXPECT_EQ(failed(r1).kind, ErrorKind::InvalidModule);
   auto r2 = run(job(bad));
   EXPECT_EQ(failed(r2).kind, ErrorKind::InvalidModule);
-  EXPECT_EQ(service.counters().compiles, 2u);
-  EXPECT_EQ(service.counters().compileFailures, 2u);
+  EXPECT_EQ(counters().compiles, 2u);
+  EXPECT_EQ(counters().compileFailures, 2u);
   EXPECT_EQ(service.cacheStats().entries, 0u);
   // The service keeps serving good requests.
   EXPECT_FALSE(served(run(job(kAdd))).fromCache);
+}
+
+TEST_F(CompileServiceTest, CompilesAreTimedByTargetAndLevel) {
+  EXPECT_FALSE(served(run(job(kAdd, 1, "x86_64"))).fromCache);
+  EXPECT_TRUE(served(run(job(kAdd, 1, "x86_64"))).fromCache);  // a hit runs no compile
+  EXPECT_EQ(failed(run(job("define i32 @f( {\n", 0, "aarch64"))).kind, ErrorKind::InvalidModule);
+  std::string text = env->metrics.exposition();
+  EXPECT_NE(text.find(R"(rjitd_compile_duration_seconds_count{opt_level="1",target="x86_64"} 1)"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find(R"(rjitd_compiles_total{result="invalid-module",target="aarch64"} 1)"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find(R"(rjitd_cache_lookups_total{result="hit",tier="memory"} 1)"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(counters().compiles, 2u);
+  EXPECT_EQ(counters().compileFailures, 1u);
+  EXPECT_EQ(counters().compilesInFlight, 0u);
 }
 
 TEST_F(CompileServiceTest, LookupFindsOnlyWhatWasCompiled) {
@@ -143,8 +167,8 @@ TEST_F(CompileServiceTest, LookupFindsOnlyWhatWasCompiled) {
   EXPECT_EQ(served(hit).object, served(r).object);
   cache::Key other{};
   EXPECT_EQ(failed(service.lookup(other)).kind, ErrorKind::NotFound);
-  EXPECT_EQ(service.counters().lookups, 2u);
-  EXPECT_EQ(service.counters().lookupHits, 1u);
+  EXPECT_EQ(counters().lookups, 2u);
+  EXPECT_EQ(counters().lookupHits, 1u);
 }
 
 class SmallLimitsTest : public CompileServiceTest {
@@ -176,6 +200,9 @@ TEST_F(OffloadedHashTest, HashOnWorkerGivesTheSameKey) {
 // input LLVM cannot survive ends a worker, not the daemon.
 class ProcessBackendTest : public ::testing::Test {
 protected:
+  cache::ObjectCache objects{1 << 20};
+  metrics::Metrics metrics{{"test", "test", {"aarch64"}}, objects};
+
   static std::string rjitd() {
     const char* bin = std::getenv("RJITD_BIN");
     return bin != nullptr ? bin : "";
@@ -201,7 +228,7 @@ define i32 @f(i32 %a, i32 %b) {
 
 TEST_F(ProcessBackendTest, CompilesInAWorkerAndReusesIt) {
   ASSERT_FALSE(rjitd().empty()) << "RJITD_BIN is not set";
-  ProcessBackend backend(rjitd(), std::chrono::seconds(60));
+  ProcessBackend backend(rjitd(), std::chrono::seconds(60), metrics);
   for (int i = 0; i < 3; ++i) {
     auto result = backend.compile(kAdd, options());
     ASSERT_TRUE(std::holds_alternative<CompiledObject>(result))
@@ -209,11 +236,12 @@ TEST_F(ProcessBackendTest, CompilesInAWorkerAndReusesIt) {
     EXPECT_FALSE(std::get<CompiledObject>(result).object.empty());
   }
   EXPECT_EQ(backend.spawned(), 1u);
+  EXPECT_EQ(metrics.totals().compileWorkerRestarts, 0u);
 }
 
 TEST_F(ProcessBackendTest, LlvmFatalErrorFailsOnlyThatRequest) {
   ASSERT_FALSE(rjitd().empty()) << "RJITD_BIN is not set";
-  ProcessBackend backend(rjitd(), std::chrono::seconds(60));
+  ProcessBackend backend(rjitd(), std::chrono::seconds(60), metrics);
   auto bad = backend.compile(kCrc, options());
   ASSERT_TRUE(std::holds_alternative<Failure>(bad));
   EXPECT_EQ(std::get<Failure>(bad).kind, ErrorKind::InvalidModule);
@@ -223,6 +251,7 @@ TEST_F(ProcessBackendTest, LlvmFatalErrorFailsOnlyThatRequest) {
   auto good = backend.compile(kCrc, options("+crc"));
   ASSERT_TRUE(std::holds_alternative<CompiledObject>(good)) << std::get<Failure>(good).message;
   EXPECT_EQ(backend.spawned(), 2u);
+  EXPECT_EQ(metrics.totals().compileWorkerRestarts, 1u);
 }
 
 } // namespace

@@ -63,7 +63,8 @@ private:
 struct ClientOptions {
   /// Addresses tried in order ("unix:/path", "tcp:HOST:PORT"); on a connection failure the
   /// next one is tried. Empty: RJIT_SERVER (comma-separated), else the default socket
-  /// (/run/rjitd/rjitd.sock for root, $XDG_RUNTIME_DIR/rjitd.sock otherwise).
+  /// (/run/rjitd/rjitd.sock for root; $XDG_RUNTIME_DIR/rjitd.sock, then the system socket
+  /// /run/rjitd/rjitd.sock, otherwise).
   std::vector<std::string> servers;
   /// Deadline for each call, connection set-up included. Zero: RJIT_TIMEOUT_MS, else 60 s.
   std::chrono::milliseconds timeout{0};
@@ -133,6 +134,9 @@ struct ServerStats {
 };
 
 /// A connection to rjitd (made lazily, remade after a failure, failing over between servers).
+/// A call cut off by a server that goes away - one answering `shutting-down` or closing the
+/// connection, as rjitd does while it restarts - is retried on a new connection within the
+/// call's deadline, so a restart of a socket-activated rjitd fails no call.
 /// Thread-safe: any thread may call any method; calls from several threads run concurrently
 /// over one connection. I/O runs on a private thread the client owns.
 class RJIT_API Client {

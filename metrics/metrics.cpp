@@ -1,0 +1,355 @@
+// SPDX-License-Identifier: MIT
+#include "metrics.h"
+
+#include "object-cache.h"
+
+#include <prometheus/collectable.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <array>
+#include <cmath>
+#include <functional>
+
+namespace rjitd::metrics {
+
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::Counter;
+using prometheus::Family;
+using prometheus::Gauge;
+using prometheus::Histogram;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+constexpr std::array<Method, 4> METHODS = {Method::Hello, Method::Compile, Method::Lookup,
+                                           Method::Stats};
+
+/// The cache tier the cache figures describe (a disk tier will add "disk").
+constexpr const char* MEMORY_TIER = "memory";
+
+std::string resultLabel(std::optional<ErrorKind> error) {
+  return error ? errorKindName(*error) : "ok";
+}
+
+const char* daemonErrorName(DaemonError kind) {
+  switch (kind) {
+  case DaemonError::Connection: return "connection";
+  case DaemonError::Accept: return "accept";
+  case DaemonError::Internal: return "internal";
+  }
+  return "internal";
+}
+
+double seconds(Metrics::Duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+/// Sum of a family's counter or gauge values over the series whose labels pass `keep`.
+template <typename T>
+double sum(const Family<T>& family,
+           const std::function<bool(const std::vector<ClientMetric::Label>&)>& keep = {}) {
+  double total = 0;
+  for (const MetricFamily& f : family.Collect()) {
+    for (const ClientMetric& m : f.metric) {
+      if (keep && !keep(m.label))
+        continue;
+      total += f.type == MetricType::Counter ? m.counter.value : m.gauge.value;
+    }
+  }
+  return total;
+}
+
+bool hasLabel(const std::vector<ClientMetric::Label>& labels, std::string_view name,
+              std::string_view value) {
+  for (const auto& l : labels) {
+    if (l.name == name)
+      return l.value == value;
+  }
+  return false;
+}
+
+template <typename N> N whole(double v) {
+  // Counters hold doubles; they are exact integers up to 2^53, far beyond any real figure.
+  return v <= 0 ? N(0) : static_cast<N>(std::llround(v));
+}
+
+/// One scrape-time family with a single series.
+MetricFamily family(std::string name, std::string help, MetricType type,
+                    std::vector<ClientMetric::Label> labels, double value) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  if (type == MetricType::Counter)
+    m.counter.value = value;
+  else
+    m.gauge.value = value;
+  return MetricFamily{std::move(name), std::move(help), type, {std::move(m)}};
+}
+
+/// The registry's families followed by the cache's figures, read from one stats() call so
+/// that they are consistent with each other.
+class Collector final : public prometheus::Collectable {
+public:
+  Collector(std::shared_ptr<prometheus::Registry> registry, const cache::ObjectCache& cache)
+      : registry(std::move(registry)), cache(cache) {}
+
+  std::vector<MetricFamily> Collect() const override {
+    std::vector<MetricFamily> out = registry->Collect();
+    cache::CacheStats s = cache.stats();
+    std::vector<ClientMetric::Label> tier = {{"tier", MEMORY_TIER}};
+    MetricFamily lookups{"rjitd_cache_lookups_total",
+                         "Cache lookups (compile requests and hash-first lookups) by tier and "
+                         "result",
+                         MetricType::Counter,
+                         {}};
+    for (auto [result, value] : {std::pair{"hit", s.hits}, std::pair{"miss", s.misses}}) {
+      ClientMetric m;
+      m.label = {{"result", result}, {"tier", MEMORY_TIER}};
+      m.counter.value = static_cast<double>(value);
+      lookups.metric.push_back(std::move(m));
+    }
+    out.push_back(std::move(lookups));
+    out.push_back(family("rjitd_cache_entries", "Objects in the cache", MetricType::Gauge, tier,
+                         static_cast<double>(s.entries)));
+    out.push_back(family("rjitd_cache_bytes", "Bytes the cached objects occupy", MetricType::Gauge,
+                         tier, static_cast<double>(s.bytes)));
+    out.push_back(family("rjitd_cache_budget_bytes", "Byte budget of the cache (--cache-bytes)",
+                         MetricType::Gauge, tier, static_cast<double>(s.budgetBytes)));
+    out.push_back(family("rjitd_cache_evictions_total",
+                         "Objects evicted to keep the cache within its budget", MetricType::Counter,
+                         tier, static_cast<double>(s.evictions)));
+    return out;
+  }
+
+private:
+  std::shared_ptr<prometheus::Registry> registry;
+  const cache::ObjectCache& cache;
+};
+
+}  // namespace
+
+const char* methodName(Method method) {
+  switch (method) {
+  case Method::Hello: return "hello";
+  case Method::Compile: return "compile";
+  case Method::Lookup: return "lookup";
+  case Method::Stats: return "stats";
+  }
+  return "unknown";
+}
+
+const std::vector<double>& durationBuckets() {
+  static const std::vector<double> buckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                              0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+                                              1,      2.5,     5,      10,    30,     60};
+  return buckets;
+}
+
+struct Metrics::Impl {
+  explicit Impl(const cache::ObjectCache& cache)
+      : registry(std::make_shared<prometheus::Registry>()),
+        collector(std::make_shared<Collector>(registry, cache)) {}
+
+  // Family<T>::Add returns the existing series for known labels, so call sites add with their
+  // labels each time: series appear when first used and no table of pointers can go stale.
+  Counter& request(Method method, std::optional<ErrorKind> error) {
+    return requests.Add({{"method", methodName(method)}, {"result", resultLabel(error)}});
+  }
+  Histogram& requestTime(Method method, std::string_view target) {
+    return requestDuration.Add({{"method", methodName(method)}, {"target", std::string(target)}},
+                               durationBuckets());
+  }
+  Counter& compile(std::string_view target, std::optional<ErrorKind> error) {
+    return compiles.Add({{"target", std::string(target)}, {"result", resultLabel(error)}});
+  }
+  Histogram& compileTime(std::string_view target, unsigned optLevel) {
+    return compileDuration.Add(
+        {{"target", std::string(target)}, {"opt_level", std::to_string(optLevel)}},
+        durationBuckets());
+  }
+  Counter& hashFirst(bool hit) { return hashFirstLookups.Add({{"result", hit ? "hit" : "miss"}}); }
+
+  std::shared_ptr<prometheus::Registry> registry;
+  std::shared_ptr<Collector> collector;
+
+  Family<Counter>& requests =
+      prometheus::BuildCounter()
+          .Name("rjitd_requests_total")
+          .Help("Requests answered, by RPC method and result (ok or the error kind)")
+          .Register(*registry);
+  Family<Histogram>& requestDuration =
+      prometheus::BuildHistogram()
+          .Name("rjitd_request_duration_seconds")
+          .Help("Time from receiving a request to its answer, by method and target")
+          .Register(*registry);
+  Family<Counter>& compiles =
+      prometheus::BuildCounter()
+          .Name("rjitd_compiles_total")
+          .Help("Compiles run (cache misses; identical concurrent requests share one), by "
+                "target and result")
+          .Register(*registry);
+  Family<Histogram>& compileDuration =
+      prometheus::BuildHistogram()
+          .Name("rjitd_compile_duration_seconds")
+          .Help("Time a compile took in its compile worker, by target and optimization level")
+          .Register(*registry);
+  Gauge& compilesInFlight = prometheus::BuildGauge()
+                                .Name("rjitd_compiles_in_flight")
+                                .Help("Compiles running or waiting for a compile worker")
+                                .Register(*registry)
+                                .Add({});
+  Counter& moduleBytes = prometheus::BuildCounter()
+                             .Name("rjitd_module_bytes_received_total")
+                             .Help("Bytes of module bodies received by compile requests")
+                             .Register(*registry)
+                             .Add({});
+  Family<Counter>& hashFirstLookups =
+      prometheus::BuildCounter()
+          .Name("rjitd_hash_first_lookups_total")
+          .Help("Hash-first lookups (a client asking by key before sending a large module), by "
+                "result")
+          .Register(*registry);
+  Gauge& sessions = prometheus::BuildGauge()
+                        .Name("rjitd_client_sessions")
+                        .Help("Open client sessions (one per handshake)")
+                        .Register(*registry)
+                        .Add({});
+  Gauge& connections = prometheus::BuildGauge()
+                           .Name("rjitd_connections")
+                           .Help("Open client connections")
+                           .Register(*registry)
+                           .Add({});
+  Counter& workerRestarts =
+      prometheus::BuildCounter()
+          .Name("rjitd_compile_worker_restarts_total")
+          .Help("Compile worker processes replaced after a crash, an LLVM fatal error or an "
+                "overrun of --compile-timeout")
+          .Register(*registry)
+          .Add({});
+  Family<Counter>& errors =
+      prometheus::BuildCounter()
+          .Name("rjitd_errors_total")
+          .Help("Errors by kind: failed requests by their error kind, and connection, accept "
+                "and internal errors outside requests")
+          .Register(*registry);
+  Family<Gauge>& buildInfo = prometheus::BuildGauge()
+                                 .Name("rjitd_build_info")
+                                 .Help("Always 1; the labels name the rjitd and LLVM versions")
+                                 .Register(*registry);
+};
+
+Metrics::Metrics(const BuildInfo& info, const cache::ObjectCache& cache)
+    : impl(std::make_unique<Impl>(cache)) {
+  impl->buildInfo.Add({{"version", info.rjitdVersion}, {"llvm_version", info.llvmVersion}}).Set(1);
+  // Series every running rjitd has, so that rate() and the dashboard start from zero.
+  for (Method m : METHODS)
+    impl->request(m, std::nullopt);
+  impl->requestTime(Method::Hello, NO_TARGET);
+  impl->requestTime(Method::Stats, NO_TARGET);
+  impl->requestTime(Method::Lookup, NO_TARGET);
+  for (const std::string& target : info.targets) {
+    impl->requestTime(Method::Compile, target);
+    impl->requestTime(Method::Lookup, target);
+    impl->compile(target, std::nullopt);
+    for (unsigned opt = 0; opt <= 3; ++opt)
+      impl->compileTime(target, opt);
+  }
+  impl->hashFirst(true);
+  impl->hashFirst(false);
+}
+
+Metrics::~Metrics() = default;
+
+void Metrics::requestDone(Method method, std::string_view target, std::optional<ErrorKind> error,
+                          Duration elapsed) {
+  impl->request(method, error).Increment();
+  impl->requestTime(method, target).Observe(seconds(elapsed));
+  if (error)
+    impl->errors.Add({{"kind", errorKindName(*error)}}).Increment();
+}
+
+void Metrics::moduleReceived(uint64_t bytes) {
+  impl->moduleBytes.Increment(static_cast<double>(bytes));
+}
+
+void Metrics::compileStarted() {
+  impl->compilesInFlight.Increment();
+}
+
+void Metrics::compileDone(std::string_view target, unsigned optLevel,
+                          std::optional<ErrorKind> error, Duration elapsed) {
+  impl->compilesInFlight.Decrement();
+  impl->compile(target, error).Increment();
+  impl->compileTime(target, optLevel).Observe(seconds(elapsed));
+}
+
+void Metrics::hashFirstLookup(bool hit) {
+  impl->hashFirst(hit).Increment();
+}
+
+void Metrics::sessionOpened() {
+  impl->sessions.Increment();
+}
+
+void Metrics::sessionClosed() {
+  impl->sessions.Decrement();
+}
+
+void Metrics::connectionOpened() {
+  impl->connections.Increment();
+}
+
+void Metrics::connectionClosed() {
+  impl->connections.Decrement();
+}
+
+void Metrics::compileWorkerLost() {
+  impl->workerRestarts.Increment();
+}
+
+void Metrics::daemonError(DaemonError kind) {
+  impl->errors.Add({{"kind", daemonErrorName(kind)}}).Increment();
+}
+
+Totals Metrics::totals() const {
+  auto method = [](Method m) {
+    return [name = methodName(m)](const std::vector<ClientMetric::Label>& labels) {
+      return hasLabel(labels, "method", name);
+    };
+  };
+  auto failed = [](const std::vector<ClientMetric::Label>& labels) {
+    return !hasLabel(labels, "result", "ok");
+  };
+  auto hit = [](const std::vector<ClientMetric::Label>& labels) {
+    return hasLabel(labels, "result", "hit");
+  };
+  Totals t;
+  t.requests = whole<uint64_t>(sum(impl->requests, method(Method::Compile)) +
+                               sum(impl->requests, method(Method::Lookup)));
+  t.compiles = whole<uint64_t>(sum(impl->compiles));
+  t.compileFailures = whole<uint64_t>(sum(impl->compiles, failed));
+  t.compilesInFlight = whole<uint32_t>(impl->compilesInFlight.Value());
+  t.moduleBytesReceived = whole<uint64_t>(impl->moduleBytes.Value());
+  t.lookups = whole<uint64_t>(sum(impl->hashFirstLookups));
+  t.lookupHits = whole<uint64_t>(sum(impl->hashFirstLookups, hit));
+  t.sessions = whole<uint32_t>(impl->sessions.Value());
+  t.connections = whole<uint32_t>(impl->connections.Value());
+  t.compileWorkerRestarts = whole<uint64_t>(impl->workerRestarts.Value());
+  return t;
+}
+
+std::shared_ptr<prometheus::Collectable> Metrics::collectable() const {
+  return impl->collector;
+}
+
+std::string Metrics::exposition() const {
+  return prometheus::TextSerializer().Serialize(impl->collector->Collect());
+}
+
+}  // namespace rjitd::metrics

@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: MIT
+// rjitd's Prometheus metrics: one registry with every rjitd metric family, updated by the
+// daemon's call sites, plus the cache figures read from the object cache when scraped. The
+// counters `rjit info` shows (ServerStats) are read back from here, so both show one figure.
+// This header carries no prometheus-cpp types: only metrics/*.cpp include prometheus-cpp.
+#pragma once
+
+#include "compiled-object.h"
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace prometheus {
+class Collectable;
+}  // namespace prometheus
+
+namespace rjitd::cache {
+class ObjectCache;
+}  // namespace rjitd::cache
+
+namespace rjitd::metrics {
+
+/// The RPC methods, the `method` label of the request metrics.
+enum class Method : uint8_t { Hello, Compile, Lookup, Stats };
+
+/// "hello", "compile", "lookup", "stats".
+const char* methodName(Method method);
+
+/// `target` label of a request that names no target (hello, stats, a lookup that missed).
+inline constexpr std::string_view NO_TARGET = "none";
+/// `target` label of a compile request whose target rjitd does not serve. Client-chosen
+/// strings never become label values: that would let clients create unbounded series.
+inline constexpr std::string_view UNKNOWN_TARGET = "unknown";
+
+/// Errors that are not the answer to a request; counted in rjitd_errors_total with these kinds.
+enum class DaemonError : uint8_t {
+  Connection,  ///< a client connection ended with an error instead of a clean close
+  Accept,      ///< accepting a connection failed
+  Internal,    ///< a fault inside rjitd outside any request (logged)
+};
+
+struct BuildInfo {
+  std::string rjitdVersion;
+  std::string llvmVersion;
+  /// Short names of the served targets ("x86_64", "aarch64"): their label values exist from
+  /// the start, so dashboards show zeros rather than "no data" before the first request.
+  std::vector<std::string> targets;
+};
+
+/// The figures `rjit info` shows, read from the metric families (see Metrics::totals()).
+struct Totals {
+  uint64_t requests = 0;         ///< compile and lookup requests answered
+  uint64_t compiles = 0;         ///< compiles run (single flight: one per distinct key)
+  uint64_t compileFailures = 0;  ///< compiles run that failed
+  uint32_t compilesInFlight = 0;
+  uint64_t moduleBytesReceived = 0;
+  uint64_t lookups = 0;  ///< hash-first lookups that reached the cache
+  uint64_t lookupHits = 0;
+  uint32_t sessions = 0;
+  uint32_t connections = 0;
+  uint64_t compileWorkerRestarts = 0;
+};
+
+/// Histogram buckets of every rjitd duration, in seconds: 100 µs (a cache hit over a Unix
+/// socket) to 60 s (a large module at -O3).
+const std::vector<double>& durationBuckets();
+
+/// Owns the registry and the rjitd metric families. Every method is thread-safe and never
+/// waits on I/O: an update is an atomic add, or a lookup under prometheus-cpp's per-family
+/// mutex, which a scrape holds only while it copies that family's values.
+class Metrics final {
+public:
+  using Duration = std::chrono::steady_clock::duration;
+
+  /// `cache` outlives this object (its figures are read at every scrape).
+  Metrics(const BuildInfo& info, const cache::ObjectCache& cache);
+  ~Metrics();
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  /// A request was answered: `error` is its error kind, or nullopt when it succeeded.
+  /// `target` is a served target's short name, NO_TARGET or UNKNOWN_TARGET.
+  void requestDone(Method method, std::string_view target, std::optional<ErrorKind> error,
+                   Duration elapsed);
+  /// A compile request carried a module of `bytes` bytes.
+  void moduleReceived(uint64_t bytes);
+  /// A compile is about to run (a cache miss that no compile in flight could answer).
+  void compileStarted();
+  /// A compile that compileStarted() announced ended after `elapsed` on its worker.
+  void compileDone(std::string_view target, unsigned optLevel, std::optional<ErrorKind> error,
+                   Duration elapsed);
+  /// A hash-first lookup found (or did not find) the object in the cache.
+  void hashFirstLookup(bool hit);
+  void sessionOpened();
+  void sessionClosed();
+  void connectionOpened();
+  void connectionClosed();
+  /// A compile worker process ended abnormally (crash, LLVM fatal error, time limit) and is
+  /// replaced for the next compile.
+  void compileWorkerLost();
+  void daemonError(DaemonError kind);
+
+  /// The ServerStats figures, summed over the label values of the families they come from.
+  Totals totals() const;
+
+  /// Everything a scrape returns: the registry's families and the cache's figures. The
+  /// collectable refers to this object and its cache; stop serving it before they go away.
+  std::shared_ptr<prometheus::Collectable> collectable() const;
+
+  /// The Prometheus text exposition of collectable(), as /metrics serves it.
+  std::string exposition() const;
+
+private:
+  struct Impl;
+  std::unique_ptr<Impl> impl;
+};
+
+}  // namespace rjitd::metrics

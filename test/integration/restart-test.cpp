@@ -1,0 +1,279 @@
+// SPDX-License-Identifier: MIT
+// Restarts without failed requests: the harness holds rjitd's listening socket as systemd does
+// for rjitd.socket and restarts rjitd several times under a bounded load of clients; every
+// request succeeds with a valid object, including those that arrive while no rjitd runs.
+#include <elf.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+#include "fixture.h"
+
+namespace rjit::test {
+namespace {
+
+constexpr unsigned THREADS = 4;
+constexpr unsigned RESTARTS = 3;
+/// Load requests completed before the first restart, and between two restarts.
+constexpr uint64_t REQUESTS_BETWEEN_RESTARTS = 40;
+/// Requests each load thread still makes once the restarts are over: the last rjitd serves too.
+constexpr unsigned REQUESTS_AFTER_RESTARTS = 10;
+/// Every FRESH_CLIENT_EVERY-th request of a thread goes through a new Client (its own connect
+/// and handshake), the others through the thread's long-lived Client.
+constexpr unsigned FRESH_CLIENT_EVERY = 4;
+/// Bounds each load thread's loop. The restarts end the load long before (a few thousand
+/// requests per thread here); reaching it is reported as a failure.
+constexpr unsigned MAX_REQUESTS_PER_THREAD = 100'000;
+
+struct Module {
+  std::string name;
+  std::string ir;
+  unsigned optLevel;
+  std::string symbol;  ///< a function the object must define
+};
+
+/// A few distinct modules: text and bitcode, tiny and larger, cached after their first compile
+/// by each rjitd (every restart starts with an empty cache, so some requests compile).
+std::vector<Module> loadModules() {
+  return {
+      {"answer.ll", tinyModule(), 0, "answer"},
+      {"sieve.ll", readFile(genPath("sieve.ll")), 2, "main"},
+      {"mathprog.bc", readFile(genPath("mathprog.bc")), 1, "main"},
+      {"generated.ll", generatedModule(8), 2, "f7"},
+  };
+}
+
+CompileRequest requestFor(const Module& module) {
+  CompileRequest request;
+  request.module = module.ir;
+  request.moduleName = module.name;
+  request.optLevel = module.optLevel;
+  return request;
+}
+
+/// What is wrong with `object` as the answer for `module`; "" when it is a valid object.
+std::string problemWith(const CompiledObject& object, const Module& module) {
+  if (elfMachine(object.object) != EM_X86_64)
+    return module.name + ": not an x86_64 relocatable object";
+  if (object.key.size() != 64)
+    return module.name + ": key of " + std::to_string(object.key.size()) + " hex digits";
+  bool defined = std::any_of(object.defines.begin(), object.defines.end(), [&](const Symbol& s) {
+    return s.name == module.symbol && s.kind == Symbol::Kind::Function;
+  });
+  if (!defined)
+    return module.name + ": the object does not define " + module.symbol;
+  return "";
+}
+
+ClientOptions optionsFor(const DaemonProcess& daemon) {
+  ClientOptions options;
+  options.servers = {daemon.endpoint()};
+  options.clientName = "restart-test";
+  return options;
+}
+
+/// THREADS client threads compiling loadModules() in turn until finish(), each request
+/// checked; failures are collected, not asserted, so that the coordinating thread decides.
+class Load final {
+public:
+  Load(ClientOptions options, std::vector<Module> modules)
+      : options(std::move(options)), modules(std::move(modules)) {
+    for (unsigned t = 0; t < THREADS; ++t)
+      threads.emplace_back([this, t] { run(t); });
+  }
+  ~Load() {
+    stopNow = true;  // an early end (a failed assertion): stop after the current request
+    join();
+  }
+  Load(const Load&) = delete;
+  Load& operator=(const Load&) = delete;
+
+  /// Waits until `n` requests have completed; false (with a recorded failure) if the load ended
+  /// or the safety bound passed first.
+  bool waitCompleted(uint64_t n) {
+    std::unique_lock lock(mutex);
+    bool reached =
+        progress.wait_for(lock, SAFETY_BOUND, [&] { return completed >= n || running == 0; });
+    if (!reached || completed < n) {
+      ADD_FAILURE() << "the load completed " << completed << " requests, not " << n;
+      return false;
+    }
+    return true;
+  }
+
+  /// Restart bookkeeping, to count requests that spanned a whole restart.
+  void restartBegins() { ++restartsBegun; }
+  void restartDone() { ++restartsDone; }
+
+  /// Lets every thread make REQUESTS_AFTER_RESTARTS more requests, then waits for them.
+  void finish() {
+    restartsOver = true;
+    join();
+  }
+
+  uint64_t requests() const { return completed; }
+  uint64_t spanningRestart() const { return spanning; }
+  uint64_t freshClients() const { return fresh; }
+  std::vector<std::string> failures() const {
+    std::lock_guard lock(mutex);
+    return failed;
+  }
+
+private:
+  void run(unsigned t) {
+    Client own(options);
+    unsigned after = 0;
+    for (unsigned i = 0; i < MAX_REQUESTS_PER_THREAD && !stopNow; ++i) {
+      if (restartsOver && after++ == REQUESTS_AFTER_RESTARTS) {
+        ended();
+        return;
+      }
+      const Module& module = modules[(t + i) % modules.size()];
+      unsigned begunBefore = restartsBegun;
+      std::string problem;
+      try {
+        if (i % FRESH_CLIENT_EVERY == FRESH_CLIENT_EVERY - 1) {
+          Client client(options);
+          problem = problemWith(client.compile(requestFor(module)), module);
+          ++fresh;
+        } else {
+          problem = problemWith(own.compile(requestFor(module)), module);
+        }
+      } catch (const Error& e) {
+        problem = module.name + ": " + errorKindName(e.kind()) + ": " + e.what();
+      }
+      if (restartsDone > begunBefore)
+        ++spanning;  // started before a restart began, answered after its rjitd was ready
+      std::lock_guard lock(mutex);
+      if (!problem.empty())
+        failed.push_back("thread " + std::to_string(t) + ", request " + std::to_string(i) + ": " +
+                         problem);
+      ++completed;
+      progress.notify_all();
+    }
+    if (!stopNow) {
+      std::lock_guard lock(mutex);
+      failed.push_back("thread " + std::to_string(t) +
+                       " reached MAX_REQUESTS_PER_THREAD before "
+                       "the restarts were over");
+    }
+    ended();
+  }
+
+  void ended() {
+    std::lock_guard lock(mutex);
+    --running;
+    progress.notify_all();
+  }
+
+  void join() {
+    for (auto& thread : threads)
+      if (thread.joinable())
+        thread.join();
+  }
+
+  const ClientOptions options;
+  const std::vector<Module> modules;
+  std::atomic<bool> restartsOver = false;
+  std::atomic<bool> stopNow = false;
+  std::atomic<unsigned> restartsBegun = 0;
+  std::atomic<unsigned> restartsDone = 0;
+  std::atomic<uint64_t> spanning = 0;
+  std::atomic<uint64_t> fresh = 0;
+  mutable std::mutex mutex;
+  std::condition_variable progress;
+  uint64_t completed = 0;            // guarded by mutex
+  unsigned running = THREADS;        // guarded by mutex
+  std::vector<std::string> failed;   // guarded by mutex
+  std::vector<std::thread> threads;  // last: the threads use everything above
+};
+
+/// Waits until a connection waits in the held socket's queue, pacing the checks by waiting on
+/// `request` (whose early end, while no rjitd runs, is a failure).
+bool waitQueued(const DaemonProcess& daemon, std::future<CompiledObject>& request) {
+  auto deadline = std::chrono::steady_clock::now() + SAFETY_BOUND;
+  while (daemon.queuedConnections() == 0) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      ADD_FAILURE() << "no connection waited on the held socket within the safety bound";
+      return false;
+    }
+    if (request.wait_for(std::chrono::milliseconds(2)) == std::future_status::ready) {
+      ADD_FAILURE() << "a request ended while no rjitd was running";
+      return false;
+    }
+  }
+  return true;
+}
+
+void expectValid(std::future<CompiledObject>& future, const Module& module, const char* what) {
+  try {
+    std::string problem = problemWith(future.get(), module);
+    EXPECT_TRUE(problem.empty()) << what << ": " << problem;
+  } catch (const Error& e) {
+    ADD_FAILURE() << what << " failed: " << errorKindName(e.kind()) << ": " << e.what();
+  }
+}
+
+TEST(RestartTest, RequestsDuringRestartsAllSucceed) {
+  DaemonOptions daemonOptions;
+  daemonOptions.mode = DaemonMode::HeldSocket;
+  daemonOptions.logLevel = "info";  // debug would log every connection of the load
+  auto daemon = DaemonProcess::start(daemonOptions);
+  ASSERT_NE(daemon, nullptr);
+  ClientOptions options = optionsFor(*daemon);
+
+  Load load(options, loadModules());
+  Client slowClient(options);
+  Client observer(options);
+  for (unsigned r = 1; r <= RESTARTS; ++r) {
+    SCOPED_TRACE("restart " + std::to_string(r));
+    ASSERT_TRUE(load.waitCompleted(r * REQUESTS_BETWEEN_RESTARTS));
+
+    // A compile in flight when SIGTERM arrives (this one, or one of the load's: the counters
+    // cannot tell them apart). The drain lets it finish and answers it; had this one not
+    // reached rjitd yet, it is answered `shutting-down` and retried on the next rjitd.
+    Module slow{"slow.ll", generatedModule(60), 2, "f59"};
+    auto inFlight = slowClient.compileAsync(requestFor(slow));
+    ASSERT_TRUE(waitCompileInFlight(observer, inFlight));
+
+    load.restartBegins();
+    ExitStatus status = daemon->stop();
+    EXPECT_TRUE(status.exitedWith(0)) << "rjitd after SIGTERM: " << status.describe();
+
+    // A request made while no rjitd runs: its connection waits in the held socket's queue
+    // (as do the load's), and the next rjitd answers it.
+    Module late{"late.ll", tinyModule(), 1, "answer"};
+    Client lateClient(options);
+    auto arrived = lateClient.compileAsync(requestFor(late));
+    ASSERT_TRUE(waitQueued(*daemon, arrived));
+
+    ASSERT_TRUE(daemon->startAgain());
+    load.restartDone();
+    expectValid(inFlight, slow, "the compile in flight at SIGTERM");
+    expectValid(arrived, late, "the request made while rjitd was down");
+  }
+  load.finish();
+
+  std::vector<std::string> failures = load.failures();
+  if (!failures.empty())
+    ADD_FAILURE() << failures.size() << " of " << load.requests()
+                  << " requests failed; the first: " << failures.front();
+  // For the log: how much of the load met the restarts (the late requests above are the part
+  // that is certain to).
+  std::cout << "[ restart  ] " << load.requests() << " requests (" << load.freshClients()
+            << " on fresh clients), " << load.spanningRestart()
+            << " of them across a whole restart, " << RESTARTS << " restarts, " << failures.size()
+            << " failed\n";
+  RecordProperty("requests", std::to_string(load.requests()));
+  RecordProperty("spanning_restart", std::to_string(load.spanningRestart()));
+
+  ExitStatus status = daemon->stop();
+  EXPECT_TRUE(status.exitedWith(0)) << "rjitd after SIGTERM: " << status.describe();
+}
+
+}  // namespace
+}  // namespace rjit::test
