@@ -190,6 +190,28 @@ TEST_P(BadInputTest, UnknownTargetIsReported) {
   expectCompileError(client, request, ErrorKind::UnknownTarget);
 }
 
+TEST_P(BadInputTest, ModuleThatMakesLlvmAbortFailsOnlyThatRequest) {
+  // An AArch64 intrinsic whose feature (+crc) the request does not enable: LLVM's instruction
+  // selector ends its process with a fatal error. That process is a compile worker, so the
+  // request fails with a clear error and rjitd goes on serving (expectCompileError checks).
+  Client client(clientOptions());
+  CompileRequest request;
+  request.module = R"(declare i32 @llvm.aarch64.crc32b(i32, i32)
+define i32 @f(i32 %a, i32 %b) {
+  %c = call i32 @llvm.aarch64.crc32b(i32 %a, i32 %b)
+  ret i32 %c
+}
+)";
+  request.moduleName = "crc.ll";
+  request.target = "aarch64";
+  auto error = expectCompileError(client, request, ErrorKind::InvalidModule);
+  ASSERT_TRUE(error.has_value());
+  EXPECT_NE(std::string(error->what()).find("crc.ll"), std::string::npos) << error->what();
+  // The same module with the feature enabled compiles on a fresh worker.
+  request.features = "+crc";
+  EXPECT_FALSE(client.compile(request).object.empty());
+}
+
 TEST_P(BadInputTest, ModuleForAnotherTargetIsNotRetargeted) {
   Client client(clientOptions());
   CompileRequest request;
