@@ -1,2 +1,838 @@
 // SPDX-License-Identifier: MIT
-int main() { return 0; }
+// rjit-bench: what rjitd costs and what it saves, measured side by side in one run as ratios
+// (MISSION.md, "How we know it is good"; results in docs/BENCHMARKS.md).
+//
+//  1. Cold compile (every iteration a cache miss: a "; nonce" comment line makes each
+//     iteration's module bytes, and so its cache key, unique without changing the work):
+//     through rjitd (request to object in hand) vs. the same pipeline in-process
+//     (rjitd::compiler::compile with the same options) vs. an in-process LLVM ORC LLJIT compile
+//     (parse, the same O-level pipeline, lookup), at -O0 and -O2. The three run interleaved,
+//     in rotating order, so that drift of a shared machine hits them alike.
+//  2. Cache hit: the same request repeated through rjitd, with the module sent every time and
+//     with hash-first (lookup by key, no body), vs. the in-process -O2 compile.
+//  3. For a small module (test/data/sieve.c, 5 functions) and a large one (stb_image, about 38k
+//     lines of IR).
+//
+// The bench starts its own rjitd (--jobs 1, private socket in a temp dir) unless --server names
+// a running one.
+#include "cache-key.h"
+#include "compiler.h"
+#include "lljit-compile.h"
+#include "targets.h"
+
+#include <remotejit/client.h>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <limits>
+#include <optional>
+#include <random>
+#include <spawn.h>
+#include <sstream>
+#include <string>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+extern char** environ;
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using json = nlohmann::json;
+
+double msSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+// --- statistics ------------------------------------------------------------------------------
+
+struct Series {
+  std::vector<double> ms;
+
+  void add(double value) { ms.push_back(value); }
+  bool empty() const { return ms.empty(); }
+  size_t count() const { return ms.size(); }
+  double median() const {
+    if (ms.empty())
+      return 0;
+    std::vector<double> sorted = ms;
+    std::sort(sorted.begin(), sorted.end());
+    size_t n = sorted.size();
+    return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+  }
+  double min() const { return ms.empty() ? 0 : *std::min_element(ms.begin(), ms.end()); }
+  /// Nearest-rank percentile, p in [0, 100].
+  double percentile(double p) const {
+    if (ms.empty())
+      return 0;
+    std::vector<double> sorted = ms;
+    std::sort(sorted.begin(), sorted.end());
+    size_t rank = static_cast<size_t>(p / 100.0 * static_cast<double>(sorted.size() - 1) + 0.5);
+    return sorted[std::min(rank, sorted.size() - 1)];
+  }
+  json toJson() const {
+    return {{"n", count()},
+            {"median_ms", median()},
+            {"min_ms", min()},
+            {"p10_ms", percentile(10)},
+            {"p90_ms", percentile(90)},
+            {"max_ms", percentile(100)}};
+  }
+};
+
+double ratio(double a, double b) {
+  return b > 0 ? a / b : 0;
+}
+
+std::string fixed(double value, int decimals) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, "%.*f", decimals, value);
+  return buffer;
+}
+
+/// "12.3 (11.9)": median and, in parentheses, minimum, in milliseconds.
+std::string medMin(const Series& s, int decimals) {
+  if (s.empty())
+    return "-";
+  return fixed(s.median(), decimals) + " (" + fixed(s.min(), decimals) + ")";
+}
+
+/// A plain text table: columns padded to their widest cell, first column left-aligned.
+class Table {
+public:
+  explicit Table(std::vector<std::string> header) { rows_.push_back(std::move(header)); }
+  void add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  void print(std::ostream& os) const {
+    std::vector<size_t> width;
+    for (const auto& row : rows_)
+      for (size_t i = 0; i < row.size(); ++i) {
+        if (width.size() <= i)
+          width.push_back(0);
+        width[i] = std::max(width[i], row[i].size());
+      }
+    for (size_t r = 0; r < rows_.size(); ++r) {
+      std::string line;
+      for (size_t i = 0; i < rows_[r].size(); ++i) {
+        const std::string& cell = rows_[r][i];
+        std::string pad(width[i] - cell.size(), ' ');
+        line += i == 0 ? cell + pad : "  " + pad + cell;
+      }
+      os << line << '\n';
+      if (r == 0) {
+        size_t total = 0;
+        for (size_t w : width)
+          total += w + 2;
+        os << std::string(total - 2, '-') << '\n';
+      }
+    }
+  }
+
+private:
+  std::vector<std::vector<std::string>> rows_;
+};
+
+// --- files, machine ----------------------------------------------------------------------------
+
+std::string readFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw std::runtime_error("cannot read " + path.string() + ": " + std::strerror(errno));
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+fs::path selfDirectory() {
+  std::error_code error;
+  fs::path exe = fs::read_symlink("/proc/self/exe", error);
+  if (error)
+    throw std::runtime_error("cannot resolve /proc/self/exe: " + error.message());
+  return exe.parent_path();
+}
+
+std::string firstLineWith(const std::string& file, const std::string& prefix) {
+  std::ifstream in(file);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(prefix, 0) == 0) {
+      auto colon = line.find(':');
+      std::string value = colon == std::string::npos ? line : line.substr(colon + 1);
+      value.erase(0, value.find_first_not_of(" \t"));
+      return value;
+    }
+  return "?";
+}
+
+json machineInfo() {
+  utsname names{};
+  uname(&names);
+  return {{"cpu", firstLineWith("/proc/cpuinfo", "model name")},
+          {"cpus", std::thread::hardware_concurrency()},
+          {"memory", firstLineWith("/proc/meminfo", "MemTotal")},
+          {"kernel", std::string(names.sysname) + " " + names.release},
+          {"arch", names.machine}};
+}
+
+/// Total and stolen CPU time so far (/proc/stat, in clock ticks): on a virtual machine the
+/// hypervisor's other guests take "steal" time, which no priority inside the guest recovers.
+std::pair<uint64_t, uint64_t> cpuTicks() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  in >> cpu;
+  uint64_t total = 0, steal = 0, value = 0;
+  for (int field = 0; field < 8 && in >> value; ++field) {
+    total += value;  // user nice system idle iowait irq softirq steal
+    if (field == 7)
+      steal = value;
+  }
+  return {total, steal};
+}
+
+/// The 1-, 5- and 15-minute load averages: other work on a shared machine skews the timings.
+std::string loadAverage() {
+  std::ifstream in("/proc/loadavg");
+  std::string one, five, fifteen;
+  in >> one >> five >> fifteen;
+  return one + " " + five + " " + fifteen;
+}
+
+// --- the daemon --------------------------------------------------------------------------------
+
+/// An rjitd started for this run: private socket in a temp directory, one compile worker.
+/// Stopped with SIGTERM (then SIGKILL after 10 s) at stop() or destruction.
+class Daemon {
+public:
+  explicit Daemon(const fs::path& binary) {
+    if (!fs::exists(binary))
+      throw std::runtime_error("rjitd not found at " + binary.string() +
+                               " (build it: ninja -C BUILDDIR service/rjitd, or pass --rjitd)");
+    std::string pattern = (fs::temp_directory_path() / "rjit-bench.XXXXXX").string();
+    if (mkdtemp(pattern.data()) == nullptr)
+      throw std::runtime_error(std::string("mkdtemp: ") + std::strerror(errno));
+    dir_ = pattern;
+    socket_ = (dir_ / "rjitd.sock").string();
+    log_ = dir_ / "rjitd.log";
+
+    std::vector<std::string> args = {binary.string(), "--listen", "unix:" + socket_, "--jobs", "1",
+                                     "--log-level",   "warning"};
+    // Not a systemd service: keep the daemon from reading our LISTEN_FDS or NOTIFY_SOCKET.
+    std::vector<std::string> env;
+    for (char** e = environ; *e != nullptr; ++e) {
+      std::string_view entry(*e);
+      if (entry.starts_with("LISTEN_") || entry.starts_with("NOTIFY_SOCKET="))
+        continue;
+      env.emplace_back(entry);
+    }
+    std::vector<char*> argv, envp;
+    for (auto& a : args)
+      argv.push_back(a.data());
+    argv.push_back(nullptr);
+    for (auto& e : env)
+      envp.push_back(e.data());
+    envp.push_back(nullptr);
+
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+    int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0)
+      throw std::runtime_error("cannot start " + binary.string() + ": " + std::strerror(rc));
+  }
+
+  ~Daemon() {
+    if (pid_ > 0)
+      stop();
+    std::error_code ignored;
+    if (!keepDir_)
+      fs::remove_all(dir_, ignored);
+  }
+
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  std::string address() const { return "unix:" + socket_; }
+
+  /// Exit status text if the daemon has already exited ("" while it runs).
+  std::string exitedEarly() {
+    if (pid_ <= 0)
+      return "not running";
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return describe(status);
+    }
+    return "";
+  }
+
+  /// SIGTERM, wait; returns how it exited ("exit 0" is the graceful drain).
+  std::string stop() {
+    if (pid_ <= 0)
+      return "not running";
+    kill(pid_, SIGTERM);
+    auto deadline = Clock::now() + std::chrono::seconds(10);
+    int status = 0;
+    while (waitpid(pid_, &status, WNOHANG) == 0) {
+      if (Clock::now() > deadline) {
+        kill(pid_, SIGKILL);
+        waitpid(pid_, &status, 0);
+        pid_ = -1;
+        keepDir_ = true;
+        return "did not exit within 10 s of SIGTERM; killed (log kept in " + log_.string() + ")";
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    pid_ = -1;
+    return describe(status);
+  }
+
+  std::string logText() const {
+    try {
+      return readFile(log_);
+    } catch (const std::exception&) {
+      return {};
+    }
+  }
+
+private:
+  static std::string describe(int status) {
+    if (WIFEXITED(status))
+      return "exit " + std::to_string(WEXITSTATUS(status));
+    if (WIFSIGNALED(status))
+      return std::string("killed by signal ") + strsignal(WTERMSIG(status));
+    return "unknown status " + std::to_string(status);
+  }
+
+  pid_t pid_ = -1;
+  fs::path dir_, log_;
+  std::string socket_;
+  bool keepDir_ = false;
+};
+
+/// Retries serverInfo() until the server answers (bounded).
+rjit::ServerInfo waitUntilServing(const std::string& address, Daemon* daemon) {
+  auto deadline = Clock::now() + std::chrono::seconds(20);
+  std::string last;
+  while (Clock::now() < deadline) {
+    if (daemon != nullptr) {
+      std::string exited = daemon->exitedEarly();
+      if (!exited.empty())
+        throw std::runtime_error("rjitd exited before serving (" + exited + "):\n" +
+                                 daemon->logText());
+    }
+    try {
+      rjit::ClientOptions options;
+      options.servers = {address};
+      options.timeout = std::chrono::milliseconds(2000);
+      options.clientName = "rjit-bench";
+      rjit::Client probe(options);
+      return probe.serverInfo();
+    } catch (const rjit::Error& e) {
+      last = e.what();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  throw std::runtime_error("rjitd at " + address + " did not answer within 20 s: " + last);
+}
+
+// --- workloads ---------------------------------------------------------------------------------
+
+struct Module {
+  std::string name;    ///< "small", "large"
+  std::string what;    ///< for the table's legend
+  std::string text;    ///< textual IR
+  std::string symbol;  ///< looked up by LLJIT
+  size_t lines = 0;
+};
+
+Module loadModule(const std::string& name, const std::string& what, const fs::path& path,
+                  const std::string& symbol) {
+  Module m{name, what, readFile(path), symbol, 0};
+  m.lines = static_cast<size_t>(std::count(m.text.begin(), m.text.end(), '\n'));
+  return m;
+}
+
+/// A comment line changes the module's bytes (and so its cache key), not the work.
+std::string withNonce(const std::string& text, const std::string& run, uint64_t n) {
+  std::string out = text;
+  if (!out.empty() && out.back() != '\n')
+    out += '\n';
+  out += "; nonce " + run + "-" + std::to_string(n) + "\n";
+  return out;
+}
+
+struct Config {
+  std::string rjitd;
+  std::string server;
+  std::string jsonPath;
+  std::string smallIr, largeIr;
+  unsigned coldSmall = 40, coldLargeO0 = 21, coldLargeO2 = 11;
+  unsigned warmSmall = 2000, warmLarge = 300, statsCalls = 2000;
+  double scale = 1.0;
+  bool lljit = true;
+};
+
+unsigned scaled(unsigned n, double scale) {
+  return std::max(1u, static_cast<unsigned>(n * scale + 0.5));
+}
+
+struct ColdResult {
+  std::string module;
+  unsigned level = 0;
+  Series rjitd, inProcess, lljit, serverCompile;
+  Series overhead;          ///< per request: rjitd latency minus the compile time rjitd reports
+  unsigned unexpected = 0;  ///< rjitd answers that were cache hits (should be none)
+};
+
+struct WarmResult {
+  std::string module, path;
+  Series ms;
+  double inProcessO2Ms = 0;  ///< median in-process -O2 compile of the same module
+  unsigned unexpected = 0;   ///< answers that were compiles, or hash-first sends with a body
+};
+
+class Bench {
+public:
+  Bench(const Config& config, const std::string& address)
+      : config_(config), triple_(rjitd::compiler::defaultTriple()) {
+    const rjitd::TargetName* target = rjitd::resolveTarget(rjitd::knownTargets(), triple_, "");
+    if (target == nullptr)
+      throw std::runtime_error("rjitd does not know the host triple " + triple_);
+    cpu_ = target->defaultCpu;
+    std::random_device random;
+    run_ = std::to_string(random()) + "-" + std::to_string(getpid());
+
+    rjit::ClientOptions base;
+    base.servers = {address};
+    base.timeout = std::chrono::milliseconds(300000);
+    base.clientName = "rjit-bench";
+    // Cold compiles use the library's default hash-first threshold (RJIT_HASH_FIRST_BYTES or
+    // 64 KiB): what an application gets. The large module therefore goes lookup (miss), then
+    // compile with the body.
+    coldClient_.emplace(base);
+    rjit::ClientOptions body = base;
+    body.hashFirstBytes = std::numeric_limits<uint64_t>::max();
+    bodyClient_.emplace(body);
+    rjit::ClientOptions hashFirst = base;
+    hashFirst.hashFirstBytes = 0;
+    hashClient_.emplace(hashFirst);
+  }
+
+  const std::string& triple() const { return triple_; }
+  const std::string& cpu() const { return cpu_; }
+
+  rjit::CompileRequest request(const Module& m, std::string bytes, unsigned level) const {
+    rjit::CompileRequest r;
+    r.module = std::move(bytes);
+    r.moduleName = m.name + ".ll";
+    r.optLevel = level;
+    r.format = rjit::IrFormat::Text;
+    return r;
+  }
+
+  rjitd::compiler::CompileOptions inProcessOptions(const Module& m, unsigned level) const {
+    rjitd::compiler::CompileOptions o;
+    o.triple = triple_;
+    o.optLevel = level;
+    o.format = rjitd::compiler::IrFormat::Text;
+    o.moduleName = m.name + ".ll";
+    return o;
+  }
+
+  rjitbench::LljitOptions lljitOptions(const Module& m, unsigned level) const {
+    return {triple_, cpu_, level, m.symbol};
+  }
+
+  /// Untimed checks before measuring: rjitd and the in-process compile produce the same object
+  /// bytes; the large module runs correctly under LLJIT.
+  void check(const Module& m, unsigned level, std::vector<std::string>& notes) {
+    std::string bytes = withNonce(m.text, run_, nonce_++);
+    rjit::CompiledObject remote = coldClient_->compile(request(m, bytes, level));
+    rjitd::compiler::CompileResult local =
+        rjitd::compiler::compile(bytes, inProcessOptions(m, level));
+    if (auto* failure = std::get_if<rjitd::Failure>(&local))
+      throw std::runtime_error("in-process compile of " + m.name + " failed: " + failure->message);
+    const auto& object = std::get<rjitd::CompiledObject>(local);
+    bool same = object.object == remote.object;
+    std::string line = m.name + " -O" + std::to_string(level) + ": rjitd object " +
+                       std::to_string(remote.object.size()) + " bytes, in-process " +
+                       std::to_string(object.object.size()) + " bytes, " +
+                       (same ? "identical" : "DIFFERENT");
+    if (config_.lljit) {
+      if (m.symbol == "stb_bench_decode") {
+        int result = rjitbench::lljitRun(bytes, lljitOptions(m, level), 1);
+        line += "; LLJIT " + m.symbol + "(1) = " + std::to_string(result);
+      } else {
+        rjitbench::lljitCompile(bytes, lljitOptions(m, level));
+      }
+    }
+    notes.push_back(line);
+  }
+
+  ColdResult cold(const Module& m, unsigned level, unsigned iterations) {
+    ColdResult result;
+    result.module = m.name;
+    result.level = level;
+    unsigned variants = config_.lljit ? 3 : 2;
+    for (unsigned i = 0; i < iterations; ++i) {
+      std::string bytes = withNonce(m.text, run_, nonce_++);
+      for (unsigned k = 0; k < variants; ++k) {
+        switch ((i + k) % variants) {
+        case 0: {
+          rjit::CompileRequest r = request(m, bytes, level);
+          auto start = Clock::now();
+          rjit::CompiledObject object = coldClient_->compile(r);
+          double total = msSince(start);
+          double server = static_cast<double>(object.compileMicros) / 1000.0;
+          result.rjitd.add(total);
+          result.serverCompile.add(server);
+          result.overhead.add(total - server);
+          if (object.fromCache)
+            ++result.unexpected;
+          break;
+        }
+        case 1: {
+          auto options = inProcessOptions(m, level);
+          auto start = Clock::now();
+          rjitd::compiler::CompileResult object = rjitd::compiler::compile(bytes, options);
+          result.inProcess.add(msSince(start));
+          if (auto* failure = std::get_if<rjitd::Failure>(&object))
+            throw std::runtime_error("in-process compile failed: " + failure->message);
+          break;
+        }
+        default: {
+          rjitbench::LljitTimes times = rjitbench::lljitCompile(bytes, lljitOptions(m, level));
+          result.lljit.add(times.totalMs);
+          break;
+        }
+        }
+      }
+      progress(m.name + " -O" + std::to_string(level) + " cold", i + 1, iterations);
+    }
+    return result;
+  }
+
+  WarmResult warm(const Module& m, bool hashFirst, unsigned iterations, double inProcessO2Ms) {
+    WarmResult result;
+    result.module = m.name;
+    result.path = hashFirst ? "hit, hash-first (no body)" : "hit, module sent";
+    result.inProcessO2Ms = inProcessO2Ms;
+    rjit::Client& client = hashFirst ? *hashClient_ : *bodyClient_;
+    // One module per path, compiled once (untimed) so that every timed request is a hit.
+    rjit::CompileRequest r = request(m, withNonce(m.text, run_, nonce_++), 2);
+    client.compile(r);
+    for (unsigned i = 0; i < iterations; ++i) {
+      auto start = Clock::now();
+      rjit::CompiledObject object = client.compile(r);
+      result.ms.add(msSince(start));
+      if (!object.fromCache || (hashFirst && object.bodySent))
+        ++result.unexpected;
+      if (iterations >= 10 && (i + 1) % (iterations / 10) == 0)
+        progress(m.name + " " + result.path, i + 1, iterations);
+    }
+    return result;
+  }
+
+  /// A stats() round trip, for reference. Not a bare floor: the server sums its metrics
+  /// families for every call (a lookup hit of the small module is cheaper).
+  Series statsRoundTrip(unsigned iterations) {
+    Series s;
+    bodyClient_->stats();
+    for (unsigned i = 0; i < iterations; ++i) {
+      auto start = Clock::now();
+      bodyClient_->stats();
+      s.add(msSince(start));
+    }
+    return s;
+  }
+
+  rjit::ServerStats stats() { return bodyClient_->stats(); }
+
+  /// What a hash-first request costs the client before it sends anything: the cache key
+  /// (SHA-256 over the module), computed here with the same code the client library uses.
+  Series keyTime(const Module& m, unsigned iterations, const rjit::ServerInfo& info) {
+    Series s;
+    std::string identity = rjitd::cache::compilerIdentity(info.rjitdVersion, info.llvmVersion);
+    for (unsigned i = 0; i < iterations; ++i) {
+      auto start = Clock::now();
+      // computeKey lives in another library (no LTO): the call cannot be optimized away.
+      rjitd::cache::computeKey({m.text, triple_, cpu_, "", 2, identity});
+      s.add(msSince(start));
+    }
+    return s;
+  }
+
+private:
+  static void progress(const std::string& what, unsigned done, unsigned total) {
+    std::fprintf(stderr, "\r  %-45s %u/%u", what.c_str(), done, total);
+    if (done == total)
+      std::fprintf(stderr, "\n");
+    std::fflush(stderr);
+  }
+
+  const Config& config_;
+  std::string triple_, cpu_, run_;
+  uint64_t nonce_ = 0;
+  std::optional<rjit::Client> coldClient_, bodyClient_, hashClient_;
+};
+
+// --- report ------------------------------------------------------------------------------------
+
+int run(const Config& config) {
+  fs::path self = selfDirectory();
+  std::string smallPath =
+      config.smallIr.empty() ? (self / "sieve-bench.ll").string() : config.smallIr;
+  std::string largePath =
+      config.largeIr.empty() ? (self / "stb-bench.ll").string() : config.largeIr;
+  std::vector<Module> modules = {
+      loadModule("small", "test/data/sieve.c (5 functions)", smallPath, "main"),
+      loadModule("large", "stb_image 2.27 + bench/stb-driver.c", largePath, "stb_bench_decode"),
+  };
+
+  std::optional<Daemon> daemon;
+  std::string address = config.server;
+  if (address.empty()) {
+    fs::path binary =
+        config.rjitd.empty() ? (self.parent_path() / "service" / "rjitd") : fs::path(config.rjitd);
+    daemon.emplace(binary);
+    address = daemon->address();
+    std::fprintf(stderr, "started %s on %s (--jobs 1)\n", binary.c_str(), address.c_str());
+  }
+  rjit::ServerInfo info = waitUntilServing(address, daemon ? &*daemon : nullptr);
+
+  Bench bench(config, address);
+  json out;
+  out["machine"] = machineInfo();
+  out["server"] = {{"address", address},
+                   {"started_by_bench", daemon.has_value()},
+                   {"rjitd", info.rjitdVersion},
+                   {"llvm", info.llvmVersion},
+                   {"protocol", info.protocolVersion}};
+  out["target"] = {{"triple", bench.triple()}, {"cpu", bench.cpu()}};
+  for (const Module& m : modules)
+    out["modules"][m.name] = {{"what", m.what}, {"bytes", m.text.size()}, {"lines", m.lines}};
+
+  std::string loadBefore = loadAverage();
+  if (std::stod(loadBefore) > 0.5 * std::thread::hardware_concurrency())
+    std::fprintf(stderr,
+                 "warning: load average %s on %u CPUs: other work is running and will skew "
+                 "the timings\n",
+                 loadBefore.c_str(), std::thread::hardware_concurrency());
+  auto wallStart = Clock::now();
+  auto ticksBefore = cpuTicks();
+  std::vector<std::string> notes;
+  std::fprintf(stderr, "checking...\n");
+  for (const Module& m : modules)
+    for (unsigned level : {0u, 2u})
+      bench.check(m, level, notes);
+
+  std::vector<ColdResult> cold;
+  for (const Module& m : modules)
+    for (unsigned level : {0u, 2u}) {
+      unsigned n = m.name == "small" ? config.coldSmall
+                                     : (level == 0 ? config.coldLargeO0 : config.coldLargeO2);
+      cold.push_back(bench.cold(m, level, scaled(n, config.scale)));
+    }
+
+  auto inProcessO2 = [&](const std::string& module) {
+    for (const ColdResult& c : cold)
+      if (c.module == module && c.level == 2)
+        return c.inProcess.median();
+    return 0.0;
+  };
+  std::vector<WarmResult> warm;
+  for (const Module& m : modules)
+    for (bool hashFirst : {false, true}) {
+      unsigned n = m.name == "small" ? config.warmSmall : config.warmLarge;
+      warm.push_back(bench.warm(m, hashFirst, scaled(n, config.scale), inProcessO2(m.name)));
+    }
+  Series floor = bench.statsRoundTrip(scaled(config.statsCalls, config.scale));
+  std::vector<std::pair<std::string, Series>> keys;
+  for (const Module& m : modules)
+    keys.emplace_back(
+        m.name,
+        bench.keyTime(m,
+                      scaled(m.name == "small" ? config.warmSmall : config.warmLarge, config.scale),
+                      info));
+  rjit::ServerStats stats = bench.stats();
+  double wallSeconds = msSince(wallStart) / 1000.0;
+  std::string loadAfter = loadAverage();
+  auto ticksAfter = cpuTicks();
+  double stealPercent = 100.0 * ratio(static_cast<double>(ticksAfter.second - ticksBefore.second),
+                                      static_cast<double>(ticksAfter.first - ticksBefore.first));
+
+  // --- print ---
+  json machine = out["machine"];
+  std::cout << "rjit-bench: rjitd " << info.rjitdVersion << ", LLVM " << info.llvmVersion << ", "
+            << address << (daemon ? " (started by the bench, --jobs 1)" : "") << "\n"
+            << "machine: " << machine["cpu"].get<std::string>() << ", "
+            << machine["cpus"].get<unsigned>() << " CPUs, " << machine["memory"].get<std::string>()
+            << ", " << machine["kernel"].get<std::string>() << "\n"
+            << "target: " << bench.triple() << ", CPU " << bench.cpu() << "\n";
+  for (const Module& m : modules)
+    std::cout << "module " << m.name << ": " << m.what << ", " << m.lines << " lines of IR, "
+              << m.text.size() / 1024 << " KiB\n";
+  for (const std::string& note : notes)
+    std::cout << "check: " << note << "\n";
+
+  std::cout << "\nCold compile, every iteration a cache miss; ms, median (min)\n"
+               "  rjitd = request to object in hand through rjitd; in-process = "
+               "rjitd::compiler::compile;\n"
+               "  LLJIT = in-process ORC LLJIT: parse, verify, same pipeline, lookup; "
+               "server = compile time rjitd reports;\n"
+               "  overhead = per request, rjitd minus server: RPC, hashing, hand-offs to the "
+               "compile worker and back\n\n";
+  Table coldTable({"module", "opt", "N", "rjitd", "in-process", "LLJIT", "server", "overhead",
+                   "rjitd/in-process", "rjitd/LLJIT", "in-process/LLJIT"});
+  for (const ColdResult& c : cold) {
+    coldTable.add(
+        {c.module, "-O" + std::to_string(c.level), std::to_string(c.rjitd.count()),
+         medMin(c.rjitd, 2), medMin(c.inProcess, 2), medMin(c.lljit, 2), medMin(c.serverCompile, 2),
+         medMin(c.overhead, 2),
+         fixed(ratio(c.rjitd.median(), c.inProcess.median()), 3) + " (" +
+             fixed(ratio(c.rjitd.min(), c.inProcess.min()), 3) + ")",
+         c.lljit.empty() ? "-"
+                         : fixed(ratio(c.rjitd.median(), c.lljit.median()), 3) + " (" +
+                               fixed(ratio(c.rjitd.min(), c.lljit.min()), 3) + ")",
+         c.lljit.empty() ? "-" : fixed(ratio(c.inProcess.median(), c.lljit.median()), 3)});
+  }
+  coldTable.print(std::cout);
+  std::cout << "  (ratios: of medians, of minimums in parentheses)\n";
+
+  std::cout << "\nCache hit, the same -O2 request repeated through rjitd; request to object in "
+               "hand; us, median (min)\n\n";
+  Table warmTable({"module", "path", "N", "latency us", "in-process -O2 ms", "speed-up"});
+  for (const WarmResult& w : warm)
+    warmTable.add({w.module, w.path, std::to_string(w.ms.count()),
+                   fixed(w.ms.median() * 1000, 1) + " (" + fixed(w.ms.min() * 1000, 1) + ")",
+                   fixed(w.inProcessO2Ms, 1),
+                   fixed(ratio(w.inProcessO2Ms, w.ms.median()), 0) + "x"});
+  warmTable.add({"-", "stats() round trip (reference)", std::to_string(floor.count()),
+                 fixed(floor.median() * 1000, 1) + " (" + fixed(floor.min() * 1000, 1) + ")", "",
+                 ""});
+  for (const auto& [name, series] : keys)
+    warmTable.add({name, "(client-side cache key, SHA-256, no I/O)", std::to_string(series.count()),
+                   fixed(series.median() * 1000, 1) + " (" + fixed(series.min() * 1000, 1) + ")",
+                   "", ""});
+  warmTable.print(std::cout);
+  std::cout << "  (speed-up = median in-process -O2 compile / median cache-hit latency)\n";
+
+  unsigned unexpected = 0;
+  for (const ColdResult& c : cold)
+    unexpected += c.unexpected;
+  for (const WarmResult& w : warm)
+    unexpected += w.unexpected;
+  std::cout << "\nserver: " << stats.compiles << " compiles, " << stats.cacheHits << " hits, "
+            << stats.cacheMisses << " misses, " << stats.lookups << " lookups (" << stats.lookupHits
+            << " hits), " << stats.cacheEntries << " cached objects (" << stats.cacheBytes / 1024
+            << " KiB)\n";
+  if (unexpected != 0)
+    std::cout << "WARNING: " << unexpected
+              << " answers were not what the measurement assumed (a cold request served from "
+                 "the cache, a hit that compiled, or a hash-first hit that sent the body)\n";
+  std::cout << "measured in " << fixed(wallSeconds, 1) << " s; load average " << loadBefore
+            << " before, " << loadAfter << " after; CPU steal " << fixed(stealPercent, 1) << "%\n";
+
+  // --- json ---
+  for (const ColdResult& c : cold)
+    out["cold"].push_back(
+        {{"module", c.module},
+         {"opt_level", c.level},
+         {"rjitd", c.rjitd.toJson()},
+         {"in_process", c.inProcess.toJson()},
+         {"lljit", c.lljit.empty() ? json() : c.lljit.toJson()},
+         {"server_compile", c.serverCompile.toJson()},
+         {"ratio_rjitd_in_process", ratio(c.rjitd.median(), c.inProcess.median())},
+         {"ratio_rjitd_lljit", ratio(c.rjitd.median(), c.lljit.median())},
+         {"unexpected_cache_hits", c.unexpected}});
+  for (const WarmResult& w : warm)
+    out["warm"].push_back({{"module", w.module},
+                           {"path", w.path},
+                           {"latency", w.ms.toJson()},
+                           {"in_process_o2_median_ms", w.inProcessO2Ms},
+                           {"speedup_vs_in_process_o2", ratio(w.inProcessO2Ms, w.ms.median())},
+                           {"unexpected", w.unexpected}});
+  out["stats_round_trip"] = floor.toJson();
+  for (const auto& [name, series] : keys)
+    out["client_key_sha256"][name] = series.toJson();
+  out["checks"] = notes;
+  out["wall_seconds"] = wallSeconds;
+  out["load_average"] = {{"before", loadBefore}, {"after", loadAfter}};
+  out["cpu_steal_percent"] = stealPercent;
+
+  if (daemon) {
+    std::string how = daemon->stop();
+    std::cout << "rjitd stopped with SIGTERM: " << how << "\n";
+    out["server"]["stop"] = how;
+    if (how != "exit 0")
+      std::cerr << "rjitd log:\n" << daemon->logText();
+  }
+  if (!config.jsonPath.empty()) {
+    std::ofstream file(config.jsonPath);
+    file << out.dump(2) << "\n";
+    if (!file)
+      throw std::runtime_error("cannot write " + config.jsonPath);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);
+  Config config;
+  CLI::App app{"rjit-bench: cold compile through rjitd vs. in-process, and cache-hit latency"};
+  app.add_option("--rjitd", config.rjitd,
+                 "rjitd binary to start (default: <builddir>/service/rjitd next to this bench)");
+  app.add_option("--server", config.server,
+                 "use a running rjitd at this address (unix:/PATH, tcp:HOST:PORT) instead");
+  app.add_option("--json", config.jsonPath, "also write the results as JSON to this file");
+  app.add_option("--small-ir", config.smallIr, "small module (default: sieve-bench.ll here)");
+  app.add_option("--large-ir", config.largeIr, "large module (default: stb-bench.ll here)");
+  app.add_option("--cold-small", config.coldSmall, "iterations, small module cold (each level)")
+      ->capture_default_str();
+  app.add_option("--cold-large-o0", config.coldLargeO0, "iterations, large module cold -O0")
+      ->capture_default_str();
+  app.add_option("--cold-large-o2", config.coldLargeO2, "iterations, large module cold -O2")
+      ->capture_default_str();
+  app.add_option("--warm-small", config.warmSmall, "iterations, small module cache hits")
+      ->capture_default_str();
+  app.add_option("--warm-large", config.warmLarge, "iterations, large module cache hits")
+      ->capture_default_str();
+  app.add_option("--stats-calls", config.statsCalls, "iterations of the stats() round trip")
+      ->capture_default_str();
+  app.add_option("--scale", config.scale,
+                 "multiply every iteration count (e.g. 0.2 for a quick run)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  bool noLljit = false;
+  app.add_flag("--no-lljit", noLljit, "skip the in-process ORC LLJIT comparison");
+  CLI11_PARSE(app, argc, argv);
+  config.lljit = !noLljit;
+  try {
+    return run(config);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "\nerror: %s\n", e.what());
+    return 1;
+  }
+}
