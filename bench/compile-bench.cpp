@@ -101,6 +101,15 @@ double ratio(double a, double b) {
   return b > 0 ? a / b : 0;
 }
 
+/// Median of the per-iteration ratios a[i]/b[i] (the variants ran back to back in iteration i,
+/// so this cancels drift that is slower than one iteration).
+double pairedRatio(const Series& a, const Series& b) {
+  Series r;
+  for (size_t i = 0; i < std::min(a.count(), b.count()); ++i)
+    r.add(ratio(a.ms[i], b.ms[i]));
+  return r.median();
+}
+
 std::string fixed(double value, int decimals) {
   char buffer[64];
   std::snprintf(buffer, sizeof buffer, "%.*f", decimals, value);
@@ -701,14 +710,16 @@ int run(const Config& config) {
                "  LLJIT = in-process ORC LLJIT: parse, verify, same pipeline, lookup; "
                "server = compile time rjitd reports;\n"
                "  overhead = per request, rjitd minus server: RPC, hashing, hand-offs to the "
-               "compile worker and back\n\n";
+               "compile worker and back;\n"
+               "  overhead/in-process = median overhead / median in-process compile\n\n";
   Table coldTable({"module", "opt", "N", "rjitd", "in-process", "LLJIT", "server", "overhead",
-                   "rjitd/in-process", "rjitd/LLJIT", "in-process/LLJIT"});
+                   "overhead/in-process", "rjitd/in-process", "rjitd/LLJIT", "in-process/LLJIT"});
   for (const ColdResult& c : cold) {
     coldTable.add(
         {c.module, "-O" + std::to_string(c.level), std::to_string(c.rjitd.count()),
          medMin(c.rjitd, 2), medMin(c.inProcess, 2), medMin(c.lljit, 2), medMin(c.serverCompile, 2),
          medMin(c.overhead, 2),
+         fixed(100.0 * ratio(c.overhead.median(), c.inProcess.median()), 1) + " %",
          fixed(ratio(c.rjitd.median(), c.inProcess.median()), 3) + " (" +
              fixed(ratio(c.rjitd.min(), c.inProcess.min()), 3) + ")",
          c.lljit.empty() ? "-"
@@ -762,8 +773,13 @@ int run(const Config& config) {
          {"in_process", c.inProcess.toJson()},
          {"lljit", c.lljit.empty() ? json() : c.lljit.toJson()},
          {"server_compile", c.serverCompile.toJson()},
+         {"overhead", c.overhead.toJson()},
          {"ratio_rjitd_in_process", ratio(c.rjitd.median(), c.inProcess.median())},
+         {"ratio_rjitd_in_process_of_minimums", ratio(c.rjitd.min(), c.inProcess.min())},
+         {"ratio_rjitd_in_process_paired", pairedRatio(c.rjitd, c.inProcess)},
+         {"overhead_over_in_process", ratio(c.overhead.median(), c.inProcess.median())},
          {"ratio_rjitd_lljit", ratio(c.rjitd.median(), c.lljit.median())},
+         {"ratio_rjitd_lljit_paired", pairedRatio(c.rjitd, c.lljit)},
          {"unexpected_cache_hits", c.unexpected}});
   for (const WarmResult& w : warm)
     out["warm"].push_back({{"module", w.module},

@@ -4,7 +4,8 @@
 // reached, the cache key and the symbols the object defines and needs. Exits non-zero on any
 // error. Build it against the installed library (libremotejit-client-dev):
 //
-//   g++ -std=c++20 client-example.cpp $(pkg-config --cflags --libs remotejit-client) -o client-example
+//   g++ -std=c++20 client-example.cpp $(pkg-config --cflags --libs remotejit-client) -o
+//   client-example
 //   ./client-example [FILE.ll|FILE.bc]
 //
 // The server is rjitd on the default socket (/run/rjitd/rjitd.sock for root,
@@ -60,8 +61,8 @@ int main(int argc, char** argv) {
   try {
     rjit::Client client;
     rjit::ServerInfo info = client.serverInfo();
-    std::cout << "server: rjitd " << info.rjitdVersion << " (LLVM " << info.llvmVersion
-              << ") at " << info.endpoint << '\n';
+    std::cout << "server: rjitd " << info.rjitdVersion << " (LLVM " << info.llvmVersion << ") at "
+              << info.endpoint << '\n';
 
     rjit::CompiledObject object = client.compile(request);
     std::cout << "key: " << object.key << '\n'
@@ -74,7 +75,8 @@ int main(int argc, char** argv) {
                                                                      : "other";
       std::cout << "defines: " << symbol.name << " (" << kind << ")\n";
     }
-    for (const std::string& name : object.needs) std::cout << "needs: " << name << '\n';
+    for (const std::string& name : object.needs)
+      std::cout << "needs: " << name << '\n';
     if (object.object.empty() || object.defines.empty()) {
       std::cerr << "error: rjitd returned an empty object\n";
       return 1;

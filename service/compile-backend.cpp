@@ -2,9 +2,9 @@
 #include "compile-backend.h"
 
 #include <capnp/message.h>
-#include <compile-worker.capnp.h>
 #include <capnp/serialize.h>
 #include <cerrno>
+#include <compile-worker.capnp.h>
 #include <csignal>
 #include <cstring>
 #include <kj/debug.h>
@@ -46,7 +46,8 @@ std::string describeStatus(int status) {
 // One child process and our end of its socket.
 class ProcessBackend::Worker {
 public:
-  Worker(pid_t pid, kj::AutoCloseFd fd) : pid(pid), fd(kj::mv(fd)), in(this->fd.get()), buffered(in) {}
+  Worker(pid_t pid, kj::AutoCloseFd fd)
+      : pid(pid), fd(kj::mv(fd)), in(this->fd.get()), buffered(in) {}
   ~Worker() {
     fd = nullptr;  // EOF tells an idle worker to exit
     if (pid > 0) {
@@ -130,8 +131,8 @@ compiler::CompileResult ProcessBackend::compile(std::string_view module,
     pid_t pid = worker->id();
     std::string how = worker->reap(true);
     metrics.compileWorkerLost();
-    log::warning("compile worker ", pid, " for '", options.moduleName, "' ", what,
-                 " (", how, "); starting a new one for the next compile");
+    log::warning("compile worker ", pid, " for '", options.moduleName, "' ", what, " (", how,
+                 "); starting a new one for the next compile");
     return Failure{ErrorKind::InvalidModule,
                    "the compiler crashed on module '" + options.moduleName + "' (" + how +
                        "); LLVM could not handle this IR — check it with `opt-19 -verify` "
@@ -218,8 +219,8 @@ void writeAnswer(int fd, const compiler::CompileResult& result, bool exiting) {
 
 void onLlvmFatalError(const char* reason) {
   // LLVM is about to end this process: tell the daemon why, then exit.
-  std::string message = std::string("LLVM fatal error while compiling module '") +
-                        currentModule + "': " + reason;
+  std::string message =
+      std::string("LLVM fatal error while compiling module '") + currentModule + "': " + reason;
   kj::runCatchingExceptions([&]() {
     writeAnswer(workerFd, Failure{ErrorKind::InvalidModule, message, {}}, true);
   });

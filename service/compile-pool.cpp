@@ -28,7 +28,7 @@ WorkerPool::~WorkerPool() {
   wake.notify_all();
   // Dropping a job destroys its fulfiller unfulfilled, which rejects the promise.
   dropped.clear();
-  workers.clear(); // kj::Thread joins in its destructor
+  workers.clear();  // kj::Thread joins in its destructor
 }
 
 size_t WorkerPool::queued() const {
@@ -60,4 +60,4 @@ void WorkerPool::workerLoop() {
   }
 }
 
-} // namespace rjitd::service
+}  // namespace rjitd::service

@@ -53,4 +53,4 @@ private:
   kj::Vector<kj::Own<kj::Thread>> workers;
 };
 
-} // namespace rjitd::service
+}  // namespace rjitd::service

@@ -23,7 +23,7 @@ std::string humanBytes(uint64_t n) {
   return std::to_string(n) + " bytes";
 }
 
-} // namespace
+}  // namespace
 
 size_t CompileService::KeyHash::operator()(const cache::Key& k) const noexcept {
   // The key is a SHA-256 digest: any 8 of its bytes are already uniformly distributed.
@@ -186,4 +186,4 @@ ServeResult CompileService::lookup(const cache::Key& key) {
   return failure(ErrorKind::NotFound, "no cached object for key " + cache::toHex(key));
 }
 
-} // namespace rjitd::service
+}  // namespace rjitd::service

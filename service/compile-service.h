@@ -31,9 +31,9 @@ struct ServiceConfig {
 };
 
 struct CompileJob {
-  std::string module; ///< copied out of the RPC message (it is freed before the compile ends)
+  std::string module;  ///< copied out of the RPC message (it is freed before the compile ends)
   std::string moduleName;
-  std::string target; ///< as the client wrote it ("" = default)
+  std::string target;  ///< as the client wrote it ("" = default)
   std::string cpu;
   std::string features;
   unsigned optLevel = 2;
@@ -43,7 +43,7 @@ struct CompileJob {
 struct Served {
   cache::Key key;
   std::shared_ptr<const CompiledObject> object;
-  bool fromCache = false; ///< no compile ran for this request
+  bool fromCache = false;  ///< no compile ran for this request
 };
 
 using ServeResult = std::variant<Served, Failure>;
@@ -99,7 +99,7 @@ private:
   private:
     metrics::Metrics& metrics;
   } cleanupErrors;
-  kj::TaskSet cleanup{cleanupErrors}; // erases inFlight entries when their compile settles
+  kj::TaskSet cleanup{cleanupErrors};  // erases inFlight entries when their compile settles
 };
 
-} // namespace rjitd::service
+}  // namespace rjitd::service

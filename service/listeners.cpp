@@ -63,7 +63,7 @@ std::string describePeer(kj::AuthenticatedStream& conn, const std::string& liste
   return out;
 }
 
-} // namespace
+}  // namespace
 
 Listeners::Listeners(kj::AsyncIoContext& io, DaemonState& state, capnp::ReaderOptions readerOptions)
     : io(io), state(state), readerOptions(readerOptions), connectionTasks(*this) {}
@@ -93,7 +93,7 @@ void Listeners::listen(const Endpoint& endpoint) {
                  endpoint.path);
       KJ_REQUIRE(!unixSocketAnswers(endpoint.path),
                  "another server is already listening on this socket", endpoint.path);
-      ::unlink(endpoint.path.c_str()); // stale: left by an rjitd that was killed
+      ::unlink(endpoint.path.c_str());  // stale: left by an rjitd that was killed
     }
     socket.unlinkPath = endpoint.path;
   } else {
@@ -115,7 +115,7 @@ void Listeners::listen(const Endpoint& endpoint) {
 
 size_t Listeners::adoptActivated() {
   char** fdNames = nullptr;
-  int n = sd_listen_fds_with_names(1, &fdNames); // 1: unset LISTEN_* for our children
+  int n = sd_listen_fds_with_names(1, &fdNames);  // 1: unset LISTEN_* for our children
   KJ_REQUIRE(n >= 0, "invalid socket activation environment (LISTEN_FDS/LISTEN_PID)", strerror(-n));
   for (int i = 0; i < n; ++i) {
     int fd = SD_LISTEN_FDS_START + i;
@@ -155,7 +155,7 @@ void Listeners::stopAccepting() {
     if (!s.unlinkPath.empty())
       ::unlink(s.unlinkPath.c_str());
   }
-  sockets.clear(); // cancels the accept loops and closes the sockets
+  sockets.clear();  // cancels the accept loops and closes the sockets
 }
 
 kj::Promise<void> Listeners::acceptLoop(Socket& socket) {
@@ -239,4 +239,4 @@ void Listeners::taskFailed(kj::Exception&& exception) {
   state.metrics.daemonError(metrics::DaemonError::Connection);
 }
 
-} // namespace rjitd::service
+}  // namespace rjitd::service

@@ -7,11 +7,11 @@
 #include "rpc-server.h"
 
 #include <capnp/message.h>
-#include <kj/async-io.h>
 #include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
 #include <list>
-#include <unordered_map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace rjitd::service {
@@ -52,8 +52,8 @@ private:
     kj::Own<kj::ConnectionReceiver> receiver;
     bool unix;
     std::string name;
-    std::string unlinkPath;                // socket file we created and remove on stop
-    kj::Promise<void> accepting = nullptr; // the accept loop; dropping it stops accepting
+    std::string unlinkPath;                 // socket file we created and remove on stop
+    kj::Promise<void> accepting = nullptr;  // the accept loop; dropping it stops accepting
   };
 
   kj::Promise<void> acceptLoop(Socket& socket);
@@ -64,11 +64,11 @@ private:
   kj::AsyncIoContext& io;
   DaemonState& state;
   capnp::ReaderOptions readerOptions;
-  std::list<Socket> sockets; // stable addresses: accept loops hold references
+  std::list<Socket> sockets;  // stable addresses: accept loops hold references
   std::vector<std::string> names;
   std::unordered_map<uint64_t, capnp::TwoPartyVatNetwork*> networks;  // by connection serial
   uint64_t connectionSerial = 0;
   kj::TaskSet connectionTasks;
 };
 
-} // namespace rjitd::service
+}  // namespace rjitd::service

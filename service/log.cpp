@@ -31,33 +31,25 @@ bool stderrIsJournal() {
 
 const char* levelName(Level level) {
   switch (level) {
-  case Level::Debug:
-    return "debug";
-  case Level::Info:
-    return "info";
-  case Level::Warning:
-    return "warning";
-  case Level::Error:
-    return "error";
+  case Level::Debug: return "debug";
+  case Level::Info: return "info";
+  case Level::Warning: return "warning";
+  case Level::Error: return "error";
   }
   return "info";
 }
 
 const char* journalPrefix(Level level) {
-  switch (level) { // sd-daemon.h: SD_DEBUG, SD_INFO, SD_WARNING, SD_ERR
-  case Level::Debug:
-    return "<7>";
-  case Level::Info:
-    return "<6>";
-  case Level::Warning:
-    return "<4>";
-  case Level::Error:
-    return "<3>";
+  switch (level) {  // sd-daemon.h: SD_DEBUG, SD_INFO, SD_WARNING, SD_ERR
+  case Level::Debug: return "<7>";
+  case Level::Info: return "<6>";
+  case Level::Warning: return "<4>";
+  case Level::Error: return "<3>";
   }
   return "<6>";
 }
 
-} // namespace
+}  // namespace
 
 void setLevel(Level level) {
   minLevel.store(static_cast<int>(level));
@@ -105,4 +97,4 @@ void write(Level level, std::string_view message) {
   [[maybe_unused]] ssize_t r = ::write(STDERR_FILENO, line.data(), line.size());
 }
 
-} // namespace rjitd::log
+}  // namespace rjitd::log

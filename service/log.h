@@ -42,4 +42,4 @@ template <typename... Args> void error(const Args&... args) {
   print(Level::Error, args...);
 }
 
-} // namespace rjitd::log
+}  // namespace rjitd::log

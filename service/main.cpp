@@ -100,7 +100,7 @@ int run(const Options& opt) {
   // Signals must be captured before any thread starts, so that only the loop receives them.
   kj::UnixEventPort::captureSignal(SIGTERM);
   kj::UnixEventPort::captureSignal(SIGINT);
-  std::signal(SIGPIPE, SIG_IGN); // a vanished client is an error on its connection, not a kill
+  std::signal(SIGPIPE, SIG_IGN);  // a vanished client is an error on its connection, not a kill
 
   auto io = kj::setupAsyncIo();
   unsigned jobs = opt.jobs != 0 ? opt.jobs : std::max(1u, std::thread::hardware_concurrency());
@@ -179,8 +179,8 @@ int run(const Options& opt) {
   return 0;
 }
 
-} // namespace
-} // namespace rjitd::service
+}  // namespace
+}  // namespace rjitd::service
 
 int main(int argc, char** argv) {
   rjitd::service::Options opt;

@@ -46,7 +46,6 @@ void fillOutcome(const ServeResult& result, bool withObject, proto::CompileOutco
     fillObject(std::get<Served>(result), withObject, out.initOk());
 }
 
-
 Failure shuttingDown() {
   return Failure{ErrorKind::ShuttingDown,
                  "rjitd is shutting down and accepts no new requests; retry (a restarted or "
@@ -204,7 +203,7 @@ private:
   std::string peer;
 };
 
-} // namespace
+}  // namespace
 
 void RequestTracker::end() {
   KJ_ASSERT(active > 0);
@@ -227,5 +226,4 @@ kj::Own<proto::Rjitd::Server> newBootstrap(DaemonState& state, std::string peer)
   return kj::heap<BootstrapImpl>(state, std::move(peer));
 }
 
-
-} // namespace rjitd::service
+}  // namespace rjitd::service

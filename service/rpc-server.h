@@ -37,11 +37,11 @@ struct DaemonState {
   std::string llvmVersion;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   uint32_t workers = 0;
-  bool draining = false; ///< SIGTERM seen: new requests are refused with shuttingDown
+  bool draining = false;  ///< SIGTERM seen: new requests are refused with shuttingDown
   RequestTracker requests;
 };
 
 /// The bootstrap capability served on one connection. `peer` describes the client for logs.
 kj::Own<proto::Rjitd::Server> newBootstrap(DaemonState& state, std::string peer);
 
-} // namespace rjitd::service
+}  // namespace rjitd::service
