@@ -48,7 +48,7 @@ void updateField(EVP_MD_CTX* ctx, std::string_view bytes) {
   update(ctx, bytes.data(), bytes.size());
 }
 
-} // namespace
+}  // namespace
 
 // Encoding: KEY_PREFIX, then the fields module, triple, cpu, features, optLevel (its decimal
 // digits, e.g. "2"), compilerIdentity, each as (u64 little-endian length, bytes).
@@ -57,7 +57,7 @@ Key computeKey(const KeyInputs& in) {
   checkOpenssl(ctx != nullptr, "EVP_MD_CTX_new");
   checkOpenssl(EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) == 1, "EVP_DigestInit_ex");
   update(ctx.get(), KEY_PREFIX.data(), KEY_PREFIX.size());
-  updateField(ctx.get(), in.module); // streamed from the caller's buffer, never copied
+  updateField(ctx.get(), in.module);  // streamed from the caller's buffer, never copied
   updateField(ctx.get(), in.triple);
   updateField(ctx.get(), in.cpu);
   updateField(ctx.get(), in.features);
@@ -99,4 +99,4 @@ std::string compilerIdentity(std::string_view rjitdVersion, std::string_view llv
   return out;
 }
 
-} // namespace rjitd::cache
+}  // namespace rjitd::cache

@@ -19,12 +19,12 @@ using Key = std::array<uint8_t, 32>;
 /// canonical triple (rjitd::resolveTarget), `cpu` the effective CPU (the target's default when
 /// the request named none), so that different spellings of one request share a key.
 struct KeyInputs {
-  std::string_view module; ///< the module bytes exactly as sent (text or bitcode)
+  std::string_view module;  ///< the module bytes exactly as sent (text or bitcode)
   std::string_view triple;
   std::string_view cpu;
   std::string_view features;
   unsigned optLevel = 0;
-  std::string_view compilerIdentity; ///< rjitd and LLVM versions (compilerIdentity())
+  std::string_view compilerIdentity;  ///< rjitd and LLVM versions (compilerIdentity())
 };
 
 /// SHA-256 over a length-prefixed, domain-separated encoding of every field, so no two
@@ -44,4 +44,4 @@ std::optional<Key> keyFromBytes(std::string_view bytes);
 /// serves objects built by another compiler.
 std::string compilerIdentity(std::string_view rjitdVersion, std::string_view llvmVersion);
 
-} // namespace rjitd::cache
+}  // namespace rjitd::cache

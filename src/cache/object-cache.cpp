@@ -26,7 +26,7 @@ std::shared_ptr<const CompiledObject> ObjectCache::get(const Key& key) {
     return nullptr;
   }
   ++hits;
-  lru.splice(lru.begin(), lru, it->second); // iterators stay valid across splice
+  lru.splice(lru.begin(), lru, it->second);  // iterators stay valid across splice
   return it->second->value;
 }
 
@@ -87,4 +87,4 @@ CacheStats ObjectCache::stats() const {
   return s;
 }
 
-} // namespace rjitd::cache
+}  // namespace rjitd::cache

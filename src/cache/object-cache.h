@@ -56,14 +56,14 @@ private:
     uint64_t bytes;
   };
 
-  void evictToFit(); // requires mutex held
+  void evictToFit();  // requires mutex held
 
   mutable std::mutex mutex;
   const uint64_t budget;
-  std::list<Entry> lru; // front = most recently used
+  std::list<Entry> lru;  // front = most recently used
   std::unordered_map<Key, std::list<Entry>::iterator, KeyHash> index;
   uint64_t totalBytes = 0;
   uint64_t hits = 0, misses = 0, evictions = 0;
 };
 
-} // namespace rjitd::cache
+}  // namespace rjitd::cache

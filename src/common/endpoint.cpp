@@ -17,7 +17,9 @@ namespace {
 constexpr const char* kAddressHelp =
     "expected unix:/PATH or tcp:HOST:PORT (e.g. unix:/run/rjitd/rjitd.sock, tcp:127.0.0.1:7411)";
 
-std::string quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
+std::string quoted(std::string_view s) {
+  return "'" + std::string(s) + "'";
+}
 
 /// $HOME if it is an absolute path, else the password database's entry for this user (services
 /// and `env -i` often run without HOME). A relative or missing HOME must not turn into a cache
@@ -104,8 +106,8 @@ std::variant<std::vector<Endpoint>, std::string> parseEndpointList(std::string_v
   size_t start = 0;
   while (true) {
     size_t comma = text.find(',', start);
-    std::string_view item =
-        text.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+    std::string_view item = text.substr(
+        start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
     // Tolerate spaces around commas, as people write lists.
     while (!item.empty() && item.front() == ' ')
       item.remove_prefix(1);

@@ -14,9 +14,9 @@ namespace rjitd {
 struct Endpoint {
   enum class Kind : uint8_t { Unix, Tcp };
   Kind kind = Kind::Unix;
-  std::string path;  ///< Unix socket path (Kind::Unix)
-  std::string host;  ///< host name or address, without IPv6 brackets (Kind::Tcp)
-  uint16_t port = 0; ///< (Kind::Tcp)
+  std::string path;   ///< Unix socket path (Kind::Unix)
+  std::string host;   ///< host name or address, without IPv6 brackets (Kind::Tcp)
+  uint16_t port = 0;  ///< (Kind::Tcp)
 
   /// The user-facing spelling: "unix:/run/rjitd/rjitd.sock", "tcp:127.0.0.1:7411",
   /// "tcp:[::1]:7411".

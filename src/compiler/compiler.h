@@ -18,10 +18,10 @@ namespace rjitd::compiler {
 enum class IrFormat : uint8_t { Auto, Text, Bitcode };
 
 struct CompileOptions {
-  std::string triple;      ///< canonical triple (rjitd::resolveTarget); must be served
-  std::string cpu;         ///< "" = the target's default CPU
-  std::string features;    ///< LLVM feature string, "" = none
-  unsigned optLevel = 2;   ///< 0..3
+  std::string triple;     ///< canonical triple (rjitd::resolveTarget); must be served
+  std::string cpu;        ///< "" = the target's default CPU
+  std::string features;   ///< LLVM feature string, "" = none
+  unsigned optLevel = 2;  ///< 0..3
   IrFormat format = IrFormat::Auto;
   std::string moduleName;  ///< used in diagnostics only
 };

@@ -49,4 +49,4 @@ std::string TempDir::file(std::string_view name) const {
   return out;
 }
 
-} // namespace rjit::test
+}  // namespace rjit::test

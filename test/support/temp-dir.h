@@ -28,4 +28,4 @@ private:
   std::string path_;
 };
 
-} // namespace rjit::test
+}  // namespace rjit::test

@@ -29,9 +29,9 @@ enum class ErrorKind : uint8_t {
   ShuttingDown,      ///< the server is draining; another server or a retry will do
   ProtocolMismatch,  ///< client and server speak incompatible protocol versions
   Overloaded,
-  Connection,        ///< no server could be reached, or the connection broke
-  Timeout,           ///< the call did not finish within the deadline (RJIT_TIMEOUT_MS)
-  Configuration,     ///< bad client configuration (RJIT_SERVER, RJIT_TIMEOUT_MS, ...)
+  Connection,     ///< no server could be reached, or the connection broke
+  Timeout,        ///< the call did not finish within the deadline (RJIT_TIMEOUT_MS)
+  Configuration,  ///< bad client configuration (RJIT_SERVER, RJIT_TIMEOUT_MS, ...)
 };
 
 /// Lower-case name of a kind ("invalid-module"), as the CLI prints it.
@@ -94,9 +94,9 @@ struct Symbol {
 };
 
 struct CompiledObject {
-  std::string key;                      ///< cache key, 64 hex digits
-  std::string object;                   ///< ELF relocatable object bytes
-  std::string triple;                   ///< canonical triple it was built for
+  std::string key;     ///< cache key, 64 hex digits
+  std::string object;  ///< ELF relocatable object bytes
+  std::string triple;  ///< canonical triple it was built for
   std::vector<Symbol> defines;
   std::vector<std::string> needs;
   std::vector<Diagnostic> diagnostics;  ///< warnings from the compile
