@@ -87,6 +87,7 @@ struct Symbol {
     data @1;
     other @2;
   }
+  signature @2 :Text;        # functions: the IR type, e.g. "i32(ptr,double)", "void(i32,...)"
 }
 
 struct Diagnostic {
@@ -125,6 +126,7 @@ struct Error {
     shuttingDown @7;         # the daemon is draining; retry on another server or later
     protocolMismatch @8;
     overloaded @9;
+    linkFailed @10;          # load: unresolved or duplicate symbols, an unplaceable object
   }
   message @1 :Text;
   diagnostics @2 :List(Diagnostic);
@@ -161,6 +163,79 @@ struct ServerStats {
   workers @10 :UInt32;
 }
 
+# --- Loading into the client's address space (the same-host fast path) ---------------------
+#
+# The client reserves an address range (PROT_NONE) and names it in the request; rjitd links the
+# module for that range and hands back a sealed memfd whose pages the client maps there: code
+# read+execute (shared), read-only data read-only (shared), writable data read-write
+# (private, copy-on-write). rjitd never runs the code. Imports (libc, the client's own
+# functions) are resolved by the client through `SymbolResolver`, after the definitions of
+# modules this session already loaded.
+
+struct Arena {
+  base @0 :UInt64;           # start of the client's reservation; page-aligned
+  size @1 :UInt64;           # its size: the client's quota for loaded code and data
+  pageSize @2 :UInt32;
+}
+
+interface SymbolResolver {
+  # Implemented by the client: the addresses of `names` in its process, 0 for a name it does
+  # not know. Called at most once per load.
+  resolve @0 (names :List(Text)) -> (addresses :List(UInt64));
+}
+
+struct LoadRequest {
+  compile @0 :CompileRequest;   # the module; its target must be the client's own
+  key @1 :Data;
+  # Hash-first: when `compile.module` is empty, the cached object with this key is loaded, or
+  # the answer is an error of kind `notFound` and the client sends the module.
+  arena @2 :Arena;
+  resolver @3 :SymbolResolver;
+}
+
+struct ImageSegment {
+  address @0 :UInt64;        # client address, page-aligned
+  offset @1 :UInt64;         # offset in the image file
+  size @2 :UInt64;           # bytes, a multiple of the page size
+  protection @3 :UInt8;      # 1 read | 2 write | 4 execute; never write and execute
+}
+
+struct ImageSymbol {
+  name @0 :Text;
+  address @1 :UInt64;
+  function @2 :Bool;
+}
+
+interface LoadedImage {
+  # A module linked for one client. Over a Unix socket the sealed memfd with the image is
+  # attached to this capability (the client asks for it with Capability::Client::getFd());
+  # `read` returns the same bytes for clients that cannot receive descriptors (TCP).
+  # Releasing the capability unloads the module in rjitd: its address range becomes free and
+  # its symbols leave the session.
+  read @0 () -> (bytes :Data);
+}
+
+struct LoadedModule {
+  image @0 :LoadedImage;
+  object @1 :CompiledObject;   # key, symbols, diagnostics, cache use (without the object bytes)
+  base @2 :UInt64;
+  size @3 :UInt64;
+  segments @4 :List(ImageSegment);
+  symbols @5 :List(ImageSymbol);
+  initializers @6 :List(UInt64);  # run in this order after mapping
+  finalizers @7 :List(UInt64);    # run in this order before unmapping
+  ehFrameAddress @8 :UInt64;      # register with the unwinder (__register_frame); 0 = none
+  ehFrameSize @9 :UInt64;
+  linkMicros @10 :UInt64;
+}
+
+struct LoadOutcome {
+  union {
+    ok @0 :LoadedModule;
+    error @1 :Error;
+  }
+}
+
 interface Session {
   compile @0 (request :CompileRequest) -> (outcome :CompileOutcome);
   # Compiles the module (or serves it from the cache) and returns the relocatable object.
@@ -170,4 +245,7 @@ interface Session {
   # client then sends the whole module with `compile`.
 
   stats @2 () -> (stats :ServerStats);
+
+  load @3 (request :LoadRequest) -> (outcome :LoadOutcome);
+  # Compiles (or finds in the cache) the module and links it for the client's address space.
 }

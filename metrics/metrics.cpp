@@ -28,8 +28,8 @@ using prometheus::Histogram;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
 
-constexpr std::array<Method, 4> METHODS = {Method::Hello, Method::Compile, Method::Lookup,
-                                           Method::Stats};
+constexpr std::array<Method, 5> METHODS = {Method::Hello, Method::Compile, Method::Lookup,
+                                           Method::Stats, Method::Load};
 
 /// The cache tier the cache figures describe (a disk tier will add "disk").
 constexpr const char* MEMORY_TIER = "memory";
@@ -140,6 +140,7 @@ const char* methodName(Method method) {
   case Method::Compile: return "compile";
   case Method::Lookup: return "lookup";
   case Method::Stats: return "stats";
+  case Method::Load: return "load";
   }
   return "unknown";
 }
@@ -173,6 +174,12 @@ struct Metrics::Impl {
         {{"target", std::string(target)}, {"opt_level", std::to_string(optLevel)}},
         durationBuckets());
   }
+  Counter& link(std::string_view target, std::optional<ErrorKind> error) {
+    return links.Add({{"target", std::string(target)}, {"result", resultLabel(error)}});
+  }
+  Histogram& linkTime(std::string_view target) {
+    return linkDuration.Add({{"target", std::string(target)}}, durationBuckets());
+  }
   Counter& hashFirst(bool hit) { return hashFirstLookups.Add({{"result", hit ? "hit" : "miss"}}); }
 
   std::shared_ptr<prometheus::Registry> registry;
@@ -199,6 +206,28 @@ struct Metrics::Impl {
           .Name("rjitd_compile_duration_seconds")
           .Help("Time a compile took in its compile worker, by target and optimization level")
           .Register(*registry);
+  Family<Counter>& links =
+      prometheus::BuildCounter()
+          .Name("rjitd_links_total")
+          .Help("Links of a cached object for a client's address space (loads), by target and "
+                "result")
+          .Register(*registry);
+  Family<Histogram>& linkDuration =
+      prometheus::BuildHistogram()
+          .Name("rjitd_link_duration_seconds")
+          .Help("Time a link for a client's address space took, by target")
+          .Register(*registry);
+  Gauge& loadedImages = prometheus::BuildGauge()
+                            .Name("rjitd_loaded_images")
+                            .Help("Modules linked for clients and not yet unloaded")
+                            .Register(*registry)
+                            .Add({});
+  Gauge& loadedImageBytes =
+      prometheus::BuildGauge()
+          .Name("rjitd_loaded_image_bytes")
+          .Help("Shared memory held by loaded modules (code, data and bss pages)")
+          .Register(*registry)
+          .Add({});
   Gauge& compilesInFlight = prometheus::BuildGauge()
                                 .Name("rjitd_compiles_in_flight")
                                 .Help("Compiles running or waiting for a compile worker")
@@ -256,6 +285,9 @@ Metrics::Metrics(const BuildInfo& info, const cache::ObjectCache& cache)
   for (const std::string& target : info.targets) {
     impl->requestTime(Method::Compile, target);
     impl->requestTime(Method::Lookup, target);
+    impl->requestTime(Method::Load, target);
+    impl->link(target, std::nullopt);
+    impl->linkTime(target);
     impl->compile(target, std::nullopt);
     for (unsigned opt = 0; opt <= 3; ++opt)
       impl->compileTime(target, opt);
@@ -287,6 +319,21 @@ void Metrics::compileDone(std::string_view target, unsigned optLevel,
   impl->compilesInFlight.Decrement();
   impl->compile(target, error).Increment();
   impl->compileTime(target, optLevel).Observe(seconds(elapsed));
+}
+
+void Metrics::linkDone(std::string_view target, std::optional<ErrorKind> error, Duration elapsed) {
+  impl->link(target, error).Increment();
+  impl->linkTime(target).Observe(seconds(elapsed));
+}
+
+void Metrics::imageLoaded(uint64_t bytes) {
+  impl->loadedImages.Increment();
+  impl->loadedImageBytes.Increment(static_cast<double>(bytes));
+}
+
+void Metrics::imageReleased(uint64_t bytes) {
+  impl->loadedImages.Decrement();
+  impl->loadedImageBytes.Decrement(static_cast<double>(bytes));
 }
 
 void Metrics::hashFirstLookup(bool hit) {

@@ -26,9 +26,9 @@ class ObjectCache;
 namespace rjitd::metrics {
 
 /// The RPC methods, the `method` label of the request metrics.
-enum class Method : uint8_t { Hello, Compile, Lookup, Stats };
+enum class Method : uint8_t { Hello, Compile, Lookup, Stats, Load };
 
-/// "hello", "compile", "lookup", "stats".
+/// "hello", "compile", "lookup", "stats", "load".
 const char* methodName(Method method);
 
 /// `target` label of a request that names no target (hello, stats, a lookup that missed).
@@ -94,6 +94,11 @@ public:
   /// A compile that compileStarted() announced ended after `elapsed` on its worker.
   void compileDone(std::string_view target, unsigned optLevel, std::optional<ErrorKind> error,
                    Duration elapsed);
+  /// A link for a client's address space (load) ended after `elapsed`.
+  void linkDone(std::string_view target, std::optional<ErrorKind> error, Duration elapsed);
+  /// A loaded image was handed to a client (`bytes` of shared memory) or released by it.
+  void imageLoaded(uint64_t bytes);
+  void imageReleased(uint64_t bytes);
   /// A hash-first lookup found (or did not find) the object in the cache.
   void hashFirstLookup(bool hit);
   void sessionOpened();

@@ -34,6 +34,7 @@ struct Options {
   std::string metrics;  // HOST:PORT of the /metrics endpoint; "" = none
   uint64_t cacheBytes = 256ull << 20;
   uint64_t maxModuleBytes = 64ull << 20;
+  uint64_t maxClientMemory = 1ull << 30;
   unsigned jobs = 0;
   unsigned compileTimeoutSeconds = 300;
   int compileWorkerFd = -1;  // internal: run as a compile worker on this fd
@@ -92,8 +93,9 @@ int run(const Options& opt) {
     }
     metricsAddress = std::get<metrics::HttpAddress>(parsed);
   }
-  if (opt.maxModuleBytes == 0 || opt.cacheBytes == 0) {
-    std::fprintf(stderr, "error: --max-module-bytes and --cache-bytes must be positive\n");
+  if (opt.maxModuleBytes == 0 || opt.cacheBytes == 0 || opt.maxClientMemory == 0) {
+    std::fprintf(stderr, "error: --max-module-bytes, --cache-bytes and --max-client-memory must "
+                         "be positive\n");
     return 2;
   }
 
@@ -116,12 +118,16 @@ int run(const Options& opt) {
                          std::chrono::seconds(std::max(1u, opt.compileTimeoutSeconds)), metrics);
   WorkerPool compilePool("rjitd-compile", jobs);
   WorkerPool hashPool("rjitd-hash", 1);
+  // Links take milliseconds (a compile takes up to seconds): two threads keep a burst of loads
+  // from queueing behind one large link without competing much with the compiles.
+  WorkerPool linkPool("rjitd-link", std::min(jobs, 2u));
   ServiceConfig config;
   config.maxModuleBytes = opt.maxModuleBytes;
   config.compilerIdentity = cache::compilerIdentity(RJITD_VERSION, compiler::llvmVersion());
   CompileService service(config, objects, backend, compilePool, hashPool, metrics);
-  DaemonState state{service, metrics, RJITD_VERSION, compiler::llvmVersion()};
+  DaemonState state{service, linkPool, metrics, RJITD_VERSION, compiler::llvmVersion()};
   state.workers = jobs;
+  state.loadLimits.maxSessionImageBytes = opt.maxClientMemory;
 
   // A message carries one module plus a little framing; allow that much and no more.
   capnp::ReaderOptions reader;
@@ -196,6 +202,9 @@ int main(int argc, char** argv) {
   app.add_option("--cache-bytes", opt.cacheBytes, "in-memory cache budget in bytes")
       ->capture_default_str();
   app.add_option("--max-module-bytes", opt.maxModuleBytes, "largest module accepted, in bytes")
+      ->capture_default_str();
+  app.add_option("--max-client-memory", opt.maxClientMemory,
+                 "shared memory the modules one client has loaded may hold, in bytes")
       ->capture_default_str();
   app.add_option("--jobs", opt.jobs, "compile worker threads (default: number of CPUs)");
   app.add_option("--compile-timeout", opt.compileTimeoutSeconds,

@@ -73,6 +73,7 @@ proto::Error::Kind toProto(ErrorKind kind) {
   case ErrorKind::ShuttingDown: return proto::Error::Kind::SHUTTING_DOWN;
   case ErrorKind::ProtocolMismatch: return proto::Error::Kind::PROTOCOL_MISMATCH;
   case ErrorKind::Overloaded: return proto::Error::Kind::OVERLOADED;
+  case ErrorKind::LinkFailed: return proto::Error::Kind::LINK_FAILED;
   }
   return proto::Error::Kind::INTERNAL;
 }
@@ -89,8 +90,24 @@ ErrorKind fromProto(proto::Error::Kind kind) {
   case proto::Error::Kind::SHUTTING_DOWN: return ErrorKind::ShuttingDown;
   case proto::Error::Kind::PROTOCOL_MISMATCH: return ErrorKind::ProtocolMismatch;
   case proto::Error::Kind::OVERLOADED: return ErrorKind::Overloaded;
+  case proto::Error::Kind::LINK_FAILED: return ErrorKind::LinkFailed;
   }
   return ErrorKind::Internal;
+}
+
+CompileJob toCompileJob(proto::CompileRequest::Reader request) {
+  CompileJob job;
+  auto module = request.getModule();
+  job.module.assign(reinterpret_cast<const char*>(module.begin()), module.size());
+  job.moduleName = request.getModuleName();
+  if (job.moduleName.empty())
+    job.moduleName = "<module>";
+  job.target = request.getTarget().getTriple();
+  job.cpu = request.getTarget().getCpu();
+  job.features = request.getTarget().getFeatures();
+  job.optLevel = request.getOptLevel();
+  job.format = fromProto(request.getFormat());
+  return job;
 }
 
 void toProto(const Failure& failure, proto::Error::Builder out) {
@@ -112,6 +129,7 @@ void toProto(const CompiledObject& obj, bool withObject, proto::CompiledObject::
   for (size_t i = 0; i < obj.defines.size(); ++i) {
     defines[i].setName(obj.defines[i].name);
     defines[i].setKind(toProto(obj.defines[i].kind));
+    defines[i].setSignature(obj.defines[i].signature);
   }
   auto needs = out.initNeeds(obj.needs.size());
   for (size_t i = 0; i < obj.needs.size(); ++i)
@@ -126,7 +144,7 @@ CompiledObject fromProto(proto::CompiledObject::Reader in) {
   auto bytes = in.getObject();
   obj.object.assign(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
   for (auto s : in.getDefines())
-    obj.defines.push_back({s.getName(), fromProto(s.getKind())});
+    obj.defines.push_back({s.getName(), fromProto(s.getKind()), s.getSignature()});
   for (auto n : in.getNeeds())
     obj.needs.emplace_back(n);
   obj.diagnostics = fromProto(in.getDiagnostics());

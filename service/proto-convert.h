@@ -6,6 +6,7 @@
 
 #include <rjit.capnp.h>
 
+#include "compile-service.h"
 #include "compiled-object.h"
 #include "compiler.h"
 
@@ -25,5 +26,8 @@ CompiledObject fromProto(proto::CompiledObject::Reader in);
 compiler::IrFormat fromProto(proto::IrFormat format);
 void toProto(const compiler::CompileOptions& options, proto::CompileRequest::Builder out);
 compiler::CompileOptions fromProto(proto::CompileRequest::Reader in);
+
+/// A compile request as the compile service takes it (the module copied out of the message).
+CompileJob toCompileJob(proto::CompileRequest::Reader in);
 
 }  // namespace rjitd::service

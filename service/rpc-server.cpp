@@ -70,17 +70,7 @@ public:
                                 Clock::now() - start);
       return kj::READY_NOW;
     }
-    CompileJob job;
-    auto module = request.getModule();
-    job.module.assign(reinterpret_cast<const char*>(module.begin()), module.size());
-    job.moduleName = request.getModuleName();
-    if (job.moduleName.empty())
-      job.moduleName = "<module>";
-    job.target = request.getTarget().getTriple();
-    job.cpu = request.getTarget().getCpu();
-    job.features = request.getTarget().getFeatures();
-    job.optLevel = request.getOptLevel();
-    job.format = fromProto(request.getFormat());
+    CompileJob job = toCompileJob(request);
     // The module is copied out; free the request message now rather than after the compile.
     context.releaseParams();
 
@@ -127,6 +117,27 @@ public:
     return kj::READY_NOW;
   }
 
+  kj::Promise<void> load(LoadContext context) override {
+    Clock::time_point start = Clock::now();
+    std::string_view target =
+        targetLabel(state.service,
+                    context.getParams().getRequest().getCompile().getTarget().getTriple().cStr());
+    if (state.draining) {
+      toProto(shuttingDown(), context.getResults().initOutcome().initError());
+      state.metrics.requestDone(Method::Load, target, ErrorKind::ShuttingDown,
+                                Clock::now() - start);
+      return kj::READY_NOW;
+    }
+    state.requests.begin();
+    auto done = kj::defer([this]() { state.requests.end(); });
+    return serveLoad(state.service, state.linkPool, state.metrics, state.loadLimits, images,
+                     context)
+        .then([&metrics = state.metrics, target, start](std::optional<ErrorKind> error) {
+          metrics.requestDone(Method::Load, target, error, Clock::now() - start);
+        })
+        .attach(kj::mv(done));
+  }
+
   kj::Promise<void> stats(StatsContext context) override {
     Clock::time_point start = Clock::now();
     auto out = context.getResults().initStats();
@@ -160,6 +171,8 @@ public:
 private:
   DaemonState& state;
   std::string peer;
+  /// What this session loaded; images handed out keep it alive after the session is gone.
+  std::shared_ptr<SessionImages> images = newSessionImages();
 };
 
 class BootstrapImpl final : public proto::Rjitd::Server {

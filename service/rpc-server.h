@@ -3,7 +3,9 @@
 // `Session` it hands out, translating between the wire types and CompileService.
 #pragma once
 
+#include "compile-pool.h"
 #include "compile-service.h"
+#include "load-service.h"
 #include "metrics.h"
 
 #include <chrono>
@@ -31,12 +33,15 @@ private:
 /// State shared by every connection; lives on the event-loop thread.
 struct DaemonState {
   CompileService& service;
+  /// Links for clients' address spaces (load) run here, off the event loop.
+  WorkerPool& linkPool;
   /// Requests, sessions and connections are counted here; `stats` reads its figures back.
   metrics::Metrics& metrics;
   std::string rjitdVersion;
   std::string llvmVersion;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   uint32_t workers = 0;
+  LoadLimits loadLimits;
   bool draining = false;  ///< SIGTERM seen: new requests are refused with shuttingDown
   RequestTracker requests;
 };

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
-// rjit: the command-line client of rjitd (compile a module through the server, show what the
-// server is and how it is doing). Everything it does goes through libremotejit-client.
+// rjit: the command-line client of rjitd (compile a module through the server, run it in this
+// process through the fast path, call one of its functions, show what the server is and how it
+// is doing). Everything it does goes through libremotejit-client.
 #include "remotejit/client.h"
 #include "rjitd-config.h"
 
@@ -12,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
+#include <ffi.h>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -49,6 +51,15 @@ struct CompileArgs {
 
 struct InfoArgs {
   bool json = false;
+};
+
+/// `rjit run` and `rjit call`: a module loaded into this process.
+struct LoadArgs {
+  std::string file;
+  unsigned optLevel = 2;
+  std::string format = "auto";
+  std::string symbol;             // call: the function
+  std::vector<std::string> args;  // run: the program's arguments; call: the function's
 };
 
 std::string errnoText(int error) {
@@ -185,6 +196,258 @@ int runCompile(const GlobalArgs& global, const CompileArgs& args) {
               << (object.fromCache ? std::string("from cache")
                                    : "compiled in " + formatMillis(object.compileMicros) + " ms")
               << ")\n";
+  return 0;
+}
+
+rjit::Module loadFile(rjit::Client& client, const LoadArgs& args) {
+  rjit::CompileRequest request;
+  request.module = readFile(args.file);
+  request.moduleName = args.file;
+  request.optLevel = args.optLevel;
+  request.format = parseFormat(args.format);
+  rjit::Module module = client.load(request);
+  for (const rjit::Diagnostic& d : module.object().diagnostics)
+    printDiagnostic(args.file, d);
+  return module;
+}
+
+const rjit::Symbol* findDefinition(const rjit::Module& module, const std::string& name) {
+  for (const rjit::Symbol& s : module.object().defines)
+    if (s.name == name)
+      return &s;
+  return nullptr;
+}
+
+/// Runs the module's `main` in this process, as the program would run natively: argv[0] is the
+/// module's file name, the exit status is main's (or exit()'s, when the program calls it).
+int runMain(const GlobalArgs& global, const LoadArgs& args) {
+  rjit::Client client(clientOptions(global));
+  rjit::Module module = loadFile(client, args);
+  const rjit::Symbol* main = findDefinition(module, "main");
+  void* address = module.address("main");
+  if (main == nullptr || address == nullptr)
+    throw CliError(args.file + " defines no global function 'main'");
+  // C allows main(), main(int, char**) and main(int, char**, char**).
+  const std::string& signature = main->signature;
+  if (signature != "i32()" && signature != "i32(i32,ptr)" && signature != "i32(i32,ptr,ptr)" &&
+      signature != "i32(i32,ptr,ptr,ptr)")
+    throw CliError(args.file + ": 'main' has type " + signature +
+                   "; expected int main(void), int main(int, char**) or "
+                   "int main(int, char**, char**)");
+  // Writable copies, NULL-terminated, as the kernel hands them to a native program.
+  std::vector<std::vector<char>> storage;
+  storage.emplace_back(args.file.begin(), args.file.end());
+  for (const std::string& a : args.args)
+    storage.emplace_back(a.begin(), a.end());
+  std::vector<char*> argv;
+  for (auto& s : storage) {
+    s.push_back('\0');
+    argv.push_back(s.data());
+  }
+  argv.push_back(nullptr);
+  int argc = static_cast<int>(storage.size());
+  auto mainFn = reinterpret_cast<int (*)(int, char**, char**)>(address);
+  int status = mainFn(argc, argv.data(), environ);  // extra arguments are harmless in the C ABI
+  // Like returning from a native main: the module's atexit handlers and destructors run, then
+  // the process exits with main's status (exit() flushes stdio).
+  module.unload();
+  std::fflush(nullptr);
+  return status & 0xff;
+}
+
+/// One scalar type of an IR signature, as libffi and printing see it.
+struct ScalarType {
+  std::string name;  // IR name: i32, double, ptr, ...
+  ffi_type* ffi;
+  bool isUnsigned = false;  // `zeroext` (C's unsigned char/short, _Bool)
+};
+
+/// "i32", "zeroext i8", "signext i16", "double", "ptr", "void".
+std::optional<ScalarType> scalarType(std::string name) {
+  bool isUnsigned = false;
+  if (name.rfind("zeroext ", 0) == 0) {
+    isUnsigned = true;
+    name = name.substr(8);
+  } else if (name.rfind("signext ", 0) == 0) {
+    name = name.substr(8);
+  }
+  static const std::pair<const char*, ffi_type*> types[] = {
+      {"void", &ffi_type_void},   {"i1", &ffi_type_uint8},      {"i8", &ffi_type_sint8},
+      {"i16", &ffi_type_sint16},  {"i32", &ffi_type_sint32},    {"i64", &ffi_type_sint64},
+      {"float", &ffi_type_float}, {"double", &ffi_type_double}, {"ptr", &ffi_type_pointer}};
+  for (const auto& [n, t] : types) {
+    if (name != n)
+      continue;
+    ffi_type* ffi = t;
+    if (isUnsigned && name == "i8")
+      ffi = &ffi_type_uint8;
+    else if (isUnsigned && name == "i16")
+      ffi = &ffi_type_uint16;
+    return ScalarType{n, ffi, isUnsigned || name == "i1"};
+  }
+  return std::nullopt;
+}
+
+/// Splits "i32(i32,ptr)" into the return type and the parameter types.
+std::pair<std::string, std::vector<std::string>> splitSignature(const std::string& signature) {
+  size_t open = signature.find('(');
+  std::vector<std::string> params;
+  std::string inner = signature.substr(open + 1, signature.size() - open - 2);
+  size_t start = 0;
+  while (!inner.empty() && start <= inner.size()) {
+    size_t comma = inner.find(',', start);
+    params.push_back(inner.substr(start, comma - start));
+    if (comma == std::string::npos)
+      break;
+    start = comma + 1;
+  }
+  return {signature.substr(0, open), params};
+}
+
+/// One argument of `rjit call`, converted to the parameter's type; `storage` holds its bytes.
+void parseArgument(const std::string& text, const ScalarType& type, size_t index,
+                   std::vector<uint64_t>& storage, std::vector<std::string>& strings) {
+  auto bad = [&](const std::string& expected) {
+    throw CliError("argument " + std::to_string(index + 1) + " '" + text + "': expected " +
+                   expected + " for parameter type " + type.name);
+  };
+  uint64_t slot = 0;
+  if (type.name == "float" || type.name == "double") {
+    char* end = nullptr;
+    errno = 0;
+    double v = std::strtod(text.c_str(), &end);
+    if (text.empty() || *end != '\0' || errno == ERANGE)
+      bad("a number");
+    if (type.name == "float") {
+      float f = static_cast<float>(v);
+      std::memcpy(&slot, &f, sizeof(f));
+    } else {
+      std::memcpy(&slot, &v, sizeof(v));
+    }
+  } else if (type.name == "ptr") {
+    strings.push_back(text);  // a C string: the only pointer a command line can give
+    slot = 0;
+  } else {
+    char* end = nullptr;
+    errno = 0;
+    long long v = std::strtoll(text.c_str(), &end, 0);
+    if (text.empty() || *end != '\0' || errno == ERANGE)
+      bad("an integer");
+    unsigned bits = type.name == "i1" ? 1 : static_cast<unsigned>(std::stoul(type.name.substr(1)));
+    if (bits < 64) {
+      long long lo = bits == 1 ? 0 : -(1ll << (bits - 1)), hi = bits == 1 ? 1 : (1ll << bits) - 1;
+      if (v < lo || v > hi)
+        bad("an integer that fits in " + std::to_string(bits) + " bits");
+    }
+    std::memcpy(&slot, &v, sizeof(v));  // little-endian: the low bytes hold narrower types
+  }
+  storage.push_back(slot);
+}
+
+std::string formatResult(const ScalarType& type, const uint64_t* raw) {
+  char buffer[64];
+  if (type.name == "double") {
+    double v;
+    std::memcpy(&v, raw, sizeof(v));
+    std::snprintf(buffer, sizeof(buffer), "%.17g", v);
+  } else if (type.name == "float") {
+    float v;
+    std::memcpy(&v, raw, sizeof(v));
+    std::snprintf(buffer, sizeof(buffer), "%.9g", static_cast<double>(v));
+  } else if (type.name == "ptr") {
+    void* v;
+    std::memcpy(&v, raw, sizeof(v));
+    std::snprintf(buffer, sizeof(buffer), "%p", v);
+  } else {
+    // libffi widens integer results to a full register (ffi_arg): sign-extend from the width.
+    int64_t v;
+    std::memcpy(&v, raw, sizeof(v));
+    if (type.isUnsigned) {
+      uint64_t u = static_cast<uint64_t>(v);
+      if (type.name == "i1")
+        u &= 1;
+      else if (type.name == "i8")
+        u = static_cast<uint8_t>(u);
+      else if (type.name == "i16")
+        u = static_cast<uint16_t>(u);
+      else if (type.name == "i32")
+        u = static_cast<uint32_t>(u);
+      std::snprintf(buffer, sizeof(buffer), "%" PRIu64, u);
+      return buffer;
+    }
+    if (type.name == "i8")
+      v = static_cast<int8_t>(v);
+    else if (type.name == "i16")
+      v = static_cast<int16_t>(v);
+    else if (type.name == "i32")
+      v = static_cast<int32_t>(v);
+    std::snprintf(buffer, sizeof(buffer), "%" PRId64, v);
+  }
+  return buffer;
+}
+
+/// Calls one function of the module with arguments converted by its IR signature (libffi makes
+/// the call: no hand-written calling-convention code) and prints the result.
+int runCall(const GlobalArgs& global, const LoadArgs& args) {
+  rjit::Client client(clientOptions(global));
+  rjit::Module module = loadFile(client, args);
+  const rjit::Symbol* symbol = findDefinition(module, args.symbol);
+  void* address = module.address(args.symbol);
+  if (symbol == nullptr || address == nullptr)
+    throw CliError(args.file + " defines no global symbol '" + args.symbol + "'");
+  if (symbol->kind != rjit::Symbol::Kind::Function || symbol->signature.empty())
+    throw CliError("'" + args.symbol + "' in " + args.file + " is not a function");
+  auto [returnName, paramNames] = splitSignature(symbol->signature);
+  if (!paramNames.empty() && paramNames.back() == "...")
+    throw CliError("'" + args.symbol + "' takes variable arguments (" + symbol->signature +
+                   "); rjit call calls functions with a fixed parameter list");
+  std::optional<ScalarType> result = scalarType(returnName);
+  std::vector<ScalarType> params;
+  for (const std::string& p : paramNames) {
+    std::optional<ScalarType> t = scalarType(p);
+    if (!t || t->name == "void")
+      throw CliError("'" + args.symbol + "' has type " + symbol->signature +
+                     "; rjit call supports integer, floating-point and pointer (string) "
+                     "parameters and results only");
+    params.push_back(*t);
+  }
+  if (!result)
+    throw CliError("'" + args.symbol + "' returns " + returnName +
+                   "; rjit call supports integer, floating-point, pointer and void results only");
+  if (args.args.size() != params.size())
+    throw CliError("'" + args.symbol + "' has type " + symbol->signature + " and takes " +
+                   std::to_string(params.size()) + " argument" + (params.size() == 1 ? "" : "s") +
+                   "; " + std::to_string(args.args.size()) + " given");
+
+  std::vector<uint64_t> storage;
+  std::vector<std::string> strings;
+  storage.reserve(params.size());
+  strings.reserve(params.size());
+  for (size_t i = 0; i < params.size(); ++i)
+    parseArgument(args.args[i], params[i], i, storage, strings);
+  std::vector<char*> stringPointers;
+  std::vector<void*> values;
+  std::vector<ffi_type*> types;
+  size_t nextString = 0;
+  stringPointers.reserve(params.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    types.push_back(params[i].ffi);
+    if (params[i].name == "ptr") {
+      stringPointers.push_back(strings[nextString++].data());
+      values.push_back(&stringPointers.back());
+    } else {
+      values.push_back(&storage[i]);
+    }
+  }
+  ffi_cif cif;
+  if (ffi_prep_cif(&cif, FFI_DEFAULT_ABI, static_cast<unsigned>(types.size()), result->ffi,
+                   types.data()) != FFI_OK)
+    throw CliError("libffi cannot call a function of type " + symbol->signature);
+  uint64_t raw[2] = {0, 0};  // at least sizeof(ffi_arg), and big enough for a double
+  ffi_call(&cif, reinterpret_cast<void (*)()>(address), raw, values.data());
+  std::fflush(nullptr);
+  if (result->name != "void")
+    std::printf("%s\n", formatResult(*result, raw).c_str());
   return 0;
 }
 
@@ -335,12 +598,53 @@ int main(int argc, char** argv) {
                          "(overrides RJIT_HASH_FIRST_BYTES)");
   compileCmd->add_flag("-v,--verbose", compile.verbose, "print what was done");
 
+  LoadArgs run;
+  CLI::App* runCmd = app.add_subcommand(
+      "run", "run the module's main() in this process (compiled and linked by rjitd, mapped "
+             "here): exit status, stdout and stderr are the program's");
+  runCmd->add_option("FILE", run.file, "textual IR or bitcode")->required();
+  runCmd->add_option("ARGS", run.args, "the program's arguments (after --)");
+  runCmd->add_option("-O", run.optLevel, "optimization level -O0..-O3 (default -O2)")
+      ->check(CLI::Range(0u, 3u));
+  runCmd->add_option("--format", run.format, "input format (default auto)")
+      ->check(CLI::IsMember({"auto", "text", "bitcode"}));
+  runCmd->positionals_at_end();
+
+  LoadArgs call;
+  CLI::App* callCmd = app.add_subcommand(
+      "call", "call one function of the module in this process and print its result");
+  callCmd->add_option("FILE", call.file, "textual IR or bitcode")->required();
+  callCmd->add_option("SYMBOL", call.symbol, "the function")->required();
+  callCmd->add_option("ARGS", call.args,
+                      "its arguments: integers, floating-point numbers, strings (for ptr)");
+  callCmd->add_option("-O", call.optLevel, "optimization level -O0..-O3 (default -O2)")
+      ->check(CLI::Range(0u, 3u));
+  callCmd->add_option("--format", call.format, "input format (default auto)")
+      ->check(CLI::IsMember({"auto", "text", "bitcode"}));
+  callCmd->positionals_at_end();
+
   InfoArgs info;
   CLI::App* infoCmd = app.add_subcommand("info", "show the server's versions, targets and stats");
   infoCmd->add_flag("--json", info.json, "print JSON");
 
+  // Everything after the first "--" belongs to the program (run) or the function (call), verbatim:
+  // split it off before CLI11 sees it, so that "--" and option-like words ("-5", "--x") reach
+  // them unchanged.
+  std::vector<std::string> passthrough;
+  int parsed = argc;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--") == 0) {
+      parsed = i;
+      passthrough.assign(argv + i + 1, argv + argc);
+      break;
+    }
+  }
   try {
-    app.parse(argc, argv);
+    app.parse(parsed, argv);
+    if (!passthrough.empty() && !runCmd->parsed() && !callCmd->parsed())
+      throw CLI::ExtrasError({"--"});
+    std::vector<std::string>& extra = runCmd->parsed() ? run.args : call.args;
+    extra.insert(extra.end(), passthrough.begin(), passthrough.end());
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0)
       return app.exit(e);  // --help, --version
@@ -352,10 +656,17 @@ int main(int argc, char** argv) {
   try {
     if (compileCmd->parsed())
       return runCompile(global, compile);
+    if (runCmd->parsed())
+      return runMain(global, run);
+    if (callCmd->parsed())
+      return runCall(global, call);
     return runInfo(global, info);
   } catch (const rjit::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
-    const std::string& file = compileCmd->parsed() ? compile.file : std::string("rjitd");
+    const std::string& file = compileCmd->parsed() ? compile.file
+                              : runCmd->parsed()   ? run.file
+                              : callCmd->parsed()  ? call.file
+                                                   : std::string("rjitd");
     // rjitd's message for a parse error already quotes LLVM's diagnostic with its source line
     // and caret; print only the diagnostics it does not already show.
     std::string_view shown = e.what();

@@ -11,6 +11,8 @@
 #include <csignal>
 #include <kj/async-io.h>
 #include <kj/debug.h>
+#include <map>
+#include <mutex>
 #include <pthread.h>
 #include <thread>
 
@@ -31,6 +33,8 @@ const char* errorKindName(ErrorKind kind) {
   case ErrorKind::Connection: return "connection";
   case ErrorKind::Timeout: return "timeout";
   case ErrorKind::Configuration: return "configuration";
+  case ErrorKind::LinkFailed: return "link-failed";
+  case ErrorKind::Load: return "load";
   }
   return "unknown";
 }
@@ -58,6 +62,99 @@ kj::AsyncIoContext setupAsyncIoKeepingSigpipe() {
 
 }  // namespace
 
+namespace detail {
+
+/// How a Module, which may outlive its Client, tells the I/O thread that its image is gone.
+/// Closed (under the mutex) before the I/O thread stops.
+struct ReleaseChannel {
+  std::mutex mutex;
+  bool open = false;
+  const kj::Executor* executor = nullptr;
+  ClientCore* core = nullptr;
+
+  void release(uint64_t id) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (!open)
+      return;
+    // Best effort: if the I/O thread cannot take it, the connection's end frees it in rjitd.
+    kj::runCatchingExceptions([&] { executor->executeSync([&] { core->releaseImage(id); }); });
+  }
+  void close() {
+    std::lock_guard<std::mutex> lock(mutex);
+    open = false;
+  }
+};
+
+}  // namespace detail
+
+// Hidden although nested in an exported class: nothing of it is public API.
+struct __attribute__((visibility("hidden"))) Module::State {
+  std::unique_ptr<detail::MappedImage> image;
+  std::map<std::string, uint64_t, std::less<>> symbols;
+  CompiledObject object;
+  uint64_t linkMicros = 0;
+  std::shared_ptr<detail::ReleaseChannel> channel;
+  uint64_t imageId = 0;
+
+  ~State() {
+    image.reset();  // destructors, unmap
+    if (channel)
+      channel->release(imageId);
+  }
+};
+
+Module::Module() = default;
+Module::Module(std::shared_ptr<State> state) : state(std::move(state)) {}
+Module::~Module() = default;
+Module::Module(Module&&) noexcept = default;
+Module& Module::operator=(Module&&) noexcept = default;
+
+void* Module::address(std::string_view name) const {
+  if (!state)
+    return nullptr;
+  auto it = state->symbols.find(name);
+  return it == state->symbols.end() ? nullptr : reinterpret_cast<void*>(it->second);
+}
+
+void* Module::require(std::string_view name) const {
+  if (!state)
+    throw Error(ErrorKind::InvalidRequest, "lookup of '" + std::string(name) +
+                                               "' in an empty module handle (not loaded, moved "
+                                               "from or unloaded)");
+  void* p = address(name);
+  if (p == nullptr)
+    throw Error(ErrorKind::NotFound, "module " + state->object.key.substr(0, 12) +
+                                         " defines no global symbol '" + std::string(name) + "'");
+  return p;
+}
+
+std::vector<std::string> Module::symbols() const {
+  std::vector<std::string> out;
+  if (state)
+    for (const auto& entry : state->symbols)
+      out.push_back(entry.first);
+  return out;
+}
+
+const CompiledObject& Module::object() const {
+  static const CompiledObject none;
+  return state ? state->object : none;
+}
+
+uint64_t Module::base() const {
+  return state ? state->image->base() : 0;
+}
+uint64_t Module::size() const {
+  return state ? state->image->size() : 0;
+}
+uint64_t Module::linkMicros() const {
+  return state ? state->linkMicros : 0;
+}
+
+void Module::unload() {
+  state.reset();
+}
+
 // Hidden although nested in an exported class: nothing of it is public API.
 struct __attribute__((visibility("hidden"))) Client::Impl {
   explicit Impl(detail::Config config);
@@ -77,6 +174,7 @@ struct __attribute__((visibility("hidden"))) Client::Impl {
   kj::Own<const kj::Executor> executor;
   detail::ClientCore* core = nullptr;
   kj::PromiseFulfiller<void>* stop = nullptr;
+  std::shared_ptr<detail::ReleaseChannel> channel = std::make_shared<detail::ReleaseChannel>();
 };
 
 Client::Impl::Impl(detail::Config config) : config(std::move(config)) {
@@ -101,6 +199,12 @@ void Client::Impl::loop(std::promise<void>& started) {
     core = &state;
     stop = stopped.fulfiller.get();
     executor = kj::getCurrentThreadExecutor().addRef();
+    {
+      std::lock_guard<std::mutex> lock(channel->mutex);
+      channel->executor = executor.get();
+      channel->core = &state;
+      channel->open = true;
+    }
     reported = true;
     started.set_value();  // `started` is gone after this: the constructor returns
     stopped.promise.wait(io.waitScope);
@@ -117,6 +221,7 @@ void Client::Impl::loop(std::promise<void>& started) {
 }
 
 Client::Impl::~Impl() {
+  channel->close();  // modules unloaded from now on need not tell rjitd: the connection ends
   if (executor->isLive()) {
     // Failing here means the loop ended on its own already; there is nothing left to stop.
     kj::runCatchingExceptions([this] {
@@ -160,6 +265,26 @@ CompiledObject Client::compile(const CompileRequest& request) {
   // `request` outlives the call: this thread waits until the I/O thread is done with it.
   return impl->runSync<CompiledObject>(
       [&request](detail::ClientCore& core) { return core.compile(request, nullptr); });
+}
+
+Module Client::load(const CompileRequest& request, const LoadOptions& options) {
+  auto shared = std::make_shared<const LoadOptions>(options);
+  detail::LoadedParts parts = impl->runSync<detail::LoadedParts>(
+      [&request, &shared](detail::ClientCore& core) { return core.load(request, shared); });
+  auto state = std::make_shared<Module::State>();
+  state->channel = impl->channel;
+  state->imageId = parts.imageId;
+  state->object = std::move(parts.object);
+  state->linkMicros = parts.linkMicros;
+  for (auto& [name, address] : parts.symbols)
+    state->symbols.emplace(std::move(name), address);
+  // Mapped and started on the caller's thread: constructors are user code, and must not run
+  // on the I/O thread (they may call back into this client).
+  state->image =
+      std::make_unique<detail::MappedImage>(parts.arena, parts.fd.get(), std::move(parts.spec));
+  parts.fd = nullptr;  // the mappings keep the file; the descriptor is no longer needed
+  state->image->start();
+  return Module(std::move(state));
 }
 
 std::future<CompiledObject> Client::compileAsync(CompileRequest request) {

@@ -103,6 +103,26 @@ uint64_t resolveHashFirstBytes(const ClientOptions& options) {
   return 64 * 1024;
 }
 
+uint64_t resolveMemoryQuota(const ClientOptions& options) {
+  constexpr uint64_t MIN = 64 * 1024, MAX = 1ull << 44;  // 16 TiB: far below any address space
+  if (options.memoryQuota != 0) {
+    if (options.memoryQuota < MIN || options.memoryQuota > MAX)
+      throw Error(ErrorKind::Configuration,
+                  "invalid memory quota of " + std::to_string(options.memoryQuota) +
+                      " bytes: expected " + std::to_string(MIN) + " to " + std::to_string(MAX));
+    return options.memoryQuota;
+  }
+  if (std::optional<std::string> env = environment("RJIT_MEMORY_QUOTA")) {
+    std::optional<uint64_t> value = parseUnsigned(*env);
+    if (!value || *value < MIN || *value > MAX)
+      throw badVariable("RJIT_MEMORY_QUOTA", *env,
+                        "expected a whole number of bytes from " + std::to_string(MIN) + " to " +
+                            std::to_string(MAX));
+    return *value;
+  }
+  return DEFAULT_MEMORY_QUOTA;
+}
+
 }  // namespace
 
 Config resolveConfig(const ClientOptions& options) {
@@ -110,6 +130,7 @@ Config resolveConfig(const ClientOptions& options) {
   config.endpoints = resolveEndpoints(options);
   config.timeout = resolveTimeout(options);
   config.hashFirstBytes = resolveHashFirstBytes(options);
+  config.memoryQuota = resolveMemoryQuota(options);
   config.clientName = options.clientName;
   return config;
 }

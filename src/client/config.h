@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // The client's effective configuration: ClientOptions, else the environment (RJIT_SERVER,
-// RJIT_TIMEOUT_MS, RJIT_HASH_FIRST_BYTES), else the defaults.
+// RJIT_TIMEOUT_MS, RJIT_HASH_FIRST_BYTES, RJIT_MEMORY_QUOTA), else the defaults.
 #pragma once
 
 #include "endpoint.h"
@@ -13,10 +13,14 @@
 
 namespace rjit::detail {
 
+/// Address space reserved per connection for loaded modules, unless configured.
+constexpr uint64_t DEFAULT_MEMORY_QUOTA = 256ull << 20;
+
 struct Config {
   std::vector<rjitd::Endpoint> endpoints;  ///< tried in order; never empty
   std::chrono::milliseconds timeout{60000};
   uint64_t hashFirstBytes = 64 * 1024;
+  uint64_t memoryQuota = DEFAULT_MEMORY_QUOTA;
   std::string clientName;
 };
 

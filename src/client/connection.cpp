@@ -96,7 +96,8 @@ std::string text(capnp::Text::Reader t) {
 
 Connection::Connection(rjitd::Endpoint endpoint, kj::Own<kj::AsyncIoStream> stream,
                        kj::AsyncCapabilityStream* capabilityStream)
-    : endpoint_(std::move(endpoint)), address_(endpoint_.text()), stream(kj::mv(stream)) {
+    : endpoint_(std::move(endpoint)), address_(endpoint_.text()), stream(kj::mv(stream)),
+      passesFds_(capabilityStream != nullptr) {
   if (capabilityStream != nullptr)
     network =
         kj::heap<capnp::TwoPartyVatNetwork>(*capabilityStream, MAX_FDS_PER_MESSAGE,
@@ -117,6 +118,12 @@ Connection::Connection(rjitd::Endpoint endpoint, kj::Own<kj::AsyncIoStream> stre
 }
 
 Connection::~Connection() = default;
+
+std::shared_ptr<Arena> Connection::arena(uint64_t quota) {
+  if (arena_ == nullptr)
+    arena_ = std::make_shared<Arena>(quota);
+  return arena_;
+}
 
 kj::Promise<Result<bool>> Connection::hello(const std::string& clientName) {
   capnp::word scratch[4];

@@ -5,6 +5,7 @@
 
 #include "convert.h"
 #include "endpoint.h"
+#include "loader.h"
 #include "targets.h"
 
 #include <capnp/rpc-twoparty.h>
@@ -37,6 +38,11 @@ public:
   proto::Session::Client& session() { return session_; }
   const ServerInfo& info() const { return info_; }
   const std::vector<rjitd::TargetName>& targets() const { return targets_; }
+  /// True when the connection can carry file descriptors (a Unix socket).
+  bool passesFds() const { return passesFds_; }
+  /// The reservation modules loaded over this connection live in (rjitd's session keeps one per
+  /// connection), made on first use; `quota` is its size. Throws Error(Load).
+  std::shared_ptr<Arena> arena(uint64_t quota);
 
   /// Performs the versioned handshake. Rejects when the server does not answer properly;
   /// resolves to Error(ProtocolMismatch) when it speaks another protocol version.
@@ -53,6 +59,8 @@ private:
   proto::Session::Client session_ = nullptr;
   kj::Promise<void> watcher = nullptr;
   bool broken_ = false;
+  bool passesFds_ = false;
+  std::shared_ptr<Arena> arena_;
   ServerInfo info_;
   std::vector<rjitd::TargetName> targets_;
 };

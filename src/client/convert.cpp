@@ -32,6 +32,7 @@ ErrorKind toErrorKind(proto::Error::Kind kind) {
   case proto::Error::Kind::SHUTTING_DOWN: return ErrorKind::ShuttingDown;
   case proto::Error::Kind::PROTOCOL_MISMATCH: return ErrorKind::ProtocolMismatch;
   case proto::Error::Kind::OVERLOADED: return ErrorKind::Overloaded;
+  case proto::Error::Kind::LINK_FAILED: return ErrorKind::LinkFailed;
   }
   // A kind added by a newer server: the message still says what happened.
   return ErrorKind::Internal;
@@ -152,13 +153,30 @@ Result<CompiledObject> toCompiledObject(proto::CompileOutcome::Reader outcome, b
   out.object = bytes(o.getObject());
   out.triple = text(o.getTriple());
   for (proto::Symbol::Reader s : o.getDefines())
-    out.defines.push_back({text(s.getName()), toSymbolKind(s.getKind())});
+    out.defines.push_back({text(s.getName()), toSymbolKind(s.getKind()), text(s.getSignature())});
   out.needs = toStrings(o.getNeeds());
   out.diagnostics = toDiagnostics(o.getDiagnostics());
   out.fromCache = o.getFromCache();
   out.bodySent = bodySent;
   out.compileMicros = o.getCompileMicros();
   return out;
+}
+
+void toProto(const CompileRequest& request, const rjitd::TargetName& target, bool withModule,
+             proto::CompileRequest::Builder out) {
+  auto ptr = [](const std::string& s) { return kj::StringPtr(s.c_str(), s.size()); };
+  out.setModuleName(ptr(request.moduleName));
+  proto::TargetSpec::Builder spec = out.initTarget();
+  spec.setTriple(ptr(target.triple));
+  spec.setCpu(ptr(request.cpu));  // as given: the server applies the same default
+  spec.setFeatures(ptr(request.features));
+  out.setOptLevel(static_cast<uint8_t>(request.optLevel));
+  out.setFormat(toProto(request.format));
+  // TODO(perf): a copy; referenceExternalData() would avoid it, but the RPC layer may still be
+  // writing the message after a deadline has released the caller's bytes.
+  if (withModule)
+    out.setModule(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(request.module.data()),
+                                      request.module.size()));
 }
 
 proto::IrFormat toProto(IrFormat format) {

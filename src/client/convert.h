@@ -34,6 +34,11 @@ ServerInfo toServerInfo(proto::ServerHello::Reader hello, std::string endpoint);
 std::vector<rjitd::TargetName> toTargetNames(proto::ServerHello::Reader hello);
 ServerStats toServerStats(proto::ServerStats::Reader stats);
 
+/// Fills a compile request for the canonical `target`; `withModule` false leaves the module
+/// bytes out (a hash-first load).
+void toProto(const CompileRequest& request, const rjitd::TargetName& target, bool withModule,
+             proto::CompileRequest::Builder out);
+
 /// The outcome of a compile or lookup: the object, or the server's error with its kind mapped
 /// one to one and its diagnostics.
 Result<CompiledObject> toCompiledObject(proto::CompileOutcome::Reader outcome, bool bodySent);

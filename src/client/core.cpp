@@ -40,10 +40,6 @@ std::string moduleDisplayName(const CompileRequest& request) {
   return request.moduleName.empty() ? std::string("<unnamed>") : request.moduleName;
 }
 
-kj::StringPtr ptr(const std::string& s) {
-  return kj::StringPtr(s.c_str(), s.size());
-}
-
 }  // namespace
 
 /// One public call: the operation to run on a connection (kept so it can be retried), the
@@ -92,6 +88,21 @@ ClientCore::compile(const CompileRequest& request, std::shared_ptr<const Compile
   });
 }
 
+kj::Promise<Result<LoadedParts>> ClientCore::load(const CompileRequest& request,
+                                                  std::shared_ptr<const LoadOptions> options) {
+  if (request.optLevel > 3)
+    return ready<LoadedParts>(
+        Error(ErrorKind::InvalidRequest, "optimization level " + std::to_string(request.optLevel) +
+                                             " is out of range; expected 0 to 3"));
+  return run<LoadedParts>([this, &request, options = std::move(options)](Connection& connection) {
+    return loadOn(connection, request, options);
+  });
+}
+
+void ClientCore::releaseImage(uint64_t id) {
+  images.erase(id);
+}
+
 void ClientCore::compileAsync(std::shared_ptr<const CompileRequest> request,
                               std::promise<CompiledObject> promise) {
   uint64_t id = nextPending++;
@@ -134,6 +145,7 @@ void ClientCore::shutdown() {
     entry.second.set_exception(
         std::make_exception_ptr(Error(ErrorKind::Connection, "client closed")));
   pending.clear();
+  images.clear();
   current = nullptr;
   connecting = nullptr;
   ++connectGeneration;
@@ -355,18 +367,7 @@ kj::Promise<ClientCore::CompileResult> ClientCore::sendCompile(Connection& conne
                                                                const CompileRequest& request,
                                                                const rjitd::TargetName& target) {
   auto call = connection.session().compileRequest();
-  proto::CompileRequest::Builder compile = call.initRequest();
-  compile.setModuleName(ptr(request.moduleName));
-  proto::TargetSpec::Builder spec = compile.initTarget();
-  spec.setTriple(ptr(target.triple));
-  spec.setCpu(ptr(request.cpu));  // as given: the server applies the same default
-  spec.setFeatures(ptr(request.features));
-  compile.setOptLevel(static_cast<uint8_t>(request.optLevel));
-  compile.setFormat(toProto(request.format));
-  // TODO(perf): a copy; referenceExternalData() would avoid it, but the RPC layer may still be
-  // writing the message after a deadline has released the caller's bytes.
-  compile.setModule(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(request.module.data()),
-                                        request.module.size()));
+  toProto(request, target, true, call.initRequest());
   return call.send().then([](capnp::Response<proto::Session::CompileResults>&& response) {
     return toCompiledObject(response.getOutcome(), true);
   });

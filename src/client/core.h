@@ -9,16 +9,29 @@
 #include "connection.h"
 #include "convert.h"
 #include "hash-worker.h"
+#include "loader.h"
 
 #include <cstdint>
 #include <future>
 #include <kj/async-io.h>
 #include <kj/function.h>
+#include <kj/io.h>
 #include <map>
 #include <memory>
 #include <string>
 
 namespace rjit::detail {
+
+/// What a load brings back to the calling thread, which maps and starts the image.
+struct LoadedParts {
+  kj::AutoCloseFd fd;  ///< the sealed image file
+  ImageSpec spec;
+  std::shared_ptr<Arena> arena;
+  std::vector<std::pair<std::string, uint64_t>> symbols;
+  CompiledObject object;
+  uint64_t linkMicros = 0;
+  uint64_t imageId = 0;  ///< releaseImage() this when the module is unloaded
+};
 
 class ClientCore final : private kj::TaskSet::ErrorHandler {
 public:
@@ -38,6 +51,13 @@ public:
   /// may outlive a dropped promise (hashing on the worker) then shares it instead of copying.
   kj::Promise<Result<CompiledObject>> compile(const CompileRequest& request,
                                               std::shared_ptr<const CompileRequest> owner);
+
+  /// Compiles and links `request` for this process; the image is not mapped yet. `request` must
+  /// outlive the returned promise; `options` is shared with the symbol resolver rjitd calls.
+  kj::Promise<Result<LoadedParts>> load(const CompileRequest& request,
+                                        std::shared_ptr<const LoadOptions> options);
+  /// Drops the capability of an unloaded image: rjitd frees what it kept for it.
+  void releaseImage(uint64_t id);
 
   /// Starts a compile whose outcome settles `promise`.
   void compileAsync(std::shared_ptr<const CompileRequest> request,
@@ -74,6 +94,15 @@ private:
   kj::Promise<CompileResult> sendCompile(Connection& connection, const CompileRequest& request,
                                          const rjitd::TargetName& target);
 
+  kj::Promise<Result<LoadedParts>> loadOn(Connection& connection, const CompileRequest& request,
+                                          const std::shared_ptr<const LoadOptions>& options);
+  kj::Promise<Result<LoadedParts>> sendLoad(Connection& connection, const CompileRequest& request,
+                                            const rjitd::TargetName& target,
+                                            const std::shared_ptr<const LoadOptions>& options,
+                                            const rjitd::cache::Key* key);
+  kj::Promise<Result<LoadedParts>> takeImage(Connection& connection,
+                                             proto::LoadedImage::Client image, LoadedParts parts);
+
   void settle(uint64_t id, CompileResult&& result);
   kj::Own<kj::TaskSet> newTaskSet();
   void taskFailed(kj::Exception&& exception) override;
@@ -91,6 +120,9 @@ private:
   std::string connectingAddress;  // the address being tried, for timeout messages
 
   std::map<uint64_t, std::promise<CompiledObject>> pending;  // compileAsync() futures
+  /// Capabilities of loaded images, by id; dropping one unloads the image in rjitd.
+  std::map<uint64_t, proto::LoadedImage::Client> images;
+  uint64_t nextImage = 1;
   uint64_t nextPending = 0;
   kj::Own<kj::TaskSet> tasks;  // destroyed first: its tasks use everything above
 };

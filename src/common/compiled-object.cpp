@@ -15,6 +15,7 @@ const char* errorKindName(ErrorKind kind) {
   case ErrorKind::ShuttingDown: return "shutting-down";
   case ErrorKind::ProtocolMismatch: return "protocol-mismatch";
   case ErrorKind::Overloaded: return "overloaded";
+  case ErrorKind::LinkFailed: return "link-failed";
   }
   return "unknown";
 }
@@ -41,7 +42,7 @@ std::string formatDiagnostic(const Diagnostic& d, const std::string& where) {
 size_t CompiledObject::footprintBytes() const {
   size_t n = sizeof(*this) + triple.size() + object.size();
   for (const ObjectSymbol& s : defines)
-    n += sizeof(s) + s.name.size();
+    n += sizeof(s) + s.name.size() + s.signature.size();
   for (const std::string& s : needs)
     n += sizeof(s) + s.size();
   for (const Diagnostic& d : diagnostics)

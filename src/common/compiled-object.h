@@ -22,6 +22,7 @@ enum class ErrorKind : uint8_t {
   ShuttingDown,    ///< the daemon is draining
   ProtocolMismatch,
   Overloaded,
+  LinkFailed,  ///< unresolved or duplicate symbols, an object the linker cannot place
 };
 
 /// Short lower-case name of an error kind, for logs and metrics labels.
@@ -42,6 +43,8 @@ struct ObjectSymbol {
   enum class Kind : uint8_t { Function, Data, Other };
   std::string name;
   Kind kind = Kind::Other;
+  /// Functions: their IR type, e.g. "i32(ptr,double)" ("" when unknown).
+  std::string signature;
 };
 
 /// A relocatable object and what is known about it. Immutable once built; the cache hands out

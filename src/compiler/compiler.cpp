@@ -354,6 +354,43 @@ llvm::Error readSymbols(CompiledObject& object) {
   return llvm::Error::success();
 }
 
+/// "i32(ptr,double)", "void(i32,...)", "zeroext i8(signext i16)": the IR type of a defined
+/// function, for callers that marshal arguments by signature (rjit call). LLVM's own type
+/// names, with the zeroext/signext attributes that tell unsigned from signed small integers.
+std::string signatureOf(const llvm::Function& function) {
+  std::string out;
+  llvm::raw_string_ostream os(out);
+  llvm::FunctionType* type = function.getFunctionType();
+  auto extension = [&](const llvm::AttributeSet& attributes) {
+    if (attributes.hasAttribute(llvm::Attribute::ZExt))
+      os << "zeroext ";
+    else if (attributes.hasAttribute(llvm::Attribute::SExt))
+      os << "signext ";
+  };
+  extension(function.getAttributes().getRetAttrs());
+  type->getReturnType()->print(os);
+  os << '(';
+  for (unsigned i = 0; i < type->getNumParams(); ++i) {
+    if (i != 0)
+      os << ',';
+    extension(function.getAttributes().getParamAttrs(i));
+    type->getParamType(i)->print(os);
+  }
+  if (type->isVarArg())
+    os << (type->getNumParams() != 0 ? ",..." : "...");
+  os << ')';
+  return os.str();
+}
+
+void addSignatures(const llvm::Module& module, CompiledObject& object) {
+  for (ObjectSymbol& symbol : object.defines) {
+    if (symbol.kind != ObjectSymbol::Kind::Function)
+      continue;
+    if (const llvm::Function* function = module.getFunction(symbol.name))
+      symbol.signature = signatureOf(*function);
+  }
+}
+
 // --- the whole compile -----------------------------------------------------------------------
 
 llvm::Expected<CompiledObject> compileModule(std::string_view bytes, const CompileOptions& options,
@@ -408,6 +445,7 @@ llvm::Expected<CompiledObject> compileModule(std::string_view bytes, const Compi
   object.object = std::move(*bytesOut);
   if (llvm::Error error = readSymbols(object))
     return error;
+  addSignatures(m, object);
   return object;
 }
 

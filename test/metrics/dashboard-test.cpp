@@ -109,8 +109,10 @@ std::string exercisedExposition() {
   cache::ObjectCache objects(1 << 20);
   Metrics metrics({"0.0.0", "19.1.7", {"x86_64", "aarch64"}}, objects);
   using std::chrono::milliseconds;
-  for (Method m : {Method::Hello, Method::Compile, Method::Lookup, Method::Stats})
+  for (Method m : {Method::Hello, Method::Compile, Method::Lookup, Method::Stats, Method::Load})
     metrics.requestDone(m, NO_TARGET, std::nullopt, milliseconds(1));
+  metrics.linkDone("x86_64", std::nullopt, milliseconds(1));
+  metrics.imageLoaded(4096);
   metrics.requestDone(Method::Compile, "x86_64", ErrorKind::InvalidModule, milliseconds(1));
   metrics.moduleReceived(10);
   metrics.compileStarted();
@@ -136,18 +138,19 @@ TEST(DashboardTest, EveryQueryNamesAMetricRjitdExports) {
     }
   }
   // The views the dashboard exists for.
-  for (const char* name : {"rjitd_cache_lookups_total", "rjitd_requests_total",
-                           "rjitd_request_duration_seconds_bucket",
-                           "rjitd_compile_duration_seconds_bucket", "rjitd_errors_total",
-                           "rjitd_cache_entries", "rjitd_cache_bytes", "rjitd_cache_budget_bytes",
-                           "rjitd_client_sessions", "rjitd_compiles_in_flight", "rjitd_build_info"})
+  for (const char* name :
+       {"rjitd_cache_lookups_total", "rjitd_requests_total",
+        "rjitd_request_duration_seconds_bucket", "rjitd_compile_duration_seconds_bucket",
+        "rjitd_errors_total", "rjitd_cache_entries", "rjitd_cache_bytes",
+        "rjitd_cache_budget_bytes", "rjitd_client_sessions", "rjitd_compiles_in_flight",
+        "rjitd_build_info", "rjitd_link_duration_seconds_bucket", "rjitd_loaded_images"})
     EXPECT_EQ(named.count(name), 1u) << "the dashboard shows no " << name;
 }
 
 TEST(DashboardTest, TheCheckCatchesAMetricRjitdDoesNotExport) {
   // Guards the test above against passing vacuously.
   Exported exported(exercisedExposition());
-  EXPECT_NE(exported.missing("rjitd_link_duration_seconds_bucket"), "");
+  EXPECT_NE(exported.missing("rjitd_execute_duration_seconds_bucket"), "");
   EXPECT_NE(exported.missing("rjitd_cache_entries_bucket"), "");  // not a histogram
   EXPECT_NE(exported.missing("rjitd_requests"), "");              // counters end in _total
   EXPECT_EQ(exported.missing("rjitd_compile_duration_seconds_count"), "");

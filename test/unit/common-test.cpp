@@ -71,7 +71,7 @@ TEST(EndpointTest, ParsesTcpHostPort) {
   EXPECT_EQ(named.host, "build-host.example");
   EXPECT_EQ(named.port, 65535);
 
-  EXPECT_EQ(parseOk("tcp:localhost:0").port, 0); // 0: let the kernel choose (listen side)
+  EXPECT_EQ(parseOk("tcp:localhost:0").port, 0);  // 0: let the kernel choose (listen side)
 }
 
 TEST(EndpointTest, ParsesBracketedIpv6) {
@@ -443,13 +443,14 @@ TEST(CompiledObjectTest, NamesEveryErrorKind) {
       {ErrorKind::ShuttingDown, "shutting-down"},
       {ErrorKind::ProtocolMismatch, "protocol-mismatch"},
       {ErrorKind::Overloaded, "overloaded"},
+      {ErrorKind::LinkFailed, "link-failed"},
   };
   for (auto [kind, name] : expected)
     EXPECT_STREQ(errorKindName(kind), name);
-  // The list above is every kind: the enumerators are dense from Internal to Overloaded.
-  ASSERT_EQ(static_cast<int>(ErrorKind::Overloaded) + 1, static_cast<int>(std::size(expected)));
+  // The list above is every kind: the enumerators are dense from Internal to LinkFailed.
+  ASSERT_EQ(static_cast<int>(ErrorKind::LinkFailed) + 1, static_cast<int>(std::size(expected)));
   std::set<std::string> names;
-  for (int i = 0; i <= static_cast<int>(ErrorKind::Overloaded); ++i) {
+  for (int i = 0; i <= static_cast<int>(ErrorKind::LinkFailed); ++i) {
     std::string name = errorKindName(static_cast<ErrorKind>(i));
     EXPECT_TRUE(names.insert(name).second) << name;
     EXPECT_NE(name, "unknown");
@@ -474,5 +475,5 @@ TEST(CompiledObjectTest, FootprintGrowsWithContents) {
   EXPECT_GE(o.footprintBytes(), before + 27 + 6 + 15);
 }
 
-} // namespace
-} // namespace rjitd
+}  // namespace
+}  // namespace rjitd

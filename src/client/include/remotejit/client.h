@@ -6,10 +6,12 @@
 #include <chrono>
 #include <cstdint>
 #include <future>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 /// Marks the public API: the library is built with hidden visibility and exports only these.
@@ -32,6 +34,8 @@ enum class ErrorKind : uint8_t {
   Connection,     ///< no server could be reached, or the connection broke
   Timeout,        ///< the call did not finish within the deadline (RJIT_TIMEOUT_MS)
   Configuration,  ///< bad client configuration (RJIT_SERVER, RJIT_TIMEOUT_MS, ...)
+  LinkFailed,     ///< the module could not be linked: unresolved or duplicate symbols, ...
+  Load,           ///< mapping or starting loaded code in this process failed
 };
 
 /// Lower-case name of a kind ("invalid-module"), as the CLI prints it.
@@ -73,6 +77,10 @@ struct ClientOptions {
   std::optional<uint64_t> hashFirstBytes;
   /// Shown in the server's logs.
   std::string clientName = "libremotejit-client";
+  /// Address space reserved for loaded modules (code, data, bss) per connection: a module that
+  /// does not fit fails to load with TooLarge. Zero: RJIT_MEMORY_QUOTA, else 256 MiB. The
+  /// reservation costs no memory until modules are loaded into it.
+  uint64_t memoryQuota = 0;
 };
 
 enum class IrFormat : uint8_t { Auto, Text, Bitcode };
@@ -91,6 +99,8 @@ struct Symbol {
   enum class Kind : uint8_t { Function, Data, Other };
   std::string name;
   Kind kind = Kind::Other;
+  /// Functions: the LLVM IR type, e.g. "i32(ptr,double)", "void(i32,...)"; else "".
+  std::string signature;
 };
 
 struct CompiledObject {
@@ -133,6 +143,67 @@ struct ServerStats {
   uint64_t uptimeMillis = 0;
 };
 
+/// How a module's references to symbols it does not define are resolved in this process,
+/// after the definitions of modules this client loaded before (which come first).
+struct LoadOptions {
+  /// Functions and data this program offers the module by name, e.g.
+  /// `{{"host_log", reinterpret_cast<void*>(&host_log)}}`. Searched before the process's own.
+  std::map<std::string, void*> symbols;
+  /// Also resolve through the process's global symbols (libc, libm, the C++ runtime, and the
+  /// program's own when it is linked with -rdynamic), as dlsym(RTLD_DEFAULT) finds them.
+  bool processSymbols = true;
+};
+
+/// A module loaded into this process through rjitd (Client::load): its code runs natively here,
+/// with no RPC per call. Code pages are mapped read+execute and never writable; data pages are
+/// private to this process. Destroying the handle (or unload()) runs the module's static
+/// destructors, unmaps it and tells rjitd to free what it kept for it. A handle may outlive
+/// its Client, and the code keeps working if rjitd restarts or goes away. Move-only;
+/// thread-safe for lookups and calls.
+class RJIT_API Module {
+public:
+  Module();
+  ~Module();
+  Module(Module&&) noexcept;
+  Module& operator=(Module&&) noexcept;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  /// False for a default-constructed, moved-from or unloaded handle.
+  explicit operator bool() const noexcept { return state != nullptr; }
+
+  /// The address of a global symbol the module defines, or nullptr.
+  void* address(std::string_view name) const;
+
+  /// Typed lookup: `lookup<int(int, int)>("add")` gives an `int (*)(int, int)`,
+  /// `lookup<double>("scale")` a `double*`. The signature is the caller's promise (IR keeps
+  /// none a C++ type could be checked against). Throws Error(NotFound) naming the symbol.
+  template <typename Signature> Signature* lookup(std::string_view name) const {
+    return reinterpret_cast<Signature*>(require(name));
+  }
+
+  /// Names of the global symbols the module defines, sorted.
+  std::vector<std::string> symbols() const;
+  /// The compile behind it: cache key, defined and needed symbols, diagnostics, cache use.
+  const CompiledObject& object() const;
+  /// Where it lives in this process and how long rjitd took to link it.
+  uint64_t base() const;
+  uint64_t size() const;
+  uint64_t linkMicros() const;
+
+  /// Runs static destructors and unmaps the module now; the handle becomes empty. Pointers
+  /// into the module must not be used afterwards.
+  void unload();
+
+  struct State;
+
+private:
+  void* require(std::string_view name) const;
+  friend class Client;
+  explicit Module(std::shared_ptr<State> state);
+  std::shared_ptr<State> state;
+};
+
 /// A connection to rjitd (made lazily, remade after a failure, failing over between servers).
 /// A call cut off by a server that goes away - one answering `shutting-down` or closing the
 /// connection, as rjitd does while it restarts - is retried on a new connection within the
@@ -159,6 +230,14 @@ public:
   std::future<CompiledObject> compileAsync(CompileRequest request);
 
   ServerStats stats();
+
+  /// Compiles the module through rjitd (or its cache), has rjitd link it for this process and
+  /// maps it here; runs its static constructors before returning. `request.target` must be
+  /// empty or name this host's architecture. Modules of at least hashFirstBytes are first
+  /// asked for by key. Throws Error: LinkFailed for an unresolved symbol (named in the
+  /// message) or a symbol an earlier module already defines, TooLarge for a module over the
+  /// memory quota, Load when mapping it here fails, and the kinds compile() throws.
+  Module load(const CompileRequest& request, const LoadOptions& options = {});
 
 private:
   struct Impl;

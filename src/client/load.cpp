@@ -1,0 +1,205 @@
+// SPDX-License-Identifier: MIT
+// Client::load on the I/O thread: the `load` call, the symbol resolver rjitd calls back, and
+// fetching the image (the memfd over a Unix socket, the bytes over TCP). Mapping and starting
+// the image happen on the caller's thread (client.cpp, loader.h).
+#include "core.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <kj/debug.h>
+#include <unistd.h>
+
+namespace rjit::detail {
+
+namespace {
+
+#if defined(__x86_64__)
+constexpr const char* HOST_TARGET = "x86_64";
+#elif defined(__aarch64__)
+constexpr const char* HOST_TARGET = "aarch64";
+#else
+#error "libremotejit-client loads code for x86_64 and AArch64 hosts only"
+#endif
+
+template <typename T> kj::Promise<Result<T>> ready(Result<T> result) {
+  return kj::Promise<Result<T>>(kj::mv(result));
+}
+
+/// Answers rjitd's questions about this process's symbols, for one load.
+class Resolver final : public proto::SymbolResolver::Server {
+public:
+  explicit Resolver(std::shared_ptr<const LoadOptions> options) : options(std::move(options)) {}
+
+  kj::Promise<void> resolve(ResolveContext context) override {
+    auto names = context.getParams().getNames();
+    auto addresses = context.getResults().initAddresses(names.size());
+    for (size_t i = 0; i < names.size(); ++i) {
+      std::string name(names[i].cStr(), names[i].size());
+      uint64_t address = 0;
+      auto it = options->symbols.find(name);
+      if (it != options->symbols.end())
+        address = reinterpret_cast<uint64_t>(it->second);
+      else if (options->processSymbols)
+        address = processSymbol(name);
+      addresses.set(i, address);
+    }
+    return kj::READY_NOW;
+  }
+
+private:
+  std::shared_ptr<const LoadOptions> options;
+};
+
+Error loadFailed(proto::LoadOutcome::Reader outcome) {
+  // The error half of a compile outcome converts the same way.
+  capnp::MallocMessageBuilder message;
+  auto compile = message.initRoot<proto::CompileOutcome>();
+  compile.setError(outcome.getError());
+  return std::get<Error>(toCompiledObject(compile.asReader(), true));
+}
+
+}  // namespace
+
+kj::Promise<Result<LoadedParts>>
+ClientCore::loadOn(Connection& connection, const CompileRequest& request,
+                   const std::shared_ptr<const LoadOptions>& options) {
+  const ServerInfo& info = connection.info();
+  const rjitd::TargetName* host =
+      rjitd::resolveTarget(connection.targets(), HOST_TARGET, info.defaultTriple);
+  if (host == nullptr)
+    return ready<LoadedParts>(Error(
+        ErrorKind::UnknownTarget,
+        std::string("rjitd at ") + connection.address() + " does not serve this host's target (" +
+            HOST_TARGET + "); it serves " + rjitd::describeTargets(connection.targets())));
+  if (!request.target.empty()) {
+    const rjitd::TargetName* asked =
+        rjitd::resolveTarget(connection.targets(), request.target, info.defaultTriple);
+    if (asked == nullptr || asked->triple != host->triple)
+      return ready<LoadedParts>(
+          Error(ErrorKind::InvalidRequest,
+                "cannot load code for target '" + request.target + "' into this process (" +
+                    HOST_TARGET + "); leave the target empty or use compile() for other targets"));
+  }
+  if (info.maxModuleBytes != 0 && request.module.size() > info.maxModuleBytes)
+    return ready<LoadedParts>(Error(
+        ErrorKind::TooLarge,
+        "module " + (request.moduleName.empty() ? std::string("<unnamed>") : request.moduleName) +
+            " is " + std::to_string(request.module.size()) + " bytes; rjitd at " +
+            connection.address() + " accepts at most " + std::to_string(info.maxModuleBytes) +
+            " bytes (rjitd --max-module-bytes)"));
+  if (request.module.size() < config.hashFirstBytes)
+    return sendLoad(connection, request, *host, options, nullptr);
+  KeyParams params{host->triple, request.cpu.empty() ? host->defaultCpu : request.cpu,
+                   request.features, request.optLevel, info.compilerIdentity};
+  return key(request, nullptr, std::move(params))
+      .then([this, &connection, &request, host, options](rjitd::cache::Key key) {
+        return sendLoad(connection, request, *host, options, &key)
+            .then([this, &connection, &request, host,
+                   options](Result<LoadedParts>&& result) -> kj::Promise<Result<LoadedParts>> {
+              auto* error = std::get_if<Error>(&result);
+              if (error != nullptr && error->kind() == ErrorKind::NotFound)
+                return sendLoad(connection, request, *host, options, nullptr);  // send it all
+              return ready<LoadedParts>(std::move(result));
+            });
+      });
+}
+
+kj::Promise<Result<LoadedParts>> ClientCore::sendLoad(
+    Connection& connection, const CompileRequest& request, const rjitd::TargetName& target,
+    const std::shared_ptr<const LoadOptions>& options, const rjitd::cache::Key* key) {
+  std::shared_ptr<Arena> arena;
+  try {
+    arena = connection.arena(config.memoryQuota);
+  } catch (Error& error) {
+    return ready<LoadedParts>(std::move(error));
+  }
+  auto call = connection.session().loadRequest();
+  proto::LoadRequest::Builder load = call.initRequest();
+  toProto(request, target, key == nullptr, load.initCompile());
+  if (key != nullptr)
+    load.setKey(capnp::Data::Reader(key->data(), key->size()));
+  proto::Arena::Builder a = load.initArena();
+  a.setBase(arena->base());
+  a.setSize(arena->size());
+  a.setPageSize(static_cast<uint32_t>(Arena::pageSize()));
+  load.setResolver(kj::heap<Resolver>(options));
+  return call.send().then(
+      [this, &connection, arena](capnp::Response<proto::Session::LoadResults>&& response)
+          -> kj::Promise<Result<LoadedParts>> {
+        proto::LoadOutcome::Reader outcome = response.getOutcome();
+        if (outcome.isError())
+          return ready<LoadedParts>(loadFailed(outcome));
+        proto::LoadedModule::Reader ok = outcome.getOk();
+        LoadedParts parts;
+        parts.arena = arena;
+        parts.spec.base = ok.getBase();
+        parts.spec.size = ok.getSize();
+        for (auto s : ok.getSegments())
+          parts.spec.segments.push_back(
+              {s.getAddress(), s.getOffset(), s.getSize(), s.getProtection()});
+        for (uint64_t init : ok.getInitializers())
+          parts.spec.initializers.push_back(init);
+        for (uint64_t fini : ok.getFinalizers())
+          parts.spec.finalizers.push_back(fini);
+        parts.spec.ehFrameAddress = ok.getEhFrameAddress();
+        parts.spec.ehFrameSize = ok.getEhFrameSize();
+        for (auto s : ok.getSymbols())
+          parts.symbols.emplace_back(std::string(s.getName().cStr(), s.getName().size()),
+                                     s.getAddress());
+        parts.linkMicros = ok.getLinkMicros();
+        // The object half: reuse the compile outcome conversion.
+        capnp::MallocMessageBuilder message;
+        auto compile = message.initRoot<proto::CompileOutcome>();
+        compile.setOk(ok.getObject());
+        Result<CompiledObject> object = toCompiledObject(compile.asReader(), true);
+        if (auto* error = std::get_if<Error>(&object))
+          return ready<LoadedParts>(std::move(*error));
+        parts.object = std::get<CompiledObject>(std::move(object));
+        return takeImage(connection, ok.getImage(), std::move(parts));
+      });
+}
+
+kj::Promise<Result<LoadedParts>>
+ClientCore::takeImage(Connection& connection, proto::LoadedImage::Client image, LoadedParts parts) {
+  uint64_t id = nextImage++;
+  images.emplace(id, image);
+  parts.imageId = id;
+  auto fail = [this, id](Error error) {
+    images.erase(id);
+    return Result<LoadedParts>(std::move(error));
+  };
+  if (connection.passesFds()) {
+    return image.getFd().then(
+        [parts = std::move(parts), fail](kj::Maybe<int> fd) mutable -> Result<LoadedParts> {
+          KJ_IF_MAYBE (f, fd) {
+            // The capability owns its descriptor; ours must outlive it.
+            int copy = ::fcntl(*f, F_DUPFD_CLOEXEC, 0);
+            if (copy < 0)
+              return fail(Error(ErrorKind::Load, std::string("cannot duplicate the image's "
+                                                             "file descriptor: ") +
+                                                     strerror(errno)));
+            parts.fd = kj::AutoCloseFd(copy);
+            return std::move(parts);
+          }
+          return fail(Error(ErrorKind::Load, "rjitd sent no file descriptor with the image"));
+        });
+  }
+  // TCP: the bytes travel in the reply and the image file is made here.
+  return image.readRequest().send().then([parts = std::move(parts),
+                                          fail](capnp::Response<proto::LoadedImage::ReadResults>&&
+                                                    response) mutable -> Result<LoadedParts> {
+    auto bytes = response.getBytes();
+    if (bytes.size() != parts.spec.size)
+      return fail(Error(ErrorKind::Load, "rjitd sent an image of " + std::to_string(bytes.size()) +
+                                             " bytes, not " + std::to_string(parts.spec.size)));
+    try {
+      parts.fd = kj::AutoCloseFd(imageFileFromBytes(bytes.begin(), bytes.size()));
+    } catch (Error& error) {
+      return fail(std::move(error));
+    }
+    return std::move(parts);
+  });
+}
+
+}  // namespace rjit::detail

@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: MIT
+// Mapping, starting and stopping linked images in this process (see loader.h).
+#include "loader.h"
+
+#include "remotejit/client.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+extern "C" {
+// libgcc_s (the unwinder of every glibc C++ program): registers a zero-terminated .eh_frame.
+void __register_frame(void* begin);
+void __deregister_frame(void* begin);
+// glibc.
+int __cxa_atexit(void (*fn)(void*), void* arg, void* dso);
+void __cxa_finalize(void* dso);
+}
+
+namespace rjit::detail {
+
+namespace {
+
+constexpr uint8_t READ = 1, WRITE = 2, EXEC = 4;
+
+Error loadError(const std::string& what) {
+  return Error(ErrorKind::Load, what + ": " + std::strerror(errno));
+}
+
+/// Every image mapped in this process, in load order: for the exit handler, and for `atexit`
+/// calls from JIT code, which are filed under the image their handler lives in.
+struct Registry {
+  std::mutex mutex;
+  std::vector<MappedImage*> images;
+  std::once_flag exitHandler;
+};
+
+Registry& registry() {
+  static Registry* r = new Registry;  // never destroyed: the exit handler uses it
+  return *r;
+}
+
+/// At exit, images still loaded stop as a dlopen()ed library would: destructors run while the
+/// code is still mapped (the process's own atexit handlers registered later ran already).
+void stopAllAtExit() {
+  std::vector<MappedImage*> images;
+  {
+    std::lock_guard<std::mutex> lock(registry().mutex);
+    images = registry().images;
+  }
+  for (auto it = images.rbegin(); it != images.rend(); ++it)
+    (*it)->stop();
+}
+
+uint64_t imageContaining(uint64_t address) {
+  std::lock_guard<std::mutex> lock(registry().mutex);
+  for (MappedImage* image : registry().images)
+    if (address >= image->base() && address < image->base() + image->size())
+      return image->base();
+  return 0;
+}
+
+/// `atexit` for JIT code (glibc has no exported one: each DSO links its own from
+/// libc_nonshared.a with that DSO's handle). The handler runs when its module unloads.
+int rjitAtexit(void (*handler)()) {
+  uint64_t dso = imageContaining(reinterpret_cast<uint64_t>(handler));
+  return __cxa_atexit(reinterpret_cast<void (*)(void*)>(handler), nullptr,
+                      reinterpret_cast<void*>(dso));
+}
+
+template <typename F> F* at(uint64_t address) {
+  return reinterpret_cast<F*>(address);
+}
+
+}  // namespace
+
+// --- Arena ----------------------------------------------------------------------------------
+
+uint64_t Arena::pageSize() {
+  static const uint64_t size = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  return size;
+}
+
+Arena::Arena(uint64_t size) {
+  size_ = (size + pageSize() - 1) / pageSize() * pageSize();
+  void* p = ::mmap(nullptr, size_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED)
+    throw loadError("cannot reserve " + std::to_string(size_) +
+                    " bytes of address space for loaded code (RJIT_MEMORY_QUOTA)");
+  base_ = reinterpret_cast<uint64_t>(p);
+}
+
+Arena::~Arena() {
+  ::munmap(reinterpret_cast<void*>(base_), size_);
+}
+
+bool Arena::clear(uint64_t address, uint64_t size) const {
+  if (address < base_ || size > size_ || address - base_ > size_ - size)
+    return false;
+  void* p = ::mmap(reinterpret_cast<void*>(address), size, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  return p != MAP_FAILED;
+}
+
+// --- MappedImage ----------------------------------------------------------------------------
+
+MappedImage::MappedImage(std::shared_ptr<Arena> arenaIn, int fd, ImageSpec specIn)
+    : arena(std::move(arenaIn)), spec(std::move(specIn)) {
+  uint64_t page = Arena::pageSize();
+  if (spec.size == 0 || spec.base % page != 0 || spec.size % page != 0 ||
+      spec.base < arena->base() || spec.size > arena->size() ||
+      spec.base - arena->base() > arena->size() - spec.size)
+    throw Error(ErrorKind::Load, "rjitd placed the image outside this client's reservation");
+  for (const SegmentSpec& s : spec.segments) {
+    bool inside = s.address >= spec.base && s.size <= spec.size &&
+                  s.address - spec.base <= spec.size - s.size;
+    if (!inside || s.address % page != 0 || s.offset % page != 0 || s.size == 0 ||
+        ((s.protection & WRITE) && (s.protection & EXEC))) {
+      arena->clear(spec.base, spec.size);
+      throw Error(ErrorKind::Load, "rjitd sent an invalid segment (address " +
+                                       std::to_string(s.address) + ", protection " +
+                                       std::to_string(s.protection) + ")");
+    }
+    int prot = ((s.protection & READ) ? PROT_READ : 0) | ((s.protection & WRITE) ? PROT_WRITE : 0) |
+               ((s.protection & EXEC) ? PROT_EXEC : 0);
+    // Writable data is a private copy; everything else shares rjitd's sealed pages.
+    int flags = MAP_FIXED | ((s.protection & WRITE) ? MAP_PRIVATE : MAP_SHARED);
+    void* p = ::mmap(reinterpret_cast<void*>(s.address), s.size, prot, flags, fd,
+                     static_cast<off_t>(s.offset));
+    if (p == MAP_FAILED) {
+      Error error = loadError("cannot map a segment of the loaded module");
+      arena->clear(spec.base, spec.size);
+      throw error;
+    }
+  }
+  std::lock_guard<std::mutex> lock(registry().mutex);
+  registry().images.push_back(this);
+}
+
+MappedImage::~MappedImage() {
+  stop();
+  {
+    std::lock_guard<std::mutex> lock(registry().mutex);
+    auto& images = registry().images;
+    images.erase(std::remove(images.begin(), images.end(), this), images.end());
+  }
+  arena->clear(spec.base, spec.size);
+}
+
+void MappedImage::start() {
+  std::call_once(registry().exitHandler, [] { std::atexit(stopAllAtExit); });
+  std::lock_guard<std::mutex> lock(mutex);
+  if (started)
+    return;
+  started = true;
+  if (spec.ehFrameAddress != 0 && spec.ehFrameSize != 0) {
+    __register_frame(at<void>(spec.ehFrameAddress));
+    framesRegistered = true;
+  }
+  for (uint64_t init : spec.initializers)
+    at<void()>(init)();
+}
+
+void MappedImage::stop() {
+  std::lock_guard<std::mutex> lock(mutex);
+  if (!started || stopped)
+    return;
+  stopped = true;
+  // As at the exit of a native program: first the handlers the module registered with
+  // __cxa_atexit (C++ static destructors, atexit), then its destructor functions.
+  __cxa_finalize(reinterpret_cast<void*>(spec.base));
+  for (uint64_t fini : spec.finalizers)
+    at<void()>(fini)();
+  if (framesRegistered)
+    __deregister_frame(at<void>(spec.ehFrameAddress));
+  framesRegistered = false;
+}
+
+// --- helpers --------------------------------------------------------------------------------
+
+int imageFileFromBytes(const void* bytes, size_t size) {
+  int fd = ::memfd_create("rjit-image", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0)
+    throw loadError("cannot create a memfd for the loaded module");
+  const char* p = static_cast<const char*>(bytes);
+  size_t left = size;
+  while (left > 0) {
+    ssize_t n = ::write(fd, p, left);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      Error error = loadError("cannot write the loaded module to its memfd");
+      ::close(fd);
+      throw error;
+    }
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+  if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+    Error error = loadError("cannot seal the loaded module's memfd");
+    ::close(fd);
+    throw error;
+  }
+  return fd;
+}
+
+uint64_t processSymbol(const std::string& name) {
+  if (name == "atexit")
+    return reinterpret_cast<uint64_t>(&rjitAtexit);
+  return reinterpret_cast<uint64_t>(::dlsym(RTLD_DEFAULT, name.c_str()));
+}
+
+}  // namespace rjit::detail

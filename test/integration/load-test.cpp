@@ -1,0 +1,429 @@
+// SPDX-License-Identifier: MIT
+// The same-host fast path end to end: modules compiled and linked by a real rjitd, mapped into
+// this test process through the real client library, and called natively.
+#include <dirent.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "fixture.h"
+
+namespace {
+
+// What the loaded modules report through host_record (see test/data/fastpath*.c).
+std::mutex eventsMutex;
+std::vector<std::string> events;
+
+extern "C" void host_record(const char* event) {
+  std::lock_guard<std::mutex> lock(eventsMutex);
+  events.emplace_back(event);
+}
+
+extern "C" int host_twice(int x) {
+  return 2 * x;
+}
+
+std::vector<std::string> takeEvents() {
+  std::lock_guard<std::mutex> lock(eventsMutex);
+  return std::exchange(events, {});
+}
+
+int hostTriple(int x) {
+  return 3 * x;
+}
+
+}  // namespace
+
+namespace rjit::test {
+namespace {
+
+/// One line of /proc/self/maps.
+struct Mapping {
+  uint64_t start = 0, end = 0;
+  std::string perms, path;
+};
+
+std::vector<Mapping> selfMaps() {
+  std::ifstream in("/proc/self/maps");
+  std::vector<Mapping> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    Mapping m;
+    std::string range, offset, device, inode;
+    fields >> range >> m.perms >> offset >> device >> inode;
+    std::getline(fields, m.path);
+    m.path.erase(0, m.path.find_first_not_of(' '));
+    m.start = std::stoull(range.substr(0, range.find('-')), nullptr, 16);
+    m.end = std::stoull(range.substr(range.find('-') + 1), nullptr, 16);
+    out.push_back(m);
+  }
+  return out;
+}
+
+/// Fails the test for every mapping of this process that is writable and executable at once.
+void expectNoWritableExecutableMapping() {
+  for (const Mapping& m : selfMaps())
+    EXPECT_FALSE(m.perms[1] == 'w' && m.perms[2] == 'x')
+        << "writable and executable: " << std::hex << m.start << "-" << m.end << " " << m.perms
+        << " " << m.path;
+}
+
+/// Image memfds rjitd (process `pid`) holds open.
+size_t imageFdsOf(pid_t pid) {
+  std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  size_t n = 0;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr)
+    return 0;
+  while (struct dirent* entry = ::readdir(d)) {
+    char target[512];
+    std::string link = dir + "/" + entry->d_name;
+    ssize_t len = ::readlink(link.c_str(), target, sizeof(target) - 1);
+    if (len > 0 && std::string_view(target, len).starts_with("/memfd:rjitd:"))
+      ++n;
+  }
+  ::closedir(d);
+  return n;
+}
+
+/// Polls until rjitd holds no image memfd (it frees them when a connection ends); false after
+/// the safety bound.
+bool waitNoImages(pid_t pid) {
+  auto deadline = std::chrono::steady_clock::now() + SAFETY_BOUND;
+  while (imageFdsOf(pid) != 0) {
+    if (std::chrono::steady_clock::now() > deadline)
+      return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+CompileRequest moduleRequest(const std::string& name, unsigned optLevel = 2) {
+  CompileRequest request;
+  request.module = readFile(genPath(name));
+  request.moduleName = name;
+  request.optLevel = optLevel;
+  return request;
+}
+
+LoadOptions hostSymbols() {
+  LoadOptions options;
+  options.symbols["host_record"] = reinterpret_cast<void*>(&host_record);
+  options.symbols["host_twice"] = reinterpret_cast<void*>(&host_twice);
+  return options;
+}
+
+class LoadTest : public DaemonTest {
+protected:
+  void SetUp() override {
+    DaemonTest::SetUp();
+    takeEvents();
+  }
+};
+
+TEST_P(LoadTest, CCodeRunsNativelyInThisProcess) {
+  Client client(clientOptions());
+  for (unsigned opt : {0u, 2u}) {
+    SCOPED_TRACE("-O" + std::to_string(opt));
+    Module module = client.load(moduleRequest("fastpath.ll", opt), hostSymbols());
+    ASSERT_TRUE(module);
+    EXPECT_EQ(takeEvents(), std::vector<std::string>{"ctor"});
+    EXPECT_EQ(module.lookup<int(int, int)>("add")(40, 2), 42);
+    EXPECT_EQ(module.lookup<double(double, double)>("scale")(1.5, 4), 6.0);
+    EXPECT_EQ(*module.lookup<int>("counter"), 7);
+    module.lookup<void()>("bump_counter")();
+    EXPECT_EQ(module.lookup<int()>("read_counter")(), 8);
+    *module.lookup<int>("counter") = 100;  // data is writable
+    EXPECT_EQ(module.lookup<int()>("read_counter")(), 100);
+    EXPECT_STREQ(module.lookup<const char*()>("get_banner")(), "fastpath");
+    EXPECT_EQ(module.lookup<int(int)>("twice_via_host")(10), 21);
+    EXPECT_EQ(module.lookup<int(int (*)(int), int)>("apply")(&hostTriple, 5), 45);
+    EXPECT_EQ(module.lookup<int64_t()>("sorted_digits")(), 12345789);
+    EXPECT_EQ(module.lookup<int()>("scratch_sum")(), 0);
+    EXPECT_EQ(module.lookup<int()>("scratch_sum")(), 100);
+    EXPECT_EQ(module.lookup<int(int, int)>("call_through_table")(2, 3), 5);
+    EXPECT_EQ(module.address("no_such_symbol"), nullptr);
+    auto missing = catchError([&] { module.lookup<int()>("no_such_symbol"); });
+    ASSERT_TRUE(missing);
+    EXPECT_EQ(missing->kind(), ErrorKind::NotFound);
+    EXPECT_NE(std::string(missing->what()).find("no_such_symbol"), std::string::npos);
+    EXPECT_EQ(module.lookup<int()>("register_atexit")(), 0);
+    expectNoWritableExecutableMapping();
+    module.unload();
+    // atexit handlers of the module run at unload (before its destructor functions, as at the
+    // exit of a native program), not at process exit when its code is gone.
+    EXPECT_EQ(takeEvents(), (std::vector<std::string>{"atexit", "dtor"}));
+  }
+  expectServes(client);
+}
+
+TEST_P(LoadTest, CodeIsNeverWritableAndCannotBeMadeWritable) {
+  Client client(clientOptions());
+  Module module = client.load(moduleRequest("fastpath.ll"), hostSymbols());
+  uint64_t code = reinterpret_cast<uint64_t>(module.lookup<int(int, int)>("add"));
+  bool found = false;
+  for (const Mapping& m : selfMaps()) {
+    if (code < m.start || code >= m.end)
+      continue;
+    found = true;
+    EXPECT_EQ(m.perms, "r-xs") << m.path;
+    EXPECT_NE(m.path.find("memfd:rjitd:"), std::string::npos) << m.path;
+    // The image file is sealed: its shared pages can never become writable here.
+    void* page = reinterpret_cast<void*>(m.start);
+    EXPECT_NE(::mprotect(page, 4096, PROT_READ | PROT_WRITE), 0);
+    EXPECT_NE(::mprotect(page, 4096, PROT_READ | PROT_WRITE | PROT_EXEC), 0);
+  }
+  EXPECT_TRUE(found) << "no mapping holds the code of add()";
+  expectNoWritableExecutableMapping();
+  // The module's pages lie inside the reported image.
+  EXPECT_GE(code, module.base());
+  EXPECT_LT(code, module.base() + module.size());
+}
+
+TEST_P(LoadTest, CppExceptionsVirtualCallsAndStaticObjects) {
+  Client client(clientOptions());
+  {
+    Module module = client.load(moduleRequest("fastpath-cxx.ll"), hostSymbols());
+    EXPECT_EQ(takeEvents(), std::vector<std::string>{"static-ctor"});
+    // 1 + 3*4 + 9 + 3*16 + 25 = 95
+    EXPECT_EQ(module.lookup<double(int)>("total_area")(5), 95.0);
+    EXPECT_EQ(module.lookup<int(int)>("catch_inside")(1), 8);
+    EXPECT_EQ(module.lookup<int(int)>("catch_inside")(0), 0);
+    try {
+      module.lookup<void(const char*)>("throw_to_host")("from JIT code");
+      ADD_FAILURE() << "no exception reached the host";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_STREQ(e.what(), "from JIT code");
+    }
+    auto hostThrows = +[] { throw std::runtime_error("from the host"); };
+    EXPECT_EQ(module.lookup<int(void (*)())>("catch_from_host")(hostThrows), 42);
+    try {
+      module.lookup<void(void (*)())>("pass_through")(hostThrows);
+      ADD_FAILURE() << "the host's exception did not come back through JIT frames";
+    } catch (const std::runtime_error& e) {
+      EXPECT_STREQ(e.what(), "from the host");
+    }
+    EXPECT_EQ(module.lookup<int(const char*)>("lookup_table")("two"), 2);
+    EXPECT_EQ(module.lookup<int(const char*)>("lookup_table")("three"), -1);
+    EXPECT_TRUE(takeEvents().empty());
+  }
+  EXPECT_EQ(takeEvents(), std::vector<std::string>{"static-dtor"});
+}
+
+TEST_P(LoadTest, ThreadLocalStorageIsPerThread) {
+  Client client(clientOptions());
+  Module module = client.load(moduleRequest("fastpath.ll"), hostSymbols());
+  auto tlsAdd = module.lookup<int(int)>("tls_add");
+  EXPECT_EQ(tlsAdd(1), 4);
+  EXPECT_EQ(tlsAdd(1), 5);
+  int other = 0;
+  std::thread([&] { other = tlsAdd(10); }).join();
+  EXPECT_EQ(other, 13);  // a fresh copy, initialised to 3
+  EXPECT_EQ(tlsAdd(0), 5);
+}
+
+TEST_P(LoadTest, ManyThreadsCallLoadedCodeAtOnce) {
+  Client client(clientOptions());
+  Module module = client.load(moduleRequest("fastpath.ll"), hostSymbols());
+  auto add = module.lookup<int(int, int)>("add");
+  auto sorted = module.lookup<int64_t()>("sorted_digits");
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 20000; ++i)
+        if (add(i, t) != i + t || (i % 1000 == 0 && sorted() != 12345789))
+          ++wrong;
+    });
+  for (auto& thread : threads)
+    thread.join();
+  EXPECT_EQ(wrong.load(), 0);
+}
+
+TEST_P(LoadTest, LaterModuleCallsEarlierOneAndUnloadReloadWorks) {
+  Client client(clientOptions());
+  Module lib = client.load(moduleRequest("fastpath-lib.ll"));
+  Module user = client.load(moduleRequest("fastpath-user.ll"));
+  EXPECT_EQ(user.lookup<int(int)>("sum_of_squares")(3), 14);
+  EXPECT_EQ(user.lookup<int()>("calls_seen")(), 3);  // the earlier module's data, shared
+  EXPECT_EQ(*lib.lookup<int>("lib_calls"), 3);
+
+  // The same symbols again in this session: a clear error, and the session goes on.
+  auto duplicate = catchError([&] { client.load(moduleRequest("fastpath-lib.ll")); });
+  ASSERT_TRUE(duplicate);
+  EXPECT_EQ(duplicate->kind(), ErrorKind::LinkFailed);
+  EXPECT_NE(std::string(duplicate->what()).find("lib_"), std::string::npos) << duplicate->what();
+  EXPECT_NE(std::string(duplicate->what()).find("already defined"), std::string::npos);
+
+  // Unload both; they load again (reusing the freed address range) and work.
+  uint64_t firstBase = lib.base();
+  user.unload();
+  lib.unload();
+  EXPECT_FALSE(lib);
+  for (int round = 0; round < 3; ++round) {
+    Module lib2 = client.load(moduleRequest("fastpath-lib.ll"));
+    Module user2 = client.load(moduleRequest("fastpath-user.ll"));
+    EXPECT_EQ(lib2.base(), firstBase);
+    EXPECT_EQ(user2.lookup<int(int)>("sum_of_squares")(4), 30);
+    EXPECT_EQ(user2.lookup<int()>("calls_seen")(), 4);  // fresh data for each load
+  }
+  expectServes(client);
+}
+
+TEST_P(LoadTest, UnresolvedSymbolsAreNamed) {
+  Client client(clientOptions());
+  auto error = catchError([&] { client.load(moduleRequest("fastpath-unresolved.ll")); });
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->kind(), ErrorKind::LinkFailed);
+  std::string message = error->what();
+  EXPECT_NE(message.find("rjit_test_missing_function"), std::string::npos) << message;
+  EXPECT_NE(message.find("rjit_test_missing_data"), std::string::npos) << message;
+  EXPECT_NE(message.find("fastpath-unresolved.ll"), std::string::npos) << message;
+  // A host symbol missing from the process (processSymbols off) is named the same way.
+  LoadOptions noProcess;
+  noProcess.processSymbols = false;
+  auto error2 = catchError([&] { client.load(moduleRequest("fastpath.ll"), noProcess); });
+  ASSERT_TRUE(error2);
+  EXPECT_EQ(error2->kind(), ErrorKind::LinkFailed);
+  EXPECT_NE(std::string(error2->what()).find("host_record"), std::string::npos) << error2->what();
+  // The failed loads left nothing behind, and the session still loads.
+  Module module = client.load(moduleRequest("fastpath.ll"), hostSymbols());
+  EXPECT_EQ(module.lookup<int(int, int)>("add")(1, 2), 3);
+  expectServes(client);
+}
+
+TEST_P(LoadTest, ModuleOverTheMemoryQuotaIsRefused) {
+  auto options = clientOptions();
+  options.memoryQuota = 1 << 20;  // 1 MiB; the module needs 4 MiB of bss
+  Client client(options);
+  auto error = catchError([&] { client.load(moduleRequest("fastpath-big.ll")); });
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->kind(), ErrorKind::TooLarge);
+  EXPECT_NE(std::string(error->what()).find("RJIT_MEMORY_QUOTA"), std::string::npos)
+      << error->what();
+  // Smaller modules still fit.
+  Module module = client.load(moduleRequest("fastpath.ll"), hostSymbols());
+  EXPECT_EQ(module.lookup<int(int, int)>("add")(1, 2), 3);
+}
+
+TEST_P(LoadTest, DaemonLimitsWhatOneClientMayHold) {
+  DaemonOptions options = daemonOptions();
+  options.extraArgs.push_back("--max-client-memory=2097152");  // 2 MiB
+  auto small = startDaemon(options);
+  ASSERT_TRUE(small);
+  Client client(clientOptions(small.get()));
+  auto error = catchError([&] { client.load(moduleRequest("fastpath-big.ll")); });
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->kind(), ErrorKind::TooLarge);
+  EXPECT_NE(std::string(error->what()).find("--max-client-memory"), std::string::npos)
+      << error->what();
+}
+
+TEST_P(LoadTest, UnloadAndClientDeathFreeWhatRjitdHeld) {
+  {
+    Client client(clientOptions());
+    Module a = client.load(moduleRequest("fastpath.ll"), hostSymbols());
+    Module b = client.load(moduleRequest("fastpath-lib.ll"));
+    EXPECT_EQ(imageFdsOf(daemon->pid()), 2u);
+    a.unload();
+    // The release travels to rjitd asynchronously; it is done once the next call is answered.
+    client.stats();
+    EXPECT_EQ(imageFdsOf(daemon->pid()), 1u);
+  }
+  EXPECT_TRUE(waitNoImages(daemon->pid()));
+
+  // A process that dies holding loaded code (it calls _exit from the module).
+  const char* rjit = std::getenv("RJIT_BIN");
+  ASSERT_NE(rjit, nullptr) << "RJIT_BIN is not set (run under meson test)";
+  auto result = runCommand(
+      work, {rjit, "--server", daemon->endpoint(), "call", genPath("fastpath-exit.ll"), "die_now"});
+  EXPECT_TRUE(result.status.exitedWith(0)) << result.status.describe() << result.err;
+  EXPECT_TRUE(waitNoImages(daemon->pid()));
+  expectServes();
+}
+
+TEST_P(LoadTest, OverTcpTheBytesTravelAndMapTheSame) {
+  DaemonOptions options = daemonOptions();
+  options.tcpPort = freeTcpPort();
+  ASSERT_NE(options.tcpPort, 0);
+  auto both = startDaemon(options);
+  ASSERT_TRUE(both);
+  ClientOptions tcp = clientOptions(both.get());
+  tcp.servers = {both->tcpEndpoint()};
+  Client client(tcp);
+  Module module = client.load(moduleRequest("fastpath.ll"), hostSymbols());
+  EXPECT_EQ(module.lookup<int(int, int)>("add")(20, 22), 42);
+  EXPECT_EQ(module.lookup<int(int)>("twice_via_host")(4), 9);
+  uint64_t code = reinterpret_cast<uint64_t>(module.lookup<int(int, int)>("add"));
+  for (const Mapping& m : selfMaps()) {
+    if (code >= m.start && code < m.end) {
+      EXPECT_EQ(m.perms, "r-xs") << m.path;  // the client's own sealed memfd
+    }
+  }
+  expectNoWritableExecutableMapping();
+  module.unload();
+  EXPECT_EQ(takeEvents(), (std::vector<std::string>{"ctor", "dtor"}));
+}
+
+TEST_P(LoadTest, LoadedCodeOutlivesRjitdAndLaterLoadsReconnect) {
+  // A restart as systemd does it: the listening socket stays, rjitd is replaced.
+  DaemonOptions options = daemonOptions();
+  options.mode = DaemonMode::HeldSocket;
+  auto held = DaemonProcess::start(options);
+  ASSERT_TRUE(held);
+  Client client(clientOptions(held.get()));
+  Module module = client.load(moduleRequest("fastpath.ll"), hostSymbols());
+  auto add = module.lookup<int(int, int)>("add");
+  ASSERT_TRUE(held->stop().exitedWith(0));
+  EXPECT_EQ(add(2, 3), 5);  // the code is this process's now
+  EXPECT_EQ(module.lookup<int(int)>("twice_via_host")(1), 3);
+  ASSERT_TRUE(held->startAgain());
+  Module again = client.load(moduleRequest("fastpath-lib.ll"));
+  EXPECT_EQ(again.lookup<int(int)>("lib_square")(9), 81);
+  EXPECT_EQ(add(4, 5), 9);
+  module.unload();  // its daemon is gone: unloading is local, and fine
+  EXPECT_EQ(takeEvents(), (std::vector<std::string>{"ctor", "dtor"}));
+}
+
+TEST_P(LoadTest, HashFirstLoadSendsNoBodyWhenCached) {
+  auto options = clientOptions();
+  options.hashFirstBytes = 0;  // always ask by key first
+  Client client(options);
+  CompileRequest request = moduleRequest("fastpath.ll");
+  request.module = withNonce(request.module);
+  uint64_t before = client.stats().moduleBytesReceived;
+  {
+    Module first = client.load(request, hostSymbols());
+    EXPECT_FALSE(first.object().fromCache);
+  }
+  uint64_t afterFirst = client.stats().moduleBytesReceived;
+  EXPECT_EQ(afterFirst - before, request.module.size());
+  Module second = client.load(request, hostSymbols());
+  EXPECT_TRUE(second.object().fromCache);
+  EXPECT_EQ(client.stats().moduleBytesReceived, afterFirst);  // the body did not travel again
+  EXPECT_EQ(second.lookup<int(int, int)>("add")(1, 1), 2);
+}
+
+TEST_P(LoadTest, LoadRejectsAnotherArchitecture) {
+  Client client(clientOptions());
+  CompileRequest request = moduleRequest("fastpath.ll");
+  request.target = "aarch64";
+  auto error = catchError([&] { client.load(request); });
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->kind(), ErrorKind::InvalidRequest);
+  EXPECT_NE(std::string(error->what()).find("aarch64"), std::string::npos) << error->what();
+}
+
+RJIT_INSTANTIATE_DAEMON_MODES(LoadTest);
+
+}  // namespace
+}  // namespace rjit::test
