@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 // A program outside the rjitd source tree that uses the installed libremotejit-client: it has
 // rjitd compile a small LLVM IR module (or the .ll/.bc file given) and prints the server it
-// reached, the cache key and the symbols the object defines and needs. Exits non-zero on any
-// error. Build it against the installed library (libremotejit-client-dev):
+// reached, the cache key and the symbols the object defines and needs; then, for its own module,
+// loads it into this process through the fast path and calls `add` natively. Exits non-zero on
+// any error. Build it against the installed library (libremotejit-client-dev):
 //
 //   g++ -std=c++20 client-example.cpp $(pkg-config --cflags --libs remotejit-client) -o
 //   client-example
@@ -12,6 +13,7 @@
 // $XDG_RUNTIME_DIR/rjitd.sock otherwise) unless RJIT_SERVER says otherwise.
 #include <remotejit/client.h>
 
+#include <cstdint>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -80,6 +82,12 @@ int main(int argc, char** argv) {
     if (object.object.empty() || object.defines.empty()) {
       std::cerr << "error: rjitd returned an empty object\n";
       return 1;
+    }
+    if (argc == 1) {
+      // The fast path: linked by rjitd for this process, mapped here, called natively.
+      rjit::Module module = client.load(request);
+      auto add = module.lookup<int64_t(int64_t, int64_t)>("add");
+      std::cout << "loaded: add(40, 2) = " << add(40, 2) << '\n';
     }
   } catch (const rjit::Error& e) {
     std::cerr << "error: " << e.what() << " [" << rjit::errorKindName(e.kind()) << "]\n";

@@ -62,6 +62,12 @@ echo "==> cc hello.o -o hello, and run it"
 cc "$tmp/hello.o" -o "$tmp/hello"
 "$tmp/hello"
 
+echo "==> rjit run hello.ll -- fast path: linked by rjitd for this process, mapped and run here"
+build/src/cli/rjit run "$tmp/hello.ll" -- from-the-fast-path
+
+echo "==> rjit call hello.ll: one function, arguments converted by its IR signature"
+echo "collatz_steps(27) = $(build/src/cli/rjit call "$tmp/hello.ll" collatz_steps 27)"
+
 echo "==> rjit info"
 build/src/cli/rjit info
 

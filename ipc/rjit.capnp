@@ -161,6 +161,26 @@ struct ServerStats {
   sessions @8 :UInt32;            # open client sessions
   uptimeMillis @9 :UInt64;
   workers @10 :UInt32;
+  connections @11 :UInt32;
+  compileWorkerRestarts @12 :UInt64;
+  requestCounts @13 :List(RequestCount);  # rjitd_requests_total, every (method, result)
+  errorCounts @14 :List(ErrorCount);      # rjitd_errors_total, every kind
+  loads @15 :UInt64;                      # load requests answered
+  links @16 :UInt64;                      # links for clients run (rjitd_links_total)
+  linkFailures @17 :UInt64;
+  loadedImages @18 :UInt32;               # modules loaded by clients and not yet unloaded
+  loadedImageBytes @19 :UInt64;
+}
+
+struct RequestCount {
+  method @0 :Text;
+  result @1 :Text;           # "ok" or an error kind
+  count @2 :UInt64;
+}
+
+struct ErrorCount {
+  kind @0 :Text;
+  count @1 :UInt64;
 }
 
 # --- Loading into the client's address space (the same-host fast path) ---------------------

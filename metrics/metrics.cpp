@@ -388,6 +388,24 @@ Totals Metrics::totals() const {
   t.sessions = whole<uint32_t>(impl->sessions.Value());
   t.connections = whole<uint32_t>(impl->connections.Value());
   t.compileWorkerRestarts = whole<uint64_t>(impl->workerRestarts.Value());
+  t.loads = whole<uint64_t>(sum(impl->requests, method(Method::Load)));
+  t.links = whole<uint64_t>(sum(impl->links));
+  t.linkFailures = whole<uint64_t>(sum(impl->links, failed));
+  t.loadedImages = whole<uint32_t>(impl->loadedImages.Value());
+  t.loadedImageBytes = whole<uint64_t>(impl->loadedImageBytes.Value());
+  auto label = [](const std::vector<ClientMetric::Label>& labels, std::string_view name) {
+    for (const auto& l : labels)
+      if (l.name == name)
+        return l.value;
+    return std::string();
+  };
+  for (const MetricFamily& f : impl->requests.Collect())
+    for (const ClientMetric& m : f.metric)
+      t.requestCounts.push_back(
+          {label(m.label, "method"), label(m.label, "result"), whole<uint64_t>(m.counter.value)});
+  for (const MetricFamily& f : impl->errors.Collect())
+    for (const ClientMetric& m : f.metric)
+      t.errorCounts.push_back({label(m.label, "kind"), whole<uint64_t>(m.counter.value)});
   return t;
 }
 

@@ -64,6 +64,22 @@ struct Totals {
   uint32_t sessions = 0;
   uint32_t connections = 0;
   uint64_t compileWorkerRestarts = 0;
+  uint64_t loads = 0;  ///< load requests answered
+  uint64_t links = 0;  ///< links for clients run
+  uint64_t linkFailures = 0;
+  uint32_t loadedImages = 0;
+  uint64_t loadedImageBytes = 0;
+  /// rjitd_requests_total by (method, result), and rjitd_errors_total by kind: every series.
+  struct RequestCount {
+    std::string method, result;
+    uint64_t count = 0;
+  };
+  struct ErrorCount {
+    std::string kind;
+    uint64_t count = 0;
+  };
+  std::vector<RequestCount> requestCounts;
+  std::vector<ErrorCount> errorCounts;
 };
 
 /// Histogram buckets of every rjitd duration, in seconds: 100 µs (a cache hit over a Unix

@@ -73,6 +73,7 @@ fi
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 for f in /usr/sbin/rjitd /usr/bin/rjit /usr/lib/"$multiarch"/libremotejit-client.so.0 \
     /usr/lib/"$multiarch"/libremotejit-client.so /usr/include/remotejit/client.h \
+    /usr/include/remotejit/remotejit.h /usr/share/rjitd/grafana/rjitd.json \
     /usr/lib/"$multiarch"/pkgconfig/remotejit-client.pc; do
   [ -e "$f" ] || fail "$f is not installed"
 done
@@ -152,6 +153,8 @@ cat "$tmp/example.out"
 grep -q "^defines: add (function)" "$tmp/example.out" \
   || fail "client-example's output lacks the function add"
 grep -Eq "^key: [0-9a-f]{64}$" "$tmp/example.out" || fail "client-example printed no cache key"
+grep -q "^loaded: add(40, 2) = 42$" "$tmp/example.out" \
+  || fail "client-example could not load its module through the fast path and call it"
 grep -q "^server: .* at unix:$socket" "$tmp/example.out" \
   || fail "client-example did not use the default socket $socket"
 "$tmp/client-example" >"$tmp/example2.out" 2>&1 || fail "client-example failed the second time"

@@ -159,6 +159,24 @@ public:
     out.setLookups(n.lookups);
     out.setLookupHits(n.lookupHits);
     out.setSessions(n.sessions);
+    out.setConnections(n.connections);
+    out.setCompileWorkerRestarts(n.compileWorkerRestarts);
+    out.setLoads(n.loads);
+    out.setLinks(n.links);
+    out.setLinkFailures(n.linkFailures);
+    out.setLoadedImages(n.loadedImages);
+    out.setLoadedImageBytes(n.loadedImageBytes);
+    auto requests = out.initRequestCounts(n.requestCounts.size());
+    for (size_t i = 0; i < n.requestCounts.size(); ++i) {
+      requests[i].setMethod(n.requestCounts[i].method);
+      requests[i].setResult(n.requestCounts[i].result);
+      requests[i].setCount(n.requestCounts[i].count);
+    }
+    auto errors = out.initErrorCounts(n.errorCounts.size());
+    for (size_t i = 0; i < n.errorCounts.size(); ++i) {
+      errors[i].setKind(n.errorCounts[i].kind);
+      errors[i].setCount(n.errorCounts[i].count);
+    }
     out.setWorkers(state.workers);
     out.setUptimeMillis(std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::steady_clock::now() - state.started)

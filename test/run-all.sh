@@ -64,9 +64,14 @@ else
   package_failed=1
 fi
 
-# Sum both test logs: one JSON object per line, one line per test.
+# Sum both test logs (one JSON object per line, one line per meson test). A GoogleTest
+# executable counts its test cases, read from its output ("[       OK ] Suite.Case (N ms)",
+# "[  FAILED  ] Suite.Case (N ms)"); one that failed without a failed case to show for it (a
+# crash, a timeout) counts one more failure. Other tests (scripts) count as one each.
 counts=$(python3 -c '
-import json, os, sys
+import json, os, re, sys
+ok_case = re.compile(r"^\[       OK \] \S+ \(\d+ ms\)$", re.M)
+failed_case = re.compile(r"^\[  FAILED  \] \S+(, where GetParam\(\) = .*)? \(\d+ ms\)$", re.M)
 passed = failed = 0
 for d in sys.argv[1:]:
     path = os.path.join(d, "meson-logs", "testlog.json")
@@ -76,10 +81,21 @@ for d in sys.argv[1:]:
         for line in log:
             if not line.strip():
                 continue
-            result = json.loads(line).get("result")
-            if result in ("OK", "EXPECTEDFAIL"):
+            test = json.loads(line)
+            result = test.get("result")
+            good = result in ("OK", "EXPECTEDFAIL")
+            bad = result in ("FAIL", "TIMEOUT", "UNEXPECTEDPASS", "ERROR")
+            out = test.get("stdout") or ""
+            cases_ok = len(ok_case.findall(out))
+            cases_failed = len(failed_case.findall(out))
+            if cases_ok or cases_failed:
+                passed += cases_ok
+                failed += cases_failed
+                if bad and cases_failed == 0:
+                    failed += 1
+            elif good:
                 passed += 1
-            elif result in ("FAIL", "TIMEOUT", "UNEXPECTEDPASS", "ERROR"):
+            elif bad:
                 failed += 1
 print(passed, failed)
 ' build build-asan) || counts="0 0"

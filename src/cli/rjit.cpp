@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <ffi.h>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
@@ -451,6 +452,21 @@ int runCall(const GlobalArgs& global, const LoadArgs& args) {
   return 0;
 }
 
+/// {"compile": {"ok": 12, "invalid-module": 1}, ...}
+nlohmann::json requestsByMethod(const rjit::ServerStats& stats) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& r : stats.requestCounts)
+    out[r.method][r.result] = r.count;
+  return out;
+}
+
+nlohmann::json errorsByKind(const rjit::ServerStats& stats) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& e : stats.errorCounts)
+    out[e.kind] = e.count;
+  return out;
+}
+
 nlohmann::json infoJson(const rjit::ServerInfo& info, const rjit::ServerStats& stats) {
   nlohmann::json targets = nlohmann::json::array();
   for (const rjit::TargetInfo& t : info.targets)
@@ -484,8 +500,18 @@ nlohmann::json infoJson(const rjit::ServerInfo& info, const rjit::ServerStats& s
       {"lookup_hits", stats.lookupHits},
       {"module_bytes_received", stats.moduleBytesReceived},
       {"sessions", stats.sessions},
+      {"connections", stats.connections},
       {"workers", stats.workers},
+      {"compile_worker_restarts", stats.compileWorkerRestarts},
       {"uptime_ms", stats.uptimeMillis},
+      {"fast_path",
+       {{"loads", stats.loads},
+        {"links", stats.links},
+        {"link_failures", stats.linkFailures},
+        {"loaded_modules", stats.loadedImages},
+        {"loaded_bytes", stats.loadedImageBytes}}},
+      {"requests_by_method", requestsByMethod(stats)},
+      {"errors", errorsByKind(stats)},
   };
 }
 
@@ -547,8 +573,25 @@ void printInfoText(const rjit::ServerInfo& info, const rjit::ServerStats& stats)
   line("requests", n(stats.requests));
   line("lookups", n(stats.lookups) + " (" + n(stats.lookupHits) + " hits)");
   line("module bytes in", n(stats.moduleBytesReceived));
-  line("sessions", n(stats.sessions));
-  line("workers", n(stats.workers));
+  std::map<std::string, std::vector<std::string>> byMethod;
+  for (const auto& r : stats.requestCounts)
+    if (r.count != 0)
+      byMethod[r.method].push_back(r.result + " " + n(r.count));
+  bool firstMethod = true;
+  for (const auto& [method, results] : byMethod) {
+    line(firstMethod ? "requests by method" : "", method + ": " + joined(results));
+    firstMethod = false;
+  }
+  std::vector<std::string> errors;
+  for (const auto& e : stats.errorCounts)
+    if (e.count != 0)
+      errors.push_back(e.kind + " " + n(e.count));
+  line("errors", errors.empty() ? std::string("none") : joined(errors));
+  line("loads",
+       n(stats.loads) + " (" + n(stats.links) + " links, " + n(stats.linkFailures) + " failed)");
+  line("loaded modules", n(stats.loadedImages) + " (" + n(stats.loadedImageBytes) + " bytes)");
+  line("sessions", n(stats.sessions) + " (" + n(stats.connections) + " connections)");
+  line("workers", n(stats.workers) + " (" + n(stats.compileWorkerRestarts) + " restarts)");
   line("uptime", formatUptime(stats.uptimeMillis));
 }
 

@@ -134,6 +134,17 @@ ServerStats toServerStats(proto::ServerStats::Reader s) {
   out.sessions = s.getSessions();
   out.workers = s.getWorkers();
   out.uptimeMillis = s.getUptimeMillis();
+  out.connections = s.getConnections();
+  out.compileWorkerRestarts = s.getCompileWorkerRestarts();
+  out.loads = s.getLoads();
+  out.links = s.getLinks();
+  out.linkFailures = s.getLinkFailures();
+  out.loadedImages = s.getLoadedImages();
+  out.loadedImageBytes = s.getLoadedImageBytes();
+  for (auto r : s.getRequestCounts())
+    out.requestCounts.push_back({text(r.getMethod()), text(r.getResult()), r.getCount()});
+  for (auto e : s.getErrorCounts())
+    out.errorCounts.push_back({text(e.getKind()), e.getCount()});
   return out;
 }
 

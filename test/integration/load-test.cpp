@@ -2,6 +2,7 @@
 // The same-host fast path end to end: modules compiled and linked by a real rjitd, mapped into
 // this test process through the real client library, and called natively.
 #include <dirent.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -349,6 +350,44 @@ TEST_P(LoadTest, UnloadAndClientDeathFreeWhatRjitdHeld) {
   EXPECT_TRUE(result.status.exitedWith(0)) << result.status.describe() << result.err;
   EXPECT_TRUE(waitNoImages(daemon->pid()));
   expectServes();
+}
+
+TEST_P(LoadTest, ClientThatVanishesMidLoadCostsNothing) {
+  // `rjit run` of a module slow to compile, killed while rjitd compiles it for the load.
+  std::string module = work.file("slow.ll");
+  writeFile(module, generatedModule(250));
+  const char* rjit = std::getenv("RJIT_BIN");
+  ASSERT_NE(rjit, nullptr) << "RJIT_BIN is not set (run under meson test)";
+  SpawnOptions spawn;
+  spawn.argv = {rjit, "--server", daemon->endpoint(), "run", module};
+  spawn.env = environmentWith({});
+  auto child = ChildProcess::spawn(spawn);
+  ASSERT_TRUE(child);
+  Client observer(clientOptions());
+  bool inFlight = false;
+  auto deadline = std::chrono::steady_clock::now() + SAFETY_BOUND;
+  while (!inFlight && !child->wait(std::chrono::milliseconds(5)) &&
+         std::chrono::steady_clock::now() < deadline)
+    inFlight = observer.stats().compilesInFlight >= 1;
+  ASSERT_TRUE(inFlight) << "the load's compile was never seen in flight";
+  child->signal(SIGKILL);
+  ASSERT_TRUE(child->wait());
+  // rjitd finishes the compile (other clients may want it), links for nobody, and frees it.
+  deadline = std::chrono::steady_clock::now() + SAFETY_BOUND;
+  while (observer.stats().compilesInFlight != 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_TRUE(waitNoImages(daemon->pid()));
+  deadline = std::chrono::steady_clock::now() + SAFETY_BOUND;
+  while (observer.stats().loadedImages != 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(observer.stats().loadedImages, 0u);
+  // The compile it asked for is cached: a new client loads it at once.
+  CompileRequest again;
+  again.module = readFile(module);
+  again.moduleName = "slow.ll";
+  Module loaded = observer.load(again);
+  EXPECT_TRUE(loaded.object().fromCache);
+  expectServes(observer);
 }
 
 TEST_P(LoadTest, OverTcpTheBytesTravelAndMapTheSame) {

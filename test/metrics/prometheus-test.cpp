@@ -296,8 +296,10 @@ TEST_F(PrometheusTest, RjitInfoShowsTheScrapedFigures) {
   client.compile(request(ADD, "add.ll"));
   client.compile(request(ADD, "add.ll"));
   EXPECT_EQ(errorOf(client, request(MALFORMED, "bad.ll")), ErrorKind::InvalidModule);
-  prometheus->waitFor(R"(sum(rjitd_requests_total{method="compile"}))",
-                      [](double v) { return v == 3; });
+  Module loaded = client.load(request(MUL, "mul.ll"));  // the fast path's figures
+  EXPECT_EQ(loaded.lookup<int(int, int)>("mul")(6, 7), 42);
+  prometheus->waitFor(R"(sum(rjitd_requests_total{method="load"}))",
+                      [](double v) { return v == 1; });
 
   const char* rjit = std::getenv("RJIT_BIN");
   ASSERT_NE(rjit, nullptr) << "RJIT_BIN is not set";
@@ -343,6 +345,24 @@ TEST_F(PrometheusTest, RjitInfoShowsTheScrapedFigures) {
        R"(rjitd_hash_first_lookups_total{result="hit"})"},
       {"module bytes", stats["module_bytes_received"], "rjitd_module_bytes_received_total",
        "rjitd_module_bytes_received_total"},
+      {"compile requests ok", stats["requests_by_method"]["compile"]["ok"],
+       R"(rjitd_requests_total{method="compile",result="ok"})",
+       R"(rjitd_requests_total{method="compile",result="ok"})"},
+      {"compile requests invalid-module", stats["requests_by_method"]["compile"]["invalid-module"],
+       R"(rjitd_requests_total{method="compile",result="invalid-module"})",
+       R"(rjitd_requests_total{method="compile",result="invalid-module"})"},
+      {"errors invalid-module", stats["errors"]["invalid-module"],
+       R"(rjitd_errors_total{kind="invalid-module"})",
+       R"(rjitd_errors_total{kind="invalid-module"})"},
+      {"compile worker restarts", stats["compile_worker_restarts"],
+       "rjitd_compile_worker_restarts_total", "rjitd_compile_worker_restarts_total"},
+      {"loads", stats["fast_path"]["loads"], nullptr,
+       R"(sum(rjitd_requests_total{method="load"}))"},
+      {"links", stats["fast_path"]["links"], nullptr, "sum(rjitd_links_total)"},
+      {"loaded modules", stats["fast_path"]["loaded_modules"], "rjitd_loaded_images",
+       "rjitd_loaded_images"},
+      {"loaded bytes", stats["fast_path"]["loaded_bytes"], "rjitd_loaded_image_bytes",
+       "rjitd_loaded_image_bytes"},
   };
   for (const Figure& f : figures) {
     ASSERT_TRUE(f.shown.is_number()) << f.what << " missing from rjit info --json:\n" << info.out;
@@ -352,8 +372,11 @@ TEST_F(PrometheusTest, RjitInfoShowsTheScrapedFigures) {
     }
     EXPECT_EQ(prometheus->value(f.promql), shown) << f.what << " (Prometheus: " << f.promql << ")";
   }
-  EXPECT_EQ(stats["compiles"]["total"], 2);
+  EXPECT_EQ(stats["compiles"]["total"], 3);
   EXPECT_EQ(stats["cache"]["hits"], 1);
+  EXPECT_EQ(stats["errors"]["invalid-module"], 1);
+  EXPECT_EQ(stats["fast_path"]["loaded_modules"], 1);
+  EXPECT_GT(stats["fast_path"]["loaded_bytes"].get<double>(), 0);
 }
 
 TEST_F(PrometheusTest, EveryDashboardQueryEvaluates) {

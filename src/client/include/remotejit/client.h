@@ -141,6 +141,21 @@ struct ServerStats {
   uint64_t requests = 0, moduleBytesReceived = 0, lookups = 0, lookupHits = 0;
   uint32_t sessions = 0, workers = 0;
   uint64_t uptimeMillis = 0;
+  uint32_t connections = 0;
+  uint64_t compileWorkerRestarts = 0;
+  uint64_t loads = 0, links = 0, linkFailures = 0;  ///< the fast path
+  uint32_t loadedImages = 0;                        ///< modules clients hold loaded
+  uint64_t loadedImageBytes = 0;
+  struct RequestCount {
+    std::string method, result;  ///< result: "ok" or an error kind ("invalid-module", ...)
+    uint64_t count = 0;
+  };
+  struct ErrorCount {
+    std::string kind;
+    uint64_t count = 0;
+  };
+  std::vector<RequestCount> requestCounts;  ///< every (method, result) seen
+  std::vector<ErrorCount> errorCounts;      ///< every error kind seen
 };
 
 /// How a module's references to symbols it does not define are resolved in this process,
