@@ -217,7 +217,7 @@ struct ImageSegment {
   address @0 :UInt64;        # client address, page-aligned
   offset @1 :UInt64;         # offset in the image file
   size @2 :UInt64;           # bytes, a multiple of the page size
-  protection @3 :UInt8;      # 1 read | 2 write | 4 execute; never write and execute
+  protection @3 :UInt8;      # protectionRead | protectionWrite | protectionExecute; never W+X
 }
 
 struct ImageSymbol {
@@ -226,13 +226,18 @@ struct ImageSymbol {
   function @2 :Bool;
 }
 
+const protectionRead :UInt8 = 1;
+const protectionWrite :UInt8 = 2;
+const protectionExecute :UInt8 = 4;
+
 interface LoadedImage {
   # A module linked for one client. Over a Unix socket the sealed memfd with the image is
   # attached to this capability (the client asks for it with Capability::Client::getFd());
-  # `read` returns the same bytes for clients that cannot receive descriptors (TCP).
-  # Releasing the capability unloads the module in rjitd: its address range becomes free and
-  # its symbols leave the session.
-  read @0 () -> (bytes :Data);
+  # `read` returns the same bytes, a piece at a time (at most LoadedModule.readLimit bytes per
+  # call), for clients that cannot receive descriptors (TCP). Releasing the
+  # capability unloads the module in rjitd: its address range becomes free and its symbols
+  # leave the connection's table.
+  read @0 (offset :UInt64, size :UInt64) -> (bytes :Data);
 }
 
 struct LoadedModule {
@@ -247,6 +252,10 @@ struct LoadedModule {
   ehFrameAddress @8 :UInt64;      # register with the unwinder (__register_frame); 0 = none
   ehFrameSize @9 :UInt64;
   linkMicros @10 :UInt64;
+  dependencies @11 :List(UInt64);
+  # Base addresses of modules this client loaded earlier that this one links against: the
+  # client keeps those loaded as long as this one is.
+  readLimit @12 :UInt64;     # the most bytes one `image.read` returns
 }
 
 struct LoadOutcome {

@@ -8,24 +8,26 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <kj/debug.h>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <unistd.h>
 #include <unordered_map>
+#include <variant>
 
 namespace rjitd::service {
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using Resolved = std::unordered_map<std::string, uint64_t>;
 using PrepareResult = std::variant<linker::PreparedObject, Failure>;
-using LinkResult = std::variant<linker::LinkedImage, Failure>;
 
-constexpr uint64_t MIN_PAGE = 4096, MAX_PAGE = 64 * 1024;
+/// Page sizes a client may name: what Linux uses on x86_64 and AArch64 (4, 16 and 64 KiB).
+constexpr uint64_t MIN_PAGE_BYTES = 4096, MAX_PAGE_BYTES = 64 * 1024;
 
 std::string hex(uint64_t v) {
   char buf[32];
@@ -47,14 +49,13 @@ public:
   }
 
   /// First fit. Fails with TooLarge when neither the client's reservation nor rjitd's
-  /// per-session limit has room.
+  /// per-client limit has room.
   std::variant<uint64_t, Failure> reserve(uint64_t bytes) {
     std::lock_guard<std::mutex> lock(mutex);
-    if (used + bytes > limit)
+    if (bytes > limit - used)
       return Failure{ErrorKind::TooLarge,
                      "the module needs " + std::to_string(bytes) +
-                         " bytes of memory; this client's "
-                         "loaded modules hold " +
+                         " bytes of memory; this client's loaded modules hold " +
                          std::to_string(used) + " and rjitd allows a client " +
                          std::to_string(limit) +
                          " (rjitd --max-client-memory); unload modules first",
@@ -83,9 +84,7 @@ public:
   void release(uint64_t address, uint64_t bytes) {
     std::lock_guard<std::mutex> lock(mutex);
     used -= bytes;
-    auto [it, inserted] = free.emplace(address, bytes);
-    (void)inserted;
-    // Merge with the neighbours.
+    auto it = free.emplace(address, bytes).first;
     auto next = std::next(it);
     if (next != free.end() && it->first + it->second == next->first) {
       it->second += next->second;
@@ -107,57 +106,109 @@ private:
   uint64_t used = 0;
 };
 
+/// A range reserved in a client's arena, returned to it on destruction unless handed on. It
+/// travels with the link result, so a load abandoned at any step (the client gone, the call
+/// cancelled, a failure) gives its range back.
+class RangeLease final {
+public:
+  RangeLease() = default;
+  RangeLease(std::shared_ptr<ClientArena> arena, uint64_t base, uint64_t size)
+      : arena(std::move(arena)), base(base), size(size) {}
+  RangeLease(RangeLease&& other) noexcept
+      : arena(std::move(other.arena)), base(other.base), size(other.size) {}
+  RangeLease& operator=(RangeLease&& other) noexcept {
+    reset();
+    arena = std::move(other.arena);
+    base = other.base;
+    size = other.size;
+    return *this;
+  }
+  ~RangeLease() { reset(); }
+  void reset() {
+    if (arena)
+      arena->release(base, size);
+    arena = nullptr;
+  }
+
+private:
+  std::shared_ptr<ClientArena> arena;
+  uint64_t base = 0, size = 0;
+};
+
 }  // namespace
 
-class SessionImages final {
+class ClientImages final {
 public:
   struct Definition {
     uint64_t address;
     uint64_t module;
     bool weak;
   };
-  std::shared_ptr<ClientArena> arena;  // set by the session's first load
+  struct Module {
+    std::string name;
+    uint64_t base;
+  };
+  std::shared_ptr<ClientArena> arena;  // set by the connection's first load
   std::unordered_map<std::string, Definition> symbols;
-  std::unordered_map<uint64_t, std::string> moduleNames;
+  std::unordered_map<uint64_t, Module> modules;  // loaded now, by id
   uint64_t nextModule = 1;
+  uint32_t loading = 0;  // loads in progress; they count against the limits too
+  uint64_t bytes = 0;    // what the loaded modules hold
 
   void forget(uint64_t module) {
     for (auto it = symbols.begin(); it != symbols.end();)
       it = it->second.module == module ? symbols.erase(it) : std::next(it);
-    moduleNames.erase(module);
+    modules.erase(module);
   }
 };
 
-std::shared_ptr<SessionImages> newSessionImages() {
-  return std::make_shared<SessionImages>();
+std::shared_ptr<ClientImages> newClientImages() {
+  return std::make_shared<ClientImages>();
 }
 
 namespace {
+
+struct LinkOutcome {
+  std::variant<linker::LinkedImage, Failure> result;
+  RangeLease range;
+  uint64_t micros = 0;
+};
 
 /// The capability a client holds for one loaded module: the memfd travels attached to it
 /// (getFd), `read` serves the bytes over connections that cannot pass descriptors, and its
 /// release unloads the module.
 class LoadedImageImpl final : public proto::LoadedImage::Server {
 public:
-  LoadedImageImpl(std::shared_ptr<SessionImages> images, uint64_t module, linker::LinkedImage image,
-                  metrics::Metrics& metrics)
-      : images(std::move(images)), module(module), image(std::move(image)), metrics(metrics) {
-    metrics.imageLoaded(this->image.size);
+  LoadedImageImpl(LoadEnvironment& env, std::shared_ptr<ClientImages> images, uint64_t module,
+                  linker::LinkedImage image, RangeLease range)
+      : env(env), images(std::move(images)), module(module), image(std::move(image)),
+        range(std::move(range)) {
+    env.metrics.imageLoaded(this->image.size);
+    ++env.totals.images;
+    env.totals.bytes += this->image.size;
+    this->images->bytes += this->image.size;
   }
   ~LoadedImageImpl() noexcept(false) {
     images->forget(module);
-    images->arena->release(image.base, image.size);
-    metrics.imageReleased(image.size);
+    images->bytes -= image.size;
+    env.metrics.imageReleased(image.size);
+    --env.totals.images;
+    env.totals.bytes -= image.size;
+    // `range` returns the address range to the client's arena.
   }
 
   kj::Maybe<int> getFd() override { return image.memfd.get(); }
 
   kj::Promise<void> read(ReadContext context) override {
-    auto bytes = context.getResults().initBytes(image.size);
+    uint64_t offset = context.getParams().getOffset(), size = context.getParams().getSize();
+    KJ_REQUIRE(offset <= image.size && size <= image.size - offset,
+               "read beyond the end of the image", offset, size, image.size);
+    KJ_REQUIRE(size <= env.limits.maxReadBytes, "read larger than LoadedModule.readLimit", size);
+    auto bytes = context.getResults().initBytes(size);
     size_t done = 0;
-    while (done < image.size) {
-      ssize_t n = ::pread(image.memfd.get(), bytes.begin() + done, image.size - done,
-                          static_cast<off_t>(done));
+    while (done < size) {
+      ssize_t n = ::pread(image.memfd.get(), bytes.begin() + done, size - done,
+                          static_cast<off_t>(offset + done));
       if (n < 0 && errno == EINTR)
         continue;
       KJ_REQUIRE(n > 0, "cannot read the image memfd", strerror(errno));
@@ -167,18 +218,23 @@ public:
   }
 
 private:
-  std::shared_ptr<SessionImages> images;
+  LoadEnvironment& env;
+  std::shared_ptr<ClientImages> images;
   uint64_t module;
   linker::LinkedImage image;
-  metrics::Metrics& metrics;
+  RangeLease range;
+};
+
+/// Imports resolved for one load, and the modules of this client they come from.
+struct Resolution {
+  std::unordered_map<std::string, uint64_t> addresses;
+  std::set<uint64_t> modules;
 };
 
 /// Everything one load carries from step to step.
 struct LoadState {
-  CompileService& service;
-  WorkerPool& linkPool;
-  metrics::Metrics& metrics;
-  std::shared_ptr<SessionImages> images;
+  LoadEnvironment& env;
+  std::shared_ptr<ClientImages> images;
   LoadContext context;
   proto::SymbolResolver::Client resolver;
   std::string moduleName;
@@ -187,7 +243,14 @@ struct LoadState {
   Served served;
   Clock::time_point linkStart;
 
-  void fail(const Failure& f) { toProto(f, context.getResults().initOutcome().initError()); }
+  std::optional<ErrorKind> fail(const Failure& f) {
+    toProto(f, context.getResults().initOutcome().initError());
+    return f.kind;
+  }
+  std::optional<ErrorKind> linkFailed(const Failure& f) {
+    env.metrics.linkDone(target, f.kind, Clock::now() - linkStart);
+    return fail(f);
+  }
 };
 
 Failure invalid(std::string message) {
@@ -195,82 +258,110 @@ Failure invalid(std::string message) {
 }
 
 std::optional<Failure> checkArena(uint64_t base, uint64_t size, uint64_t page) {
-  if (page < MIN_PAGE || page > MAX_PAGE || (page & (page - 1)) != 0)
-    return invalid("page size " + std::to_string(page) + " is not a power of two from 4096 to " +
-                   std::to_string(MAX_PAGE));
+  if (page < MIN_PAGE_BYTES || page > MAX_PAGE_BYTES || (page & (page - 1)) != 0)
+    return invalid("page size " + std::to_string(page) + " is not a power of two from " +
+                   std::to_string(MIN_PAGE_BYTES) + " to " + std::to_string(MAX_PAGE_BYTES));
   if (size == 0 || base % page != 0 || size % page != 0 || base == 0 || base + size < base)
     return invalid("the client's reservation (base " + hex(base) + ", " + std::to_string(size) +
                    " bytes) is empty, not page-aligned or wraps around");
   return std::nullopt;
 }
 
-kj::Promise<Resolved> resolve(LoadState& s, const std::vector<linker::Import>& imports) {
-  Resolved resolved;
+std::optional<Failure> checkLimits(const LoadEnvironment& env, const ClientImages& images) {
+  uint32_t held = static_cast<uint32_t>(images.modules.size()) + images.loading;
+  if (held >= env.limits.maxClientImages)
+    return Failure{ErrorKind::TooLarge,
+                   "this client holds " + std::to_string(held) +
+                       " loaded modules, the most rjitd allows one client; unload modules first",
+                   {}};
+  if (env.totals.images >= env.limits.maxImages || env.totals.bytes >= env.limits.maxImageBytes)
+    return Failure{ErrorKind::Overloaded,
+                   "rjitd holds " + std::to_string(env.totals.images) + " loaded modules (" +
+                       std::to_string(env.totals.bytes) +
+                       " bytes) for its clients, the most it allows; retry after some are "
+                       "unloaded",
+                   {}};
+  return std::nullopt;
+}
+
+kj::Promise<Resolution> resolve(LoadState& s, const std::vector<linker::Import>& imports) {
+  Resolution resolution;
   std::vector<std::string> ask;
   for (const auto& import : imports) {
     auto it = s.images->symbols.find(import.name);
-    if (it != s.images->symbols.end())
-      resolved.emplace(import.name, it->second.address);  // a module this session loaded
-    else
+    if (it != s.images->symbols.end()) {
+      // A module this client loaded earlier.
+      resolution.addresses.emplace(import.name, it->second.address);
+      resolution.modules.insert(it->second.module);
+    } else {
       ask.push_back(import.name);
+    }
   }
   if (ask.empty())
-    return kj::Promise<Resolved>(kj::mv(resolved));
+    return kj::Promise<Resolution>(kj::mv(resolution));
   auto request = s.resolver.resolveRequest();
   auto names = request.initNames(ask.size());
   for (size_t i = 0; i < ask.size(); ++i)
     names.set(i, ask[i]);
-  return request.send().then(
-      [resolved = kj::mv(resolved), ask = kj::mv(ask)](
+  auto answer = request.send().then(
+      [resolution = kj::mv(resolution), ask = kj::mv(ask)](
           capnp::Response<proto::SymbolResolver::ResolveResults>&& response) mutable {
         auto addresses = response.getAddresses();
-        KJ_REQUIRE(addresses.size() == ask.size(), "the client's symbol resolver answered "
-                                                   "with the wrong number of addresses");
+        KJ_REQUIRE(addresses.size() == ask.size(),
+                   "the client's symbol resolver answered with the wrong number of addresses");
         for (size_t i = 0; i < ask.size(); ++i)
           if (addresses[i] != 0)
-            resolved.emplace(ask[i], addresses[i]);
-        return kj::mv(resolved);
+            resolution.addresses.emplace(ask[i], addresses[i]);
+        return kj::mv(resolution);
       });
+  // A client that never answers must not hold its load (and rjitd's drain) forever.
+  auto deadline = s.env.timer.afterDelay(s.env.limits.resolveTimeout.count() * kj::MILLISECONDS)
+                      .then([timeout = s.env.limits.resolveTimeout]() -> Resolution {
+                        KJ_FAIL_REQUIRE("no answer within the time limit",
+                                        std::to_string(timeout.count()) + " ms");
+                      });
+  return answer.exclusiveJoin(kj::mv(deadline));
 }
 
-/// The link result, answered on the event loop: registers the module's symbols in the session
+/// The link result, answered on the event loop: registers the module's symbols for this client
 /// and hands out its capability.
-std::optional<ErrorKind> finish(LoadState& s, LinkResult&& result, uint64_t linkMicros) {
-  if (auto* f = std::get_if<Failure>(&result)) {
-    s.metrics.linkDone(s.target, f->kind, Clock::now() - s.linkStart);
-    s.fail(*f);
-    return f->kind;
-  }
-  linker::LinkedImage image = std::get<linker::LinkedImage>(kj::mv(result));
+std::optional<ErrorKind> finish(LoadState& s, LinkOutcome&& outcome,
+                                const std::set<uint64_t>& dependencies) {
+  if (auto* f = std::get_if<Failure>(&outcome.result))
+    return s.linkFailed(*f);
+  linker::LinkedImage image = std::get<linker::LinkedImage>(kj::mv(outcome.result));
+  for (uint64_t dependency : dependencies)
+    if (s.images->modules.count(dependency) == 0)
+      return s.linkFailed(Failure{ErrorKind::LinkFailed,
+                                  "cannot load " + s.moduleName +
+                                      ": a module it links against was unloaded while it was "
+                                      "being linked; load it again",
+                                  {}});
   for (const auto& symbol : image.symbols) {
     auto it = s.images->symbols.find(symbol.name);
     if (it == s.images->symbols.end() || symbol.weak || it->second.weak)
       continue;
-    s.images->arena->release(image.base, image.size);
-    Failure f{ErrorKind::LinkFailed,
-              "cannot load " + s.moduleName + ": symbol '" + symbol.name +
-                  "' is already defined by " + s.images->moduleNames[it->second.module] +
-                  ", loaded earlier by this client; unload that module first or rename one "
-                  "of the definitions",
-              {}};
-    s.metrics.linkDone(s.target, f.kind, Clock::now() - s.linkStart);
-    s.fail(f);
-    return f.kind;
+    return s.linkFailed(
+        Failure{ErrorKind::LinkFailed,
+                "cannot load " + s.moduleName + ": symbol '" + symbol.name +
+                    "' is already defined by " + s.images->modules[it->second.module].name +
+                    ", loaded earlier by this client; unload that module first or rename one "
+                    "of the definitions",
+                {}});
   }
-  s.metrics.linkDone(s.target, std::nullopt, Clock::now() - s.linkStart);
+  s.env.metrics.linkDone(s.target, std::nullopt, Clock::now() - s.linkStart);
 
   uint64_t module = s.images->nextModule++;
-  s.images->moduleNames[module] = s.moduleName;
-  for (const auto& symbol : image.symbols)
-    s.images->symbols.emplace(symbol.name,
-                              SessionImages::Definition{symbol.address, module, symbol.weak});
+  s.images->modules[module] = {s.moduleName, image.base};
+  for (const auto& symbol : image.symbols) {
+    auto [it, inserted] = s.images->symbols.try_emplace(
+        symbol.name, ClientImages::Definition{symbol.address, module, symbol.weak});
+    if (!inserted && it->second.weak && !symbol.weak)
+      it->second = {symbol.address, module, false};  // a strong definition wins over a weak one
+  }
 
   auto ok = s.context.getResults().initOutcome().initOk();
-  toProto(*s.served.object, false, ok.initObject());
-  ok.getObject().setKey(capnp::Data::Reader(s.served.key.data(), s.served.key.size()));
-  ok.getObject().setFromCache(s.served.fromCache);
-  if (s.served.fromCache)
-    ok.getObject().setCompileMicros(0);
+  toProto(s.served, false, ok.initObject());
   ok.setBase(image.base);
   ok.setSize(image.size);
   auto segments = ok.initSegments(image.segments.size());
@@ -294,108 +385,94 @@ std::optional<ErrorKind> finish(LoadState& s, LinkResult&& result, uint64_t link
     finis.set(i, image.finalizers[i]);
   ok.setEhFrameAddress(image.ehFrameAddress);
   ok.setEhFrameSize(image.ehFrameSize);
-  ok.setLinkMicros(linkMicros);
-  ok.setImage(kj::heap<LoadedImageImpl>(s.images, module, kj::mv(image), s.metrics));
+  ok.setLinkMicros(outcome.micros);
+  auto deps = ok.initDependencies(dependencies.size());
+  size_t i = 0;
+  for (uint64_t dependency : dependencies)
+    deps.set(i++, s.images->modules[dependency].base);
+  ok.setReadLimit(s.env.limits.maxReadBytes);
+  ok.setImage(
+      kj::heap<LoadedImageImpl>(s.env, s.images, module, kj::mv(image), kj::mv(outcome.range)));
   return std::nullopt;
+}
+
+/// Runs on a link worker: everything it touches is its own or thread-safe (the arena).
+LinkOutcome linkOnWorker(linker::PreparedObject object,
+                         const std::unordered_map<std::string, uint64_t>& resolved,
+                         std::shared_ptr<ClientArena> arena, uint64_t pageSize) {
+  Clock::time_point start = Clock::now();
+  LinkOutcome out;
+  linker::Reserve reserve = [&](uint64_t bytes) -> std::variant<uint64_t, Failure> {
+    auto r = arena->reserve(bytes);
+    if (auto* address = std::get_if<uint64_t>(&r))
+      out.range = RangeLease(arena, *address, bytes);
+    return r;
+  };
+  out.result = linker::link(kj::mv(object), resolved, pageSize, reserve);
+  if (std::holds_alternative<Failure>(out.result))
+    out.range.reset();
+  out.micros = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
+  return out;
 }
 
 kj::Promise<std::optional<ErrorKind>> link(LoadState& s) {
   s.linkStart = Clock::now();
   std::shared_ptr<const CompiledObject> object = s.served.object;
-  return s.linkPool
+  return s.env.linkPool
       .run<PrepareResult>([object, name = s.moduleName]() { return linker::prepare(object, name); })
       .then([&s](PrepareResult&& prepared) -> kj::Promise<std::optional<ErrorKind>> {
-        if (auto* f = std::get_if<Failure>(&prepared)) {
-          s.metrics.linkDone(s.target, f->kind, Clock::now() - s.linkStart);
-          s.fail(*f);
-          return std::optional<ErrorKind>(f->kind);
-        }
+        if (auto* f = std::get_if<Failure>(&prepared))
+          return s.linkFailed(*f);
         auto object = std::make_shared<linker::PreparedObject>(
             std::get<linker::PreparedObject>(kj::mv(prepared)));
         return resolve(s, object->imports())
             .then(
-                [&s, object](Resolved&& resolved) {
-                  std::shared_ptr<ClientArena> arena = s.images->arena;
-                  uint64_t pageSize = s.pageSize;
-                  return s.linkPool
-                      .run<std::pair<LinkResult, uint64_t>>(
-                          [object, resolved = kj::mv(resolved), arena,
-                           pageSize]() -> std::pair<LinkResult, uint64_t> {
-                            Clock::time_point start = Clock::now();
-                            std::optional<std::pair<uint64_t, uint64_t>> range;
-                            linker::Reserve reserve =
-                                [&](uint64_t bytes) -> std::variant<uint64_t, Failure> {
-                              auto r = arena->reserve(bytes);
-                              if (auto* address = std::get_if<uint64_t>(&r))
-                                range.emplace(*address, bytes);
-                              return r;
-                            };
-                            LinkResult result =
-                                linker::link(kj::mv(*object), resolved, pageSize, reserve);
-                            if (std::holds_alternative<Failure>(result) && range)
-                              arena->release(range->first, range->second);
-                            uint64_t micros = std::chrono::duration_cast<std::chrono::microseconds>(
-                                                  Clock::now() - start)
-                                                  .count();
-                            return {kj::mv(result), micros};
-                          })
-                      .then([&s](std::pair<LinkResult, uint64_t>&& r) {
-                        return finish(s, kj::mv(r.first), r.second);
+                [&s, object](Resolution&& resolution) {
+                  auto dependencies = std::make_shared<std::set<uint64_t>>(resolution.modules);
+                  return s.env.linkPool
+                      .run<LinkOutcome>([object, addresses = kj::mv(resolution.addresses),
+                                         arena = s.images->arena, pageSize = s.pageSize]() {
+                        return linkOnWorker(kj::mv(*object), addresses, arena, pageSize);
+                      })
+                      .then([&s, dependencies](LinkOutcome&& outcome) {
+                        return finish(s, kj::mv(outcome), *dependencies);
                       });
                 },
                 [&s](kj::Exception&& e) -> std::optional<ErrorKind> {
-                  if (e.getType() == kj::Exception::Type::DISCONNECTED)
-                    throw kj::mv(e);  // the client is gone: nobody to answer
-                  Failure f{ErrorKind::InvalidRequest,
-                            "the client's symbol resolver failed: " +
-                                std::string(e.getDescription().cStr()),
-                            {}};
-                  s.fail(f);
-                  return f.kind;
+                  // Also what a client that went away gets: an answer nobody reads.
+                  return s.linkFailed(invalid("the client did not answer rjitd's question for "
+                                              "the addresses of its symbols: " +
+                                              std::string(e.getDescription().cStr())));
                 });
       });
 }
 
 }  // namespace
 
-kj::Promise<std::optional<ErrorKind>> serveLoad(CompileService& service, WorkerPool& linkPool,
-                                                metrics::Metrics& metrics, const LoadLimits& limits,
-                                                std::shared_ptr<SessionImages> images,
+kj::Promise<std::optional<ErrorKind>> serveLoad(LoadEnvironment& env, std::string target,
+                                                std::shared_ptr<ClientImages> images,
                                                 LoadContext context) {
   using Answer = kj::Promise<std::optional<ErrorKind>>;
   auto request = context.getParams().getRequest();
-  auto state = kj::heap<LoadState>(LoadState{service,
-                                             linkPool,
-                                             metrics,
-                                             std::move(images),
-                                             context,
-                                             request.getResolver(),
-                                             {},
-                                             {},
-                                             0,
-                                             {},
-                                             {}});
+  auto state = kj::heap<LoadState>(LoadState{
+      env, std::move(images), context, request.getResolver(), {}, std::move(target), 0, {}, {}});
   LoadState& s = *state;
+  if (auto f = checkLimits(env, *s.images))
+    return Answer(s.fail(*f));
   auto arena = request.getArena();
   s.pageSize = arena.getPageSize();
-  if (auto f = checkArena(arena.getBase(), arena.getSize(), s.pageSize)) {
-    s.fail(*f);
-    return Answer(std::optional<ErrorKind>(f->kind));
-  }
+  if (auto f = checkArena(arena.getBase(), arena.getSize(), s.pageSize))
+    return Answer(s.fail(*f));
   if (s.images->arena == nullptr)
     s.images->arena = std::make_shared<ClientArena>(arena.getBase(), arena.getSize(), s.pageSize,
-                                                    limits.maxSessionImageBytes);
-  else if (!s.images->arena->sameAs(arena.getBase(), arena.getSize(), s.pageSize)) {
-    Failure f = invalid("a session loads into one reservation, named by its first load; this "
-                        "request names another (base " +
-                        hex(arena.getBase()) + ")");
-    s.fail(f);
-    return Answer(std::optional<ErrorKind>(f.kind));
-  }
+                                                    env.limits.maxClientImageBytes);
+  else if (!s.images->arena->sameAs(arena.getBase(), arena.getSize(), s.pageSize))
+    return Answer(s.fail(invalid("a connection loads into one reservation, named by its first "
+                                 "load; this request names another (base " +
+                                 hex(arena.getBase()) + ")")));
   CompileJob job = toCompileJob(request.getCompile());
   s.moduleName = job.moduleName;
-  const TargetName* target = resolveTarget(service.targets(), job.target, service.defaultTriple());
-  s.target = target != nullptr ? target->name : std::string(metrics::UNKNOWN_TARGET);
   auto keyBytes = request.getKey();
   std::string key(reinterpret_cast<const char*>(keyBytes.begin()), keyBytes.size());
   context.releaseParams();
@@ -403,26 +480,23 @@ kj::Promise<std::optional<ErrorKind>> serveLoad(CompileService& service, WorkerP
   kj::Promise<ServeResult> served = nullptr;
   if (job.module.empty() && !key.empty()) {
     auto parsed = cache::keyFromBytes(key);
-    if (!parsed) {
-      Failure f = invalid("load key is " + std::to_string(key.size()) +
-                          " bytes; a key is a 32-byte SHA-256 digest");
-      s.fail(f);
-      return Answer(std::optional<ErrorKind>(f.kind));
-    }
-    served = service.lookup(*parsed);
+    if (!parsed)
+      return Answer(s.fail(invalid("load key is " + std::to_string(key.size()) +
+                                   " bytes; a key is a 32-byte SHA-256 digest")));
+    served = env.service.lookup(*parsed);
   } else {
-    served = service.compile(kj::mv(job));
+    served = env.service.compile(kj::mv(job));
   }
+  ++s.images->loading;
+  auto loadingDone = kj::defer([images = s.images]() { --images->loading; });
   return served
       .then([&s](ServeResult&& result) -> kj::Promise<std::optional<ErrorKind>> {
-        if (auto* f = std::get_if<Failure>(&result)) {
-          s.fail(*f);
-          return std::optional<ErrorKind>(f->kind);
-        }
+        if (auto* f = std::get_if<Failure>(&result))
+          return s.fail(*f);
         s.served = std::get<Served>(kj::mv(result));
         return link(s);
       })
-      .attach(kj::mv(state));
+      .attach(kj::mv(state), kj::mv(loadingDone));
 }
 
 }  // namespace rjitd::service

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // `Session.load`: compile (or find in the cache), then link for the client's address space and
-// hand the client a sealed memfd with the image (src/linker). Per session, rjitd keeps the
-// client's reservation (which ranges of it loaded modules occupy) and the symbols those modules
-// define, so that a later module links against an earlier one; releasing a module's
+// hand the client a sealed memfd with the image (src/linker). Per client connection, rjitd keeps
+// the client's reservation (which ranges of it loaded modules occupy) and the symbols those
+// modules define, so that a later module links against an earlier one; releasing a module's
 // `LoadedImage` capability, or the connection closing, frees both.
 #pragma once
 
@@ -10,33 +10,63 @@
 #include "compile-service.h"
 #include "metrics.h"
 
+#include <chrono>
 #include <cstdint>
 #include <kj/async.h>
+#include <kj/timer.h>
 #include <memory>
 #include <optional>
 #include <rjit.capnp.h>
+#include <string>
 
 namespace rjitd::service {
 
+/// Bounds on what clients may make rjitd hold for them (each loaded module holds one memfd and
+/// its pages in rjitd, so these also keep clients from exhausting rjitd's file descriptors,
+/// LimitNOFILE=65536 in rjitd.service, and memory).
 struct LoadLimits {
-  /// Shared memory one session's loaded modules may hold at once (rjitd --max-client-memory).
-  uint64_t maxSessionImageBytes = 1ull << 30;
+  /// Shared memory one connection's loaded modules may hold (rjitd --max-client-memory).
+  uint64_t maxClientImageBytes = 1ull << 30;
+  /// ... and all connections' together.
+  uint64_t maxImageBytes = 8ull << 30;
+  /// Modules (loaded, or being loaded) one connection may hold, and all together.
+  uint32_t maxClientImages = 4096;
+  uint32_t maxImages = 32768;
+  /// How long the client may take to answer rjitd's question for its symbols' addresses.
+  std::chrono::milliseconds resolveTimeout{30000};
+  /// The largest piece of an image one `LoadedImage.read` returns (TCP clients).
+  uint64_t maxReadBytes = 16ull << 20;
 };
 
-/// What one session has loaded. Lives as long as the session or any image it handed out.
-class SessionImages;
+/// What all connections have loaded; lives on the event-loop thread with the daemon's state.
+struct LoadedTotals {
+  uint32_t images = 0;
+  uint64_t bytes = 0;
+};
+
+/// What one client connection has loaded. Shared by every Session the connection's bootstrap
+/// hands out (a client cannot multiply its budget with more handshakes); lives as long as the
+/// connection or any image it handed out.
+class ClientImages;
+std::shared_ptr<ClientImages> newClientImages();
 
 /// The context of a `load` call (capnp's generated typedef is protected).
 using LoadContext = capnp::CallContext<proto::Session::LoadParams, proto::Session::LoadResults>;
 
-std::shared_ptr<SessionImages> newSessionImages();
+/// What serveLoad needs from the daemon; everything outlives the calls it serves.
+struct LoadEnvironment {
+  CompileService& service;
+  WorkerPool& linkPool;
+  metrics::Metrics& metrics;
+  kj::Timer& timer;
+  const LoadLimits& limits;
+  LoadedTotals& totals;
+};
 
-/// Serves one `load` call. `service`, `linkPool` and `metrics` outlive the returned promise.
-/// Every failure is answered as an Error in the outcome, and the promise resolves to its kind
-/// (nullopt: loaded); it rejects only on faults of the RPC layer (a client gone mid-load).
-kj::Promise<std::optional<ErrorKind>> serveLoad(CompileService& service, WorkerPool& linkPool,
-                                                metrics::Metrics& metrics, const LoadLimits& limits,
-                                                std::shared_ptr<SessionImages> images,
+/// Serves one `load` call. `target` is the request's metrics label. Every failure is answered
+/// as an Error in the outcome, and the promise resolves to its kind (nullopt: loaded).
+kj::Promise<std::optional<ErrorKind>> serveLoad(LoadEnvironment& env, std::string target,
+                                                std::shared_ptr<ClientImages> images,
                                                 LoadContext context);
 
 }  // namespace rjitd::service

@@ -125,9 +125,14 @@ int run(const Options& opt) {
   config.maxModuleBytes = opt.maxModuleBytes;
   config.compilerIdentity = cache::compilerIdentity(RJITD_VERSION, compiler::llvmVersion());
   CompileService service(config, objects, backend, compilePool, hashPool, metrics);
-  DaemonState state{service, linkPool, metrics, RJITD_VERSION, compiler::llvmVersion()};
+  DaemonState state{service, metrics, RJITD_VERSION, compiler::llvmVersion()};
   state.workers = jobs;
-  state.loadLimits.maxSessionImageBytes = opt.maxClientMemory;
+  LoadLimits loadLimits;
+  loadLimits.maxClientImageBytes = opt.maxClientMemory;
+  LoadedTotals loadedTotals;
+  LoadEnvironment load{service,    linkPool,    metrics, io.provider->getTimer(),
+                       loadLimits, loadedTotals};
+  state.load = &load;
 
   // A message carries one module plus a little framing; allow that much and no more.
   capnp::ReaderOptions reader;

@@ -95,6 +95,14 @@ ErrorKind fromProto(proto::Error::Kind kind) {
   return ErrorKind::Internal;
 }
 
+void toProto(const Served& served, bool withObject, proto::CompiledObject::Builder out) {
+  toProto(*served.object, withObject, out);
+  out.setKey(capnp::Data::Reader(served.key.data(), served.key.size()));
+  out.setFromCache(served.fromCache);
+  if (served.fromCache)
+    out.setCompileMicros(0);
+}
+
 CompileJob toCompileJob(proto::CompileRequest::Reader request) {
   CompileJob job;
   auto module = request.getModule();

@@ -27,6 +27,10 @@ compiler::IrFormat fromProto(proto::IrFormat format);
 void toProto(const compiler::CompileOptions& options, proto::CompileRequest::Builder out);
 compiler::CompileOptions fromProto(proto::CompileRequest::Reader in);
 
+/// A served object as an answer: the object (without its bytes unless `withObject`), its key and
+/// whether a compile ran for it.
+void toProto(const Served& served, bool withObject, proto::CompiledObject::Builder out);
+
 /// A compile request as the compile service takes it (the module copied out of the message).
 CompileJob toCompileJob(proto::CompileRequest::Reader in);
 

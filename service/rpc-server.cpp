@@ -31,19 +31,11 @@ std::string_view targetLabel(const CompileService& service, std::string_view spe
   return target != nullptr ? std::string_view(target->name) : metrics::UNKNOWN_TARGET;
 }
 
-void fillObject(const Served& served, bool withObject, proto::CompiledObject::Builder out) {
-  toProto(*served.object, withObject, out);
-  out.setKey(capnp::Data::Reader(served.key.data(), served.key.size()));
-  out.setFromCache(served.fromCache);
-  if (served.fromCache)
-    out.setCompileMicros(0);
-}
-
 void fillOutcome(const ServeResult& result, bool withObject, proto::CompileOutcome::Builder out) {
   if (auto* f = std::get_if<Failure>(&result))
     toProto(*f, out.initError());
   else
-    fillObject(std::get<Served>(result), withObject, out.initOk());
+    toProto(std::get<Served>(result), withObject, out.initOk());
 }
 
 Failure shuttingDown() {
@@ -55,7 +47,8 @@ Failure shuttingDown() {
 
 class SessionImpl final : public proto::Session::Server {
 public:
-  SessionImpl(DaemonState& state, std::string peer) : state(state), peer(std::move(peer)) {
+  SessionImpl(DaemonState& state, std::string peer, std::shared_ptr<ClientImages> images)
+      : state(state), peer(std::move(peer)), images(std::move(images)) {
     state.metrics.sessionOpened();
   }
   ~SessionImpl() noexcept(false) { state.metrics.sessionClosed(); }
@@ -130,8 +123,7 @@ public:
     }
     state.requests.begin();
     auto done = kj::defer([this]() { state.requests.end(); });
-    return serveLoad(state.service, state.linkPool, state.metrics, state.loadLimits, images,
-                     context)
+    return serveLoad(*state.load, std::string(target), images, context)
         .then([&metrics = state.metrics, target, start](std::optional<ErrorKind> error) {
           metrics.requestDone(Method::Load, target, error, Clock::now() - start);
         })
@@ -189,13 +181,15 @@ public:
 private:
   DaemonState& state;
   std::string peer;
-  /// What this session loaded; images handed out keep it alive after the session is gone.
-  std::shared_ptr<SessionImages> images = newSessionImages();
+  /// What this connection loaded (shared by its sessions); images handed out keep it alive.
+  std::shared_ptr<ClientImages> images;
 };
 
 class BootstrapImpl final : public proto::Rjitd::Server {
 public:
   BootstrapImpl(DaemonState& state, std::string peer) : state(state), peer(std::move(peer)) {}
+  // One per connection: every session a client gets from it shares what it loaded, so more
+  // handshakes do not buy a client more of rjitd's memory.
 
   kj::Promise<void> hello(HelloContext context) override {
     Clock::time_point start = Clock::now();
@@ -223,7 +217,7 @@ public:
     }
     server.setDefaultTriple(state.service.defaultTriple());
     server.initLimits().setMaxModuleBytes(state.service.config().maxModuleBytes);
-    results.setSession(kj::heap<SessionImpl>(state, peer));
+    results.setSession(kj::heap<SessionImpl>(state, peer, images));
     state.metrics.requestDone(Method::Hello, metrics::NO_TARGET, std::nullopt,
                               Clock::now() - start);
     return kj::READY_NOW;
@@ -232,6 +226,7 @@ public:
 private:
   DaemonState& state;
   std::string peer;
+  std::shared_ptr<ClientImages> images = newClientImages();
 };
 
 }  // namespace

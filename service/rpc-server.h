@@ -33,15 +33,14 @@ private:
 /// State shared by every connection; lives on the event-loop thread.
 struct DaemonState {
   CompileService& service;
-  /// Links for clients' address spaces (load) run here, off the event loop.
-  WorkerPool& linkPool;
   /// Requests, sessions and connections are counted here; `stats` reads its figures back.
   metrics::Metrics& metrics;
   std::string rjitdVersion;
   std::string llvmVersion;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   uint32_t workers = 0;
-  LoadLimits loadLimits;
+  /// What loads need (set by main before any connection is served).
+  LoadEnvironment* load = nullptr;
   bool draining = false;  ///< SIGTERM seen: new requests are refused with shuttingDown
   RequestTracker requests;
 };

@@ -61,6 +61,7 @@ struct LoadArgs {
   std::string format = "auto";
   std::string symbol;             // call: the function
   std::vector<std::string> args;  // run: the program's arguments; call: the function's
+  bool verbose = false;
 };
 
 std::string errnoText(int error) {
@@ -200,6 +201,8 @@ int runCompile(const GlobalArgs& global, const CompileArgs& args) {
   return 0;
 }
 
+/// Loads FILE; the compile's warnings go to stderr only with -v (`rjit run`'s stderr is the
+/// program's).
 rjit::Module loadFile(rjit::Client& client, const LoadArgs& args) {
   rjit::CompileRequest request;
   request.module = readFile(args.file);
@@ -207,8 +210,9 @@ rjit::Module loadFile(rjit::Client& client, const LoadArgs& args) {
   request.optLevel = args.optLevel;
   request.format = parseFormat(args.format);
   rjit::Module module = client.load(request);
-  for (const rjit::Diagnostic& d : module.object().diagnostics)
-    printDiagnostic(args.file, d);
+  if (args.verbose)
+    for (const rjit::Diagnostic& d : module.object().diagnostics)
+      printDiagnostic(args.file, d);
   return module;
 }
 
@@ -651,6 +655,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0u, 3u));
   runCmd->add_option("--format", run.format, "input format (default auto)")
       ->check(CLI::IsMember({"auto", "text", "bitcode"}));
+  runCmd->add_flag("-v,--verbose", run.verbose, "print the compile's warnings");
   runCmd->positionals_at_end();
 
   LoadArgs call;
@@ -664,6 +669,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0u, 3u));
   callCmd->add_option("--format", call.format, "input format (default auto)")
       ->check(CLI::IsMember({"auto", "text", "bitcode"}));
+  callCmd->add_flag("-v,--verbose", call.verbose, "print the compile's warnings");
   callCmd->positionals_at_end();
 
   InfoArgs info;

@@ -95,11 +95,18 @@ struct __attribute__((visibility("hidden"))) Module::State {
   uint64_t linkMicros = 0;
   std::shared_ptr<detail::ReleaseChannel> channel;
   uint64_t imageId = 0;
+  std::shared_ptr<detail::ModuleRegistry> registry;  // set once registered in it
+  /// Modules this one links against: they stay loaded as long as this one is (their handles
+  /// may be gone), and are unloaded after it.
+  std::vector<std::shared_ptr<void>> dependencies;
 
   ~State() {
+    if (registry)
+      registry->remove(image->base());
     image.reset();  // destructors, unmap
     if (channel)
       channel->release(imageId);
+    dependencies.clear();
   }
 };
 
@@ -175,6 +182,7 @@ struct __attribute__((visibility("hidden"))) Client::Impl {
   detail::ClientCore* core = nullptr;
   kj::PromiseFulfiller<void>* stop = nullptr;
   std::shared_ptr<detail::ReleaseChannel> channel = std::make_shared<detail::ReleaseChannel>();
+  std::shared_ptr<detail::ModuleRegistry> modules = std::make_shared<detail::ModuleRegistry>();
 };
 
 Client::Impl::Impl(detail::Config config) : config(std::move(config)) {
@@ -269,11 +277,25 @@ CompiledObject Client::compile(const CompileRequest& request) {
 
 Module Client::load(const CompileRequest& request, const LoadOptions& options) {
   auto shared = std::make_shared<const LoadOptions>(options);
-  detail::LoadedParts parts = impl->runSync<detail::LoadedParts>(
-      [&request, &shared](detail::ClientCore& core) { return core.load(request, shared); });
+  detail::LoadedParts parts =
+      impl->runSync<detail::LoadedParts>([&request, &shared, this](detail::ClientCore& core) {
+        return core.load(request, shared, impl->modules);
+      });
   auto state = std::make_shared<Module::State>();
   state->channel = impl->channel;
   state->imageId = parts.imageId;
+  for (uint64_t base : parts.dependencies) {
+    std::shared_ptr<void> owner = impl->modules->owner(base);
+    if (owner == nullptr) {
+      state->channel->release(parts.imageId);
+      throw Error(ErrorKind::Load, "a module that " +
+                                       (request.moduleName.empty() ? std::string("this module")
+                                                                   : request.moduleName) +
+                                       " links against was unloaded while it was being loaded; "
+                                       "load it again");
+    }
+    state->dependencies.push_back(std::move(owner));
+  }
   state->object = std::move(parts.object);
   state->linkMicros = parts.linkMicros;
   for (auto& [name, address] : parts.symbols)
@@ -284,6 +306,9 @@ Module Client::load(const CompileRequest& request, const LoadOptions& options) {
       std::make_unique<detail::MappedImage>(parts.arena, parts.fd.get(), std::move(parts.spec));
   parts.fd = nullptr;  // the mappings keep the file; the descriptor is no longer needed
   state->image->start();
+  impl->modules->add(
+      {state->image->base(), state->image->size(), &state->symbols, std::weak_ptr<void>(state)});
+  state->registry = impl->modules;
   return Module(std::move(state));
 }
 

@@ -89,14 +89,15 @@ ClientCore::compile(const CompileRequest& request, std::shared_ptr<const Compile
 }
 
 kj::Promise<Result<LoadedParts>> ClientCore::load(const CompileRequest& request,
-                                                  std::shared_ptr<const LoadOptions> options) {
+                                                  std::shared_ptr<const LoadOptions> options,
+                                                  std::shared_ptr<ModuleRegistry> modules) {
   if (request.optLevel > 3)
     return ready<LoadedParts>(
         Error(ErrorKind::InvalidRequest, "optimization level " + std::to_string(request.optLevel) +
                                              " is out of range; expected 0 to 3"));
-  return run<LoadedParts>([this, &request, options = std::move(options)](Connection& connection) {
-    return loadOn(connection, request, options);
-  });
+  auto call = std::make_shared<LoadCall>(LoadCall{request, std::move(options), std::move(modules)});
+  return run<LoadedParts>(
+      [this, call](Connection& connection) { return loadOn(connection, *call); });
 }
 
 void ClientCore::releaseImage(uint64_t id) {

@@ -31,6 +31,8 @@ struct LoadedParts {
   CompiledObject object;
   uint64_t linkMicros = 0;
   uint64_t imageId = 0;  ///< releaseImage() this when the module is unloaded
+  /// Bases of modules of this client it links against (rjitd's list and the resolver's).
+  std::vector<uint64_t> dependencies;
 };
 
 class ClientCore final : private kj::TaskSet::ErrorHandler {
@@ -55,7 +57,8 @@ public:
   /// Compiles and links `request` for this process; the image is not mapped yet. `request` must
   /// outlive the returned promise; `options` is shared with the symbol resolver rjitd calls.
   kj::Promise<Result<LoadedParts>> load(const CompileRequest& request,
-                                        std::shared_ptr<const LoadOptions> options);
+                                        std::shared_ptr<const LoadOptions> options,
+                                        std::shared_ptr<ModuleRegistry> modules);
   /// Drops the capability of an unloaded image: rjitd frees what it kept for it.
   void releaseImage(uint64_t id);
 
@@ -94,14 +97,22 @@ private:
   kj::Promise<CompileResult> sendCompile(Connection& connection, const CompileRequest& request,
                                          const rjitd::TargetName& target);
 
-  kj::Promise<Result<LoadedParts>> loadOn(Connection& connection, const CompileRequest& request,
-                                          const std::shared_ptr<const LoadOptions>& options);
-  kj::Promise<Result<LoadedParts>> sendLoad(Connection& connection, const CompileRequest& request,
+  /// What one load() call carries to each attempt (an attempt may be retried).
+  struct LoadCall {
+    const CompileRequest& request;
+    std::shared_ptr<const LoadOptions> options;
+    std::shared_ptr<ModuleRegistry> modules;
+  };
+  kj::Promise<Result<LoadedParts>> loadOn(Connection& connection, const LoadCall& call);
+  kj::Promise<Result<LoadedParts>> sendLoad(Connection& connection, const LoadCall& call,
                                             const rjitd::TargetName& target,
-                                            const std::shared_ptr<const LoadOptions>& options,
                                             const rjitd::cache::Key* key);
   kj::Promise<Result<LoadedParts>> takeImage(Connection& connection,
-                                             proto::LoadedImage::Client image, LoadedParts parts);
+                                             proto::LoadedImage::Client image, LoadedParts parts,
+                                             uint64_t readLimit);
+  kj::Promise<Result<bool>> readImage(proto::LoadedImage::Client image,
+                                      std::shared_ptr<ImageFile> file, uint64_t offset,
+                                      uint64_t size, uint64_t readLimit);
 
   void settle(uint64_t id, CompileResult&& result);
   kj::Own<kj::TaskSet> newTaskSet();

@@ -26,10 +26,15 @@ template <typename T> kj::Promise<Result<T>> ready(Result<T> result) {
   return kj::Promise<Result<T>>(kj::mv(result));
 }
 
-/// Answers rjitd's questions about this process's symbols, for one load.
+/// Answers rjitd's questions about this process's symbols, for one load: the program's own
+/// (LoadOptions::symbols), then the modules this client has loaded (also those of an earlier
+/// connection, e.g. before rjitd restarted), then the process's global symbols. Records which
+/// loaded modules it answered from: the new module depends on them.
 class Resolver final : public proto::SymbolResolver::Server {
 public:
-  explicit Resolver(std::shared_ptr<const LoadOptions> options) : options(std::move(options)) {}
+  Resolver(std::shared_ptr<const LoadOptions> options, std::shared_ptr<ModuleRegistry> modules,
+           std::shared_ptr<std::vector<uint64_t>> used)
+      : options(std::move(options)), modules(std::move(modules)), used(std::move(used)) {}
 
   kj::Promise<void> resolve(ResolveContext context) override {
     auto names = context.getParams().getNames();
@@ -38,10 +43,14 @@ public:
       std::string name(names[i].cStr(), names[i].size());
       uint64_t address = 0;
       auto it = options->symbols.find(name);
-      if (it != options->symbols.end())
+      if (it != options->symbols.end()) {
         address = reinterpret_cast<uint64_t>(it->second);
-      else if (options->processSymbols)
+      } else if (auto found = modules->find(name)) {
+        address = found->first;
+        used->push_back(found->second);
+      } else if (options->processSymbols) {
         address = processSymbol(name);
+      }
       addresses.set(i, address);
     }
     return kj::READY_NOW;
@@ -49,7 +58,12 @@ public:
 
 private:
   std::shared_ptr<const LoadOptions> options;
+  std::shared_ptr<ModuleRegistry> modules;
+  std::shared_ptr<std::vector<uint64_t>> used;
 };
+
+static_assert(SEGMENT_READ == proto::PROTECTION_READ && SEGMENT_WRITE == proto::PROTECTION_WRITE &&
+              SEGMENT_EXECUTE == proto::PROTECTION_EXECUTE);
 
 Error loadFailed(proto::LoadOutcome::Reader outcome) {
   // The error half of a compile outcome converts the same way.
@@ -61,9 +75,8 @@ Error loadFailed(proto::LoadOutcome::Reader outcome) {
 
 }  // namespace
 
-kj::Promise<Result<LoadedParts>>
-ClientCore::loadOn(Connection& connection, const CompileRequest& request,
-                   const std::shared_ptr<const LoadOptions>& options) {
+kj::Promise<Result<LoadedParts>> ClientCore::loadOn(Connection& connection, const LoadCall& call) {
+  const CompileRequest& request = call.request;
   const ServerInfo& info = connection.info();
   const rjitd::TargetName* host =
       rjitd::resolveTarget(connection.targets(), HOST_TARGET, info.defaultTriple);
@@ -89,43 +102,44 @@ ClientCore::loadOn(Connection& connection, const CompileRequest& request,
             connection.address() + " accepts at most " + std::to_string(info.maxModuleBytes) +
             " bytes (rjitd --max-module-bytes)"));
   if (request.module.size() < config.hashFirstBytes)
-    return sendLoad(connection, request, *host, options, nullptr);
+    return sendLoad(connection, call, *host, nullptr);
   KeyParams params{host->triple, request.cpu.empty() ? host->defaultCpu : request.cpu,
                    request.features, request.optLevel, info.compilerIdentity};
   return key(request, nullptr, std::move(params))
-      .then([this, &connection, &request, host, options](rjitd::cache::Key key) {
-        return sendLoad(connection, request, *host, options, &key)
-            .then([this, &connection, &request, host,
-                   options](Result<LoadedParts>&& result) -> kj::Promise<Result<LoadedParts>> {
+      .then([this, &connection, &call, host](rjitd::cache::Key key) {
+        return sendLoad(connection, call, *host, &key)
+            .then([this, &connection, &call,
+                   host](Result<LoadedParts>&& result) -> kj::Promise<Result<LoadedParts>> {
               auto* error = std::get_if<Error>(&result);
               if (error != nullptr && error->kind() == ErrorKind::NotFound)
-                return sendLoad(connection, request, *host, options, nullptr);  // send it all
+                return sendLoad(connection, call, *host, nullptr);  // send it all
               return ready<LoadedParts>(std::move(result));
             });
       });
 }
 
-kj::Promise<Result<LoadedParts>> ClientCore::sendLoad(
-    Connection& connection, const CompileRequest& request, const rjitd::TargetName& target,
-    const std::shared_ptr<const LoadOptions>& options, const rjitd::cache::Key* key) {
+kj::Promise<Result<LoadedParts>> ClientCore::sendLoad(Connection& connection, const LoadCall& call,
+                                                      const rjitd::TargetName& target,
+                                                      const rjitd::cache::Key* key) {
   std::shared_ptr<Arena> arena;
   try {
     arena = connection.arena(config.memoryQuota);
   } catch (Error& error) {
     return ready<LoadedParts>(std::move(error));
   }
-  auto call = connection.session().loadRequest();
-  proto::LoadRequest::Builder load = call.initRequest();
-  toProto(request, target, key == nullptr, load.initCompile());
+  auto request = connection.session().loadRequest();
+  proto::LoadRequest::Builder load = request.initRequest();
+  toProto(call.request, target, key == nullptr, load.initCompile());
   if (key != nullptr)
     load.setKey(capnp::Data::Reader(key->data(), key->size()));
   proto::Arena::Builder a = load.initArena();
   a.setBase(arena->base());
   a.setSize(arena->size());
   a.setPageSize(static_cast<uint32_t>(Arena::pageSize()));
-  load.setResolver(kj::heap<Resolver>(options));
-  return call.send().then(
-      [this, &connection, arena](capnp::Response<proto::Session::LoadResults>&& response)
+  auto used = std::make_shared<std::vector<uint64_t>>();
+  load.setResolver(kj::heap<Resolver>(call.options, call.modules, used));
+  return request.send().then(
+      [this, &connection, arena, used](capnp::Response<proto::Session::LoadResults>&& response)
           -> kj::Promise<Result<LoadedParts>> {
         proto::LoadOutcome::Reader outcome = response.getOutcome();
         if (outcome.isError())
@@ -148,6 +162,9 @@ kj::Promise<Result<LoadedParts>> ClientCore::sendLoad(
           parts.symbols.emplace_back(std::string(s.getName().cStr(), s.getName().size()),
                                      s.getAddress());
         parts.linkMicros = ok.getLinkMicros();
+        parts.dependencies = *used;
+        for (uint64_t base : ok.getDependencies())
+          parts.dependencies.push_back(base);
         // The object half: reuse the compile outcome conversion.
         capnp::MallocMessageBuilder message;
         auto compile = message.initRoot<proto::CompileOutcome>();
@@ -156,50 +173,111 @@ kj::Promise<Result<LoadedParts>> ClientCore::sendLoad(
         if (auto* error = std::get_if<Error>(&object))
           return ready<LoadedParts>(std::move(*error));
         parts.object = std::get<CompiledObject>(std::move(object));
-        return takeImage(connection, ok.getImage(), std::move(parts));
+        return takeImage(connection, ok.getImage(), std::move(parts), ok.getReadLimit());
       });
 }
 
-kj::Promise<Result<LoadedParts>>
-ClientCore::takeImage(Connection& connection, proto::LoadedImage::Client image, LoadedParts parts) {
+namespace {
+
+/// Drops the capability of an image this client never took (a failure or a deadline cut the
+/// load short): rjitd then frees it at once rather than when the connection ends.
+struct UntakenImage {
+  UntakenImage(std::map<uint64_t, proto::LoadedImage::Client>& images, uint64_t id)
+      : images(images), id(id) {}
+  UntakenImage(const UntakenImage&) = delete;
+  UntakenImage& operator=(const UntakenImage&) = delete;
+  std::map<uint64_t, proto::LoadedImage::Client>& images;
+  uint64_t id;
+  bool taken = false;
+  ~UntakenImage() {
+    if (!taken)
+      images.erase(id);
+  }
+};
+
+}  // namespace
+
+kj::Promise<Result<LoadedParts>> ClientCore::takeImage(Connection& connection,
+                                                       proto::LoadedImage::Client image,
+                                                       LoadedParts parts, uint64_t readLimit) {
   uint64_t id = nextImage++;
   images.emplace(id, image);
   parts.imageId = id;
-  auto fail = [this, id](Error error) {
-    images.erase(id);
-    return Result<LoadedParts>(std::move(error));
-  };
+  auto guard = kj::heap<UntakenImage>(images, id);
+  UntakenImage& untaken = *guard;
+  kj::Promise<Result<LoadedParts>> fetched = nullptr;
   if (connection.passesFds()) {
-    return image.getFd().then(
-        [parts = std::move(parts), fail](kj::Maybe<int> fd) mutable -> Result<LoadedParts> {
+    fetched = image.getFd().then(
+        [parts = std::move(parts)](kj::Maybe<int> fd) mutable -> Result<LoadedParts> {
           KJ_IF_MAYBE (f, fd) {
             // The capability owns its descriptor; ours must outlive it.
             int copy = ::fcntl(*f, F_DUPFD_CLOEXEC, 0);
             if (copy < 0)
-              return fail(Error(ErrorKind::Load, std::string("cannot duplicate the image's "
-                                                             "file descriptor: ") +
-                                                     strerror(errno)));
+              return Error(ErrorKind::Load,
+                           std::string("cannot duplicate the image's file descriptor: ") +
+                               strerror(errno));
             parts.fd = kj::AutoCloseFd(copy);
             return std::move(parts);
           }
-          return fail(Error(ErrorKind::Load, "rjitd sent no file descriptor with the image"));
+          return Error(ErrorKind::Load, "rjitd sent no file descriptor with the image");
         });
-  }
-  // TCP: the bytes travel in the reply and the image file is made here.
-  return image.readRequest().send().then([parts = std::move(parts),
-                                          fail](capnp::Response<proto::LoadedImage::ReadResults>&&
-                                                    response) mutable -> Result<LoadedParts> {
-    auto bytes = response.getBytes();
-    if (bytes.size() != parts.spec.size)
-      return fail(Error(ErrorKind::Load, "rjitd sent an image of " + std::to_string(bytes.size()) +
-                                             " bytes, not " + std::to_string(parts.spec.size)));
+  } else if (readLimit == 0) {
+    fetched = ready<LoadedParts>(Error(ErrorKind::Load, "rjitd sent no image read limit"));
+  } else {
+    // TCP: the bytes travel in pieces and the image file is made here.
+    std::shared_ptr<ImageFile> file;
     try {
-      parts.fd = kj::AutoCloseFd(imageFileFromBytes(bytes.begin(), bytes.size()));
+      file = std::make_shared<ImageFile>(parts.spec.size);
     } catch (Error& error) {
-      return fail(std::move(error));
+      return ready<LoadedParts>(std::move(error));
     }
-    return std::move(parts);
-  });
+    uint64_t size = parts.spec.size;
+    fetched = readImage(image, file, 0, size, readLimit)
+                  .then([file, parts = std::move(parts)](
+                            Result<bool>&& read) mutable -> Result<LoadedParts> {
+                    if (auto* error = std::get_if<Error>(&read))
+                      return std::move(*error);
+                    try {
+                      parts.fd = kj::AutoCloseFd(file->finish());
+                    } catch (Error& error) {
+                      return std::move(error);
+                    }
+                    return std::move(parts);
+                  });
+  }
+  return fetched
+      .then([&untaken](Result<LoadedParts>&& result) {
+        untaken.taken = std::holds_alternative<LoadedParts>(result);
+        return kj::mv(result);
+      })
+      .attach(kj::mv(guard));
+}
+
+kj::Promise<Result<bool>> ClientCore::readImage(proto::LoadedImage::Client image,
+                                                std::shared_ptr<ImageFile> file, uint64_t offset,
+                                                uint64_t size, uint64_t readLimit) {
+  if (offset >= size)
+    return ready<bool>(true);
+  uint64_t piece = std::min(readLimit, size - offset);
+  auto request = image.readRequest();
+  request.setOffset(offset);
+  request.setSize(piece);
+  return request.send().then(
+      [this, image, file, offset, size, piece,
+       readLimit](capnp::Response<proto::LoadedImage::ReadResults>&& response) mutable
+      -> kj::Promise<Result<bool>> {
+        auto bytes = response.getBytes();
+        if (bytes.size() != piece)
+          return ready<bool>(Error(ErrorKind::Load, "rjitd sent " + std::to_string(bytes.size()) +
+                                                        " bytes of the image, not " +
+                                                        std::to_string(piece)));
+        try {
+          file->write(offset, bytes.begin(), bytes.size());
+        } catch (Error& error) {
+          return ready<bool>(std::move(error));
+        }
+        return readImage(image, file, offset + piece, size, readLimit);
+      });
 }
 
 }  // namespace rjit::detail

@@ -10,6 +10,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 extern "C" {
@@ -25,7 +26,7 @@ namespace rjit::detail {
 
 namespace {
 
-constexpr uint8_t READ = 1, WRITE = 2, EXEC = 4;
+constexpr uint8_t READ = SEGMENT_READ, WRITE = SEGMENT_WRITE, EXEC = SEGMENT_EXECUTE;
 
 Error loadError(const std::string& what) {
   return Error(ErrorKind::Load, what + ": " + std::strerror(errno));
@@ -111,32 +112,76 @@ bool Arena::clear(uint64_t address, uint64_t size) const {
 MappedImage::MappedImage(std::shared_ptr<Arena> arenaIn, int fd, ImageSpec specIn)
     : arena(std::move(arenaIn)), spec(std::move(specIn)) {
   uint64_t page = Arena::pageSize();
+  auto invalid = [](const std::string& what) {
+    return Error(ErrorKind::Load, "rjitd sent an invalid image: " + what);
+  };
   if (spec.size == 0 || spec.base % page != 0 || spec.size % page != 0 ||
       spec.base < arena->base() || spec.size > arena->size() ||
       spec.base - arena->base() > arena->size() - spec.size)
-    throw Error(ErrorKind::Load, "rjitd placed the image outside this client's reservation");
-  for (const SegmentSpec& s : spec.segments) {
-    bool inside = s.address >= spec.base && s.size <= spec.size &&
-                  s.address - spec.base <= spec.size - s.size;
+    throw invalid("it lies outside this client's reservation");
+  // The seal is what makes shared code pages safe to map: nobody can write them any more.
+  int seals = ::fcntl(fd, F_GET_SEALS);
+  constexpr int REQUIRED = F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK;
+  if (seals < 0 || (seals & REQUIRED) != REQUIRED)
+    throw invalid("its file is not sealed against writing and resizing");
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) < spec.size)
+    throw invalid("its file is smaller than the image");
+  std::vector<SegmentSpec> sorted = spec.segments;
+  std::sort(sorted.begin(), sorted.end(),
+            [](const SegmentSpec& a, const SegmentSpec& b) { return a.address < b.address; });
+  uint64_t end = spec.base;
+  for (const SegmentSpec& s : sorted) {
+    bool inside = s.address >= end && s.size <= spec.size &&
+                  s.address - spec.base <= spec.size - s.size && s.offset <= spec.size &&
+                  s.size <= spec.size - s.offset;
     if (!inside || s.address % page != 0 || s.offset % page != 0 || s.size == 0 ||
-        ((s.protection & WRITE) && (s.protection & EXEC))) {
-      arena->clear(spec.base, spec.size);
-      throw Error(ErrorKind::Load, "rjitd sent an invalid segment (address " +
-                                       std::to_string(s.address) + ", protection " +
-                                       std::to_string(s.protection) + ")");
-    }
+        ((s.protection & WRITE) && (s.protection & EXEC)))
+      throw invalid("a segment (address " + std::to_string(s.address) + ", " +
+                    std::to_string(s.size) + " bytes, protection " + std::to_string(s.protection) +
+                    ") is out of place or writable and executable");
+    end = s.address + s.size;
+  }
+  auto inCode = [&](uint64_t address) {
+    for (const SegmentSpec& s : spec.segments)
+      if ((s.protection & EXEC) && address >= s.address && address - s.address < s.size)
+        return true;
+    return false;
+  };
+  for (uint64_t fn : spec.initializers)
+    if (!inCode(fn))
+      throw invalid("a constructor lies outside its code");
+  for (uint64_t fn : spec.finalizers)
+    if (!inCode(fn))
+      throw invalid("a destructor lies outside its code");
+  if (spec.ehFrameSize != 0 && (spec.ehFrameAddress < spec.base || spec.ehFrameSize > spec.size ||
+                                spec.ehFrameAddress - spec.base > spec.size - spec.ehFrameSize))
+    throw invalid("its unwind info lies outside it");
+
+  // Map from a read-only descriptor of the same file: the kernel then never counts a shared
+  // mapping as writable (before Linux 6.7, mapping a write-sealed memfd MAP_SHARED from a
+  // read-write descriptor fails with EPERM even without PROT_WRITE), and such a mapping can
+  // never be mprotect()ed writable. Private (copy-on-write) mappings need no write access.
+  std::string self = "/proc/self/fd/" + std::to_string(fd);
+  int readOnly = ::open(self.c_str(), O_RDONLY | O_CLOEXEC);
+  int source = readOnly >= 0 ? readOnly : fd;
+  for (const SegmentSpec& s : spec.segments) {
     int prot = ((s.protection & READ) ? PROT_READ : 0) | ((s.protection & WRITE) ? PROT_WRITE : 0) |
                ((s.protection & EXEC) ? PROT_EXEC : 0);
     // Writable data is a private copy; everything else shares rjitd's sealed pages.
     int flags = MAP_FIXED | ((s.protection & WRITE) ? MAP_PRIVATE : MAP_SHARED);
-    void* p = ::mmap(reinterpret_cast<void*>(s.address), s.size, prot, flags, fd,
+    void* p = ::mmap(reinterpret_cast<void*>(s.address), s.size, prot, flags, source,
                      static_cast<off_t>(s.offset));
     if (p == MAP_FAILED) {
       Error error = loadError("cannot map a segment of the loaded module");
+      if (readOnly >= 0)
+        ::close(readOnly);
       arena->clear(spec.base, spec.size);
       throw error;
     }
   }
+  if (readOnly >= 0)
+    ::close(readOnly);
   std::lock_guard<std::mutex> lock(registry().mutex);
   registry().images.push_back(this);
 }
@@ -153,7 +198,7 @@ MappedImage::~MappedImage() {
 
 void MappedImage::start() {
   std::call_once(registry().exitHandler, [] { std::atexit(stopAllAtExit); });
-  std::lock_guard<std::mutex> lock(mutex);
+  std::lock_guard<std::recursive_mutex> lock(mutex);
   if (started)
     return;
   started = true;
@@ -166,7 +211,7 @@ void MappedImage::start() {
 }
 
 void MappedImage::stop() {
-  std::lock_guard<std::mutex> lock(mutex);
+  std::lock_guard<std::recursive_mutex> lock(mutex);
   if (!started || stopped)
     return;
   stopped = true;
@@ -182,30 +227,68 @@ void MappedImage::stop() {
 
 // --- helpers --------------------------------------------------------------------------------
 
-int imageFileFromBytes(const void* bytes, size_t size) {
-  int fd = ::memfd_create("rjit-image", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+ImageFile::ImageFile(uint64_t size) : size(size) {
+  fd = ::memfd_create("rjit-image", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0)
     throw loadError("cannot create a memfd for the loaded module");
-  const char* p = static_cast<const char*>(bytes);
-  size_t left = size;
-  while (left > 0) {
-    ssize_t n = ::write(fd, p, left);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0) {
-      Error error = loadError("cannot write the loaded module to its memfd");
-      ::close(fd);
-      throw error;
-    }
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
-  if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
-    Error error = loadError("cannot seal the loaded module's memfd");
+  if (::ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    Error error = loadError("cannot size the loaded module's memfd");
     ::close(fd);
     throw error;
   }
-  return fd;
+}
+
+ImageFile::~ImageFile() {
+  if (fd >= 0)
+    ::close(fd);
+}
+
+void ImageFile::write(uint64_t offset, const void* bytes, size_t n) {
+  if (offset > size || n > size - offset)
+    throw Error(ErrorKind::Load, "rjitd sent image bytes beyond the image's end");
+  const char* p = static_cast<const char*>(bytes);
+  while (n > 0) {
+    ssize_t w = ::pwrite(fd, p, n, static_cast<off_t>(offset));
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      throw loadError("cannot write the loaded module to its memfd");
+    p += w;
+    offset += static_cast<uint64_t>(w);
+    n -= static_cast<size_t>(w);
+  }
+}
+
+int ImageFile::finish() {
+  if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0)
+    throw loadError("cannot seal the loaded module's memfd");
+  return std::exchange(fd, -1);
+}
+
+void ModuleRegistry::add(Entry entry) {
+  std::lock_guard<std::mutex> lock(mutex);
+  modules[entry.base] = std::move(entry);
+}
+
+void ModuleRegistry::remove(uint64_t base) {
+  std::lock_guard<std::mutex> lock(mutex);
+  modules.erase(base);
+}
+
+std::optional<std::pair<uint64_t, uint64_t>> ModuleRegistry::find(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mutex);
+  for (const auto& [base, entry] : modules) {
+    auto it = entry.symbols->find(name);
+    if (it != entry.symbols->end())
+      return std::make_pair(it->second, base);
+  }
+  return std::nullopt;
+}
+
+std::shared_ptr<void> ModuleRegistry::owner(uint64_t base) const {
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = modules.find(base);
+  return it == modules.end() ? nullptr : it->second.owner.lock();
 }
 
 uint64_t processSymbol(const std::string& name) {

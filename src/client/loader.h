@@ -19,9 +19,12 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace rjit::detail {
@@ -48,6 +51,9 @@ private:
   uint64_t size_ = 0;
 };
 
+/// Segment protection bits, as rjit.capnp's protectionRead/Write/Execute (load.cpp checks).
+enum : uint8_t { SEGMENT_READ = 1, SEGMENT_WRITE = 2, SEGMENT_EXECUTE = 4 };
+
 struct SegmentSpec {
   uint64_t address = 0, offset = 0, size = 0;
   uint8_t protection = 0;  // 1 read | 2 write | 4 execute
@@ -64,8 +70,11 @@ struct ImageSpec {
 /// stop()) runs its destructors, unregisters its unwind info and returns its range to the arena.
 class MappedImage final {
 public:
-  /// Maps `spec`'s segments from `fd` (the sealed image file; not taken over) inside `arena`.
-  /// Throws Error(Load) saying what failed; nothing stays mapped then.
+  /// Maps `spec`'s segments from `fd` (the sealed image file; not taken over) inside `arena`,
+  /// after checking everything rjitd said against the file and the reservation: the file is
+  /// sealed and large enough, segments lie inside the image without overlapping and are never
+  /// writable and executable, constructors and destructors point into code, the unwind info
+  /// into the image. Throws Error(Load) saying what failed; nothing stays mapped then.
   MappedImage(std::shared_ptr<Arena> arena, int fd, ImageSpec spec);
   ~MappedImage();
   MappedImage(const MappedImage&) = delete;
@@ -83,13 +92,51 @@ public:
 private:
   std::shared_ptr<Arena> arena;
   ImageSpec spec;
-  std::mutex mutex;  // start/stop may race with the exit handler
+  // start/stop may race with the exit handler; recursive because user code they run may call
+  // exit(), whose handler stops this image again on the same thread.
+  std::recursive_mutex mutex;
   bool started = false, stopped = false, framesRegistered = false;
 };
 
-/// Makes a sealed memfd holding `bytes` (an image received over TCP), for MappedImage.
-/// Returns the fd (the caller closes it); throws Error(Load).
-int imageFileFromBytes(const void* bytes, size_t size);
+/// An image received over TCP, piece by piece, into a memfd of its own; sealed when complete.
+class ImageFile final {
+public:
+  /// Throws Error(Load).
+  explicit ImageFile(uint64_t size);
+  ~ImageFile();
+  ImageFile(const ImageFile&) = delete;
+  ImageFile& operator=(const ImageFile&) = delete;
+  /// Throws Error(Load).
+  void write(uint64_t offset, const void* bytes, size_t size);
+  /// Seals the file and hands over its descriptor (the caller closes it). Throws Error(Load).
+  int finish();
+
+private:
+  int fd = -1;
+  uint64_t size;
+};
+
+/// All modules this client has mapped, by base address: for symbols one module takes from
+/// another (the resolver answers from here, also after rjitd restarted), and for keeping a
+/// module loaded while another one uses it. Thread-safe.
+class ModuleRegistry final {
+public:
+  struct Entry {
+    uint64_t base = 0, size = 0;
+    const std::map<std::string, uint64_t, std::less<>>* symbols = nullptr;  // owned by owner
+    std::weak_ptr<void> owner;
+  };
+  void add(Entry entry);
+  void remove(uint64_t base);
+  /// The address of `name` in a loaded module and that module's base.
+  std::optional<std::pair<uint64_t, uint64_t>> find(const std::string& name) const;
+  /// Shares ownership of the module at `base`; null when it is gone.
+  std::shared_ptr<void> owner(uint64_t base) const;
+
+private:
+  mutable std::mutex mutex;
+  std::map<uint64_t, Entry> modules;
+};
 
 /// The address of `name` in this process for JIT code: `atexit` (which glibc does not export:
 /// it lives in libc_nonshared.a) is our own that files the handler under the module it comes

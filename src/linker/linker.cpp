@@ -68,6 +68,9 @@ namespace {
 
 constexpr const char* DSO_HANDLE = "__dso_handle";
 
+/// The largest image rjitd links (code, data and bss together); far above any client quota.
+constexpr uint64_t MAX_IMAGE_BYTES = 64ull << 30;
+
 Failure linkFailure(std::string message) {
   return Failure{ErrorKind::LinkFailed, std::move(message), {}};
 }
@@ -115,12 +118,33 @@ public:
 
   void allocate(const jl::JITLinkDylib*, jl::LinkGraph& G,
                 OnAllocatedFunction onAllocated) override {
+    // BasicLayout adds block sizes without overflow checks: sections that sum past 2^64 (bss
+    // sections of 2^60 bytes each cost nothing in an object file) would wrap its segment
+    // sizes, and apply() would copy content beyond the memfd we map for them. Bound the whole
+    // graph first, with every alignment pad counted.
+    uint64_t total = 0;
+    for (auto& section : G.sections()) {
+      if (section.getMemLifetime() == llvm::orc::MemLifetime::NoAlloc)
+        continue;
+      for (auto* block : section.blocks()) {
+        if (__builtin_add_overflow(total, block->getSize(), &total) ||
+            __builtin_add_overflow(total, block->getAlignment(), &total) || total > MAX_IMAGE_BYTES)
+          return tooLarge(onAllocated);
+      }
+    }
     jl::BasicLayout layout(G);
     auto sizes = layout.getContiguousPageBasedLayoutSizes(pageSize);
     if (!sizes)
       return onAllocated(sizes.takeError());
+    for (auto& [group, segment] : layout.segments()) {
+      uint64_t bytes = 0;
+      if (__builtin_add_overflow(segment.ContentSize, segment.ZeroFillSize, &bytes))
+        return tooLarge(onAllocated);
+    }
+    if (sizes->total() > MAX_IMAGE_BYTES)
+      return tooLarge(onAllocated);
     // At least a page, so that every module has its own base address (its __dso_handle).
-    uint64_t total = std::max<uint64_t>(sizes->total(), pageSize);
+    total = std::max<uint64_t>(sizes->total(), pageSize);
     auto reserved = reserve(total);
     if (auto* f = std::get_if<Failure>(&reserved)) {
       failure = std::move(*f);
@@ -183,6 +207,16 @@ private:
     jl::LinkGraph& G;
     uint64_t base;
   };
+
+  void tooLarge(OnAllocatedFunction& onAllocated) {
+    failure = Failure{ErrorKind::TooLarge,
+                      "the module's code and data need more than " +
+                          std::to_string(MAX_IMAGE_BYTES >> 30) +
+                          " GiB, the most rjitd links for a client",
+                      {}};
+    onAllocated(
+        llvm::make_error<llvm::StringError>(failure.message, llvm::inconvertibleErrorCode()));
+  }
 
   llvm::Error createFile(const std::string& name) {
     std::string label = "rjitd:" + name.substr(0, 200);

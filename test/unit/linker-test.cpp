@@ -238,6 +238,29 @@ TEST(LinkerTest, AFullReservationFailsWithTheReservationsReason) {
   EXPECT_EQ(std::get<Failure>(linked).message, "reservation full");
 }
 
+TEST(LinkerTest, SectionsWhoseSizesWrapAroundAreRefused) {
+  // 1 MiB of data and 16 bss sections of 2^60 bytes: their sum wraps past 2^64. Unchecked, the
+  // layout would come out a few pages long and the data would be copied beyond it.
+  std::string ir = "@data = global [1048576 x i8] c\"" + std::string(1048576 / 4, 'x') +
+                   std::string(1048576 / 4 * 3, 'y') + "\"\n";
+  for (int i = 0; i < 16; ++i)
+    ir += "@b" + std::to_string(i) +
+          " = global [1152921504606846976 x i8] zeroinitializer, section \".bss.b" +
+          std::to_string(i) + "\"\n";
+  ir += "define ptr @f() { ret ptr @data }\n";
+  auto object = compileIr(ir);
+  ASSERT_TRUE(object);
+  auto prepared = prepare(object, "huge.ll");
+  ASSERT_TRUE(std::holds_alternative<PreparedObject>(prepared));
+  Reservation reservation(64 << 20);
+  auto linked =
+      link(std::move(std::get<PreparedObject>(prepared)), {}, 4096, reservation.reserver());
+  ASSERT_TRUE(std::holds_alternative<Failure>(linked));
+  EXPECT_EQ(std::get<Failure>(linked).kind, ErrorKind::TooLarge);
+  EXPECT_THAT(std::get<Failure>(linked).message, HasSubstr("GiB"));
+  EXPECT_EQ(reservation.used, 0u) << "nothing was reserved for it";
+}
+
 TEST(LinkerTest, BadObjectsAndPageSizesAreRefused) {
   auto junk = std::make_shared<CompiledObject>();
   junk->object = "not an ELF file";

@@ -172,7 +172,8 @@ struct LoadOptions {
 /// A module loaded into this process through rjitd (Client::load): its code runs natively here,
 /// with no RPC per call. Code pages are mapped read+execute and never writable; data pages are
 /// private to this process. Destroying the handle (or unload()) runs the module's static
-/// destructors, unmaps it and tells rjitd to free what it kept for it. A handle may outlive
+/// destructors, unmaps it and tells rjitd to free what it kept for it (later, while a module
+/// loaded after it links against it). A handle may outlive
 /// its Client, and the code keeps working if rjitd restarts or goes away. Move-only;
 /// thread-safe for lookups and calls.
 class RJIT_API Module {
@@ -206,8 +207,9 @@ public:
   uint64_t size() const;
   uint64_t linkMicros() const;
 
-  /// Runs static destructors and unmaps the module now; the handle becomes empty. Pointers
-  /// into the module must not be used afterwards.
+  /// Releases the module; the handle becomes empty. Its static destructors run and it is
+  /// unmapped now, or, when a module loaded later links against it, once that one is unloaded
+  /// too. Pointers into the module must not be used through this handle's promises afterwards.
   void unload();
 
   struct State;
