@@ -15,6 +15,7 @@
 //
 // The bench starts its own rjitd (--jobs 1, private socket in a temp dir) unless --server names
 // a running one.
+#include "bench-common.h"
 #include "cache-key.h"
 #include "compiler.h"
 #include "lljit-compile.h"
@@ -26,343 +27,40 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <iostream>
 #include <limits>
 #include <optional>
 #include <random>
-#include <spawn.h>
-#include <sstream>
 #include <string>
-#include <sys/utsname.h>
-#include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
 #include <vector>
 
-extern char** environ;
-
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
-using json = nlohmann::json;
-
-double msSince(Clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-}
-
-// --- statistics ------------------------------------------------------------------------------
-
-struct Series {
-  std::vector<double> ms;
-
-  void add(double value) { ms.push_back(value); }
-  bool empty() const { return ms.empty(); }
-  size_t count() const { return ms.size(); }
-  double median() const {
-    if (ms.empty())
-      return 0;
-    std::vector<double> sorted = ms;
-    std::sort(sorted.begin(), sorted.end());
-    size_t n = sorted.size();
-    return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
-  }
-  double min() const { return ms.empty() ? 0 : *std::min_element(ms.begin(), ms.end()); }
-  /// Nearest-rank percentile, p in [0, 100].
-  double percentile(double p) const {
-    if (ms.empty())
-      return 0;
-    std::vector<double> sorted = ms;
-    std::sort(sorted.begin(), sorted.end());
-    size_t rank = static_cast<size_t>(p / 100.0 * static_cast<double>(sorted.size() - 1) + 0.5);
-    return sorted[std::min(rank, sorted.size() - 1)];
-  }
-  json toJson() const {
-    return {{"n", count()},
-            {"median_ms", median()},
-            {"min_ms", min()},
-            {"p10_ms", percentile(10)},
-            {"p90_ms", percentile(90)},
-            {"max_ms", percentile(100)}};
-  }
-};
-
-double ratio(double a, double b) {
-  return b > 0 ? a / b : 0;
-}
-
-/// Median of the per-iteration ratios a[i]/b[i] (the variants ran back to back in iteration i,
-/// so this cancels drift that is slower than one iteration).
-double pairedRatio(const Series& a, const Series& b) {
-  Series r;
-  for (size_t i = 0; i < std::min(a.count(), b.count()); ++i)
-    r.add(ratio(a.ms[i], b.ms[i]));
-  return r.median();
-}
-
-std::string fixed(double value, int decimals) {
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, "%.*f", decimals, value);
-  return buffer;
-}
-
-/// "12.3 (11.9)": median and, in parentheses, minimum, in milliseconds.
-std::string medMin(const Series& s, int decimals) {
-  if (s.empty())
-    return "-";
-  return fixed(s.median(), decimals) + " (" + fixed(s.min(), decimals) + ")";
-}
-
-/// A plain text table: columns padded to their widest cell, first column left-aligned.
-class Table {
-public:
-  explicit Table(std::vector<std::string> header) { rows_.push_back(std::move(header)); }
-  void add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
-  void print(std::ostream& os) const {
-    std::vector<size_t> width;
-    for (const auto& row : rows_)
-      for (size_t i = 0; i < row.size(); ++i) {
-        if (width.size() <= i)
-          width.push_back(0);
-        width[i] = std::max(width[i], row[i].size());
-      }
-    for (size_t r = 0; r < rows_.size(); ++r) {
-      std::string line;
-      for (size_t i = 0; i < rows_[r].size(); ++i) {
-        const std::string& cell = rows_[r][i];
-        std::string pad(width[i] - cell.size(), ' ');
-        line += i == 0 ? cell + pad : "  " + pad + cell;
-      }
-      os << line << '\n';
-      if (r == 0) {
-        size_t total = 0;
-        for (size_t w : width)
-          total += w + 2;
-        os << std::string(total - 2, '-') << '\n';
-      }
-    }
-  }
-
-private:
-  std::vector<std::vector<std::string>> rows_;
-};
-
-// --- files, machine ----------------------------------------------------------------------------
-
-std::string readFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw std::runtime_error("cannot read " + path.string() + ": " + std::strerror(errno));
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-fs::path selfDirectory() {
-  std::error_code error;
-  fs::path exe = fs::read_symlink("/proc/self/exe", error);
-  if (error)
-    throw std::runtime_error("cannot resolve /proc/self/exe: " + error.message());
-  return exe.parent_path();
-}
-
-std::string firstLineWith(const std::string& file, const std::string& prefix) {
-  std::ifstream in(file);
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(prefix, 0) == 0) {
-      auto colon = line.find(':');
-      std::string value = colon == std::string::npos ? line : line.substr(colon + 1);
-      value.erase(0, value.find_first_not_of(" \t"));
-      return value;
-    }
-  return "?";
-}
-
-json machineInfo() {
-  utsname names{};
-  uname(&names);
-  return {{"cpu", firstLineWith("/proc/cpuinfo", "model name")},
-          {"cpus", std::thread::hardware_concurrency()},
-          {"memory", firstLineWith("/proc/meminfo", "MemTotal")},
-          {"kernel", std::string(names.sysname) + " " + names.release},
-          {"arch", names.machine}};
-}
-
-/// Total and stolen CPU time so far (/proc/stat, in clock ticks): on a virtual machine the
-/// hypervisor's other guests take "steal" time, which no priority inside the guest recovers.
-std::pair<uint64_t, uint64_t> cpuTicks() {
-  std::ifstream in("/proc/stat");
-  std::string cpu;
-  in >> cpu;
-  uint64_t total = 0, steal = 0, value = 0;
-  for (int field = 0; field < 8 && in >> value; ++field) {
-    total += value;  // user nice system idle iowait irq softirq steal
-    if (field == 7)
-      steal = value;
-  }
-  return {total, steal};
-}
-
-/// The 1-, 5- and 15-minute load averages: other work on a shared machine skews the timings.
-std::string loadAverage() {
-  std::ifstream in("/proc/loadavg");
-  std::string one, five, fifteen;
-  in >> one >> five >> fifteen;
-  return one + " " + five + " " + fifteen;
-}
-
-// --- the daemon --------------------------------------------------------------------------------
-
-/// An rjitd started for this run: private socket in a temp directory, one compile worker.
-/// Stopped with SIGTERM (then SIGKILL after 10 s) at stop() or destruction.
-class Daemon {
-public:
-  explicit Daemon(const fs::path& binary) {
-    if (!fs::exists(binary))
-      throw std::runtime_error("rjitd not found at " + binary.string() +
-                               " (build it: ninja -C BUILDDIR service/rjitd, or pass --rjitd)");
-    std::string pattern = (fs::temp_directory_path() / "rjit-bench.XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr)
-      throw std::runtime_error(std::string("mkdtemp: ") + std::strerror(errno));
-    dir_ = pattern;
-    socket_ = (dir_ / "rjitd.sock").string();
-    log_ = dir_ / "rjitd.log";
-
-    std::vector<std::string> args = {binary.string(), "--listen", "unix:" + socket_, "--jobs", "1",
-                                     "--log-level",   "warning"};
-    // Not a systemd service: keep the daemon from reading our LISTEN_FDS or NOTIFY_SOCKET.
-    std::vector<std::string> env;
-    for (char** e = environ; *e != nullptr; ++e) {
-      std::string_view entry(*e);
-      if (entry.starts_with("LISTEN_") || entry.starts_with("NOTIFY_SOCKET="))
-        continue;
-      env.emplace_back(entry);
-    }
-    std::vector<char*> argv, envp;
-    for (auto& a : args)
-      argv.push_back(a.data());
-    argv.push_back(nullptr);
-    for (auto& e : env)
-      envp.push_back(e.data());
-    envp.push_back(nullptr);
-
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-    int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0)
-      throw std::runtime_error("cannot start " + binary.string() + ": " + std::strerror(rc));
-  }
-
-  ~Daemon() {
-    if (pid_ > 0)
-      stop();
-    std::error_code ignored;
-    if (!keepDir_)
-      fs::remove_all(dir_, ignored);
-  }
-
-  Daemon(const Daemon&) = delete;
-  Daemon& operator=(const Daemon&) = delete;
-
-  std::string address() const { return "unix:" + socket_; }
-
-  /// Exit status text if the daemon has already exited ("" while it runs).
-  std::string exitedEarly() {
-    if (pid_ <= 0)
-      return "not running";
-    int status = 0;
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      return describe(status);
-    }
-    return "";
-  }
-
-  /// SIGTERM, wait; returns how it exited ("exit 0" is the graceful drain).
-  std::string stop() {
-    if (pid_ <= 0)
-      return "not running";
-    kill(pid_, SIGTERM);
-    auto deadline = Clock::now() + std::chrono::seconds(10);
-    int status = 0;
-    while (waitpid(pid_, &status, WNOHANG) == 0) {
-      if (Clock::now() > deadline) {
-        kill(pid_, SIGKILL);
-        waitpid(pid_, &status, 0);
-        pid_ = -1;
-        keepDir_ = true;
-        return "did not exit within 10 s of SIGTERM; killed (log kept in " + log_.string() + ")";
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    pid_ = -1;
-    return describe(status);
-  }
-
-  std::string logText() const {
-    try {
-      return readFile(log_);
-    } catch (const std::exception&) {
-      return {};
-    }
-  }
-
-private:
-  static std::string describe(int status) {
-    if (WIFEXITED(status))
-      return "exit " + std::to_string(WEXITSTATUS(status));
-    if (WIFSIGNALED(status))
-      return std::string("killed by signal ") + strsignal(WTERMSIG(status));
-    return "unknown status " + std::to_string(status);
-  }
-
-  pid_t pid_ = -1;
-  fs::path dir_, log_;
-  std::string socket_;
-  bool keepDir_ = false;
-};
-
-/// Retries serverInfo() until the server answers (bounded).
-rjit::ServerInfo waitUntilServing(const std::string& address, Daemon* daemon) {
-  auto deadline = Clock::now() + std::chrono::seconds(20);
-  std::string last;
-  while (Clock::now() < deadline) {
-    if (daemon != nullptr) {
-      std::string exited = daemon->exitedEarly();
-      if (!exited.empty())
-        throw std::runtime_error("rjitd exited before serving (" + exited + "):\n" +
-                                 daemon->logText());
-    }
-    try {
-      rjit::ClientOptions options;
-      options.servers = {address};
-      options.timeout = std::chrono::milliseconds(2000);
-      options.clientName = "rjit-bench";
-      rjit::Client probe(options);
-      return probe.serverInfo();
-    } catch (const rjit::Error& e) {
-      last = e.what();
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(25));
-  }
-  throw std::runtime_error("rjitd at " + address + " did not answer within 20 s: " + last);
-}
+using rjitbench::Clock;
+using rjitbench::cpuTicks;
+using rjitbench::Daemon;
+using rjitbench::fixed;
+using rjitbench::json;
+using rjitbench::loadAverage;
+using rjitbench::machineInfo;
+using rjitbench::medMin;
+using rjitbench::msSince;
+using rjitbench::pairedRatio;
+using rjitbench::ratio;
+using rjitbench::readFile;
+using rjitbench::selfDirectory;
+using rjitbench::Series;
+using rjitbench::Table;
+using rjitbench::waitUntilServing;
 
 // --- workloads ---------------------------------------------------------------------------------
 

@@ -163,4 +163,22 @@ int lljitRun(std::string_view module, const LljitOptions& options, unsigned argu
   return compiled.address.toPtr<int (*)(unsigned)>()(argument);
 }
 
+struct LljitModule::Impl {
+  Compiled compiled;
+};
+
+LljitModule::LljitModule(std::string_view module, const LljitOptions& options)
+    : impl_(std::make_unique<Impl>(Impl{compile(module, options)})) {}
+LljitModule::~LljitModule() = default;
+LljitModule::LljitModule(LljitModule&&) noexcept = default;
+LljitModule& LljitModule::operator=(LljitModule&&) noexcept = default;
+
+const LljitTimes& LljitModule::times() const {
+  return impl_->compiled.times;
+}
+
+void* LljitModule::address(const std::string& symbol) {
+  return take(impl_->compiled.jit->lookup(symbol), "lookup " + symbol).toPtr<void*>();
+}
+
 }  // namespace rjitbench

@@ -5,6 +5,7 @@
 // only lljit-compile.cpp includes LLVM.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -31,5 +32,25 @@ LljitTimes lljitCompile(std::string_view module, const LljitOptions& options);
 /// Compiles like lljitCompile, then calls the symbol as `int (*)(unsigned)` with `argument`
 /// and returns its result: a check that the module really works (not timed).
 int lljitRun(std::string_view module, const LljitOptions& options, unsigned argument);
+
+/// A module compiled exactly as lljitCompile does, kept alive so that its code can be called:
+/// the reference for call speed, and a client that embeds LLVM for peak memory. Move-only.
+class LljitModule {
+public:
+  /// Compiles and looks up `options.symbol` (which generates and links the whole module).
+  /// Throws std::runtime_error like lljitCompile.
+  LljitModule(std::string_view module, const LljitOptions& options);
+  ~LljitModule();
+  LljitModule(LljitModule&&) noexcept;
+  LljitModule& operator=(LljitModule&&) noexcept;
+
+  const LljitTimes& times() const;
+  /// The address of a symbol the module defines; throws std::runtime_error if there is none.
+  void* address(const std::string& symbol);
+
+private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace rjitbench

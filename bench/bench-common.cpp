@@ -1,0 +1,288 @@
+// SPDX-License-Identifier: MIT
+// See bench-common.h.
+#include "bench-common.h"
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <spawn.h>
+#include <sstream>
+#include <stdexcept>
+#include <string_view>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+extern char** environ;
+
+namespace rjitbench {
+
+namespace fs = std::filesystem;
+
+// --- statistics ------------------------------------------------------------------------------
+
+double Series::median() const {
+  if (ms.empty())
+    return 0;
+  std::vector<double> sorted = ms;
+  std::sort(sorted.begin(), sorted.end());
+  size_t n = sorted.size();
+  return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+}
+
+double Series::percentile(double p) const {
+  if (ms.empty())
+    return 0;
+  std::vector<double> sorted = ms;
+  std::sort(sorted.begin(), sorted.end());
+  size_t rank = static_cast<size_t>(p / 100.0 * static_cast<double>(sorted.size() - 1) + 0.5);
+  return sorted[std::min(rank, sorted.size() - 1)];
+}
+
+json Series::toJson() const {
+  return {{"n", count()},
+          {"median_ms", median()},
+          {"min_ms", min()},
+          {"p10_ms", percentile(10)},
+          {"p90_ms", percentile(90)},
+          {"max_ms", percentile(100)}};
+}
+
+double ratio(double a, double b) {
+  return b > 0 ? a / b : 0;
+}
+
+double pairedRatio(const Series& a, const Series& b) {
+  Series r;
+  for (size_t i = 0; i < std::min(a.count(), b.count()); ++i)
+    r.add(ratio(a.ms[i], b.ms[i]));
+  return r.median();
+}
+
+std::string fixed(double value, int decimals) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, "%.*f", decimals, value);
+  return buffer;
+}
+
+std::string medMin(const Series& s, int decimals) {
+  if (s.empty())
+    return "-";
+  return fixed(s.median(), decimals) + " (" + fixed(s.min(), decimals) + ")";
+}
+
+void Table::print(std::ostream& os) const {
+  std::vector<size_t> width;
+  for (const auto& row : rows_)
+    for (size_t i = 0; i < row.size(); ++i) {
+      if (width.size() <= i)
+        width.push_back(0);
+      width[i] = std::max(width[i], row[i].size());
+    }
+  for (size_t r = 0; r < rows_.size(); ++r) {
+    std::string line;
+    for (size_t i = 0; i < rows_[r].size(); ++i) {
+      const std::string& cell = rows_[r][i];
+      std::string pad(width[i] - cell.size(), ' ');
+      line += i == 0 ? cell + pad : "  " + pad + cell;
+    }
+    os << line << '\n';
+    if (r == 0) {
+      size_t total = 0;
+      for (size_t w : width)
+        total += w + 2;
+      os << std::string(total - 2, '-') << '\n';
+    }
+  }
+}
+
+// --- files, machine ----------------------------------------------------------------------------
+
+std::string readFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw std::runtime_error("cannot read " + path.string() + ": " + std::strerror(errno));
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+fs::path selfDirectory() {
+  std::error_code error;
+  fs::path exe = fs::read_symlink("/proc/self/exe", error);
+  if (error)
+    throw std::runtime_error("cannot resolve /proc/self/exe: " + error.message());
+  return exe.parent_path();
+}
+
+std::string firstLineWith(const std::string& file, const std::string& prefix) {
+  std::ifstream in(file);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(prefix, 0) == 0) {
+      auto colon = line.find(':');
+      std::string value = colon == std::string::npos ? line : line.substr(colon + 1);
+      value.erase(0, value.find_first_not_of(" \t"));
+      return value;
+    }
+  return "?";
+}
+
+json machineInfo() {
+  utsname names{};
+  uname(&names);
+  return {{"cpu", firstLineWith("/proc/cpuinfo", "model name")},
+          {"cpus", std::thread::hardware_concurrency()},
+          {"memory", firstLineWith("/proc/meminfo", "MemTotal")},
+          {"kernel", std::string(names.sysname) + " " + names.release},
+          {"arch", names.machine}};
+}
+
+std::pair<uint64_t, uint64_t> cpuTicks() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  in >> cpu;
+  uint64_t total = 0, steal = 0, value = 0;
+  for (int field = 0; field < 8 && in >> value; ++field) {
+    total += value;  // user nice system idle iowait irq softirq steal
+    if (field == 7)
+      steal = value;
+  }
+  return {total, steal};
+}
+
+std::string loadAverage() {
+  std::ifstream in("/proc/loadavg");
+  std::string one, five, fifteen;
+  in >> one >> five >> fifteen;
+  return one + " " + five + " " + fifteen;
+}
+
+// --- the daemon --------------------------------------------------------------------------------
+
+Daemon::Daemon(const fs::path& binary) {
+  if (!fs::exists(binary))
+    throw std::runtime_error("rjitd not found at " + binary.string() +
+                             " (build it: ninja -C BUILDDIR service/rjitd, or pass --rjitd)");
+  std::string pattern = (fs::temp_directory_path() / "rjit-bench.XXXXXX").string();
+  if (mkdtemp(pattern.data()) == nullptr)
+    throw std::runtime_error(std::string("mkdtemp: ") + std::strerror(errno));
+  dir_ = pattern;
+  socket_ = (dir_ / "rjitd.sock").string();
+  log_ = dir_ / "rjitd.log";
+
+  std::vector<std::string> args = {binary.string(), "--listen", "unix:" + socket_, "--jobs", "1",
+                                   "--log-level",   "warning"};
+  // Not a systemd service: keep the daemon from reading our LISTEN_FDS or NOTIFY_SOCKET.
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string_view entry(*e);
+    if (entry.starts_with("LISTEN_") || entry.starts_with("NOTIFY_SOCKET="))
+      continue;
+    env.emplace_back(entry);
+  }
+  std::vector<char*> argv, envp;
+  for (auto& a : args)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (auto& e : env)
+    envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0)
+    throw std::runtime_error("cannot start " + binary.string() + ": " + std::strerror(rc));
+}
+
+Daemon::~Daemon() {
+  if (pid_ > 0)
+    stop();
+  std::error_code ignored;
+  if (!keepDir_)
+    fs::remove_all(dir_, ignored);
+}
+
+std::string Daemon::exitedEarly() {
+  if (pid_ <= 0)
+    return "not running";
+  int status = 0;
+  if (waitpid(pid_, &status, WNOHANG) == pid_) {
+    pid_ = -1;
+    return describeStatus(status);
+  }
+  return "";
+}
+
+std::string Daemon::stop() {
+  if (pid_ <= 0)
+    return "not running";
+  kill(pid_, SIGTERM);
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  int status = 0;
+  while (waitpid(pid_, &status, WNOHANG) == 0) {
+    if (Clock::now() > deadline) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, &status, 0);
+      pid_ = -1;
+      keepDir_ = true;
+      return "did not exit within 10 s of SIGTERM; killed (log kept in " + log_.string() + ")";
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  pid_ = -1;
+  return describeStatus(status);
+}
+
+std::string Daemon::logText() const {
+  try {
+    return readFile(log_);
+  } catch (const std::exception&) {
+    return {};
+  }
+}
+
+std::string describeStatus(int status) {
+  if (WIFEXITED(status))
+    return "exit " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status))
+    return std::string("killed by signal ") + strsignal(WTERMSIG(status));
+  return "unknown status " + std::to_string(status);
+}
+
+rjit::ServerInfo waitUntilServing(const std::string& address, Daemon* daemon) {
+  auto deadline = Clock::now() + std::chrono::seconds(20);
+  std::string last;
+  while (Clock::now() < deadline) {
+    if (daemon != nullptr) {
+      std::string exited = daemon->exitedEarly();
+      if (!exited.empty())
+        throw std::runtime_error("rjitd exited before serving (" + exited + "):\n" +
+                                 daemon->logText());
+    }
+    try {
+      rjit::ClientOptions options;
+      options.servers = {address};
+      options.timeout = std::chrono::milliseconds(2000);
+      options.clientName = "rjit-bench";
+      rjit::Client probe(options);
+      return probe.serverInfo();
+    } catch (const rjit::Error& e) {
+      last = e.what();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  throw std::runtime_error("rjitd at " + address + " did not answer within 20 s: " + last);
+}
+
+}  // namespace rjitbench
