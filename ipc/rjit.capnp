@@ -170,6 +170,7 @@ struct ServerStats {
   linkFailures @17 :UInt64;
   loadedImages @18 :UInt32;               # modules loaded by clients and not yet unloaded
   loadedImageBytes @19 :UInt64;
+  symbolQuestions @20 :UInt64;            # SymbolResolver calls to clients (rjitd_symbol_questions_total)
 }
 
 struct RequestCount {
@@ -188,9 +189,10 @@ struct ErrorCount {
 # The client reserves an address range (PROT_NONE) and names it in the request; rjitd links the
 # module for that range and hands back a sealed memfd whose pages the client maps there: code
 # read+execute (shared), read-only data read-only (shared), writable data read-write
-# (private, copy-on-write). rjitd never runs the code. Imports (libc, the client's own
-# functions) are resolved by the client through `SymbolResolver`, after the definitions of
-# modules this session already loaded.
+# (private, copy-on-write). rjitd never runs the code. An import is resolved, in this order, by
+# `LoadRequest.symbols`, then the definitions of modules this connection already loaded, then
+# the client's process symbols: those the client marked `stable` in an earlier answer on this
+# connection, then a question to the client's `SymbolResolver` for the rest.
 
 struct Arena {
   base @0 :UInt64;           # start of the client's reservation; page-aligned
@@ -200,8 +202,18 @@ struct Arena {
 
 interface SymbolResolver {
   # Implemented by the client: the addresses of `names` in its process, 0 for a name it does
-  # not know. Called at most once per load.
-  resolve @0 (names :List(Text)) -> (addresses :List(UInt64));
+  # not know. Called at most twice per load (a second time only for imports the object's
+  # `needs` list did not name). `stable[i]` (optional; missing means false) says that
+  # `addresses[i]` is the process's answer for that name for as long as the connection lasts
+  # (a symbol of the program or of a library pinned in memory), so rjitd may reuse it for
+  # later loads on this connection without asking again. Answers from other loaded modules or
+  # from per-load symbols are never stable.
+  resolve @0 (names :List(Text)) -> (addresses :List(UInt64), stable :List(Bool));
+}
+
+struct ClientSymbol {
+  name @0 :Text;
+  address @1 :UInt64;
 }
 
 struct LoadRequest {
@@ -211,6 +223,12 @@ struct LoadRequest {
   # the answer is an error of kind `notFound` and the client sends the module.
   arena @2 :Arena;
   resolver @3 :SymbolResolver;
+  symbols @4 :List(ClientSymbol);
+  # Addresses the client offers this load by name (LoadOptions::symbols), sent with the request
+  # so that rjitd need not ask for them.
+  processSymbols @5 :Bool = true;
+  # False: this load must not use process symbols (LoadOptions::processSymbols), so rjitd does
+  # not use the stable answers it remembers either.
 }
 
 struct ImageSegment {

@@ -228,6 +228,13 @@ struct Metrics::Impl {
           .Help("Shared memory held by loaded modules (code, data and bss pages)")
           .Register(*registry)
           .Add({});
+  Counter& symbolQuestions =
+      prometheus::BuildCounter()
+          .Name("rjitd_symbol_questions_total")
+          .Help("Questions rjitd asked clients for the addresses of their symbols during loads "
+                "(round trips to the client); imports rjitd answered itself need none")
+          .Register(*registry)
+          .Add({});
   Gauge& compilesInFlight = prometheus::BuildGauge()
                                 .Name("rjitd_compiles_in_flight")
                                 .Help("Compiles running or waiting for a compile worker")
@@ -336,6 +343,10 @@ void Metrics::imageReleased(uint64_t bytes) {
   impl->loadedImageBytes.Decrement(static_cast<double>(bytes));
 }
 
+void Metrics::symbolQuestionAsked() {
+  impl->symbolQuestions.Increment();
+}
+
 void Metrics::hashFirstLookup(bool hit) {
   impl->hashFirst(hit).Increment();
 }
@@ -393,6 +404,7 @@ Totals Metrics::totals() const {
   t.linkFailures = whole<uint64_t>(sum(impl->links, failed));
   t.loadedImages = whole<uint32_t>(impl->loadedImages.Value());
   t.loadedImageBytes = whole<uint64_t>(impl->loadedImageBytes.Value());
+  t.symbolQuestions = whole<uint64_t>(impl->symbolQuestions.Value());
   auto label = [](const std::vector<ClientMetric::Label>& labels, std::string_view name) {
     for (const auto& l : labels)
       if (l.name == name)

@@ -69,6 +69,7 @@ struct Totals {
   uint64_t linkFailures = 0;
   uint32_t loadedImages = 0;
   uint64_t loadedImageBytes = 0;
+  uint64_t symbolQuestions = 0;  ///< SymbolResolver calls rjitd made to clients
   /// rjitd_requests_total by (method, result), and rjitd_errors_total by kind: every series.
   struct RequestCount {
     std::string method, result;
@@ -115,6 +116,8 @@ public:
   /// A loaded image was handed to a client (`bytes` of shared memory) or released by it.
   void imageLoaded(uint64_t bytes);
   void imageReleased(uint64_t bytes);
+  /// rjitd asked a client for the addresses of its symbols (one SymbolResolver call).
+  void symbolQuestionAsked();
   /// A hash-first lookup found (or did not find) the object in the cache.
   void hashFirstLookup(bool hit);
   void sessionOpened();

@@ -12,7 +12,7 @@ PACKAGES="
   libboost-dev
   prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libssl-dev libcli11-dev nlohmann-json3-dev libffi-dev libseccomp-dev
+  nettle-dev libssl-dev libcli11-dev nlohmann-json3-dev libffi-dev libseccomp-dev
   libzstd-dev libstb-dev
   curl
   prometheus

@@ -148,8 +148,15 @@ public:
     std::string name;
     uint64_t base;
   };
+  /// At most this many process symbols are remembered per connection; beyond it rjitd asks.
+  static constexpr size_t MAX_PROCESS_SYMBOLS = 65536;
+
   std::shared_ptr<ClientArena> arena;  // set by the connection's first load
   std::unordered_map<std::string, Definition> symbols;
+  /// Process symbols (libc, the program's own) the client answered as stable on this
+  /// connection: later loads use them without a question to the client. A process's libc does
+  /// not move, and the client pins every library it answers from (SymbolResolver).
+  std::unordered_map<std::string, uint64_t> processSymbols;
   std::unordered_map<uint64_t, Module> modules;  // loaded now, by id
   uint64_t nextModule = 1;
   uint32_t loading = 0;  // loads in progress; they count against the limits too
@@ -225,10 +232,12 @@ private:
   RangeLease range;
 };
 
-/// Imports resolved for one load, and the modules of this client they come from.
+/// Imports resolved for one load, the modules of this client they come from, and the names
+/// the client was asked about (answered 0 or not: it is not asked again).
 struct Resolution {
   std::unordered_map<std::string, uint64_t> addresses;
   std::set<uint64_t> modules;
+  std::set<std::string> asked;
 };
 
 /// Everything one load carries from step to step.
@@ -237,6 +246,8 @@ struct LoadState {
   std::shared_ptr<ClientImages> images;
   LoadContext context;
   proto::SymbolResolver::Client resolver;
+  std::unordered_map<std::string, uint64_t> offered;  // LoadRequest.symbols
+  bool processSymbols = true;                         // LoadRequest.processSymbols
   std::string moduleName;
   std::string target;  // metrics label
   uint64_t pageSize = 0;
@@ -284,39 +295,62 @@ std::optional<Failure> checkLimits(const LoadEnvironment& env, const ClientImage
   return std::nullopt;
 }
 
-kj::Promise<Resolution> resolve(LoadState& s, const std::vector<linker::Import>& imports) {
-  Resolution resolution;
-  std::vector<std::string> ask;
-  for (const auto& import : imports) {
-    auto it = s.images->symbols.find(import.name);
-    if (it != s.images->symbols.end()) {
-      // A module this client loaded earlier.
-      resolution.addresses.emplace(import.name, it->second.address);
-      resolution.modules.insert(it->second.module);
+/// Resolves the `names` rjitd can answer without the client: the request's own symbols,
+/// definitions of modules this connection loaded, then process symbols the client called stable.
+/// Returns the rest, which only the client can answer.
+std::vector<std::string> resolveKnown(LoadState& s, Resolution& r,
+                                      const std::vector<std::string>& names) {
+  std::vector<std::string> rest;
+  for (const std::string& name : names) {
+    if (linker::definesItself(name) || r.addresses.count(name) != 0 || r.asked.count(name) != 0)
+      continue;
+    if (auto offered = s.offered.find(name); offered != s.offered.end()) {
+      r.addresses.emplace(name, offered->second);
+    } else if (auto it = s.images->symbols.find(name); it != s.images->symbols.end()) {
+      r.addresses.emplace(name, it->second.address);
+      r.modules.insert(it->second.module);
+    } else if (auto process = s.images->processSymbols.find(name);
+               s.processSymbols && process != s.images->processSymbols.end()) {
+      r.addresses.emplace(name, process->second);
     } else {
-      ask.push_back(import.name);
+      rest.push_back(name);
     }
   }
-  if (ask.empty())
-    return kj::Promise<Resolution>(kj::mv(resolution));
+  return rest;
+}
+
+/// Asks the client's resolver for `names` and records its answers in `r` (and the stable ones
+/// for this connection). Fails if the client does not answer in time.
+kj::Promise<void> askClient(LoadState& s, std::shared_ptr<Resolution> r,
+                            std::vector<std::string> names) {
+  if (names.empty())
+    return kj::READY_NOW;
+  s.env.metrics.symbolQuestionAsked();
   auto request = s.resolver.resolveRequest();
-  auto names = request.initNames(ask.size());
-  for (size_t i = 0; i < ask.size(); ++i)
-    names.set(i, ask[i]);
-  auto answer = request.send().then(
-      [resolution = kj::mv(resolution), ask = kj::mv(ask)](
-          capnp::Response<proto::SymbolResolver::ResolveResults>&& response) mutable {
+  auto list = request.initNames(names.size());
+  for (size_t i = 0; i < names.size(); ++i)
+    list.set(i, names[i]);
+  auto answer =
+      request.send().then([&s, r, names = kj::mv(names)](
+                              capnp::Response<proto::SymbolResolver::ResolveResults>&& response) {
         auto addresses = response.getAddresses();
-        KJ_REQUIRE(addresses.size() == ask.size(),
+        auto stable = response.getStable();
+        KJ_REQUIRE(addresses.size() == names.size(),
                    "the client's symbol resolver answered with the wrong number of addresses");
-        for (size_t i = 0; i < ask.size(); ++i)
-          if (addresses[i] != 0)
-            resolution.addresses.emplace(ask[i], addresses[i]);
-        return kj::mv(resolution);
+        bool withStable = stable.size() == names.size();
+        auto& process = s.images->processSymbols;
+        for (size_t i = 0; i < names.size(); ++i) {
+          r->asked.insert(names[i]);
+          if (addresses[i] == 0)
+            continue;
+          r->addresses.emplace(names[i], addresses[i]);
+          if (withStable && stable[i] && process.size() < ClientImages::MAX_PROCESS_SYMBOLS)
+            process.emplace(names[i], addresses[i]);
+        }
       });
   // A client that never answers must not hold its load (and rjitd's drain) forever.
   auto deadline = s.env.timer.afterDelay(s.env.limits.resolveTimeout.count() * kj::MILLISECONDS)
-                      .then([timeout = s.env.limits.resolveTimeout]() -> Resolution {
+                      .then([timeout = s.env.limits.resolveTimeout]() {
                         KJ_FAIL_REQUIRE("no answer within the time limit",
                                         std::to_string(timeout.count()) + " ms");
                       });
@@ -396,19 +430,46 @@ std::optional<ErrorKind> finish(LoadState& s, LinkOutcome&& outcome,
   return std::nullopt;
 }
 
-/// Runs on a link worker: everything it touches is its own or thread-safe (the arena).
-LinkOutcome linkOnWorker(linker::PreparedObject object,
-                         const std::unordered_map<std::string, uint64_t>& resolved,
-                         std::shared_ptr<ClientArena> arena, uint64_t pageSize) {
+/// What a link worker hands back: the link's outcome or, when the object imports names that
+/// nobody has answered yet (the compiler's `needs` list did not have them), the parsed object
+/// and those names, for the event loop to ask the client about.
+struct Unanswered {
+  std::shared_ptr<linker::PreparedObject> object;
+  std::vector<std::string> names;
+};
+using LinkStep = std::variant<LinkOutcome, Unanswered>;
+
+/// Runs on a link worker: parses the object (unless `prepared` is set), then links it. Everything
+/// it touches is its own, thread-safe (the arena) or left alone by the event loop while the
+/// worker runs (`r`).
+LinkStep linkOnWorker(std::shared_ptr<const CompiledObject> compiled, const std::string& name,
+                      std::shared_ptr<linker::PreparedObject> prepared,
+                      std::shared_ptr<const Resolution> r, std::shared_ptr<ClientArena> arena,
+                      uint64_t pageSize) {
   Clock::time_point start = Clock::now();
   LinkOutcome out;
+  if (prepared == nullptr) {
+    PrepareResult parsed = linker::prepare(std::move(compiled), name);
+    if (auto* f = std::get_if<Failure>(&parsed)) {
+      out.result = std::move(*f);
+      return out;
+    }
+    prepared = std::make_shared<linker::PreparedObject>(
+        std::get<linker::PreparedObject>(std::move(parsed)));
+    std::vector<std::string> unanswered;
+    for (const auto& import : prepared->imports())
+      if (r->addresses.count(import.name) == 0 && r->asked.count(import.name) == 0)
+        unanswered.push_back(import.name);
+    if (!unanswered.empty())
+      return Unanswered{std::move(prepared), std::move(unanswered)};
+  }
   linker::Reserve reserve = [&](uint64_t bytes) -> std::variant<uint64_t, Failure> {
-    auto r = arena->reserve(bytes);
-    if (auto* address = std::get_if<uint64_t>(&r))
+    auto reserved = arena->reserve(bytes);
+    if (auto* address = std::get_if<uint64_t>(&reserved))
       out.range = RangeLease(arena, *address, bytes);
-    return r;
+    return reserved;
   };
-  out.result = linker::link(kj::mv(object), resolved, pageSize, reserve);
+  out.result = linker::link(std::move(*prepared), r->addresses, pageSize, reserve);
   if (std::holds_alternative<Failure>(out.result))
     out.range.reset();
   out.micros = static_cast<uint64_t>(
@@ -416,36 +477,52 @@ LinkOutcome linkOnWorker(linker::PreparedObject object,
   return out;
 }
 
+kj::Promise<std::optional<ErrorKind>> linkStep(LoadState& s, std::shared_ptr<Resolution> r,
+                                               std::shared_ptr<linker::PreparedObject> prepared);
+
+/// Asks the client for `names`, then goes on with the link; a client that does not answer
+/// fails the load.
+kj::Promise<std::optional<ErrorKind>>
+askThenLink(LoadState& s, std::shared_ptr<Resolution> r, std::vector<std::string> names,
+            std::shared_ptr<linker::PreparedObject> prepared) {
+  return askClient(s, r, kj::mv(names))
+      .then([&s, r, prepared]() { return linkStep(s, r, prepared); },
+            [&s](kj::Exception&& e) -> kj::Promise<std::optional<ErrorKind>> {
+              // Also what a client that went away gets: an answer nobody reads.
+              return s.linkFailed(invalid("the client did not answer rjitd's question for the "
+                                          "addresses of its symbols: " +
+                                          std::string(e.getDescription().cStr())));
+            });
+}
+
+/// One trip to a link worker: parse and link (usually), or parse and come back for answers.
+kj::Promise<std::optional<ErrorKind>> linkStep(LoadState& s, std::shared_ptr<Resolution> r,
+                                               std::shared_ptr<linker::PreparedObject> prepared) {
+  return s.env.linkPool
+      .run<LinkStep>([object = s.served.object, name = s.moduleName, prepared, r,
+                      arena = s.images->arena, pageSize = s.pageSize]() mutable {
+        return linkOnWorker(std::move(object), name, std::move(prepared), r, std::move(arena),
+                            pageSize);
+      })
+      .then([&s, r](LinkStep&& step) -> kj::Promise<std::optional<ErrorKind>> {
+        if (auto* more = std::get_if<Unanswered>(&step)) {
+          // Names the `needs` list missed: answer what rjitd knows, ask the client the rest.
+          std::vector<std::string> rest = resolveKnown(s, *r, more->names);
+          return askThenLink(s, r, kj::mv(rest), kj::mv(more->object));
+        }
+        return finish(s, std::get<LinkOutcome>(kj::mv(step)), r->modules);
+      });
+}
+
+/// Links the served object for the client. The imports rjitd can answer itself are resolved
+/// first, the client is asked about the rest in one question, and then a link worker parses and
+/// links the object in one go: a warm load whose imports are all known costs no round trip to
+/// the client and one trip to a worker.
 kj::Promise<std::optional<ErrorKind>> link(LoadState& s) {
   s.linkStart = Clock::now();
-  std::shared_ptr<const CompiledObject> object = s.served.object;
-  return s.env.linkPool
-      .run<PrepareResult>([object, name = s.moduleName]() { return linker::prepare(object, name); })
-      .then([&s](PrepareResult&& prepared) -> kj::Promise<std::optional<ErrorKind>> {
-        if (auto* f = std::get_if<Failure>(&prepared))
-          return s.linkFailed(*f);
-        auto object = std::make_shared<linker::PreparedObject>(
-            std::get<linker::PreparedObject>(kj::mv(prepared)));
-        return resolve(s, object->imports())
-            .then(
-                [&s, object](Resolution&& resolution) {
-                  auto dependencies = std::make_shared<std::set<uint64_t>>(resolution.modules);
-                  return s.env.linkPool
-                      .run<LinkOutcome>([object, addresses = kj::mv(resolution.addresses),
-                                         arena = s.images->arena, pageSize = s.pageSize]() {
-                        return linkOnWorker(kj::mv(*object), addresses, arena, pageSize);
-                      })
-                      .then([&s, dependencies](LinkOutcome&& outcome) {
-                        return finish(s, kj::mv(outcome), *dependencies);
-                      });
-                },
-                [&s](kj::Exception&& e) -> std::optional<ErrorKind> {
-                  // Also what a client that went away gets: an answer nobody reads.
-                  return s.linkFailed(invalid("the client did not answer rjitd's question for "
-                                              "the addresses of its symbols: " +
-                                              std::string(e.getDescription().cStr())));
-                });
-      });
+  auto r = std::make_shared<Resolution>();
+  std::vector<std::string> rest = resolveKnown(s, *r, s.served.object->needs);
+  return askThenLink(s, r, kj::mv(rest), nullptr);
 }
 
 }  // namespace
@@ -455,8 +532,11 @@ kj::Promise<std::optional<ErrorKind>> serveLoad(LoadEnvironment& env, std::strin
                                                 LoadContext context) {
   using Answer = kj::Promise<std::optional<ErrorKind>>;
   auto request = context.getParams().getRequest();
-  auto state = kj::heap<LoadState>(LoadState{
-      env, std::move(images), context, request.getResolver(), {}, std::move(target), 0, {}, {}});
+  auto state = kj::heap<LoadState>(LoadState{.env = env,
+                                             .images = std::move(images),
+                                             .context = context,
+                                             .resolver = request.getResolver(),
+                                             .target = std::move(target)});
   LoadState& s = *state;
   if (auto f = checkLimits(env, *s.images))
     return Answer(s.fail(*f));
@@ -471,6 +551,10 @@ kj::Promise<std::optional<ErrorKind>> serveLoad(LoadEnvironment& env, std::strin
     return Answer(s.fail(invalid("a connection loads into one reservation, named by its first "
                                  "load; this request names another (base " +
                                  hex(arena.getBase()) + ")")));
+  for (auto symbol : request.getSymbols())
+    s.offered.emplace(std::string(symbol.getName().cStr(), symbol.getName().size()),
+                      symbol.getAddress());  // the first of a name wins
+  s.processSymbols = request.getProcessSymbols();
   CompileJob job = toCompileJob(request.getCompile());
   s.moduleName = job.moduleName;
   auto keyBytes = request.getKey();

@@ -158,6 +158,7 @@ public:
     out.setLinkFailures(n.linkFailures);
     out.setLoadedImages(n.loadedImages);
     out.setLoadedImageBytes(n.loadedImageBytes);
+    out.setSymbolQuestions(n.symbolQuestions);
     auto requests = out.initRequestCounts(n.requestCounts.size());
     for (size_t i = 0; i < n.requestCounts.size(); ++i) {
       requests[i].setMethod(n.requestCounts[i].method);

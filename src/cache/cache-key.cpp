@@ -3,10 +3,12 @@
 // daemon and every client must produce the same bytes, and a change here must bump the prefix.
 #include "cache-key.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
-#include <openssl/evp.h>
+#include <nettle/sha2.h>
+#include <tuple>
 
 namespace rjitd::cache {
 
@@ -17,58 +19,60 @@ namespace {
 /// whenever the encoding below changes.
 constexpr std::string_view KEY_PREFIX = "rjitd-cache-key-v1";
 
-struct MdCtxDeleter {
-  void operator()(EVP_MD_CTX* ctx) const noexcept { EVP_MD_CTX_free(ctx); }
-};
-using MdCtx = std::unique_ptr<EVP_MD_CTX, MdCtxDeleter>;
-
-/// OpenSSL's digest calls fail only on allocation failure or misuse, neither of which a caller
-/// can handle. Checked in every build type (not `assert`): a silently wrong key would file one
-/// request's object under another's key, which is a security bug, not a slowdown.
-void checkOpenssl(bool ok, const char* call) {
-  if (!ok) {
-    std::fprintf(stderr, "rjitd: bug: OpenSSL %s failed while computing a cache key\n", call);
-    std::abort();
-  }
-}
-
-void update(EVP_MD_CTX* ctx, const void* data, size_t size) {
+void update(sha256_ctx* ctx, const void* data, size_t size) {
   if (size != 0)
-    checkOpenssl(EVP_DigestUpdate(ctx, data, size) == 1, "EVP_DigestUpdate");
+    sha256_update(ctx, size, static_cast<const uint8_t*>(data));
 }
 
 /// One field: its length as 8 little-endian bytes, then its bytes. The length prefix is what
 /// keeps ("ab", "c") and ("a", "bc") apart.
-void updateField(EVP_MD_CTX* ctx, std::string_view bytes) {
-  uint64_t n = bytes.size();
+void updateLength(sha256_ctx* ctx, uint64_t n) {
   uint8_t len[8];
   for (int i = 0; i < 8; ++i)
     len[i] = static_cast<uint8_t>(n >> (8 * i));
   update(ctx, len, sizeof(len));
+}
+
+void updateField(sha256_ctx* ctx, std::string_view bytes) {
+  updateLength(ctx, bytes.size());
   update(ctx, bytes.data(), bytes.size());
+}
+
+constexpr size_t PIECE_BYTES = 256 * 1024;
+
+// Encoding: KEY_PREFIX, then the fields module, triple, cpu, features, optLevel (its decimal
+// digits, e.g. "2"), compilerIdentity, each as (u64 little-endian length, bytes).
+std::optional<Key> hashKey(const KeyInputs& in, const std::atomic<bool>* cancelled) {
+  sha256_ctx ctx;
+  sha256_init(&ctx);
+  update(&ctx, KEY_PREFIX.data(), KEY_PREFIX.size());
+  // The module is streamed from the caller's buffer, never copied.
+  updateLength(&ctx, in.module.size());
+  for (size_t done = 0; done < in.module.size(); done += PIECE_BYTES) {
+    if (cancelled != nullptr && cancelled->load(std::memory_order_acquire))
+      return std::nullopt;
+    update(&ctx, in.module.data() + done, std::min(PIECE_BYTES, in.module.size() - done));
+  }
+  updateField(&ctx, in.triple);
+  updateField(&ctx, in.cpu);
+  updateField(&ctx, in.features);
+  updateField(&ctx, std::to_string(in.optLevel));
+  updateField(&ctx, in.compilerIdentity);
+
+  static_assert(std::tuple_size_v<Key> == SHA256_DIGEST_SIZE);
+  Key key;
+  sha256_digest(&ctx, key.size(), key.data());
+  return key;
 }
 
 }  // namespace
 
-// Encoding: KEY_PREFIX, then the fields module, triple, cpu, features, optLevel (its decimal
-// digits, e.g. "2"), compilerIdentity, each as (u64 little-endian length, bytes).
 Key computeKey(const KeyInputs& in) {
-  MdCtx ctx(EVP_MD_CTX_new());
-  checkOpenssl(ctx != nullptr, "EVP_MD_CTX_new");
-  checkOpenssl(EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) == 1, "EVP_DigestInit_ex");
-  update(ctx.get(), KEY_PREFIX.data(), KEY_PREFIX.size());
-  updateField(ctx.get(), in.module);  // streamed from the caller's buffer, never copied
-  updateField(ctx.get(), in.triple);
-  updateField(ctx.get(), in.cpu);
-  updateField(ctx.get(), in.features);
-  updateField(ctx.get(), std::to_string(in.optLevel));
-  updateField(ctx.get(), in.compilerIdentity);
+  return *hashKey(in, nullptr);
+}
 
-  Key key;
-  unsigned int size = 0;
-  checkOpenssl(EVP_DigestFinal_ex(ctx.get(), key.data(), &size) == 1, "EVP_DigestFinal_ex");
-  checkOpenssl(size == key.size(), "EVP_DigestFinal_ex (digest size)");
-  return key;
+std::optional<Key> computeKey(const KeyInputs& in, const std::atomic<bool>& cancelled) {
+  return hashKey(in, &cancelled);
 }
 
 std::string toHex(const Key& key) {

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 // The content-addressed cache key. Computed identically by the daemon (which files entries
 // under keys it computed itself from the bytes it received) and by clients (which use it for
-// hash-first lookups). SHA-256 from OpenSSL's libcrypto: the cache is shared by all clients, so
-// a non-cryptographic hash would let a crafted collision hand one client another's code.
+// hash-first lookups). SHA-256 from Nettle (see crypto_dep in meson.build for why not
+// libcrypto): the cache is shared by all clients, so a non-cryptographic hash would let a
+// crafted collision hand one client another's code.
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -30,9 +32,14 @@ struct KeyInputs {
 /// SHA-256 over a length-prefixed, domain-separated encoding of every field, so no two
 /// different inputs share an encoding: the bytes "rjitd-cache-key-v1", then module, triple,
 /// cpu, features, optLevel (decimal digits), compilerIdentity, each as an 8-byte little-endian
-/// length followed by the bytes. The module is hashed in place, not copied. Cannot fail (an
-/// OpenSSL failure aborts: it means a broken libcrypto, never a bad input).
+/// length followed by the bytes. The module is hashed in place, not copied. Cannot fail
+/// (Nettle's SHA-256 neither allocates nor fails).
 Key computeKey(const KeyInputs& in);
+
+/// computeKey that gives up (nullopt) once `cancelled` is set: the module is hashed in pieces
+/// of 256 KiB, with the flag checked before each, so a caller that takes its bytes back waits
+/// for at most one piece.
+std::optional<Key> computeKey(const KeyInputs& in, const std::atomic<bool>& cancelled);
 
 /// Lower-case hex, 64 characters.
 std::string toHex(const Key& key);

@@ -513,7 +513,8 @@ nlohmann::json infoJson(const rjit::ServerInfo& info, const rjit::ServerStats& s
         {"links", stats.links},
         {"link_failures", stats.linkFailures},
         {"loaded_modules", stats.loadedImages},
-        {"loaded_bytes", stats.loadedImageBytes}}},
+        {"loaded_bytes", stats.loadedImageBytes},
+        {"symbol_questions", stats.symbolQuestions}}},
       {"requests_by_method", requestsByMethod(stats)},
       {"errors", errorsByKind(stats)},
   };
@@ -594,6 +595,7 @@ void printInfoText(const rjit::ServerInfo& info, const rjit::ServerStats& stats)
   line("loads",
        n(stats.loads) + " (" + n(stats.links) + " links, " + n(stats.linkFailures) + " failed)");
   line("loaded modules", n(stats.loadedImages) + " (" + n(stats.loadedImageBytes) + " bytes)");
+  line("symbol questions", n(stats.symbolQuestions) + " (round trips to clients during loads)");
   line("sessions", n(stats.sessions) + " (" + n(stats.connections) + " connections)");
   line("workers", n(stats.workers) + " (" + n(stats.compileWorkerRestarts) + " restarts)");
   line("uptime", formatUptime(stats.uptimeMillis));

@@ -272,7 +272,7 @@ ServerStats Client::stats() {
 CompiledObject Client::compile(const CompileRequest& request) {
   // `request` outlives the call: this thread waits until the I/O thread is done with it.
   return impl->runSync<CompiledObject>(
-      [&request](detail::ClientCore& core) { return core.compile(request, nullptr); });
+      [&request](detail::ClientCore& core) { return core.compile(request); });
 }
 
 Module Client::load(const CompileRequest& request, const LoadOptions& options) {

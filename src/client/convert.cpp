@@ -141,6 +141,7 @@ ServerStats toServerStats(proto::ServerStats::Reader s) {
   out.linkFailures = s.getLinkFailures();
   out.loadedImages = s.getLoadedImages();
   out.loadedImageBytes = s.getLoadedImageBytes();
+  out.symbolQuestions = s.getSymbolQuestions();
   for (auto r : s.getRequestCounts())
     out.requestCounts.push_back({text(r.getMethod()), text(r.getResult()), r.getCount()});
   for (auto e : s.getErrorCounts())

@@ -77,15 +77,13 @@ kj::Promise<Result<ServerStats>> ClientCore::stats() {
   });
 }
 
-kj::Promise<ClientCore::CompileResult>
-ClientCore::compile(const CompileRequest& request, std::shared_ptr<const CompileRequest> owner) {
+kj::Promise<ClientCore::CompileResult> ClientCore::compile(const CompileRequest& request) {
   if (request.optLevel > 3)
     return ready<CompiledObject>(
         Error(ErrorKind::InvalidRequest, "optimization level " + std::to_string(request.optLevel) +
                                              " is out of range; expected 0 to 3"));
-  return run<CompiledObject>([this, &request, owner = std::move(owner)](Connection& connection) {
-    return compileOn(connection, request, owner);
-  });
+  return run<CompiledObject>(
+      [this, &request](Connection& connection) { return compileOn(connection, request); });
 }
 
 kj::Promise<Result<LoadedParts>> ClientCore::load(const CompileRequest& request,
@@ -109,7 +107,7 @@ void ClientCore::compileAsync(std::shared_ptr<const CompileRequest> request,
   uint64_t id = nextPending++;
   pending.emplace(id, std::move(promise));
   const CompileRequest& ref = *request;
-  tasks->add(kj::evalNow([&] { return compile(ref, std::move(request)); })
+  tasks->add(kj::evalNow([&] { return compile(ref).attach(std::move(request)); })
                  .then([this, id](CompileResult&& result) { settle(id, std::move(result)); },
                        [this, id](kj::Exception&& exception) {
                          // compile() reports failures as values; this is a fault of ours.
@@ -301,9 +299,8 @@ kj::Promise<ClientCore::ConnectionResult> ClientCore::connectFrom(size_t index, 
 
 // --- compile --------------------------------------------------------------------------------
 
-kj::Promise<ClientCore::CompileResult>
-ClientCore::compileOn(Connection& connection, const CompileRequest& request,
-                      const std::shared_ptr<const CompileRequest>& owner) {
+kj::Promise<ClientCore::CompileResult> ClientCore::compileOn(Connection& connection,
+                                                             const CompileRequest& request) {
   const ServerInfo& info = connection.info();
   // Resolved here, against what this server says it serves, exactly as the server resolves it:
   // both sides must arrive at the same canonical triple for the same cache key.
@@ -327,23 +324,18 @@ ClientCore::compileOn(Connection& connection, const CompileRequest& request,
 
   KeyParams params{target->triple, request.cpu.empty() ? target->defaultCpu : request.cpu,
                    request.features, request.optLevel, info.compilerIdentity};
-  return key(request, owner, std::move(params))
+  return key(request, std::move(params))
       .then([this, &connection, &request, target](rjitd::cache::Key key) {
         return lookup(connection, request, *target, key);
       });
 }
 
-kj::Promise<rjitd::cache::Key> ClientCore::key(const CompileRequest& request,
-                                               const std::shared_ptr<const CompileRequest>& owner,
-                                               KeyParams params) {
+kj::Promise<rjitd::cache::Key> ClientCore::key(const CompileRequest& request, KeyParams params) {
   if (request.module.size() <= INLINE_HASH_BYTES)
     return rjitd::cache::computeKey({request.module, params.triple, params.cpu, params.features,
                                      params.optLevel, params.compilerIdentity});
-  // The worker must own what it reads: the call may be dropped (deadline) mid-hash.
-  std::shared_ptr<const std::string> module =
-      owner != nullptr ? std::shared_ptr<const std::string>(owner, &owner->module)
-                       : std::make_shared<const std::string>(request.module);
-  return hasher.computeKey(std::move(module), std::move(params));
+  // `request` outlives the call's promise, and so the hash job, which borrows its bytes.
+  return hasher.computeKey(request.module, std::move(params));
 }
 
 kj::Promise<ClientCore::CompileResult> ClientCore::lookup(Connection& connection,

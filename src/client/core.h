@@ -49,10 +49,8 @@ public:
   kj::Promise<Result<ServerInfo>> serverInfo();
   kj::Promise<Result<ServerStats>> stats();
 
-  /// `request` must outlive the returned promise. `owner`, when set, owns `request`: work that
-  /// may outlive a dropped promise (hashing on the worker) then shares it instead of copying.
-  kj::Promise<Result<CompiledObject>> compile(const CompileRequest& request,
-                                              std::shared_ptr<const CompileRequest> owner);
+  /// `request` must outlive the returned promise.
+  kj::Promise<Result<CompiledObject>> compile(const CompileRequest& request);
 
   /// Compiles and links `request` for this process; the image is not mapped yet. `request` must
   /// outlive the returned promise; `options` is shared with the symbol resolver rjitd calls.
@@ -87,11 +85,9 @@ private:
   void forget(const Connection* connection);
   Error timedOut(const std::string& callAddress, const Connection* connection);
 
-  kj::Promise<CompileResult> compileOn(Connection& connection, const CompileRequest& request,
-                                       const std::shared_ptr<const CompileRequest>& owner);
-  kj::Promise<rjitd::cache::Key> key(const CompileRequest& request,
-                                     const std::shared_ptr<const CompileRequest>& owner,
-                                     KeyParams params);
+  kj::Promise<CompileResult> compileOn(Connection& connection, const CompileRequest& request);
+  /// The cache key of `request`, which must outlive the promise (the hash worker borrows it).
+  kj::Promise<rjitd::cache::Key> key(const CompileRequest& request, KeyParams params);
   kj::Promise<CompileResult> lookup(Connection& connection, const CompileRequest& request,
                                     const rjitd::TargetName& target, const rjitd::cache::Key& key);
   kj::Promise<CompileResult> sendCompile(Connection& connection, const CompileRequest& request,

@@ -17,17 +17,24 @@ HashWorker::~HashWorker() {
     thread.join();
 }
 
-kj::Promise<rjitd::cache::Key> HashWorker::computeKey(std::shared_ptr<const std::string> module,
-                                                      KeyParams params) {
+void HashWorker::Lease::revoke() {
+  revoked.store(true, std::memory_order_release);
+  std::unique_lock<std::mutex> lock(mutex);
+  done.wait(lock, [this] { return !reading; });
+}
+
+kj::Promise<rjitd::cache::Key> HashWorker::computeKey(std::string_view module, KeyParams params) {
   auto paf = kj::newPromiseAndCrossThreadFulfiller<rjitd::cache::Key>();
+  auto lease = std::make_shared<Lease>();
   {
     std::lock_guard<std::mutex> lock(mutex);
-    jobs.push_back(Job{std::move(module), std::move(params), kj::mv(paf.fulfiller)});
+    jobs.push_back(Job{module, std::move(params), lease, kj::mv(paf.fulfiller)});
     if (!thread.joinable())
       thread = std::thread([this] { run(); });
   }
   wake.notify_one();
-  return kj::mv(paf.promise);
+  // Borrowing, not copying: a copy of a large module would cost the client its size in memory.
+  return kj::mv(paf.promise).attach(kj::defer([lease]() { lease->revoke(); }));
 }
 
 void HashWorker::run() {
@@ -41,13 +48,25 @@ void HashWorker::run() {
       job = std::move(jobs.front());
       jobs.pop_front();
     }
-    // A job whose promise is gone (deadline passed) is skipped rather than hashed.
-    if (!job.fulfiller->isWaiting())
-      continue;
-    rjitd::cache::Key key = rjitd::cache::computeKey(
-        {*job.module, job.params.triple, job.params.cpu, job.params.features, job.params.optLevel,
-         job.params.compilerIdentity});
-    job.fulfiller->fulfill(kj::mv(key));
+    Lease& lease = *job.lease;
+    {
+      // A job whose promise is gone (deadline passed) is skipped rather than hashed.
+      std::lock_guard<std::mutex> lock(lease.mutex);
+      if (lease.revoked.load(std::memory_order_acquire))
+        continue;
+      lease.reading = true;
+    }
+    std::optional<rjitd::cache::Key> key = rjitd::cache::computeKey(
+        {job.module, job.params.triple, job.params.cpu, job.params.features, job.params.optLevel,
+         job.params.compilerIdentity},
+        lease.revoked);
+    {
+      std::lock_guard<std::mutex> lock(lease.mutex);
+      lease.reading = false;
+    }
+    lease.done.notify_all();
+    if (key)
+      job.fulfiller->fulfill(kj::mv(*key));
   }
 }
 

@@ -5,12 +5,14 @@
 
 #include "cache-key.h"
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <kj/async.h>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 
 namespace rjit::detail {
@@ -33,15 +35,24 @@ public:
   HashWorker(const HashWorker&) = delete;
   HashWorker& operator=(const HashWorker&) = delete;
 
-  /// The key of `module` with `params`. The job co-owns the bytes, so dropping the promise
-  /// (a deadline, a shutdown) never leaves the worker reading freed memory.
-  kj::Promise<rjitd::cache::Key> computeKey(std::shared_ptr<const std::string> module,
-                                            KeyParams params);
+  /// The key of `module` with `params`. The worker reads the caller's bytes in place: they
+  /// must stay alive until the promise is fulfilled or dropped, and dropping it (a deadline,
+  /// a shutdown) waits until the worker has stopped reading them (at most one 256 KiB piece).
+  kj::Promise<rjitd::cache::Key> computeKey(std::string_view module, KeyParams params);
 
 private:
+  /// The worker's hold on a job's bytes; revoke() takes them back.
+  struct Lease {
+    std::atomic<bool> revoked{false};
+    std::mutex mutex;
+    std::condition_variable done;
+    bool reading = false;  // guarded by mutex
+    void revoke();
+  };
   struct Job {
-    std::shared_ptr<const std::string> module;
+    std::string_view module;
     KeyParams params;
+    std::shared_ptr<Lease> lease;
     kj::Own<kj::CrossThreadPromiseFulfiller<rjitd::cache::Key>> fulfiller;
   };
 

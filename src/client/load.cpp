@@ -26,10 +26,13 @@ template <typename T> kj::Promise<Result<T>> ready(Result<T> result) {
   return kj::Promise<Result<T>>(kj::mv(result));
 }
 
-/// Answers rjitd's questions about this process's symbols, for one load: the program's own
-/// (LoadOptions::symbols), then the modules this client has loaded (also those of an earlier
-/// connection, e.g. before rjitd restarted), then the process's global symbols. Records which
-/// loaded modules it answered from: the new module depends on them.
+/// Answers rjitd's questions about this process's symbols, for one load, in the order of
+/// LoadOptions: the program's own (LoadOptions::symbols), then the modules this client has
+/// loaded, then the process's global symbols. rjitd answers the first two itself where it can
+/// (the symbols travel with the request; it knows the modules loaded on this connection), so it
+/// asks about modules of an earlier connection (e.g. before rjitd restarted) and process symbols,
+/// whose answers are stable: rjitd remembers them for the connection. Records which loaded
+/// modules it answered from: the new module depends on them.
 class Resolver final : public proto::SymbolResolver::Server {
 public:
   Resolver(std::shared_ptr<const LoadOptions> options, std::shared_ptr<ModuleRegistry> modules,
@@ -38,20 +41,21 @@ public:
 
   kj::Promise<void> resolve(ResolveContext context) override {
     auto names = context.getParams().getNames();
-    auto addresses = context.getResults().initAddresses(names.size());
+    auto results = context.getResults();
+    auto addresses = results.initAddresses(names.size());
+    auto stable = results.initStable(names.size());
     for (size_t i = 0; i < names.size(); ++i) {
       std::string name(names[i].cStr(), names[i].size());
-      uint64_t address = 0;
-      auto it = options->symbols.find(name);
-      if (it != options->symbols.end()) {
-        address = reinterpret_cast<uint64_t>(it->second);
+      if (auto it = options->symbols.find(name); it != options->symbols.end()) {
+        addresses.set(i, reinterpret_cast<uint64_t>(it->second));
       } else if (auto found = modules->find(name)) {
-        address = found->first;
+        addresses.set(i, found->first);
         used->push_back(found->second);
       } else if (options->processSymbols) {
-        address = processSymbol(name);
+        ProcessSymbol symbol = processSymbol(name);
+        addresses.set(i, symbol.address);
+        stable.set(i, symbol.stable);
       }
-      addresses.set(i, address);
     }
     return kj::READY_NOW;
   }
@@ -105,7 +109,7 @@ kj::Promise<Result<LoadedParts>> ClientCore::loadOn(Connection& connection, cons
     return sendLoad(connection, call, *host, nullptr);
   KeyParams params{host->triple, request.cpu.empty() ? host->defaultCpu : request.cpu,
                    request.features, request.optLevel, info.compilerIdentity};
-  return key(request, nullptr, std::move(params))
+  return key(request, std::move(params))
       .then([this, &connection, &call, host](rjitd::cache::Key key) {
         return sendLoad(connection, call, *host, &key)
             .then([this, &connection, &call,
@@ -136,6 +140,13 @@ kj::Promise<Result<LoadedParts>> ClientCore::sendLoad(Connection& connection, co
   a.setBase(arena->base());
   a.setSize(arena->size());
   a.setPageSize(static_cast<uint32_t>(Arena::pageSize()));
+  auto symbols = load.initSymbols(call.options->symbols.size());
+  size_t i = 0;
+  for (const auto& [name, address] : call.options->symbols) {
+    symbols[i].setName(name);
+    symbols[i++].setAddress(reinterpret_cast<uint64_t>(address));
+  }
+  load.setProcessSymbols(call.options->processSymbols);
   auto used = std::make_shared<std::vector<uint64_t>>();
   load.setResolver(kj::heap<Resolver>(call.options, call.modules, used));
   return request.send().then(

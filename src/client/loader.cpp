@@ -9,6 +9,7 @@
 #include <cstring>
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <link.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -291,10 +292,27 @@ std::shared_ptr<void> ModuleRegistry::owner(uint64_t base) const {
   return it == modules.end() ? nullptr : it->second.owner.lock();
 }
 
-uint64_t processSymbol(const std::string& name) {
-  if (name == "atexit")
-    return reinterpret_cast<uint64_t>(&rjitAtexit);
-  return reinterpret_cast<uint64_t>(::dlsym(RTLD_DEFAULT, name.c_str()));
+ProcessSymbol processSymbol(const std::string& name) {
+  void* address =
+      name == "atexit" ? reinterpret_cast<void*>(&rjitAtexit) : ::dlsym(RTLD_DEFAULT, name.c_str());
+  ProcessSymbol out{reinterpret_cast<uint64_t>(address), false};
+  Dl_info info;
+  link_map* object = nullptr;
+  if (address == nullptr ||
+      ::dladdr1(address, &info, reinterpret_cast<void**>(&object), RTLD_DL_LINKMAP) == 0 ||
+      object == nullptr)
+    return out;
+  if (object->l_name == nullptr || object->l_name[0] == '\0') {
+    out.stable = true;  // the program itself
+    return out;
+  }
+  // Pin the library: RTLD_NODELETE stays set after the handle is closed. A library that cannot
+  // be named (the vDSO) is not pinned, and its answers are asked for again on every load.
+  if (void* handle = ::dlopen(object->l_name, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE)) {
+    ::dlclose(handle);
+    out.stable = true;
+  }
+  return out;
 }
 
 }  // namespace rjit::detail

@@ -138,9 +138,18 @@ private:
   std::map<uint64_t, Entry> modules;
 };
 
+/// The address of a process symbol for JIT code, and whether it stays valid for the life of the
+/// process.
+struct ProcessSymbol {
+  uint64_t address = 0;  ///< 0: unknown
+  bool stable = false;
+};
+
 /// The address of `name` in this process for JIT code: `atexit` (which glibc does not export:
 /// it lives in libc_nonshared.a) is our own that files the handler under the module it comes
-/// from; everything else is dlsym(RTLD_DEFAULT). 0 when unknown.
-uint64_t processSymbol(const std::string& name);
+/// from; everything else is dlsym(RTLD_DEFAULT). The object that defines it is pinned
+/// (RTLD_NODELETE): loaded code keeps pointers into it, so it must never be unloaded, and rjitd
+/// may then reuse the answer for this connection's later loads (`stable`).
+ProcessSymbol processSymbol(const std::string& name);
 
 }  // namespace rjit::detail

@@ -414,6 +414,10 @@ std::string describe(llvm::Error err) {
 
 }  // namespace
 
+bool definesItself(std::string_view name) {
+  return name == DSO_HANDLE;
+}
+
 std::variant<PreparedObject, Failure> prepare(std::shared_ptr<const CompiledObject> object,
                                               std::string moduleName) {
   auto impl = std::make_unique<PreparedObject::Impl>();

@@ -114,6 +114,10 @@ private:
   std::unique_ptr<Impl> impl;
 };
 
+/// Whether the linker defines `name` itself for every image (`__dso_handle`), so that nobody
+/// needs to be asked for its address.
+bool definesItself(std::string_view name);
+
 /// Parses `object` (an ELF relocatable object for x86_64 or AArch64) for linking; it is kept
 /// alive until the link is done. `moduleName` appears in errors. Thread-safe.
 std::variant<PreparedObject, Failure> prepare(std::shared_ptr<const CompiledObject> object,

@@ -2,12 +2,14 @@
 // The same-host fast path end to end: modules compiled and linked by a real rjitd, mapped into
 // this test process through the real client library, and called natively.
 #include <dirent.h>
+#include <dlfcn.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <mutex>
@@ -39,6 +41,10 @@ std::vector<std::string> takeEvents() {
 
 int hostTriple(int x) {
   return 3 * x;
+}
+
+extern "C" int fakeGetpid() {
+  return 4242;
 }
 
 }  // namespace
@@ -304,6 +310,76 @@ TEST_P(LoadTest, UnresolvedSymbolsAreNamed) {
   Module module = client.load(moduleRequest("fastpath.ll"), hostSymbols());
   EXPECT_EQ(module.lookup<int(int, int)>("add")(1, 2), 3);
   expectServes(client);
+}
+
+TEST_P(LoadTest, WarmLoadsAskTheClientNothing) {
+  Client client(clientOptions());
+  auto questions = [&] { return client.stats().symbolQuestions; };
+  LoadOptions offered;
+  offered.symbols["host_twice"] = reinterpret_cast<void*>(&host_twice);
+  uint64_t before = questions();
+  {
+    Module module = client.load(moduleRequest("fastpath-imports.ll"), offered);
+    EXPECT_EQ(module.lookup<int()>("pid_via_libc")(), getpid());
+    EXPECT_EQ(module.lookup<int(int)>("twice_plus_one")(20), 41);
+  }
+  // One question, for getpid; host_twice travelled with the request.
+  uint64_t first = questions();
+  EXPECT_EQ(first, before + 1);
+  for (int i = 0; i < 3; ++i) {
+    Module module = client.load(moduleRequest("fastpath-imports.ll"), offered);
+    EXPECT_EQ(module.lookup<int()>("pid_via_libc")(), getpid());
+  }
+  EXPECT_EQ(questions(), first) << "rjitd asked again for a process symbol it had been told";
+
+  // What the request offers wins over the process symbol rjitd remembers.
+  LoadOptions fake = offered;
+  fake.symbols["getpid"] = reinterpret_cast<void*>(&fakeGetpid);
+  {
+    Module module = client.load(moduleRequest("fastpath-imports.ll"), fake);
+    EXPECT_EQ(module.lookup<int()>("pid_via_libc")(), 4242);
+  }
+  // Without process symbols, the remembered ones are not used either.
+  LoadOptions none = offered;
+  none.processSymbols = false;
+  auto error = catchError([&] { client.load(moduleRequest("fastpath-imports.ll"), none); });
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->kind(), ErrorKind::LinkFailed);
+  EXPECT_NE(std::string(error->what()).find("getpid"), std::string::npos) << error->what();
+  EXPECT_EQ(questions(), first + 1);
+  {
+    Module module = client.load(moduleRequest("fastpath-imports.ll"), offered);
+    EXPECT_EQ(module.lookup<int()>("pid_via_libc")(), getpid());
+  }
+  EXPECT_EQ(questions(), first + 1);
+
+  // Another connection has its own answers: it is asked once too.
+  Client other(clientOptions());
+  Module module = other.load(moduleRequest("fastpath-imports.ll"), offered);
+  EXPECT_EQ(module.lookup<int()>("pid_via_libc")(), getpid());
+  EXPECT_EQ(questions(), first + 2);
+  expectServes(client);
+}
+
+TEST_P(LoadTest, LibraryAModuleImportsFromStaysLoaded) {
+  const char* path = std::getenv("RJIT_TEST_PLUGIN");
+  ASSERT_NE(path, nullptr) << "RJIT_TEST_PLUGIN is not set (run under meson test)";
+  void* plugin = ::dlopen(path, RTLD_NOW | RTLD_GLOBAL);
+  ASSERT_NE(plugin, nullptr) << ::dlerror();
+  Client client(clientOptions());
+  {
+    Module module = client.load(moduleRequest("fastpath-plugin-user.ll"));
+    EXPECT_EQ(module.lookup<int()>("plugin_plus_one")(), 42);
+  }
+  // The loaded code kept a pointer into the library, so the client pinned it: closing the
+  // program's handle does not unload it, and rjitd's remembered address stays right.
+  ASSERT_EQ(::dlclose(plugin), 0);
+  void* still = ::dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+  EXPECT_NE(still, nullptr) << "the library was unloaded under the address rjitd remembers";
+  if (still != nullptr)
+    ::dlclose(still);
+  Module again = client.load(moduleRequest("fastpath-plugin-user.ll"));
+  EXPECT_EQ(again.lookup<int()>("plugin_plus_one")(), 42);
 }
 
 TEST_P(LoadTest, ModuleOverTheMemoryQuotaIsRefused) {

@@ -363,6 +363,8 @@ TEST_F(PrometheusTest, RjitInfoShowsTheScrapedFigures) {
        "rjitd_loaded_images"},
       {"loaded bytes", stats["fast_path"]["loaded_bytes"], "rjitd_loaded_image_bytes",
        "rjitd_loaded_image_bytes"},
+      {"symbol questions", stats["fast_path"]["symbol_questions"], "rjitd_symbol_questions_total",
+       "rjitd_symbol_questions_total"},
   };
   for (const Figure& f : figures) {
     ASSERT_TRUE(f.shown.is_number()) << f.what << " missing from rjit info --json:\n" << info.out;

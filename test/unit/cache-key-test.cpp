@@ -3,16 +3,19 @@
 // field boundaries, and the hex/bytes conversions.
 #include "cache-key.h"
 
+#include <atomic>
 #include <gtest/gtest.h>
 #include <memory>
 #include <openssl/evp.h>
+#include <optional>
 #include <set>
 #include <string>
 
 namespace rjitd::cache {
 namespace {
 
-/// SHA-256 computed here, independently of cache-key.cpp, with OpenSSL's one-shot EVP_Digest.
+/// SHA-256 computed here, independently of cache-key.cpp (Nettle), with OpenSSL's one-shot
+/// EVP_Digest.
 Key sha256(std::string_view bytes) {
   Key out{};
   unsigned int size = 0;
@@ -66,6 +69,28 @@ TEST(CacheKeyTest, MatchesDocumentedEncoding) {
   EXPECT_EQ(computeKey(empty), sha256(encode(empty)));
 }
 
+TEST(CacheKeyTest, LargeModulesHashInPiecesToTheSameKey) {
+  // Several 256 KiB pieces and a partial one, with a byte pattern that shows a piece misplaced.
+  std::string module(3 * 256 * 1024 + 12345, '\0');
+  for (size_t i = 0; i < module.size(); ++i)
+    module[i] = static_cast<char>((i * 131) >> 7);
+  KeyInputs in = baseInputs();
+  in.module = module;
+  std::atomic<bool> cancelled{false};
+  std::optional<Key> pieces = computeKey(in, cancelled);
+  ASSERT_TRUE(pieces.has_value());
+  EXPECT_EQ(*pieces, computeKey(in));
+  EXPECT_EQ(*pieces, sha256(encode(in)));
+}
+
+TEST(CacheKeyTest, CancelledHashGivesNoKey) {
+  KeyInputs in = baseInputs();
+  std::string module(1 << 20, 'x');
+  in.module = module;
+  std::atomic<bool> cancelled{true};
+  EXPECT_FALSE(computeKey(in, cancelled).has_value());
+}
+
 TEST(CacheKeyTest, PinnedValue) {
   // If this fails, the encoding changed: every existing disk cache and every client built
   // before the change now disagree with the daemon. Bump the "-v1" prefix deliberately, then
@@ -76,7 +101,7 @@ TEST(CacheKeyTest, PinnedValue) {
 
 TEST(CacheKeyTest, Deterministic) {
   KeyInputs in = baseInputs();
-  std::string copy(in.module); // same bytes at a different address
+  std::string copy(in.module);  // same bytes at a different address
   KeyInputs in2 = in;
   in2.module = copy;
   EXPECT_EQ(computeKey(in), computeKey(in));
@@ -112,7 +137,7 @@ TEST(CacheKeyTest, EveryFieldChangesTheKey) {
 TEST(CacheKeyTest, ModuleBytesAreHashedExactly) {
   using namespace std::string_literals;
   KeyInputs a = baseInputs(), b = baseInputs(), c = baseInputs();
-  std::string withNul = "BC\xc0\xde\0\0\x01"s; // bitcode-like bytes with NULs
+  std::string withNul = "BC\xc0\xde\0\0\x01"s;  // bitcode-like bytes with NULs
   std::string truncated = "BC\xc0\xde"s;
   a.module = withNul;
   b.module = truncated;
@@ -184,7 +209,7 @@ TEST(CacheKeyTest, KeyFromBytesRejectsWrongSizes) {
   EXPECT_FALSE(keyFromBytes("").has_value());
   EXPECT_FALSE(keyFromBytes(bytes.substr(0, 31)).has_value());
   EXPECT_FALSE(keyFromBytes(bytes + '\0').has_value());
-  EXPECT_FALSE(keyFromBytes(toHex(k)).has_value()); // hex is text, not a key
+  EXPECT_FALSE(keyFromBytes(toHex(k)).has_value());  // hex is text, not a key
 }
 
 TEST(CacheKeyTest, CompilerIdentityFormat) {
@@ -192,5 +217,5 @@ TEST(CacheKeyTest, CompilerIdentityFormat) {
   EXPECT_EQ(compilerIdentity("", ""), "rjitd/ llvm/");
 }
 
-} // namespace
-} // namespace rjitd::cache
+}  // namespace
+}  // namespace rjitd::cache

@@ -146,6 +146,7 @@ struct ServerStats {
   uint64_t loads = 0, links = 0, linkFailures = 0;  ///< the fast path
   uint32_t loadedImages = 0;                        ///< modules clients hold loaded
   uint64_t loadedImageBytes = 0;
+  uint64_t symbolQuestions = 0;  ///< times rjitd asked a client for its symbols' addresses
   struct RequestCount {
     std::string method, result;  ///< result: "ok" or an error kind ("invalid-module", ...)
     uint64_t count = 0;
@@ -158,14 +159,18 @@ struct ServerStats {
   std::vector<ErrorCount> errorCounts;      ///< every error kind seen
 };
 
-/// How a module's references to symbols it does not define are resolved in this process,
-/// after the definitions of modules this client loaded before (which come first).
+/// How a module's references to symbols it does not define are resolved in this process: by
+/// `symbols`, then by the definitions of modules this client loaded before, then (with
+/// `processSymbols`) by the process's global symbols.
 struct LoadOptions {
   /// Functions and data this program offers the module by name, e.g.
-  /// `{{"host_log", reinterpret_cast<void*>(&host_log)}}`. Searched before the process's own.
+  /// `{{"host_log", reinterpret_cast<void*>(&host_log)}}`. Searched first; sent with the
+  /// request.
   std::map<std::string, void*> symbols;
   /// Also resolve through the process's global symbols (libc, libm, the C++ runtime, and the
-  /// program's own when it is linked with -rdynamic), as dlsym(RTLD_DEFAULT) finds them.
+  /// program's own when it is linked with -rdynamic), as dlsym(RTLD_DEFAULT) finds them. A
+  /// shared library a module takes a symbol from is pinned: it stays loaded (RTLD_NODELETE)
+  /// for the life of the process, since loaded code may keep pointers into it.
   bool processSymbols = true;
 };
 
