@@ -148,15 +148,13 @@ public:
     std::string name;
     uint64_t base;
   };
-  /// At most this many process symbols are remembered per connection; beyond it rjitd asks.
-  static constexpr size_t MAX_PROCESS_SYMBOLS = 65536;
-
   std::shared_ptr<ClientArena> arena;  // set by the connection's first load
   std::unordered_map<std::string, Definition> symbols;
   /// Process symbols (libc, the program's own) the client answered as stable on this
   /// connection: later loads use them without a question to the client. A process's libc does
   /// not move, and the client pins every library it answers from (SymbolResolver).
   std::unordered_map<std::string, uint64_t> processSymbols;
+  uint64_t processSymbolBytes = 0;  // of their names (LoadLimits::maxRememberedSymbolBytes)
   std::unordered_map<uint64_t, Module> modules;  // loaded now, by id
   uint64_t nextModule = 1;
   uint32_t loading = 0;  // loads in progress; they count against the limits too
@@ -338,14 +336,18 @@ kj::Promise<void> askClient(LoadState& s, std::shared_ptr<Resolution> r,
         KJ_REQUIRE(addresses.size() == names.size(),
                    "the client's symbol resolver answered with the wrong number of addresses");
         bool withStable = stable.size() == names.size();
-        auto& process = s.images->processSymbols;
+        ClientImages& images = *s.images;
+        const LoadLimits& limits = s.env.limits;
         for (size_t i = 0; i < names.size(); ++i) {
           r->asked.insert(names[i]);
           if (addresses[i] == 0)
             continue;
           r->addresses.emplace(names[i], addresses[i]);
-          if (withStable && stable[i] && process.size() < ClientImages::MAX_PROCESS_SYMBOLS)
-            process.emplace(names[i], addresses[i]);
+          if (withStable && stable[i] &&
+              images.processSymbols.size() < limits.maxRememberedSymbols &&
+              names[i].size() <= limits.maxRememberedSymbolBytes - images.processSymbolBytes &&
+              images.processSymbols.emplace(names[i], addresses[i]).second)
+            images.processSymbolBytes += names[i].size();
         }
       });
   // A client that never answers must not hold its load (and rjitd's drain) forever.
@@ -551,9 +553,24 @@ kj::Promise<std::optional<ErrorKind>> serveLoad(LoadEnvironment& env, std::strin
     return Answer(s.fail(invalid("a connection loads into one reservation, named by its first "
                                  "load; this request names another (base " +
                                  hex(arena.getBase()) + ")")));
-  for (auto symbol : request.getSymbols())
+  auto offered = request.getSymbols();
+  if (offered.size() > env.limits.maxOfferedSymbols)
+    return Answer(s.fail(invalid("the load offers " + std::to_string(offered.size()) +
+                                 " symbols (LoadOptions::symbols); rjitd accepts at most " +
+                                 std::to_string(env.limits.maxOfferedSymbols) +
+                                 " per load: offer only what the module uses")));
+  uint64_t offeredBytes = 0;
+  for (auto symbol : offered) {
+    offeredBytes += symbol.getName().size();
+    if (offeredBytes > env.limits.maxOfferedSymbolBytes)
+      return Answer(
+          s.fail(invalid("the names of the symbols the load offers (LoadOptions::symbols) "
+                         "add up to more than " +
+                         std::to_string(env.limits.maxOfferedSymbolBytes) +
+                         " bytes, the most rjitd accepts per load")));
     s.offered.emplace(std::string(symbol.getName().cStr(), symbol.getName().size()),
                       symbol.getAddress());  // the first of a name wins
+  }
   s.processSymbols = request.getProcessSymbols();
   CompileJob job = toCompileJob(request.getCompile());
   s.moduleName = job.moduleName;

@@ -36,6 +36,13 @@ struct LoadLimits {
   std::chrono::milliseconds resolveTimeout{30000};
   /// The largest piece of an image one `LoadedImage.read` returns (TCP clients).
   uint64_t maxReadBytes = 16ull << 20;
+  /// Addresses one load request may offer (LoadRequest.symbols), and the bytes of their names.
+  uint32_t maxOfferedSymbols = 16384;
+  uint64_t maxOfferedSymbolBytes = 1ull << 20;
+  /// Process symbols rjitd remembers for one connection, and the bytes of their names; past
+  /// these it asks the client again instead.
+  uint32_t maxRememberedSymbols = 65536;
+  uint64_t maxRememberedSymbolBytes = 4ull << 20;
 };
 
 /// What all connections have loaded; lives on the event-loop thread with the daemon's state.

@@ -293,8 +293,11 @@ std::shared_ptr<void> ModuleRegistry::owner(uint64_t base) const {
 }
 
 ProcessSymbol processSymbol(const std::string& name) {
-  void* address =
-      name == "atexit" ? reinterpret_cast<void*>(&rjitAtexit) : ::dlsym(RTLD_DEFAULT, name.c_str());
+  auto lookup = [&name]() {
+    return name == "atexit" ? reinterpret_cast<void*>(&rjitAtexit)
+                            : ::dlsym(RTLD_DEFAULT, name.c_str());
+  };
+  void* address = lookup();
   ProcessSymbol out{reinterpret_cast<uint64_t>(address), false};
   Dl_info info;
   link_map* object = nullptr;
@@ -306,11 +309,13 @@ ProcessSymbol processSymbol(const std::string& name) {
     out.stable = true;  // the program itself
     return out;
   }
-  // Pin the library: RTLD_NODELETE stays set after the handle is closed. A library that cannot
-  // be named (the vDSO) is not pinned, and its answers are asked for again on every load.
+  // Pin the library: RTLD_NODELETE stays set after the handle is closed (as LLVM's
+  // DynamicLibrary::getPermanentLibrary keeps the libraries JIT code links against). Another
+  // thread may have unloaded it between dlsym and here: only an answer that is the same once
+  // the library is pinned is stable. One that cannot be pinned is asked for on every load.
   if (void* handle = ::dlopen(object->l_name, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE)) {
     ::dlclose(handle);
-    out.stable = true;
+    out.stable = lookup() == address;
   }
   return out;
 }

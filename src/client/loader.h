@@ -149,7 +149,8 @@ struct ProcessSymbol {
 /// it lives in libc_nonshared.a) is our own that files the handler under the module it comes
 /// from; everything else is dlsym(RTLD_DEFAULT). The object that defines it is pinned
 /// (RTLD_NODELETE): loaded code keeps pointers into it, so it must never be unloaded, and rjitd
-/// may then reuse the answer for this connection's later loads (`stable`).
+/// may then reuse the answer for this connection's later loads (`stable`). Not stable when the
+/// object cannot be found or pinned (the answer is still right for this load).
 ProcessSymbol processSymbol(const std::string& name);
 
 }  // namespace rjit::detail

@@ -170,7 +170,11 @@ struct LoadOptions {
   /// Also resolve through the process's global symbols (libc, libm, the C++ runtime, and the
   /// program's own when it is linked with -rdynamic), as dlsym(RTLD_DEFAULT) finds them. A
   /// shared library a module takes a symbol from is pinned: it stays loaded (RTLD_NODELETE)
-  /// for the life of the process, since loaded code may keep pointers into it.
+  /// for the life of the process, since loaded code may keep pointers into it, even after the
+  /// module is unloaded. dlclose() of such a library then leaves it loaded, and a dlopen() of
+  /// a rebuilt copy at the same path returns the old one: a program that reloads plugins must
+  /// offer their functions through `symbols` instead. rjitd remembers these answers for the
+  /// connection, so later loads need not ask for them again.
   bool processSymbols = true;
 };
 
