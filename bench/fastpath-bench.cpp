@@ -706,7 +706,7 @@ public:
         {"client", "baseline: connected, nothing loaded", nullptr, 2},
         {"client", "kernels -O2, loaded and called", kernelsModule, 2},
         {"client", "stb -O2, loaded and called", stbModule, 2},
-        // Without hash-first the client never computes a SHA-256, but sends the module in a message.
+        // Without hash-first the client computes no SHA-256 but sends the module in a message.
         {"client",
          "stb -O2, module sent (no hash-first)",
          stbModule,
