@@ -4,9 +4,6 @@
 #include "cache-key.h"
 
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
-#include <memory>
 #include <nettle/sha2.h>
 #include <tuple>
 
