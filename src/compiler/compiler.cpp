@@ -4,6 +4,7 @@
 #include "compiler.h"
 
 #include "diagnostics.h"
+#include "ir-signature.h"
 #include "subtarget-check.h"
 
 #include <llvm/ADT/SmallVector.h>
@@ -354,32 +355,42 @@ llvm::Error readSymbols(CompiledObject& object) {
   return llvm::Error::success();
 }
 
-/// "i32(ptr,double)", "void(i32,...)", "zeroext i8(signext i16)": the IR type of a defined
-/// function, for callers that marshal arguments by signature (rjit call). LLVM's own type
-/// names, with the zeroext/signext attributes that tell unsigned from signed small integers.
-std::string signatureOf(const llvm::Function& function) {
-  std::string out;
-  llvm::raw_string_ostream os(out);
-  llvm::FunctionType* type = function.getFunctionType();
-  auto extension = [&](const llvm::AttributeSet& attributes) {
+/// One type of a signature: the kinds IrType models, anything else as LLVM prints it.
+IrType irTypeOf(llvm::Type* type, const llvm::AttributeSet& attributes) {
+  if (type->isIntegerTy()) {
+    IrType::Extension extension = IrType::Extension::None;
     if (attributes.hasAttribute(llvm::Attribute::ZExt))
-      os << "zeroext ";
+      extension = IrType::Extension::Zero;
     else if (attributes.hasAttribute(llvm::Attribute::SExt))
-      os << "signext ";
-  };
-  extension(function.getAttributes().getRetAttrs());
-  type->getReturnType()->print(os);
-  os << '(';
-  for (unsigned i = 0; i < type->getNumParams(); ++i) {
-    if (i != 0)
-      os << ',';
-    extension(function.getAttributes().getParamAttrs(i));
-    type->getParamType(i)->print(os);
+      extension = IrType::Extension::Sign;
+    return IrType::integer(type->getIntegerBitWidth(), extension);
   }
-  if (type->isVarArg())
-    os << (type->getNumParams() != 0 ? ",..." : "...");
-  os << ')';
-  return os.str();
+  if (type->isVoidTy())
+    return IrType::voidType();
+  if (type->isFloatTy())
+    return IrType::floatType();
+  if (type->isDoubleTy())
+    return IrType::doubleType();
+  if (type->isPointerTy() && type->getPointerAddressSpace() == 0)
+    return IrType::pointer();
+  std::string spelling;
+  llvm::raw_string_ostream os(spelling);
+  type->print(os);
+  return IrType::other(os.str());
+}
+
+/// "i32(ptr,double)", "void(i32,...)", "zeroext i8(signext i16)": the IR type of a defined
+/// function, for callers that marshal arguments by signature (rjit run, rjit call). The string
+/// format is src/common/ir-signature.h's.
+std::string signatureOf(const llvm::Function& function) {
+  llvm::FunctionType* type = function.getFunctionType();
+  const llvm::AttributeList& attributes = function.getAttributes();
+  IrSignature signature;
+  signature.result = irTypeOf(type->getReturnType(), attributes.getRetAttrs());
+  for (unsigned i = 0; i < type->getNumParams(); ++i)
+    signature.params.push_back(irTypeOf(type->getParamType(i), attributes.getParamAttrs(i)));
+  signature.variadic = type->isVarArg();
+  return formatIrSignature(signature);
 }
 
 void addSignatures(const llvm::Module& module, CompiledObject& object) {

@@ -3,6 +3,7 @@
 // (triple, datalayout, optnone, function attributes, emulated TLS), each bad-input path and
 // concurrent, deterministic compiles.
 #include "compiler.h"
+#include "ir-signature.h"
 
 #include <llvm/AsmParser/Parser.h>
 #include <llvm/Bitcode/BitcodeWriter.h>
@@ -21,6 +22,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <variant>
 #include <vector>
 
 namespace rjitd::compiler {
@@ -606,6 +608,69 @@ define double @g(double %x) {
   EXPECT_EQ(findDefine(object, "g")->kind, ObjectSymbol::Kind::Function);
   EXPECT_EQ(findDefine(object, "overridable")->kind, ObjectSymbol::Kind::Function);
   EXPECT_EQ(findDefine(object, "table")->kind, ObjectSymbol::Kind::Data);
+}
+
+TEST(CompilerTest, SignaturesAreWrittenInTheIrSignatureFormat) {
+  // One function per kind of type the compiler may record; each signature must read back
+  // through parseIrSignature to the same text (rjit run and rjit call parse them).
+  const char* ir = R"(%pair = type { i64, i64 }
+define void @v() {
+  ret void
+}
+define zeroext i1 @b(zeroext i1 %x) {
+  ret i1 %x
+}
+define signext i8 @s8(signext i8 %x, zeroext i8 %y) {
+  ret i8 %x
+}
+define zeroext i16 @u16(signext i16 %x, i16 %y) {
+  ret i16 %y
+}
+define i32 @mixed(i32 %a, i64 %b, float %c, double %d, ptr %e) {
+  ret i32 %a
+}
+define i64 @variadic(i32 %n, ...) {
+  ret i64 0
+}
+define ptr @onlyvariadic(...) {
+  ret ptr null
+}
+define i128 @wide(i128 %x) {
+  ret i128 %x
+}
+define %pair @pairs(<4 x float> %v, [2 x i32] %a, half %h, ptr addrspace(1) %p) {
+  ret %pair zeroinitializer
+}
+define { i32, double } @literal(x86_fp80 %x) {
+  ret { i32, double } zeroinitializer
+}
+)";
+  CompiledObject object = compileOk(ir, options(X86_64, 0));
+  const std::pair<const char*, const char*> expected[] = {
+      {"v", "void()"},
+      {"b", "zeroext i1(zeroext i1)"},
+      {"s8", "signext i8(signext i8,zeroext i8)"},
+      {"u16", "zeroext i16(signext i16,i16)"},
+      {"mixed", "i32(i32,i64,float,double,ptr)"},
+      {"variadic", "i64(i32,...)"},
+      {"onlyvariadic", "ptr(...)"},
+      {"wide", "i128(i128)"},
+      {"pairs", "%pair(<4 x float>,[2 x i32],half,ptr addrspace(1))"},
+      {"literal", "{ i32, double }(x86_fp80)"},
+  };
+  for (const auto& [name, signature] : expected) {
+    const ObjectSymbol* symbol = findDefine(object, name);
+    ASSERT_NE(symbol, nullptr) << name;
+    EXPECT_EQ(symbol->signature, signature) << name;
+    auto parsed = parseIrSignature(symbol->signature);
+    ASSERT_TRUE(std::holds_alternative<IrSignature>(parsed))
+        << std::get<IrSignatureError>(parsed).describe();
+    EXPECT_EQ(formatIrSignature(std::get<IrSignature>(parsed)), signature);
+  }
+  auto mixed = std::get<IrSignature>(parseIrSignature(findDefine(object, "mixed")->signature));
+  EXPECT_EQ(mixed.params, (std::vector<IrType>{IrType::integer(32), IrType::integer(64),
+                                               IrType::floatType(), IrType::doubleType(),
+                                               IrType::pointer()}));
 }
 
 TEST(CompilerTest, ThreadLocalUsesEmulatedTls) {
