@@ -69,11 +69,11 @@ union Slot {
   uint64_t u64;
   float f;
   double d;
-  const void* p;
+  void* p;
 };
 
 /// Stores an argument that checkFits accepted into `slot`.
-void store(const Value& value, const IrType& type, Slot& slot, const char* string) {
+void store(const Value& value, const IrType& type, Slot& slot, char* string) {
   switch (type.kind) {
   case IrType::Kind::Integer: {
     // Two's complement: the low bits of either kind are the value at the parameter's width.
@@ -101,8 +101,8 @@ void store(const Value& value, const IrType& type, Slot& slot, const char* strin
     break;
   case IrType::Kind::Pointer:
     slot.p = value.kind == Value::Kind::String
-                 ? static_cast<const void*>(string)
-                 : reinterpret_cast<const void*>(static_cast<uintptr_t>(value.unsignedValue));
+                 ? static_cast<void*>(string)
+                 : reinterpret_cast<void*>(static_cast<uintptr_t>(value.unsignedValue));
     break;
   case IrType::Kind::Void:
   case IrType::Kind::Other: break;
@@ -206,11 +206,15 @@ std::variant<Value, CallError> callBySignature(void* function, std::string_view 
   std::vector<ffi_type*> types(count);
   std::vector<Slot> slots(count);
   std::vector<void*> pointers(count);
+  // Writable copies (C functions may write into their string arguments, strtok does), reserved
+  // so that their buffers stay put for the whole call.
+  std::vector<std::string> strings;
+  strings.reserve(count);
   for (size_t i = 0; i < count; ++i) {
     types[i] = ffiType(signature.params[i]);
-    // The strings stay in `arguments` (const, not resized) for the whole call.
-    const char* string =
-        arguments[i].kind == Value::Kind::String ? arguments[i].text.c_str() : nullptr;
+    char* string = nullptr;
+    if (arguments[i].kind == Value::Kind::String)
+      string = strings.emplace_back(arguments[i].text).data();
     store(arguments[i], signature.params[i], slots[i], string);
     pointers[i] = &slots[i];
   }

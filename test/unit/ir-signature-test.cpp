@@ -87,6 +87,8 @@ TEST(IrSignatureTest, EveryTypeTheCompilerWritesRoundTrips) {
            "i128(i128)",
            "i7(i33)",
            "%pair(<4 x float>,[2 x i32],half,ptr addrspace(1))",
+           // How LLVM's Type::print spells a named struct (with its body).
+           "%pair = type { i64, i64 }(<4 x float>,[2 x i32],half,ptr addrspace(1))",
            "{ i32, double }(x86_fp80)",
            "ptr addrspace(1)(ptr addrspace(1),{ ptr, { i8, [3 x i16] } })",
            "%\"struct.odd (name), here\"(bfloat,fp128)",

@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: MIT
+// The files `rjit` reads and writes (see file-io.h).
+#include "file-io.h"
+
+#include <cerrno>
+#include <fcntl.h>
+#include <kj/exception.h>
+#include <kj/io.h>
+#include <sys/stat.h>
+#include <system_error>
+#include <unistd.h>
+
+namespace rjitd::cli {
+namespace {
+
+FileError failure(const char* verb, const std::string& path, int error) {
+  return {std::string("cannot ") + verb + " " + path + ": " +
+          std::system_category().message(error)};
+}
+
+/// Writes all of `bytes`; returns 0 or the errno of the failed write.
+int writeAll(int fd, std::string_view bytes) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return errno;
+    done += static_cast<size_t>(n);
+  }
+  return 0;
+}
+
+/// Closes `fd` now and reports whether close failed. For a written file close is part of the
+/// write (NFS and quotas report delayed write errors there), and AutoCloseFd's destructor would
+/// throw that error; here it becomes a value.
+std::optional<FileError> closeWritten(kj::AutoCloseFd& fd, const std::string& path) {
+  KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&]() { fd = nullptr; })) {
+    return FileError{"cannot write " + path + ": " + exception->getDescription().cStr()};
+  }
+  return std::nullopt;
+}
+
+std::optional<FileError> writeInPlace(const std::string& path, std::string_view bytes) {
+  // No O_CREAT: it exists, and is not to be replaced. No O_TRUNC: meaningless for the devices
+  // and FIFOs that come here.
+  kj::AutoCloseFd fd(::open(path.c_str(), O_WRONLY | O_NOCTTY | O_CLOEXEC));
+  if (fd.get() < 0)
+    return failure("write", path, errno);
+  if (int error = writeAll(fd, bytes); error != 0)
+    return failure("write", path, error);
+  return closeWritten(fd, path);
+}
+
+std::optional<FileError> writeAtomically(const std::string& path, std::string_view bytes) {
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  kj::AutoCloseFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666));
+  if (fd.get() < 0)
+    return failure("write", path, errno);
+  std::optional<FileError> problem;
+  if (int error = writeAll(fd, bytes); error != 0)
+    problem = failure("write", path, error);
+  else
+    problem = closeWritten(fd, path);
+  if (!problem && ::rename(tmp.c_str(), path.c_str()) != 0)
+    problem = failure("write", path, errno);
+  if (problem)
+    ::unlink(tmp.c_str());
+  return problem;
+}
+
+}  // namespace
+
+std::variant<std::string, FileError> readFile(const std::string& path) {
+  kj::AutoCloseFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0)
+    return failure("read", path, errno);
+  std::string data;
+  struct stat st;
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+    data.reserve(static_cast<size_t>(st.st_size));
+  char buffer[1 << 16];
+  while (true) {
+    ssize_t n = ::read(fd, buffer, sizeof(buffer));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return failure("read", path, errno);
+    if (n == 0)
+      return data;
+    data.append(buffer, static_cast<size_t>(n));
+  }
+}
+
+std::optional<FileError> writeOutput(const std::string& path, std::string_view bytes) {
+  // stat, not lstat: a symlink to /dev/null is written through; a symlink to a regular file is
+  // replaced by the new file, as before.
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+    return writeInPlace(path, bytes);
+  return writeAtomically(path, bytes);
+}
+
+}  // namespace rjitd::cli

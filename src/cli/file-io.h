@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: MIT
+// The files `rjit` reads (modules) and writes (objects), with failures as values that say which
+// file and why.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+namespace rjitd::cli {
+
+/// "cannot read PATH: REASON" or "cannot write PATH: REASON".
+struct FileError {
+  std::string message;
+};
+
+/// The whole file (or FIFO, or device: read to its end).
+std::variant<std::string, FileError> readFile(const std::string& path);
+
+/// Writes `bytes` to `path`. A regular file (or a new one) is replaced atomically: the bytes go
+/// to PATH.tmp.PID, which is renamed over PATH, so readers see the old file or the whole new
+/// one and a failed write leaves PATH as it was. Anything else that exists (a device such as
+/// /dev/null, a FIFO, a terminal) is written in place: renaming over it would replace the node
+/// itself, which as root means replacing /dev/null with a regular file.
+std::optional<FileError> writeOutput(const std::string& path, std::string_view bytes);
+
+}  // namespace rjitd::cli
