@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 // rjit: the command-line client of rjitd (compile a module through the server, run it in this
 // process through the fast path, call one of its functions, show what the server is and how it
-// is doing). Everything it does goes through libremotejit-client.
+// is doing). This file is the wiring: the command line (CLI11) and one function per command,
+// joining libremotejit-client to the parts: file-io (reading modules, writing objects),
+// program-main (`run`), src/marshal (`call`) and info-render (`info`).
 #include "call.h"
 #include "file-io.h"
 #include "info-render.h"
