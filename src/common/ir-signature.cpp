@@ -15,8 +15,8 @@ constexpr std::string_view VARARGS = "...";
 constexpr uint32_t MAX_INT_BITS = 1u << 23;
 
 /// Names of LLVM's first-class types that IrType does not model but a signature may carry.
-constexpr std::array<std::string_view, 8> OTHER_NAMES = {
-    "half", "bfloat", "fp128", "x86_fp80", "ppc_fp128", "x86_amx", "token", "metadata"};
+constexpr std::array<std::string_view, 9> OTHER_NAMES = {
+    "half", "bfloat", "fp128", "x86_fp80", "ppc_fp128", "x86_mmx", "x86_amx", "token", "metadata"};
 /// Openings of LLVM's composite and parameterised types (structs, vectors, arrays, named
 /// types, target extension types, pointers in other address spaces).
 constexpr std::array<std::string_view, 6> OTHER_PREFIXES = {"{", "<",       "[",
