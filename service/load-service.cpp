@@ -9,12 +9,10 @@
 #include "client-symbols.h"
 #include "linker.h"
 #include "loaded-image.h"
-#include "log.h"
 #include "proto-convert.h"
 #include "symbol-resolver.h"
 
 #include <chrono>
-#include <cstdio>
 #include <kj/debug.h>
 #include <optional>
 #include <set>
@@ -31,8 +29,10 @@ public:
   /// loads must name the same reservation. InvalidRequest Failure otherwise.
   std::variant<std::shared_ptr<AddressRanges>, Failure>
   useRanges(uint64_t base, uint64_t size, uint64_t pageSize, uint64_t limit) {
-    if (ranges == nullptr) {
-      auto created = AddressRanges::create(base, size, pageSize, limit);
+    // Checked on every load, so that a malformed reservation gets the same answer whether or
+    // not it comes first.
+    auto created = AddressRanges::create(base, size, pageSize, limit);
+    if (ranges == nullptr || std::holds_alternative<Failure>(created)) {
       if (auto* r = std::get_if<std::shared_ptr<AddressRanges>>(&created))
         ranges = *r;
       return created;

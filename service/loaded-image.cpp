@@ -28,11 +28,13 @@ int readFully(int fd, kj::byte* out, uint64_t size, uint64_t offset) {
   return 0;
 }
 
-/// One read handed to a worker, which writes straight into the answer's buffer. That buffer
-/// belongs to the call; when the call's promise is dropped (the connection closing), the
-/// worker must not be writing into it any more: a read not started yet is skipped, and one
-/// under way is waited for (a single pread of at most maxReadBytes from memory, so the wait
-/// is short and happens only on that teardown path).
+/// One read handed to a worker, which writes straight into the answer's buffer (a copy on the
+/// loop would cost what the pread costs). That buffer belongs to the call. Cap'n Proto keeps a
+/// call's promise until it settles unless the method allows cancellation (this one does not),
+/// even when the client or its connection goes away; should the promise still be dropped
+/// early (an event loop torn down before the pool), the worker must not write into the freed
+/// buffer: a read not started yet is skipped, and one under way is waited for (one pread of
+/// at most maxReadBytes from memory, so the wait is short and only on that path).
 struct ReadJob {
   enum class State { Queued, Running, Finished, Abandoned };
   std::mutex mutex;

@@ -3,6 +3,7 @@
 // real worker pool, the memfd attached, and its release running the module's bookkeeping.
 #include "loaded-image.h"
 
+#include <capnp/rpc-twoparty.h>
 #include <future>
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
@@ -38,6 +39,21 @@ bool expected(kj::ArrayPtr<const kj::byte> bytes, uint64_t offset) {
       return false;
   return true;
 }
+
+/// Keeps the pool's only worker busy until open(): what the worker does next waits.
+struct Gate {
+  std::promise<void> started, opened;
+  kj::Promise<int> occupy(WorkerPool& pool) {
+    auto promise = pool.run<int>([this, open = opened.get_future().share()]() {
+      started.set_value();
+      open.wait();
+      return 0;
+    });
+    started.get_future().wait();  // bounded: the pool's one worker is idle until now
+    return promise;
+  }
+  void open() { opened.set_value(); }
+};
 
 class LoadedImageTest : public ::testing::Test {
 protected:
@@ -119,35 +135,67 @@ TEST_F(LoadedImageTest, TheMemfdIsAttachedAndReleaseUnloads) {
 TEST_F(LoadedImageTest, AReadRunsOnTheWorkerNotTheLoop) {
   // The only worker is busy until the test lets it go: the read cannot finish before then, yet
   // the loop keeps turning.
-  std::promise<void> gate;
-  auto busy = env->pool.run<int>([future = gate.get_future().share()]() {
-    future.wait();
-    return 0;
-  });
+  Gate gate;
+  auto busy = gate.occupy(env->pool);
   auto read = readRequest(0, MAX_READ).send();
   EXPECT_FALSE(read.poll(env->io.waitScope)) << "the read waits for the worker";
-  gate.set_value();
+  gate.open();
   auto response = read.wait(env->io.waitScope);
   EXPECT_TRUE(expected(response.getBytes(), 0));
   busy.wait(env->io.waitScope);
 }
 
-TEST_F(LoadedImageTest, ADroppedReadIsSkippedAndTheImageCanGo) {
-  std::promise<void> gate;
-  auto busy = env->pool.run<int>([future = gate.get_future().share()]() {
-    future.wait();
-    return 0;
-  });
+TEST_F(LoadedImageTest, AReadInFlightKeepsTheImageUntilItIsAnswered) {
+  // The caller loses interest and drops the capability while the read waits for the worker:
+  // the read still completes (from the memfd it shares) before the image is released.
+  Gate gate;
+  auto busy = gate.occupy(env->pool);
   {
     auto read = readRequest(0, MAX_READ).send();
     EXPECT_FALSE(read.poll(env->io.waitScope));
-  }  // dropped while queued: the worker must not write into its freed answer
+  }
   image = nullptr;
   env->io.waitScope.poll();
-  gate.set_value();
+  EXPECT_FALSE(released) << "the call in flight holds the capability";
+  gate.open();
   busy.wait(env->io.waitScope);
-  // The worker is past the dropped job once a later one has run.
+  // The worker is past the read once a later job has run; its answer reaches the loop next.
   EXPECT_EQ(env->pool.run<int>([]() { return 7; }).wait(env->io.waitScope), 7);
+  env->io.waitScope.poll();
+  EXPECT_TRUE(released);
+}
+
+TEST_F(LoadedImageTest, AServerTornDownDuringAReadReleasesTheImageWhenTheReadEnds) {
+  // Over a real two-party connection: the client goes away, then the server side too, while a
+  // read waits for the worker. Cap'n Proto keeps the call (rjitd does not allow cancellation)
+  // and with it the capability until the read is done; then the image is released.
+  Gate gate;
+  auto busy = gate.occupy(env->pool);
+  auto pipe = kj::newTwoWayPipe();
+  auto server = kj::heap<capnp::TwoPartyServer>(kj::mv(image));
+  server->accept(kj::mv(pipe.ends[0]));
+  {
+    auto client = kj::heap<capnp::TwoPartyClient>(*pipe.ends[1]);
+    auto remote = client->bootstrap().castAs<proto::LoadedImage>();
+    auto request = remote.readRequest();
+    request.setOffset(0);
+    request.setSize(MAX_READ);
+    auto read = request.send();
+    // Until the call has reached the server and waits for the worker.
+    for (int i = 0; i < 100 && env->pool.queued() == 0; ++i)
+      env->io.waitScope.poll();
+    ASSERT_EQ(env->pool.queued(), 1u);
+  }
+  pipe.ends[1] = nullptr;  // the client's end closes
+  server = nullptr;
+  env->io.waitScope.poll();
+  EXPECT_FALSE(released) << "the call in flight holds the capability";
+  gate.open();
+  busy.wait(env->io.waitScope);
+  // The worker is past the read once a later job has run; the read's end reaches the loop next.
+  EXPECT_EQ(env->pool.run<int>([]() { return 7; }).wait(env->io.waitScope), 7);
+  for (int i = 0; i < 100 && !released; ++i)
+    env->io.waitScope.poll();
   EXPECT_TRUE(released);
 }
 
