@@ -194,4 +194,30 @@ compiler::CompileOptions fromProto(proto::CompileRequest::Reader in) {
   return o;
 }
 
+void toProto(const linker::LinkedImage& image, proto::LoadedModule::Builder out) {
+  out.setBase(image.base);
+  out.setSize(image.size);
+  auto segments = out.initSegments(image.segments.size());
+  for (size_t i = 0; i < image.segments.size(); ++i) {
+    segments[i].setAddress(image.segments[i].address);
+    segments[i].setOffset(image.segments[i].offset);
+    segments[i].setSize(image.segments[i].size);
+    segments[i].setProtection(image.segments[i].protection);
+  }
+  auto symbols = out.initSymbols(image.symbols.size());
+  for (size_t i = 0; i < image.symbols.size(); ++i) {
+    symbols[i].setName(image.symbols[i].name);
+    symbols[i].setAddress(image.symbols[i].address);
+    symbols[i].setFunction(image.symbols[i].function);
+  }
+  auto inits = out.initInitializers(image.initializers.size());
+  for (size_t i = 0; i < image.initializers.size(); ++i)
+    inits.set(i, image.initializers[i]);
+  auto finis = out.initFinalizers(image.finalizers.size());
+  for (size_t i = 0; i < image.finalizers.size(); ++i)
+    finis.set(i, image.finalizers[i]);
+  out.setEhFrameAddress(image.ehFrameAddress);
+  out.setEhFrameSize(image.ehFrameSize);
+}
+
 }  // namespace rjitd::service

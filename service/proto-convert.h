@@ -9,6 +9,7 @@
 #include "compile-service.h"
 #include "compiled-object.h"
 #include "compiler.h"
+#include "linker.h"
 
 namespace rjitd::service {
 
@@ -30,6 +31,11 @@ compiler::CompileOptions fromProto(proto::CompileRequest::Reader in);
 /// A served object as an answer: the object (without its bytes unless `withObject`), its key and
 /// whether a compile ran for it.
 void toProto(const Served& served, bool withObject, proto::CompiledObject::Builder out);
+
+/// A linked image as the client maps it: base, size, segments, exported symbols, constructor
+/// and destructor lists and the `.eh_frame` range. The rest of LoadedModule (the capability,
+/// the object, timings, dependencies, readLimit) is the load's to fill.
+void toProto(const linker::LinkedImage& image, proto::LoadedModule::Builder out);
 
 /// A compile request as the compile service takes it (the module copied out of the message).
 CompileJob toCompileJob(proto::CompileRequest::Reader in);

@@ -71,8 +71,30 @@ constexpr const char* DSO_HANDLE = "__dso_handle";
 /// The largest image rjitd links (code, data and bss together); far above any client quota.
 constexpr uint64_t MAX_IMAGE_BYTES = 64ull << 30;
 
-Failure linkFailure(std::string message) {
-  return Failure{ErrorKind::LinkFailed, std::move(message), {}};
+/// The linker's typed llvm::Error: a LinkError travelling through JITLink's callbacks, which
+/// pass an llvm::Error from our hooks (allocate, lookup) to notifyFailed unchanged. Errors of
+/// kind LinkFailed are parts of a sentence ("cannot link M: " is put before them once, in
+/// toLinkError); errors of other kinds are whole sentences and leave the linker as they are.
+class LinkFailure final : public llvm::ErrorInfo<LinkFailure> {
+public:
+  static char ID;
+
+  explicit LinkFailure(LinkError error) : error(std::move(error)) {}
+
+  LinkError& get() { return error; }
+
+  void log(llvm::raw_ostream& os) const override { os << error.message; }
+  std::error_code convertToErrorCode() const override { return llvm::inconvertibleErrorCode(); }
+
+private:
+  LinkError error;
+};
+
+char LinkFailure::ID = 0;
+
+llvm::Error fail(ErrorKind kind, std::string message, std::vector<std::string> unresolved = {}) {
+  return llvm::make_error<LinkFailure>(
+      LinkError{kind, std::move(message), std::move(unresolved), {}});
 }
 
 std::string errnoText(const char* what) {
@@ -113,8 +135,8 @@ struct Image {
 /// after the other in one memfd, at client addresses from `reserve`.
 class MemfdMemoryManager final : public jl::JITLinkMemoryManager {
 public:
-  MemfdMemoryManager(uint64_t pageSize, const Reserve& reserve, Image& image, Failure& failure)
-      : pageSize(pageSize), reserve(reserve), image(image), failure(failure) {}
+  MemfdMemoryManager(uint64_t pageSize, const Reserve& reserve, Image& image)
+      : pageSize(pageSize), reserve(reserve), image(image) {}
 
   void allocate(const jl::JITLinkDylib*, jl::LinkGraph& G,
                 OnAllocatedFunction onAllocated) override {
@@ -146,11 +168,8 @@ public:
     // At least a page, so that every module has its own base address (its __dso_handle).
     total = std::max<uint64_t>(sizes->total(), pageSize);
     auto reserved = reserve(total);
-    if (auto* f = std::get_if<Failure>(&reserved)) {
-      failure = std::move(*f);
-      return onAllocated(
-          llvm::make_error<llvm::StringError>(failure.message, llvm::inconvertibleErrorCode()));
-    }
+    if (auto* f = std::get_if<LinkError>(&reserved))
+      return onAllocated(llvm::make_error<LinkFailure>(std::move(*f)));
     image.base = std::get<uint64_t>(reserved);
     image.size = total;
     if (llvm::Error err = createFile(G.getName()))
@@ -195,10 +214,9 @@ private:
     void finalize(OnFinalizedFunction onFinalized) override {
       if (!G.allocActions().empty())
         // Actions would run in rjitd, not in the client; none of the passes we use adds any.
-        return onFinalized(llvm::make_error<llvm::StringError>(
-            "the object needs finalization actions in the target process, which rjitd does "
-            "not support",
-            llvm::inconvertibleErrorCode()));
+        return onFinalized(fail(ErrorKind::LinkFailed,
+                                "the object needs finalization actions in the target process, "
+                                "which rjitd does not support"));
       onFinalized(FinalizedAlloc(ExecutorAddr(base)));
     }
     void abandon(OnAbandonedFunction onAbandoned) override { onAbandoned(llvm::Error::success()); }
@@ -209,29 +227,22 @@ private:
   };
 
   void tooLarge(OnAllocatedFunction& onAllocated) {
-    failure = Failure{ErrorKind::TooLarge,
-                      "the module's code and data need more than " +
-                          std::to_string(MAX_IMAGE_BYTES >> 30) +
-                          " GiB, the most rjitd links for a client",
-                      {}};
-    onAllocated(
-        llvm::make_error<llvm::StringError>(failure.message, llvm::inconvertibleErrorCode()));
+    onAllocated(fail(ErrorKind::TooLarge, "the module's code and data need more than " +
+                                              std::to_string(MAX_IMAGE_BYTES >> 30) +
+                                              " GiB, the most rjitd links for a client"));
   }
 
   llvm::Error createFile(const std::string& name) {
     std::string label = "rjitd:" + name.substr(0, 200);
     int fd = ::memfd_create(label.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
-      return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                     errnoText("memfd_create").c_str());
+      return fail(ErrorKind::LinkFailed, errnoText("memfd_create"));
     image.memfd = OwnedFd(fd);
     if (::ftruncate(fd, static_cast<off_t>(image.size)) != 0)
-      return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                     errnoText("ftruncate of the image memfd").c_str());
+      return fail(ErrorKind::LinkFailed, errnoText("ftruncate of the image memfd"));
     void* local = ::mmap(nullptr, image.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (local == MAP_FAILED)
-      return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                     errnoText("mmap of the image memfd").c_str());
+      return fail(ErrorKind::LinkFailed, errnoText("mmap of the image memfd"));
     image.local = static_cast<char*>(local);
     return llvm::Error::success();
   }
@@ -239,7 +250,6 @@ private:
   uint64_t pageSize;
   const Reserve& reserve;
   Image& image;
-  Failure& failure;
 };
 
 /// `.init_array.00101` → 101; `.init_array` → 65535 (after every numbered priority, as ld
@@ -312,9 +322,9 @@ public:
       std::string list;
       for (const auto& name : missing)
         list += (list.empty() ? "'" : ", '") + name + "'";
-      return continuation->run(llvm::createStringError(
-          llvm::inconvertibleErrorCode(),
-          ("unresolved symbol" + std::string(missing.size() > 1 ? "s " : " ") + list).c_str()));
+      std::string message =
+          "unresolved symbol" + std::string(missing.size() > 1 ? "s " : " ") + list;
+      return continuation->run(fail(ErrorKind::LinkFailed, std::move(message), std::move(missing)));
     }
     continuation->run(std::move(result));
   }
@@ -408,8 +418,66 @@ private:
   bool& finalized;
 };
 
-std::string describe(llvm::Error err) {
-  return llvm::toString(std::move(err));
+/// The one conversion of the linker's llvm::Error into its LLVM-free LinkError. A typed error
+/// of another kind than LinkFailed (the reservation's, a size limit's, rjitd's own) is a whole
+/// sentence and wins; everything else (our LinkFailed parts, JITLink's own errors) is joined
+/// into "cannot link M: ..." with the unresolved names gathered as data.
+LinkError toLinkError(llvm::Error err, const std::string& moduleName) {
+  std::optional<LinkError> whole;
+  LinkError joined;
+  std::string text;
+  auto append = [&text](const std::string& part) { text += (text.empty() ? "" : "\n") + part; };
+  llvm::handleAllErrors(
+      std::move(err),
+      [&](LinkFailure& failure) {
+        LinkError& e = failure.get();
+        if (e.kind != ErrorKind::LinkFailed) {
+          if (!whole)
+            whole = std::move(e);
+          return;
+        }
+        append(e.message);
+        joined.unresolved.insert(joined.unresolved.end(), e.unresolved.begin(), e.unresolved.end());
+        joined.duplicates.insert(joined.duplicates.end(), e.duplicates.begin(), e.duplicates.end());
+      },
+      [&](const llvm::ErrorInfoBase& other) { append(other.message()); });
+  if (whole)
+    return std::move(*whole);
+  joined.kind = ErrorKind::LinkFailed;
+  joined.message = "cannot link " + moduleName + ": " + text;
+  return joined;
+}
+
+/// Runs JITLink over the prepared graph into a new image and seals it.
+llvm::Expected<LinkedImage> linkImage(PreparedObject::Impl& in,
+                                      const std::unordered_map<std::string, uint64_t>& resolved,
+                                      uint64_t pageSize, const Reserve& reserve) {
+  if (pageSize == 0 || (pageSize & (pageSize - 1)) != 0)
+    return fail(ErrorKind::InvalidRequest,
+                "page size " + std::to_string(pageSize) + " is not a power of two");
+  Image image;
+  LinkedImage out;
+  llvm::Error failure = llvm::Error::success();
+  bool finalized = false;
+  MemfdMemoryManager memory(pageSize, reserve, image);
+  // jl::link runs synchronously here (every hook above answers at once) and destroys the
+  // context when done, so `failure`, `finalized` and `out` are settled when it returns.
+  jl::link(std::move(in.graph),
+           std::make_unique<ClientLinkContext>(resolved, memory, image, out, failure, finalized));
+  if (failure)
+    return failure;
+  if (!finalized || image.local == nullptr)
+    return fail(ErrorKind::Internal, "the link of " + in.moduleName + " did not finish");
+  // Drop our writable mapping before sealing: F_SEAL_WRITE refuses while one exists.
+  image.unmap();
+  if (::fcntl(image.memfd.get(), F_ADD_SEALS,
+              F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0)
+    return fail(ErrorKind::Internal, errnoText("sealing the image memfd"));
+  out.memfd = std::move(image.memfd);
+  out.base = image.base;
+  out.size = image.size;
+  out.segments = std::move(image.segments);
+  return out;
 }
 
 }  // namespace
@@ -418,15 +486,15 @@ bool definesItself(std::string_view name) {
   return name == DSO_HANDLE;
 }
 
-std::variant<PreparedObject, Failure> prepare(std::shared_ptr<const CompiledObject> object,
-                                              std::string moduleName) {
+std::variant<PreparedObject, LinkError> prepare(std::shared_ptr<const CompiledObject> object,
+                                                std::string moduleName) {
   auto impl = std::make_unique<PreparedObject::Impl>();
   impl->object = std::move(object);
   impl->moduleName = std::move(moduleName);
   llvm::MemoryBufferRef buffer(impl->object->object, impl->moduleName);
   auto graph = jl::createLinkGraphFromObject(buffer);
   if (!graph)
-    return linkFailure("cannot link " + impl->moduleName + ": " + describe(graph.takeError()));
+    return toLinkError(graph.takeError(), impl->moduleName);
   impl->graph = std::move(*graph);
   for (auto* symbol : impl->graph->external_symbols()) {
     if (!symbol->hasName() || symbol->getName() == DSO_HANDLE)
@@ -438,42 +506,14 @@ std::variant<PreparedObject, Failure> prepare(std::shared_ptr<const CompiledObje
   return PreparedObject(std::move(impl));
 }
 
-std::variant<LinkedImage, Failure> link(PreparedObject prepared,
-                                        const std::unordered_map<std::string, uint64_t>& resolved,
-                                        uint64_t pageSize, const Reserve& reserve) {
+std::variant<LinkedImage, LinkError> link(PreparedObject prepared,
+                                          const std::unordered_map<std::string, uint64_t>& resolved,
+                                          uint64_t pageSize, const Reserve& reserve) {
   PreparedObject::Impl& in = *prepared.impl;
-  if (pageSize == 0 || (pageSize & (pageSize - 1)) != 0)
-    return Failure{ErrorKind::InvalidRequest,
-                   "page size " + std::to_string(pageSize) + " is not a power of two",
-                   {}};
-  Image image;
-  LinkedImage out;
-  Failure reserveFailure;
-  llvm::Error failure = llvm::Error::success();
-  bool finalized = false;
-  MemfdMemoryManager memory(pageSize, reserve, image, reserveFailure);
-  // jl::link runs synchronously here (every hook above answers at once) and destroys the
-  // context when done, so `failure`, `finalized` and `out` are settled when it returns.
-  jl::link(std::move(in.graph),
-           std::make_unique<ClientLinkContext>(resolved, memory, image, out, failure, finalized));
-  if (failure) {
-    std::string message = describe(std::move(failure));
-    if (!reserveFailure.message.empty())
-      return reserveFailure;
-    return linkFailure("cannot link " + in.moduleName + ": " + message);
-  }
-  if (!finalized || image.local == nullptr)
-    return Failure{ErrorKind::Internal, "the link of " + in.moduleName + " did not finish", {}};
-  // Drop our writable mapping before sealing: F_SEAL_WRITE refuses while one exists.
-  image.unmap();
-  if (::fcntl(image.memfd.get(), F_ADD_SEALS,
-              F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0)
-    return Failure{ErrorKind::Internal, errnoText("sealing the image memfd"), {}};
-  out.memfd = std::move(image.memfd);
-  out.base = image.base;
-  out.size = image.size;
-  out.segments = std::move(image.segments);
-  return out;
+  llvm::Expected<LinkedImage> linked = linkImage(in, resolved, pageSize, reserve);
+  if (!linked)
+    return toLinkError(linked.takeError(), in.moduleName);
+  return std::move(*linked);
 }
 
 }  // namespace rjitd::linker

@@ -88,10 +88,28 @@ struct Import {
   bool weak = false;  ///< a weak reference: may stay unresolved (address 0)
 };
 
+/// Why a link (or the parse before it) failed, as data: the linker's typed error, LLVM-free.
+/// Inside linker.cpp it travels as an llvm::ErrorInfo; the daemon converts it once into its
+/// Failure (service/load-service.cpp). The same value describes a module whose symbols clash
+/// with an earlier module's, which only the daemon can see (`duplicates`).
+struct LinkError {
+  /// LinkFailed for the object's own faults (unresolved or duplicate symbols, an object the
+  /// linker cannot place or parse), TooLarge when no memory is left for it (the reservation
+  /// callback's kind), InvalidRequest for a bad page size, Internal for rjitd's own faults.
+  ErrorKind kind = ErrorKind::LinkFailed;
+  /// The whole sentence for the user, naming the module (as before the typed error existed).
+  std::string message;
+  /// Strong imports that nobody resolved, sorted; empty unless the link failed for them.
+  std::vector<std::string> unresolved;
+  /// Symbols defined both by this module and by one loaded earlier, sorted.
+  std::vector<std::string> duplicates;
+};
+
 /// Reserves `size` bytes (a multiple of the page size) in the client's address space and
-/// returns the start address, or a Failure (kind TooLarge for a full quota) saying why not.
-/// Called at most once per link; when the link fails after it, the caller frees the range.
-using Reserve = std::function<std::variant<uint64_t, Failure>(uint64_t size)>;
+/// returns the start address, or a LinkError saying why not (kind TooLarge for a full quota;
+/// a kind other than LinkFailed, whose message link() returns unchanged). Called at most once per
+/// link; when the link fails after it, the caller frees the range.
+using Reserve = std::function<std::variant<uint64_t, LinkError>(uint64_t size)>;
 
 /// An object parsed for linking: what it imports. Owns the parsed form; link() consumes it.
 class PreparedObject final {
@@ -106,9 +124,9 @@ public:
   struct Impl;
 
 private:
-  friend std::variant<PreparedObject, Failure> prepare(std::shared_ptr<const CompiledObject>,
-                                                       std::string);
-  friend std::variant<LinkedImage, Failure>
+  friend std::variant<PreparedObject, LinkError> prepare(std::shared_ptr<const CompiledObject>,
+                                                         std::string);
+  friend std::variant<LinkedImage, LinkError>
   link(PreparedObject, const std::unordered_map<std::string, uint64_t>&, uint64_t, const Reserve&);
   explicit PreparedObject(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl;
@@ -119,17 +137,19 @@ private:
 bool definesItself(std::string_view name);
 
 /// Parses `object` (an ELF relocatable object for x86_64 or AArch64) for linking; it is kept
-/// alive until the link is done. `moduleName` appears in errors. Thread-safe.
-std::variant<PreparedObject, Failure> prepare(std::shared_ptr<const CompiledObject> object,
-                                              std::string moduleName);
+/// alive until the link is done. `moduleName` appears in errors. Thread-safe. Fails with a
+/// LinkFailed LinkError for an object JITLink cannot parse.
+std::variant<PreparedObject, LinkError> prepare(std::shared_ptr<const CompiledObject> object,
+                                                std::string moduleName);
 
 /// Links `object` for a client whose page size is `pageSize`, in memory from `reserve`.
 /// `resolved` maps imported names to their client addresses; a strong import missing from it
-/// fails the link with an error naming every unresolved symbol. `__dso_handle` is the image's
-/// base address (unique per loaded module, as `__cxa_atexit` and `__cxa_finalize` need).
-/// Thread-safe; runs JITLink synchronously on the calling thread.
-std::variant<LinkedImage, Failure> link(PreparedObject object,
-                                        const std::unordered_map<std::string, uint64_t>& resolved,
-                                        uint64_t pageSize, const Reserve& reserve);
+/// fails the link with a LinkError naming every unresolved symbol (in its message and in
+/// `unresolved`). `__dso_handle` is the image's base address (unique per loaded module, as
+/// `__cxa_atexit` and `__cxa_finalize` need). Thread-safe; runs JITLink synchronously on the
+/// calling thread.
+std::variant<LinkedImage, LinkError> link(PreparedObject object,
+                                          const std::unordered_map<std::string, uint64_t>& resolved,
+                                          uint64_t pageSize, const Reserve& reserve);
 
 }  // namespace rjitd::linker

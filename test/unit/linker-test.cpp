@@ -106,9 +106,9 @@ struct Reservation {
   }
   ~Reservation() { ::munmap(reinterpret_cast<void*>(base), size); }
   Reserve reserver() {
-    return [this](uint64_t bytes) -> std::variant<uint64_t, Failure> {
+    return [this](uint64_t bytes) -> std::variant<uint64_t, LinkError> {
       if (used + bytes > size)
-        return Failure{ErrorKind::TooLarge, "reservation full", {}};
+        return LinkError{ErrorKind::TooLarge, "reservation full", {}, {}};
       uint64_t at = base + used;
       used += bytes;
       return at;
@@ -153,7 +153,7 @@ TEST(LinkerTest, LinksForAnotherAddressRangeIntoASealedMemfd) {
   ASSERT_TRUE(object);
   auto prepared = prepare(object, "test.ll");
   ASSERT_TRUE(std::holds_alternative<PreparedObject>(prepared))
-      << std::get<Failure>(prepared).message;
+      << std::get<LinkError>(prepared).message;
   auto& p = std::get<PreparedObject>(prepared);
   std::vector<std::string> names;
   for (const Import& i : p.imports())
@@ -163,7 +163,7 @@ TEST(LinkerTest, LinksForAnotherAddressRangeIntoASealedMemfd) {
   Reservation reservation(64 << 20);
   auto resolved = resolveHere(p);
   auto linked = link(std::move(p), resolved, 4096, reservation.reserver());
-  ASSERT_TRUE(std::holds_alternative<LinkedImage>(linked)) << std::get<Failure>(linked).message;
+  ASSERT_TRUE(std::holds_alternative<LinkedImage>(linked)) << std::get<LinkError>(linked).message;
   LinkedImage& image = std::get<LinkedImage>(linked);
 
   EXPECT_EQ(image.base, reservation.base);
@@ -216,12 +216,15 @@ TEST(LinkerTest, UnresolvedImportsAreNamedAndNothingIsReserved) {
   Reservation reservation(64 << 20);
   auto linked =
       link(std::move(std::get<PreparedObject>(prepared)), {}, 4096, reservation.reserver());
-  ASSERT_TRUE(std::holds_alternative<Failure>(linked));
-  const Failure& f = std::get<Failure>(linked);
+  ASSERT_TRUE(std::holds_alternative<LinkError>(linked));
+  const LinkError& f = std::get<LinkError>(linked);
   EXPECT_EQ(f.kind, ErrorKind::LinkFailed);
   EXPECT_THAT(f.message, HasSubstr("'host_add', 'strlen'"));
   EXPECT_THAT(f.message, HasSubstr("test.ll"));
   EXPECT_THAT(f.message, ::testing::Not(HasSubstr("maybe_missing")));  // weak: may stay unset
+  // The names travel as data too, for callers that act on them rather than print them.
+  EXPECT_THAT(f.unresolved, ::testing::ElementsAre("host_add", "strlen"));
+  EXPECT_TRUE(f.duplicates.empty());
 }
 
 TEST(LinkerTest, AFullReservationFailsWithTheReservationsReason) {
@@ -233,9 +236,9 @@ TEST(LinkerTest, AFullReservationFailsWithTheReservationsReason) {
   auto resolved = resolveHere(p);
   Reservation reservation(8192);  // far too small
   auto linked = link(std::move(p), resolved, 4096, reservation.reserver());
-  ASSERT_TRUE(std::holds_alternative<Failure>(linked));
-  EXPECT_EQ(std::get<Failure>(linked).kind, ErrorKind::TooLarge);
-  EXPECT_EQ(std::get<Failure>(linked).message, "reservation full");
+  ASSERT_TRUE(std::holds_alternative<LinkError>(linked));
+  EXPECT_EQ(std::get<LinkError>(linked).kind, ErrorKind::TooLarge);
+  EXPECT_EQ(std::get<LinkError>(linked).message, "reservation full");
 }
 
 TEST(LinkerTest, SectionsWhoseSizesWrapAroundAreRefused) {
@@ -255,9 +258,9 @@ TEST(LinkerTest, SectionsWhoseSizesWrapAroundAreRefused) {
   Reservation reservation(64 << 20);
   auto linked =
       link(std::move(std::get<PreparedObject>(prepared)), {}, 4096, reservation.reserver());
-  ASSERT_TRUE(std::holds_alternative<Failure>(linked));
-  EXPECT_EQ(std::get<Failure>(linked).kind, ErrorKind::TooLarge);
-  EXPECT_THAT(std::get<Failure>(linked).message, HasSubstr("GiB"));
+  ASSERT_TRUE(std::holds_alternative<LinkError>(linked));
+  EXPECT_EQ(std::get<LinkError>(linked).kind, ErrorKind::TooLarge);
+  EXPECT_THAT(std::get<LinkError>(linked).message, HasSubstr("GiB"));
   EXPECT_EQ(reservation.used, 0u) << "nothing was reserved for it";
 }
 
@@ -265,9 +268,9 @@ TEST(LinkerTest, BadObjectsAndPageSizesAreRefused) {
   auto junk = std::make_shared<CompiledObject>();
   junk->object = "not an ELF file";
   auto prepared = prepare(junk, "junk.o");
-  ASSERT_TRUE(std::holds_alternative<Failure>(prepared));
-  EXPECT_EQ(std::get<Failure>(prepared).kind, ErrorKind::LinkFailed);
-  EXPECT_THAT(std::get<Failure>(prepared).message, HasSubstr("junk.o"));
+  ASSERT_TRUE(std::holds_alternative<LinkError>(prepared));
+  EXPECT_EQ(std::get<LinkError>(prepared).kind, ErrorKind::LinkFailed);
+  EXPECT_THAT(std::get<LinkError>(prepared).message, HasSubstr("junk.o"));
 
   auto object = compileIr("define i32 @f() { ret i32 1 }");
   ASSERT_TRUE(object);
@@ -275,8 +278,9 @@ TEST(LinkerTest, BadObjectsAndPageSizesAreRefused) {
   ASSERT_TRUE(std::holds_alternative<PreparedObject>(ok));
   Reservation reservation(1 << 20);
   auto linked = link(std::move(std::get<PreparedObject>(ok)), {}, 3000, reservation.reserver());
-  ASSERT_TRUE(std::holds_alternative<Failure>(linked));
-  EXPECT_THAT(std::get<Failure>(linked).message, HasSubstr("power of two"));
+  ASSERT_TRUE(std::holds_alternative<LinkError>(linked));
+  EXPECT_EQ(std::get<LinkError>(linked).kind, ErrorKind::InvalidRequest);
+  EXPECT_THAT(std::get<LinkError>(linked).message, HasSubstr("power of two"));
 }
 
 TEST(LinkerTest, CxxObjectsRecordTheirEhFrame) {
@@ -302,7 +306,7 @@ pad:
                                                         {"may_throw", 0x2000}};
   Reservation reservation(1 << 20);
   auto linked = link(std::move(p), resolved, 4096, reservation.reserver());
-  ASSERT_TRUE(std::holds_alternative<LinkedImage>(linked)) << std::get<Failure>(linked).message;
+  ASSERT_TRUE(std::holds_alternative<LinkedImage>(linked)) << std::get<LinkError>(linked).message;
   const LinkedImage& image = std::get<LinkedImage>(linked);
   EXPECT_NE(image.ehFrameAddress, 0u);
   EXPECT_GT(image.ehFrameSize, 0u);
