@@ -2,10 +2,11 @@
 # The rjitd wire protocol: what a client and the daemon say to each other.
 #
 # Shape: the bootstrap capability only performs the versioned handshake; everything else hangs
-# off the `Session` it returns. Later protocol versions add methods to `Session` (or new
-# capabilities returned by new methods: loading into a client's address space, execute,
-# sessions with state) and new fields at the end of structs; old clients keep working because
-# Cap'n Proto ignores unknown fields and methods they never call.
+# off the `Session` it returns. New features add methods to `Session`, or new capabilities
+# returned by new methods (as `load` returns a `LoadedImage`; execute and sessions with state
+# will come the same way), and new fields at the end of structs; old clients keep working
+# because Cap'n Proto ignores unknown fields and methods they never call, so such additions
+# keep `protocolVersion`.
 
 @0xadbbccfbad75b677;
 

@@ -20,25 +20,6 @@ const char* errorKindName(ErrorKind kind) {
   return "unknown";
 }
 
-std::string formatDiagnostic(const Diagnostic& d, const std::string& where) {
-  std::string out = where;
-  if (d.line != 0) {
-    if (!out.empty())
-      out += ':';
-    out += std::to_string(d.line);
-    if (d.column != 0)
-      out += ':' + std::to_string(d.column);
-  }
-  if (!out.empty())
-    out += ": ";
-  switch (d.severity) {
-  case Diagnostic::Severity::Error: out += "error: "; break;
-  case Diagnostic::Severity::Warning: out += "warning: "; break;
-  case Diagnostic::Severity::Note: out += "note: "; break;
-  }
-  return out + d.message;
-}
-
 size_t CompiledObject::footprintBytes() const {
   size_t n = sizeof(*this) + triple.size() + object.size();
   for (const ObjectSymbol& s : defines)

@@ -36,9 +36,6 @@ struct Diagnostic {
   uint32_t column = 0;  ///< 1-based; 0 when unknown
 };
 
-/// "LINE:COL: error: MESSAGE" (or just "error: MESSAGE" without a position), like clang.
-std::string formatDiagnostic(const Diagnostic& d, const std::string& where = {});
-
 struct ObjectSymbol {
   enum class Kind : uint8_t { Function, Data, Other };
   std::string name;

@@ -2,11 +2,8 @@
 // Address parsing and default locations (see endpoint.h).
 #include "endpoint.h"
 
-#include <cerrno>
 #include <charconv>
 #include <cstdlib>
-#include <optional>
-#include <pwd.h>
 #include <unistd.h>
 #include <vector>
 
@@ -19,25 +16,6 @@ constexpr const char* kAddressHelp =
 
 std::string quoted(std::string_view s) {
   return "'" + std::string(s) + "'";
-}
-
-/// $HOME if it is an absolute path, else the password database's entry for this user (services
-/// and `env -i` often run without HOME). A relative or missing HOME must not turn into a cache
-/// directory relative to the working directory or at "/.cache".
-std::optional<std::string> homeDirectory() {
-  const char* home = std::getenv("HOME");
-  if (home != nullptr && home[0] == '/')
-    return std::string(home);
-  long hint = sysconf(_SC_GETPW_R_SIZE_MAX);
-  std::vector<char> buf(hint > 0 ? static_cast<size_t>(hint) : 4096);
-  struct passwd pw;
-  struct passwd* found = nullptr;
-  int rc;
-  while ((rc = getpwuid_r(geteuid(), &pw, buf.data(), buf.size(), &found)) == ERANGE)
-    buf.resize(buf.size() * 2);
-  if (rc != 0 || found == nullptr || found->pw_dir == nullptr || found->pw_dir[0] != '/')
-    return std::nullopt;
-  return std::string(found->pw_dir);
 }
 
 }  // namespace
@@ -133,19 +111,6 @@ std::string defaultSocketPath() {
       return std::string(runtime) + "/rjitd.sock";
   }
   return "/run/rjitd/rjitd.sock";
-}
-
-std::string defaultCacheDir() {
-  if (geteuid() == 0)
-    return "/var/cache/rjitd";
-  const char* xdg = std::getenv("XDG_CACHE_HOME");
-  if (xdg != nullptr && xdg[0] == '/')
-    return std::string(xdg) + "/rjitd";
-  if (std::optional<std::string> home = homeDirectory())
-    return *home + "/.cache/rjitd";
-  // No usable home at all: the system directory, where an ordinary user gets a clear
-  // permission error. Never a shared place like /tmp, where another user could plant objects.
-  return "/var/cache/rjitd";
 }
 
 }  // namespace rjitd

@@ -36,9 +36,4 @@ std::variant<std::vector<Endpoint>, std::string> parseEndpointList(std::string_v
 /// to /run/rjitd/rjitd.sock when XDG_RUNTIME_DIR is unset, where a system rjitd listens).
 std::string defaultSocketPath();
 
-/// /var/cache/rjitd for root; $XDG_CACHE_HOME/rjitd or ~/.cache/rjitd otherwise (the home
-/// from $HOME, or from the password database when HOME is unset or relative; /var/cache/rjitd
-/// when neither gives an absolute path). Always an absolute path.
-std::string defaultCacheDir();
-
 }  // namespace rjitd

@@ -11,7 +11,6 @@
 #include <grp.h>
 #include <gtest/gtest.h>
 #include <optional>
-#include <pwd.h>
 #include <set>
 #include <string>
 #include <sys/wait.h>
@@ -230,33 +229,6 @@ TEST(DefaultsTest, SocketPathForThisUser) {
   }
 }
 
-TEST(DefaultsTest, CacheDirForThisUser) {
-  ScopedEnv home("HOME", "/home/someone");
-  {
-    ScopedEnv env("XDG_CACHE_HOME", "/var/tmp/xdg-cache");
-    if (geteuid() == 0)
-      EXPECT_EQ(defaultCacheDir(), "/var/cache/rjitd");
-    else
-      EXPECT_EQ(defaultCacheDir(), "/var/tmp/xdg-cache/rjitd");
-  }
-  {
-    ScopedEnv env("XDG_CACHE_HOME", std::nullopt);
-    if (geteuid() == 0)
-      EXPECT_EQ(defaultCacheDir(), "/var/cache/rjitd");
-    else
-      EXPECT_EQ(defaultCacheDir(), "/home/someone/.cache/rjitd");
-  }
-  {
-    // Whatever the environment says, the answer is an absolute path.
-    ScopedEnv env("XDG_CACHE_HOME", std::nullopt);
-    ScopedEnv noHome("HOME", std::nullopt);
-    std::string dir = defaultCacheDir();
-    ASSERT_FALSE(dir.empty());
-    EXPECT_EQ(dir[0], '/');
-    EXPECT_THAT(dir, ::testing::EndsWith("rjitd"));
-  }
-}
-
 /// Runs `fn` in a child process switched to uid/gid `uid` (as root) and returns what it
 /// printed, so the non-root branches are exercised even when the tests run as root. Returns
 /// nullopt when this process cannot switch users.
@@ -307,31 +279,6 @@ TEST(DefaultsTest, NonRootUserInChild) {
   {
     ScopedEnv env("XDG_RUNTIME_DIR", std::nullopt);
     EXPECT_EQ(runAsUser(NOBODY, [] { return defaultSocketPath(); }), "/run/rjitd/rjitd.sock");
-  }
-  {
-    ScopedEnv env("XDG_CACHE_HOME", "/var/tmp/c");
-    EXPECT_EQ(runAsUser(NOBODY, [] { return defaultCacheDir(); }), "/var/tmp/c/rjitd");
-  }
-  {
-    ScopedEnv env("XDG_CACHE_HOME", std::nullopt);
-    ScopedEnv home("HOME", "/home/nobody-test");
-    EXPECT_EQ(runAsUser(NOBODY, [] { return defaultCacheDir(); }),
-              "/home/nobody-test/.cache/rjitd");
-  }
-  {
-    // No HOME (or a relative one): the password database's home, not "/.cache/rjitd".
-    struct passwd* pw = getpwuid(NOBODY);
-    ASSERT_NE(pw, nullptr);
-    std::string expected = std::string(pw->pw_dir) + "/.cache/rjitd";
-    ScopedEnv env("XDG_CACHE_HOME", std::nullopt);
-    {
-      ScopedEnv home("HOME", std::nullopt);
-      EXPECT_EQ(runAsUser(NOBODY, [] { return defaultCacheDir(); }), expected);
-    }
-    {
-      ScopedEnv home("HOME", "relative");
-      EXPECT_EQ(runAsUser(NOBODY, [] { return defaultCacheDir(); }), expected);
-    }
   }
 }
 
@@ -411,25 +358,6 @@ TEST(TargetsTest, DescribesTargets) {
 }
 
 // --- compiled-object --------------------------------------------------------------------------
-
-TEST(CompiledObjectTest, FormatsDiagnostics) {
-  Diagnostic d;
-  d.message = "expected type";
-  EXPECT_EQ(formatDiagnostic(d), "error: expected type");
-  EXPECT_EQ(formatDiagnostic(d, "f.ll"), "f.ll: error: expected type");
-  d.line = 3;
-  EXPECT_EQ(formatDiagnostic(d), "3: error: expected type");
-  d.column = 14;
-  EXPECT_EQ(formatDiagnostic(d), "3:14: error: expected type");
-  EXPECT_EQ(formatDiagnostic(d, "f.ll"), "f.ll:3:14: error: expected type");
-  d.severity = Diagnostic::Severity::Warning;
-  EXPECT_EQ(formatDiagnostic(d, "f.ll"), "f.ll:3:14: warning: expected type");
-  d.severity = Diagnostic::Severity::Note;
-  EXPECT_EQ(formatDiagnostic(d, "f.ll"), "f.ll:3:14: note: expected type");
-  // A column without a line means no position.
-  d.line = 0;
-  EXPECT_EQ(formatDiagnostic(d, "f.ll"), "f.ll: note: expected type");
-}
 
 TEST(CompiledObjectTest, NamesEveryErrorKind) {
   const std::pair<ErrorKind, const char*> expected[] = {

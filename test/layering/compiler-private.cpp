@@ -1,0 +1,3 @@
+// SPDX-License-Identifier: MIT
+// Layering probe, must not compile: the compiler's private headers stay in src/compiler.
+#include "diagnostics.h"
