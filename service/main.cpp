@@ -37,7 +37,7 @@ struct Options {
   uint64_t maxClientMemory = 1ull << 30;
   unsigned jobs = 0;
   unsigned compileTimeoutSeconds = 300;
-  int compileWorkerFd = -1;  // internal: run as a compile worker on this fd
+  int compileWorkerFd = -1;     // internal: run as a compile worker on this fd
   std::string testCompileGate;  // test-only: see ServiceConfig::compileGate
   std::string logLevel = "info";
 };

@@ -25,7 +25,6 @@ protected:
   }
 
   std::string gatePath() const { return work.file("compile-gate.sock"); }
-
 };
 
 /// Waits until rjitd has counted `misses` more cache misses than `before` shows. A request

@@ -555,9 +555,8 @@ TEST_P(LoadTest, ClientThatVanishesMidLoadCostsNothing) {
   Client observer(clientOptions(gated.get()));
   EXPECT_EQ(observer.stats().loads, 1u);
   EXPECT_TRUE(waitNoImages(*gated));
-  EXPECT_TRUE(waitThroughRjitd(gated->endpoint(), [](Client& observer) {
-    return observer.stats().loadedImages == 0;
-  }));
+  EXPECT_TRUE(waitThroughRjitd(
+      gated->endpoint(), [](Client& observer) { return observer.stats().loadedImages == 0; }));
   // The compile it asked for is cached: a new client loads it at once.
   CompileRequest again;
   again.module = readFile(module);

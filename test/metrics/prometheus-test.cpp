@@ -15,8 +15,8 @@
 #include <cmath>
 #include <condition_variable>
 #include <csignal>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <gtest/gtest.h>
@@ -86,8 +86,7 @@ public:
     if (!relay->listener || !relay->stop ||
         ::bind(relay->listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
         ::listen(relay->listener.get(), 16) != 0 ||
-        ::getsockname(relay->listener.get(), reinterpret_cast<sockaddr*>(&address), &length) !=
-            0) {
+        ::getsockname(relay->listener.get(), reinterpret_cast<sockaddr*>(&address), &length) != 0) {
       ADD_FAILURE() << "scrape relay: " << std::strerror(errno);
       return nullptr;
     }
@@ -97,8 +96,7 @@ public:
   }
 
   explicit ScrapeRelay(uint16_t metricsPort)
-      : metricsPort(metricsPort),
-        listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)),
+      : metricsPort(metricsPort), listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)),
         stop(::eventfd(0, EFD_CLOEXEC)) {}
 
   ~ScrapeRelay() {
