@@ -28,6 +28,14 @@ struct ServiceConfig {
   /// Modules at least this large are hashed on the hash worker, not on the event loop.
   uint64_t hashOffloadBytes = 256ull << 10;
   std::string compilerIdentity;
+  /// Test-only (rjitd --test-compile-gate; "" = off, the default): the path of a Unix socket
+  /// at which a test holds compiles. Before each compile, its worker thread connects there,
+  /// writes the module name and a newline, and waits until the connection yields a byte, an
+  /// end of file or an error; then the compile runs. When nothing listens there the compile
+  /// runs at once. Lets a test observe a compile in flight and decide when it ends, instead of
+  /// relying on a module being slow to compile. Set only from rjitd's command line, never by a
+  /// client; off it costs one empty-string test per compile.
+  std::string compileGate;
 };
 
 struct CompileJob {

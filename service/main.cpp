@@ -37,7 +37,8 @@ struct Options {
   uint64_t maxClientMemory = 1ull << 30;
   unsigned jobs = 0;
   unsigned compileTimeoutSeconds = 300;
-  int compileWorkerFd = -1;  // internal: run as a compile worker on this fd
+  int compileWorkerFd = -1;     // internal: run as a compile worker on this fd
+  std::string testCompileGate;  // test-only: see ServiceConfig::compileGate
   std::string logLevel = "info";
 };
 
@@ -124,6 +125,10 @@ int run(const Options& opt) {
   ServiceConfig config;
   config.maxModuleBytes = opt.maxModuleBytes;
   config.compilerIdentity = cache::compilerIdentity(RJITD_VERSION, compiler::llvmVersion());
+  config.compileGate = opt.testCompileGate;
+  if (!config.compileGate.empty())
+    log::warning("test compile gate at ", config.compileGate,
+                 ": compiles wait for a test to let them go (a test-only option)");
   CompileService service(config, objects, backend, compilePool, hashPool, metrics);
   DaemonState state{service, metrics, RJITD_VERSION, compiler::llvmVersion()};
   state.workers = jobs;
@@ -218,6 +223,9 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", opt.logLevel, "debug, info, warning or error")
       ->capture_default_str();
   app.add_option("--compile-worker", opt.compileWorkerFd)->group("");  // internal
+  // Test-only and hidden from --help: holds each compile until a test lets it go (see
+  // ServiceConfig::compileGate). Off by default; clients cannot reach it.
+  app.add_option("--test-compile-gate", opt.testCompileGate)->group("");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

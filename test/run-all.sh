@@ -4,7 +4,9 @@
 # installs the dependencies, builds and runs `meson test` twice - a normal build in build/ and
 # an AddressSanitizer + UndefinedBehaviorSanitizer build in build-asan/ - then builds, installs
 # and tests the Debian packages (packaging/test-packages.sh, one test), and ends with one line
-# "N passed, N failed" summed over all (a build that fails counts as one failed test).
+# "N passed, N failed, N skipped" summed over all (a build that fails counts as one failed
+# test; a GoogleTest case that called GTEST_SKIP and a meson test that exited 77 count as
+# skipped, not passed).
 # Exits non-zero on any failure. Re-runnable: existing build directories are reconfigured.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -43,7 +45,7 @@ run_suite() {
 
 if ! sh packaging/install-deps.sh; then
   echo "error: installing the dependencies failed" >&2
-  echo "0 passed, 1 failed"
+  echo "0 passed, 1 failed, 0 skipped"
   exit 1
 fi
 
@@ -66,13 +68,16 @@ fi
 
 # Sum both test logs (one JSON object per line, one line per meson test). A GoogleTest
 # executable counts its test cases, read from its output ("[       OK ] Suite.Case (N ms)",
-# "[  FAILED  ] Suite.Case (N ms)"); one that failed without a failed case to show for it (a
-# crash, a timeout) counts one more failure. Other tests (scripts) count as one each.
+# "[  FAILED  ] Suite.Case (N ms)", "[  SKIPPED ] Suite.Case (N ms)"); one that failed without a
+# failed case to show for it (a crash, a timeout) counts one more failure. Other tests (scripts)
+# count as one each; meson's SKIP (exit status 77) counts as skipped.
 counts=$(python3 -c '
 import json, os, re, sys
-ok_case = re.compile(r"^\[       OK \] \S+ \(\d+ ms\)$", re.M)
-failed_case = re.compile(r"^\[  FAILED  \] \S+(, where GetParam\(\) = .*)? \(\d+ ms\)$", re.M)
-passed = failed = 0
+suffix = r" \S+(, where GetParam\(\) = .*)? \(\d+ ms\)$"
+ok_case = re.compile(r"^\[       OK \]" + suffix, re.M)
+failed_case = re.compile(r"^\[  FAILED  \]" + suffix, re.M)
+skipped_case = re.compile(r"^\[  SKIPPED \]" + suffix, re.M)
+passed = failed = skipped = 0
 for d in sys.argv[1:]:
     path = os.path.join(d, "meson-logs", "testlog.json")
     if not os.path.exists(path):
@@ -88,24 +93,30 @@ for d in sys.argv[1:]:
             out = test.get("stdout") or ""
             cases_ok = len(ok_case.findall(out))
             cases_failed = len(failed_case.findall(out))
-            if cases_ok or cases_failed:
+            cases_skipped = len(skipped_case.findall(out))
+            if cases_ok or cases_failed or cases_skipped:
                 passed += cases_ok
                 failed += cases_failed
+                skipped += cases_skipped
                 if bad and cases_failed == 0:
                     failed += 1
             elif good:
                 passed += 1
+            elif result == "SKIP":
+                skipped += 1
             elif bad:
                 failed += 1
-print(passed, failed)
-' build build-asan) || counts="0 0"
-passed=${counts% *}
-failed=${counts#* }
+print(passed, failed, skipped)
+' build build-asan) || counts="0 0 0"
+set -- $counts
+passed=$1
+failed=$2
+skipped=$3
 if [ "$failed" -eq 0 ] && [ "$suite_failures" -gt 0 ]; then
   failed=$suite_failures
 fi
 failed=$((failed + build_failures + package_failed))
 passed=$((passed + package_passed))
 
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

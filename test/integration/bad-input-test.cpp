@@ -5,6 +5,7 @@
 #include <elf.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
 
+#include "compile-gate.h"
 #include "fixture.h"
 #include "rjit.capnp.h"
 
@@ -407,27 +409,52 @@ TEST_P(BadInputTest, HungTcpServerTimesOut) {
 }
 
 TEST_P(BadInputTest, SigtermLetsInFlightCompileFinish) {
-  CompileRequest request;
-  request.module = generatedModule(250);
-  request.moduleName = "slow.ll";
-  request.optLevel = 2;
-  Client client(clientOptions());
-  Client observer(clientOptions());
-  auto future = client.compileAsync(request);
-  ASSERT_TRUE(waitCompileInFlight(observer, future));
-  if (daemon->mode() == DaemonMode::SocketActivated)
-    daemon->waitReady();
+  // A daemon whose compiles wait at a gate this test holds: the compile is in flight when
+  // SIGTERM arrives however fast the machine compiles it.
+  auto gate = CompileGate::create(work.file("compile-gate.sock"));
+  ASSERT_NE(gate, nullptr);
+  DaemonOptions options;
+  options.extraArgs = gate->daemonArgs();
+  auto gated = startDaemon(options);
+  ASSERT_NE(gated, nullptr);
 
-  auto status = daemon->stop();
-  EXPECT_TRUE(status.exitedWith(0)) << "rjitd after SIGTERM: " << status.describe();
+  CompileRequest request;
+  request.module = tinyModule();
+  request.moduleName = "held.ll";
+  request.optLevel = 2;
+  Client client(clientOptions(gated.get()));
+  Client late(clientOptions(gated.get()));
+  late.serverInfo();  // connected before SIGTERM: its next request reaches the draining rjitd
+  auto future = client.compileAsync(request);
+  ASSERT_EQ(gate->waitArrival(), "held.ll");
+  if (gated->mode() == DaemonMode::SocketActivated)
+    gated->waitReady();
+
+  ASSERT_EQ(::kill(gated->pid(), SIGTERM), 0);
+  ASSERT_TRUE(gated->waitStopping());
+  // A new request is refused as shutting-down (the client retries elsewhere, finds no rjitd
+  // listening any more, and reports what the draining one said).
+  CompileRequest another;
+  another.module = tinyModule();
+  another.moduleName = "late.ll";
+  auto refused = catchError([&] { late.compile(another); });
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_EQ(refused->kind(), ErrorKind::ShuttingDown) << refused->what();
+  EXPECT_EQ(gate->held(), 1u);
+  EXPECT_FALSE(gate->arrivalPending()) << "the refused request started a compile";
+
+  gate->releaseHeld();
   ASSERT_EQ(future.wait_for(SAFETY_BOUND), std::future_status::ready);
   try {
     auto object = future.get();
     EXPECT_EQ(elfMachine(object.object), EM_X86_64);
+    EXPECT_FALSE(object.fromCache);
   } catch (const Error& e) {
     ADD_FAILURE() << "the in-flight compile failed: " << errorKindName(e.kind()) << ": "
                   << e.what();
   }
+  auto status = gated->stop();
+  EXPECT_TRUE(status.exitedWith(0)) << "rjitd after SIGTERM: " << status.describe();
   // The daemon is gone now: a new request is a clear connection error, not a hang.
   auto error = catchError([&] { client.compile(request); });
   ASSERT_TRUE(error.has_value());

@@ -126,17 +126,22 @@ TEST_P(CliTest, InfoJsonShowsCacheHitAfterRepeatedCompile) {
 }
 
 TEST_P(CliTest, InfoTextShowsVersions) {
-  auto json = nlohmann::json::parse(rjit({"info", "--json"}).out, nullptr, false);
+  auto jsonResult = rjit({"info", "--json"});
+  expectSuccess(jsonResult);
+  auto json = nlohmann::json::parse(jsonResult.out, nullptr, false);
+  ASSERT_FALSE(json.is_discarded()) << "not JSON: " << jsonResult.out;
+  ASSERT_TRUE(json.contains("server")) << jsonResult.out;
+  ASSERT_TRUE(json["server"]["llvm_version"].is_string()) << jsonResult.out;
+  ASSERT_TRUE(json["server"]["rjitd_version"].is_string()) << jsonResult.out;
+  std::string llvmVersion = json["server"]["llvm_version"];
+  std::string rjitdVersion = json["server"]["rjitd_version"];
+  EXPECT_TRUE(llvmVersion.starts_with("19")) << llvmVersion;
+  EXPECT_FALSE(rjitdVersion.empty());
+
   auto result = rjit({"info"});
   expectSuccess(result);
-  EXPECT_FALSE(result.out.empty());
-  if (!json.is_discarded() && json.contains("server")) {
-    EXPECT_NE(result.out.find(json["server"]["llvm_version"].get<std::string>()), std::string::npos)
-        << result.out;
-    EXPECT_NE(result.out.find(json["server"]["rjitd_version"].get<std::string>()),
-              std::string::npos)
-        << result.out;
-  }
+  EXPECT_NE(result.out.find(llvmVersion), std::string::npos) << result.out;
+  EXPECT_NE(result.out.find(rjitdVersion), std::string::npos) << result.out;
 }
 
 TEST_P(CliTest, UnreachableServerIsAnError) {
@@ -158,6 +163,7 @@ TEST_P(CliTest, ServerFlagWinsOverEnvironment) {
 }
 
 TEST_P(CliTest, HungServerTimesOut) {
+  // A socket that listens but never accepts: connect() succeeds, no answer ever comes.
   std::string path = work.file("hung.sock");
   UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_un addr{};
@@ -166,7 +172,11 @@ TEST_P(CliTest, HungServerTimesOut) {
   ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   ASSERT_EQ(::listen(listener.get(), 16), 0);
   auto result = rjit({"info", "--timeout-ms", "300"}, "unix:" + path);
-  expectError(result);
+  // The timeout, and nothing else (not "cannot connect", not another kind), exit status 1.
+  EXPECT_TRUE(result.status.exitedWith(1)) << result.status.describe() << "\n" << result.err;
+  EXPECT_EQ(result.err,
+            "error: no answer from rjitd at unix:" + path + " within 300 ms (RJIT_TIMEOUT_MS)\n");
+  EXPECT_TRUE(result.out.empty()) << result.out;
 }
 
 // --- rjit run: the forms of main ---------------------------------------------------------------

@@ -18,6 +18,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "compile-gate.h"
 #include "fixture.h"
 
 namespace {
@@ -103,16 +104,31 @@ size_t imageFdsOf(pid_t pid) {
   return n;
 }
 
-/// Polls until rjitd holds no image memfd (it frees them when a connection ends); false after
-/// the safety bound.
-bool waitNoImages(pid_t pid) {
+/// Waits until `pred` holds, checking it once and then after each round trip through the
+/// event loop of rjitd at `endpoint` (a stats request), at most `MAX_ROUND_TRIPS` times and
+/// within the safety bound. For figures rjitd changes on its loop without an event a test
+/// could wait on (an image freed when a connection ends, a load answered to a client that has
+/// gone): the round trip is the pace, and the figure itself ends the wait.
+template <typename Pred> bool waitThroughRjitd(const std::string& endpoint, Pred&& pred) {
+  constexpr unsigned MAX_ROUND_TRIPS = 100'000;
+  ClientOptions options;
+  options.servers = {endpoint};
+  options.clientName = "load-test-observer";
+  Client observer(options);
   auto deadline = std::chrono::steady_clock::now() + SAFETY_BOUND;
-  while (imageFdsOf(pid) != 0) {
-    if (std::chrono::steady_clock::now() > deadline)
-      return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (unsigned i = 0; i < MAX_ROUND_TRIPS && std::chrono::steady_clock::now() < deadline; ++i) {
+    if (pred(observer))
+      return true;
+    observer.stats();
   }
-  return true;
+  return pred(observer);
+}
+
+/// Waits until rjitd holds no image memfd (it frees them when a connection ends); false after
+/// the bound.
+bool waitNoImages(const DaemonProcess& daemon) {
+  return waitThroughRjitd(daemon.endpoint(),
+                          [&](Client&) { return imageFdsOf(daemon.pid()) == 0; });
 }
 
 CompileRequest moduleRequest(const std::string& name, unsigned optLevel = 2) {
@@ -498,7 +514,7 @@ TEST_P(LoadTest, UnloadAndClientDeathFreeWhatRjitdHeld) {
     client.stats();
     EXPECT_EQ(imageFdsOf(daemon->pid()), 1u);
   }
-  EXPECT_TRUE(waitNoImages(daemon->pid()));
+  EXPECT_TRUE(waitNoImages(*daemon));
 
   // A process that dies holding loaded code (it calls _exit from the module).
   const char* rjit = std::getenv("RJIT_BIN");
@@ -506,41 +522,41 @@ TEST_P(LoadTest, UnloadAndClientDeathFreeWhatRjitdHeld) {
   auto result = runCommand(
       work, {rjit, "--server", daemon->endpoint(), "call", genPath("fastpath-exit.ll"), "die_now"});
   EXPECT_TRUE(result.status.exitedWith(0)) << result.status.describe() << result.err;
-  EXPECT_TRUE(waitNoImages(daemon->pid()));
+  EXPECT_TRUE(waitNoImages(*daemon));
   expectServes();
 }
 
 TEST_P(LoadTest, ClientThatVanishesMidLoadCostsNothing) {
-  // `rjit run` of a module slow to compile, killed while rjitd compiles it for the load.
+  // `rjit run` of a module, killed while rjitd's compile for the load is held at the test's
+  // compile gate: the client certainly vanishes mid-load, whatever the machine's speed.
+  auto gate = CompileGate::create(work.file("compile-gate.sock"));
+  ASSERT_NE(gate, nullptr);
+  DaemonOptions options;
+  options.extraArgs = gate->daemonArgs();
+  auto gated = startDaemon(options);
+  ASSERT_NE(gated, nullptr);
   std::string module = work.file("slow.ll");
-  writeFile(module, generatedModule(250));
+  writeFile(module, generatedModule(8));
   const char* rjit = std::getenv("RJIT_BIN");
   ASSERT_NE(rjit, nullptr) << "RJIT_BIN is not set (run under meson test)";
   SpawnOptions spawn;
-  spawn.argv = {rjit, "--server", daemon->endpoint(), "run", module};
+  spawn.argv = {rjit, "--server", gated->endpoint(), "run", module};
   spawn.env = environmentWith({});
   auto child = ChildProcess::spawn(spawn);
   ASSERT_TRUE(child);
-  Client observer(clientOptions());
-  bool inFlight = false;
-  auto deadline = std::chrono::steady_clock::now() + SAFETY_BOUND;
-  while (!inFlight && !child->wait(std::chrono::milliseconds(5)) &&
-         std::chrono::steady_clock::now() < deadline)
-    inFlight = observer.stats().compilesInFlight >= 1;
-  ASSERT_TRUE(inFlight) << "the load's compile was never seen in flight";
+  ASSERT_EQ(gate->waitArrival(), module);  // `rjit run` names the module by its path
   child->signal(SIGKILL);
   ASSERT_TRUE(child->wait());
+  gate->open();
   // rjitd finishes the compile (other clients may want it) and answers the load, which nobody
   // reads: it is counted once answered.
-  deadline = std::chrono::steady_clock::now() + SAFETY_BOUND;
-  while (observer.stats().loads == 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_TRUE(waitThroughRjitd(gated->endpoint(),
+                               [](Client& observer) { return observer.stats().loads != 0; }));
+  Client observer(clientOptions(gated.get()));
   EXPECT_EQ(observer.stats().loads, 1u);
-  EXPECT_TRUE(waitNoImages(daemon->pid()));
-  deadline = std::chrono::steady_clock::now() + SAFETY_BOUND;
-  while (observer.stats().loadedImages != 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  EXPECT_EQ(observer.stats().loadedImages, 0u);
+  EXPECT_TRUE(waitNoImages(*gated));
+  EXPECT_TRUE(waitThroughRjitd(
+      gated->endpoint(), [](Client& observer) { return observer.stats().loadedImages == 0; }));
   // The compile it asked for is cached: a new client loads it at once.
   CompileRequest again;
   again.module = readFile(module);
@@ -548,6 +564,10 @@ TEST_P(LoadTest, ClientThatVanishesMidLoadCostsNothing) {
   Module loaded = observer.load(again);
   EXPECT_TRUE(loaded.object().fromCache);
   expectServes(observer);
+  if (gated->mode() == DaemonMode::SocketActivated)
+    gated->waitReady();
+  auto status = gated->stop();
+  EXPECT_TRUE(status.exitedWith(0)) << "rjitd after SIGTERM: " << status.describe();
 }
 
 TEST_P(LoadTest, WorksWhereDevShmIsNoexec) {

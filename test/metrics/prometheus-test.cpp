@@ -2,34 +2,44 @@
 // End to end: the real rjitd with --metrics, driven through the client library, scraped by a
 // real Prometheus server (Debian's `prometheus`) on loopback; the figures are read back through
 // Prometheus's HTTP API and compared with what the test sent and with `rjit info --json`. Every
-// query of the Grafana dashboard is evaluated by that Prometheus too.
+// query of the Grafana dashboard is evaluated by that Prometheus too. Prometheus scrapes
+// rjitd through a relay of the test's, so that each scrape is an event the test waits on.
 #include "daemon-process.h"
 #include "http-get.h"
 #include "rjitd-config.h"
 #include "temp-dir.h"
 
+#include <arpa/inet.h>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <gtest/gtest.h>
 #include <memory>
+#include <mutex>
+#include <netinet/in.h>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <poll.h>
 #include <regex>
 #include <remotejit/client.h>
 #include <sstream>
 #include <string>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <thread>
+#include <unistd.h>
 #include <vector>
 
 namespace rjit::test {
 namespace {
 
 using nlohmann::json;
-using Clock = std::chrono::steady_clock;
 
 constexpr const char* ADD = "define i32 @add(i32 %a, i32 %b) {\n"
                             "  %s = add i32 %a, %b\n"
@@ -48,9 +58,9 @@ constexpr const char* CRC = "declare i32 @llvm.aarch64.crc32b(i32, i32)\n"
                             "  ret i32 %c\n"
                             "}\n";
 
-/// Pace for polling loops: the scrape interval is 1 s, so checking a few times per interval is
-/// plenty. Only the bounded loops use it; what they wait for ends them.
-constexpr std::chrono::milliseconds POLL{100};
+/// Most scrapes a wait lets pass before it gives up (a bound on the loop besides SAFETY_BOUND;
+/// scrapes come every second, so SAFETY_BOUND ends it first).
+constexpr unsigned MAX_SCRAPES_WAITED = 600;
 
 std::string readFile(const std::string& path) {
   std::ifstream in(path);
@@ -59,12 +69,142 @@ std::string readFile(const std::string& path) {
   return text.str();
 }
 
+/// Prometheus's scrape target: a relay on 127.0.0.1 that answers each scrape with what rjitd's
+/// /metrics serves at that moment (status and body as they are), and counts the scrapes. Prometheus
+/// offers no event for "a sample has been stored"; a scrape is the event that changes what it
+/// holds, and it commits one scrape's samples before it starts the next, so the tests wait on
+/// scrapes instead of pacing their polls by the clock.
+class ScrapeRelay final {
+public:
+  /// nullptr, with a recorded failure, when it cannot listen.
+  static std::unique_ptr<ScrapeRelay> start(uint16_t metricsPort) {
+    auto relay = std::make_unique<ScrapeRelay>(metricsPort);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof address;
+    if (!relay->listener || !relay->stop ||
+        ::bind(relay->listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+        ::listen(relay->listener.get(), 16) != 0 ||
+        ::getsockname(relay->listener.get(), reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+      ADD_FAILURE() << "scrape relay: " << std::strerror(errno);
+      return nullptr;
+    }
+    relay->port = ntohs(address.sin_port);
+    relay->thread = std::thread([r = relay.get()] { r->serve(); });
+    return relay;
+  }
+
+  explicit ScrapeRelay(uint16_t metricsPort)
+      : metricsPort(metricsPort), listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)),
+        stop(::eventfd(0, EFD_CLOEXEC)) {}
+
+  ~ScrapeRelay() {
+    if (thread.joinable()) {
+      uint64_t one = 1;
+      EXPECT_EQ(::write(stop.get(), &one, sizeof one), static_cast<ssize_t>(sizeof one));
+      thread.join();
+    }
+  }
+  ScrapeRelay(const ScrapeRelay&) = delete;
+  ScrapeRelay& operator=(const ScrapeRelay&) = delete;
+
+  /// Scrapes begun so far.
+  uint64_t scrapes() const {
+    std::lock_guard lock(mutex);
+    return begun;
+  }
+
+  /// Waits (bounded by SAFETY_BOUND) until a scrape after the `seen`-th has begun; false, with a
+  /// recorded failure, when none does (or the relay failed).
+  bool waitScrapeAfter(uint64_t seen) const {
+    std::unique_lock lock(mutex);
+    if (!changed.wait_for(lock, SAFETY_BOUND, [&] { return begun > seen || failed; }) || failed) {
+      ADD_FAILURE() << "no scrape within the safety bound" << (failed ? " (relay failed)" : "");
+      return false;
+    }
+    return true;
+  }
+
+  uint16_t port = 0;
+
+private:
+  void serve() {
+    for (;;) {
+      pollfd fds[2] = {{listener.get(), POLLIN, 0}, {stop.get(), POLLIN, 0}};
+      if (::poll(fds, 2, -1) < 0) {
+        if (errno == EINTR)
+          continue;
+        return fail();
+      }
+      if (fds[1].revents != 0)
+        return;
+      UniqueFd connection(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      if (!connection)
+        return fail();
+      {
+        std::lock_guard lock(mutex);
+        ++begun;
+      }
+      changed.notify_all();
+      answer(connection.get());
+    }
+  }
+
+  /// Reads the request head (a GET has no body) and answers with rjitd's /metrics, closing the
+  /// connection after it. Every socket operation is bounded.
+  void answer(int fd) {
+    std::string head;
+    char buffer[4096];
+    while (head.find("\r\n\r\n") == std::string::npos && head.size() < 65536) {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(SAFETY_BOUND.count())) != 1)
+        return;
+      ssize_t n = ::read(fd, buffer, sizeof buffer);
+      if (n <= 0)
+        return;
+      head.append(buffer, static_cast<size_t>(n));
+    }
+    auto metrics = httpGet(metricsPort, "/metrics");
+    int status = metrics ? metrics->status : 502;
+    std::string body = metrics ? metrics->body : std::string();
+    std::string response = "HTTP/1.1 " + std::to_string(status) +
+                           " Relayed\r\nContent-Type: text/plain; version=0.0.4\r\n"
+                           "Content-Length: " +
+                           std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+    for (size_t sent = 0; sent < response.size();) {
+      ssize_t n = ::send(fd, response.data() + sent, response.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0)
+        return;  // Prometheus gave up on this scrape; the next one comes
+      sent += static_cast<size_t>(n);
+    }
+  }
+
+  void fail() {
+    {
+      std::lock_guard lock(mutex);
+      failed = true;
+    }
+    changed.notify_all();
+  }
+
+  const uint16_t metricsPort;
+  UniqueFd listener;
+  UniqueFd stop;  ///< an eventfd: readable once the destructor asks the thread to end
+  mutable std::mutex mutex;
+  mutable std::condition_variable changed;
+  uint64_t begun = 0;   // guarded by mutex
+  bool failed = false;  // guarded by mutex
+  std::thread thread;   // last: it uses everything above
+};
+
 /// A Prometheus server on 127.0.0.1 with its storage in a private directory, scraping one
-/// target every second. Killed by ChildProcess's destructor if the test ends early.
+/// target (`relay`, which outlives the server) every second. Killed by ChildProcess's
+/// destructor if the test ends early.
 class PrometheusServer final {
 public:
-  static std::unique_ptr<PrometheusServer> start(uint16_t scrapePort) {
-    auto server = std::make_unique<PrometheusServer>();
+  static std::unique_ptr<PrometheusServer> start(const ScrapeRelay& relay) {
+    auto server = std::make_unique<PrometheusServer>(relay);
     server->port = freeTcpPort();
     if (server->port == 0)
       return nullptr;
@@ -78,7 +218,7 @@ public:
               "    scrape_timeout: 1s\n"
               "    static_configs:\n"
               "      - targets: ['127.0.0.1:"
-           << scrapePort << "']\n";
+           << relay.port << "']\n";
     config.close();
     SpawnOptions options;
     options.argv = {PROMETHEUS_BIN, "--config.file=" + server->dir.file("prometheus.yml"),
@@ -91,6 +231,8 @@ public:
       return nullptr;
     return server;
   }
+
+  explicit PrometheusServer(const ScrapeRelay& relay) : relay(relay) {}
 
   ~PrometheusServer() {
     if (child != nullptr && !child->status()) {
@@ -127,17 +269,21 @@ public:
   }
 
   /// Waits (bounded) until `promql` has a value `accept` takes; returns the last value seen.
+  /// Checks once, then once more after each scrape that begins (by then the scrape before it
+  /// is stored).
   std::optional<double> waitFor(const std::string& promql,
                                 const std::function<bool(double)>& accept) const {
     std::optional<double> v;
-    for (auto deadline = Clock::now() + SAFETY_BOUND; Clock::now() < deadline;) {
+    for (unsigned waited = 0; waited < MAX_SCRAPES_WAITED; ++waited) {
+      uint64_t seen = relay.scrapes();
       v = value(promql);
       if (v && accept(*v))
         return v;
-      std::this_thread::sleep_for(POLL);
+      if (!relay.waitScrapeAfter(seen))
+        break;
     }
     ADD_FAILURE() << "no acceptable value for " << promql
-                  << " within the safety bound; last: " << (v ? std::to_string(*v) : "no sample");
+                  << " within the bound; last: " << (v ? std::to_string(*v) : "no sample");
     return v;
   }
 
@@ -146,21 +292,27 @@ public:
   std::unique_ptr<ChildProcess> child;
 
 private:
+  /// Ready once its HTTP API answers /-/ready with 200. Checked once, then after each scrape
+  /// (a scrape shows Prometheus running; readiness has no event of its own).
   bool waitReady() {
     std::string error;
-    for (auto deadline = Clock::now() + SAFETY_BOUND; Clock::now() < deadline;) {
+    for (unsigned waited = 0; waited < MAX_SCRAPES_WAITED; ++waited) {
       if (child->wait(std::chrono::milliseconds(0))) {
         ADD_FAILURE() << "prometheus exited (" << child->status()->describe() << "):\n" << log();
         return false;
       }
+      uint64_t seen = relay.scrapes();
       auto ready = httpGet(port, "/-/ready", &error);
       if (ready && ready->status == 200)
         return true;
-      std::this_thread::sleep_for(POLL);
+      if (!relay.waitScrapeAfter(seen))
+        break;
     }
-    ADD_FAILURE() << "prometheus not ready within the safety bound (" << error << "):\n" << log();
+    ADD_FAILURE() << "prometheus not ready within the bound (" << error << "):\n" << log();
     return false;
   }
+
+  const ScrapeRelay& relay;
 };
 
 /// The value of one series in a text exposition ("name{labels} value"), or nullopt.
@@ -176,6 +328,9 @@ std::optional<double> exposed(const std::string& exposition, const std::string& 
 class PrometheusTest : public ::testing::Test {
 protected:
   void SetUp() override {
+    // A missing Prometheus fails the test, naming it, rather than letting it vanish.
+    ASSERT_STRNE(PROMETHEUS_BIN, "")
+        << "prometheus is not installed (apt-get install prometheus); this test needs it";
     metricsPort = freeTcpPort();
     ASSERT_NE(metricsPort, 0);
     DaemonOptions options;
@@ -183,7 +338,9 @@ protected:
     options.logLevel = "info";
     daemon = DaemonProcess::start(options);
     ASSERT_NE(daemon, nullptr);
-    prometheus = PrometheusServer::start(metricsPort);
+    relay = ScrapeRelay::start(metricsPort);
+    ASSERT_NE(relay, nullptr);
+    prometheus = PrometheusServer::start(*relay);
     ASSERT_NE(prometheus, nullptr);
     // Traffic starts once Prometheus scrapes rjitd, so rate() sees it rise from zero.
     auto up = prometheus->waitFor(R"(up{job="rjitd"})", [](double v) { return v == 1; });
@@ -192,6 +349,7 @@ protected:
 
   void TearDown() override {
     prometheus.reset();
+    relay.reset();
     if (daemon != nullptr) {
       EXPECT_TRUE(daemon->stop().exitedWith(0)) << daemon->log();
     }
@@ -225,6 +383,7 @@ protected:
   TempDir work;
   uint16_t metricsPort = 0;
   std::unique_ptr<DaemonProcess> daemon;
+  std::unique_ptr<ScrapeRelay> relay;
   std::unique_ptr<PrometheusServer> prometheus;
 };
 

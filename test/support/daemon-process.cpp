@@ -324,6 +324,7 @@ bool DaemonProcess::launch() {
   if (options_.mode == DaemonMode::HeldSocket && !heldSocket_ && !bindHeldSocket())
     return false;
   ready_ = false;
+  stopping_ = false;
 
   std::vector<std::string> rjitdArgs;
   std::vector<std::string> argv;
@@ -447,8 +448,16 @@ std::string DaemonProcess::log() const {
 }
 
 bool DaemonProcess::waitReady() {
+  return waitNotified("READY=1", ready_);
+}
+
+bool DaemonProcess::waitStopping() {
+  return waitNotified("STOPPING=1", stopping_);
+}
+
+bool DaemonProcess::waitNotified(const std::string& assignment, bool& seen) {
   auto deadline = Clock::now() + SAFETY_BOUND;
-  while (!ready_) {
+  while (!seen) {
     pollfd fds[2] = {{notifyFd_.get(), POLLIN, 0}, {child_->exitFd(), POLLIN, 0}};
     int n = ::poll(fds, 2, msLeft(deadline));
     if (n < 0 && errno == EINTR)
@@ -458,7 +467,8 @@ bool DaemonProcess::waitReady() {
       return false;
     }
     if (n == 0) {
-      ADD_FAILURE() << "rjitd sent no READY=1 within the safety bound; log:\n" << log();
+      ADD_FAILURE() << "rjitd sent no " << assignment << " within the safety bound; log:\n"
+                    << log();
       return false;
     }
     if (fds[0].revents & POLLIN) {
@@ -467,16 +477,19 @@ bool DaemonProcess::waitReady() {
       if (len > 0) {
         // A notification is newline-separated assignments: "READY=1\nSTATUS=...".
         std::istringstream lines(std::string(buf, static_cast<size_t>(len)));
-        for (std::string line; std::getline(lines, line);)
+        for (std::string line; std::getline(lines, line);) {
           if (line == "READY=1")
             ready_ = true;
+          if (line == "STOPPING=1")
+            stopping_ = true;
+        }
       }
       continue;
     }
     if (fds[1].revents & POLLIN) {
       auto status = child_->wait();
-      ADD_FAILURE() << "rjitd exited before it was ready (" << (status ? status->describe() : "?")
-                    << "); log:\n"
+      ADD_FAILURE() << "rjitd exited before it sent " << assignment << " ("
+                    << (status ? status->describe() : "?") << "); log:\n"
                     << log();
       return false;
     }

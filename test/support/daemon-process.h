@@ -176,6 +176,10 @@ public:
   /// socket-activated one sends it after the first connection made it start. Records a failure
   /// and returns false if the daemon exits or the bound passes first.
   bool waitReady();
+  /// Waits (bounded) until rjitd has sent STOPPING=1: it has seen SIGTERM and refuses new
+  /// requests from then on. Records a failure and returns false if the daemon exits or the
+  /// bound passes first.
+  bool waitStopping();
   /// SIGTERM, then waits (bounded; SIGKILL and a recorded failure past SAFETY_BOUND) for exit.
   ExitStatus stop();
   /// HeldSocket only, after stop(): starts a new rjitd on the same held socket (its log goes on
@@ -200,6 +204,8 @@ private:
   bool launch();
   bool bindHeldSocket();
   bool waitListening();
+  /// Reads rjitd's notifications until one carries `assignment` ("READY=1") and `seen` is set.
+  bool waitNotified(const std::string& assignment, bool& seen);
 
   DaemonOptions options_;
   TempDir dir_;
@@ -210,6 +216,7 @@ private:
   UniqueFd heldSocket_;  ///< HeldSocket: the listening socket, ours for the daemon's lifetime
   unsigned launches_ = 0;
   bool ready_ = false;
+  bool stopping_ = false;
   std::unique_ptr<ChildProcess> child_;
 };
 
