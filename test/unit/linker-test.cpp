@@ -279,6 +279,64 @@ TEST(LinkerTest, BadObjectsAndPageSizesAreRefused) {
   EXPECT_THAT(std::get<Failure>(linked).message, HasSubstr("power of two"));
 }
 
+/// Checks the layout every client accepts: page-aligned, contiguous, non-empty segments that
+/// cover the image, none writable and executable.
+void expectValidLayout(const LinkedImage& image) {
+  uint64_t end = image.base;
+  for (const Segment& s : image.segments) {
+    EXPECT_GT(s.size, 0u) << "an empty segment at " << s.address;
+    EXPECT_FALSE((s.protection & WRITE) && (s.protection & EXEC));
+    EXPECT_EQ(s.address % 4096, 0u);
+    EXPECT_EQ(s.size % 4096, 0u);
+    EXPECT_EQ(s.address - image.base, s.offset);
+    EXPECT_EQ(s.address, end) << "segments are contiguous";
+    end = s.address + s.size;
+  }
+  EXPECT_EQ(end, image.base + image.size);
+}
+
+TEST(LinkerTest, ZeroSizedAndEmptySectionsLinkIntoAValidLayout) {
+  // Zero-sized globals (`unsigned char foo[1][0];`, `static int d[][8] = {};`) make empty
+  // .bss, .data and .rodata sections. When nothing else is writable, the read-write segment
+  // came out empty, and clients refuse a 0-byte segment. Each module here has one kind of empty
+  // section and nothing else of its protection.
+  const char* modules[] = {
+      "@foo = global [1 x [0 x i8]] zeroinitializer, align 1\n"
+      "@d = internal global [0 x [8 x i32]] zeroinitializer, align 16\n"
+      "define ptr @address() { %p = getelementptr i8, ptr @d, i64 0\n"
+      "  %q = select i1 true, ptr @foo, ptr %p\n  ret ptr %q }\n",
+      "@e = global [0 x i32] zeroinitializer, section \".data.empty\"\n"
+      "define ptr @address() { ret ptr @e }\n",
+      "@r = constant [0 x i64] zeroinitializer, section \".rodata.empty\"\n"
+      "define ptr @address() { ret ptr @r }\n",
+      "@t = thread_local global [0 x i32] zeroinitializer\n"
+      "define ptr @address() { ret ptr @t }\n",
+  };
+  for (const char* ir : modules) {
+    for (unsigned optLevel : {0u, 2u}) {
+      SCOPED_TRACE(std::string(ir) + " at -O" + std::to_string(optLevel));
+      auto object = compileIr(ir, optLevel);
+      ASSERT_TRUE(object);
+      auto prepared = prepare(object, "zero.ll");
+      ASSERT_TRUE(std::holds_alternative<PreparedObject>(prepared))
+          << std::get<Failure>(prepared).message;
+      auto& p = std::get<PreparedObject>(prepared);
+      Reservation reservation(1 << 20);
+      auto linked = link(std::move(p), resolveHere(p), 4096, reservation.reserver());
+      ASSERT_TRUE(std::holds_alternative<LinkedImage>(linked)) << std::get<Failure>(linked).message;
+      const LinkedImage& image = std::get<LinkedImage>(linked);
+      expectValidLayout(image);
+      mapImage(image);
+      // A zero-sized object may sit at the end of the image (as ld places it), never beyond.
+      uint64_t address = reinterpret_cast<uint64_t (*)()>(symbol(image, "address"))();
+      if (std::string(ir).find("thread_local") == std::string::npos) {
+        EXPECT_GE(address, image.base);
+        EXPECT_LE(address, image.base + image.size);
+      }
+    }
+  }
+}
+
 TEST(LinkerTest, CxxObjectsRecordTheirEhFrame) {
   // A function with a landing pad: the object has .eh_frame and .gcc_except_table.
   constexpr const char* ir = R"(
