@@ -14,6 +14,7 @@
 #include <llvm/Config/llvm-config.h>
 #include <llvm/IR/Constants.h>
 #include <llvm/IR/DebugInfo.h>
+#include <llvm/IR/IntrinsicInst.h>
 #include <llvm/IR/LLVMContext.h>
 #include <llvm/IR/LegacyPassManager.h>
 #include <llvm/IR/Module.h>
@@ -253,6 +254,30 @@ llvm::Error verify(llvm::Module& module, const std::string& name, DiagnosticSink
   return llvm::Error::success();
 }
 
+/// Whether `function` reads its own frame or return address, or jumps with a
+/// `__builtin_longjmp` buffer: inlined, it would read its caller's frame instead. Such code is
+/// written `noinline` (GCC's documentation and tests do), and in `clang -O0` output that mark
+/// looks the same as the `noinline` clang adds to every function.
+bool readsItsOwnFrame(const llvm::Function& function) {
+  for (const llvm::BasicBlock& block : function)
+    for (const llvm::Instruction& instruction : block) {
+      const auto* intrinsic = llvm::dyn_cast<llvm::IntrinsicInst>(&instruction);
+      if (intrinsic == nullptr)
+        continue;
+      switch (intrinsic->getIntrinsicID()) {
+      case llvm::Intrinsic::frameaddress:
+      case llvm::Intrinsic::returnaddress:
+      case llvm::Intrinsic::addressofreturnaddress:
+      case llvm::Intrinsic::sponentry:
+      case llvm::Intrinsic::eh_dwarf_cfa:
+      case llvm::Intrinsic::eh_sjlj_setjmp:
+      case llvm::Intrinsic::eh_sjlj_longjmp: return true;
+      default: break;
+      }
+    }
+  return false;
+}
+
 /// At -O1..-O3 the requested level applies to every function: `clang -O0` output marks all
 /// functions `optnone noinline`, which would otherwise make -O2 a no-op.
 void applyOptnonePolicy(llvm::Module& module, unsigned optLevel) {
@@ -262,7 +287,8 @@ void applyOptnonePolicy(llvm::Module& module, unsigned optLevel) {
     if (!function.hasFnAttribute(llvm::Attribute::OptimizeNone))
       continue;
     function.removeFnAttr(llvm::Attribute::OptimizeNone);
-    function.removeFnAttr(llvm::Attribute::NoInline);
+    if (!readsItsOwnFrame(function))
+      function.removeFnAttr(llvm::Attribute::NoInline);
   }
 }
 
