@@ -1,6 +1,7 @@
-// GCC's __builtin_setjmp and __builtin_longjmp (llvm.eh.sjlj.setjmp, llvm.eh.sjlj.longjmp):
-// a jump back out of nested calls, with alloca'd memory alive across it. The IR of this
-// program is also taken from clang -O0, where every function is noinline.
+// SPDX-License-Identifier: MIT
+// Conformance: GCC's __builtin_setjmp and __builtin_longjmp (llvm.eh.sjlj.setjmp/longjmp), a jump
+// back out of nested calls with alloca'd memory alive across it. Also run from clang -O0 IR,
+// where every function is noinline.
 #include <stdio.h>
 #include <string.h>
 

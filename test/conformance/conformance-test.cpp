@@ -2,10 +2,12 @@
 // Conformance of `rjit run` (the same-host fast path): each program in test/conformance, built
 // natively by clang-19 and compiled to IR by clang-19, must behave the same when rjit runs its IR
 // through a real rjitd — the same exit status, stdout and stderr, byte for byte. Every program is
-// run twice through rjit: the first run compiles, the second is served from rjitd's cache.
+// run at -O0 and at -O2, twice each: the first run compiles, the second is served from rjitd's
+// cache.
 //
-// The generated files (PROGRAM.ll, PROGRAM.bc, PROGRAM-native) are looked up next to this
-// executable (meson builds them into the same directory), or in $RJIT_CONFORMANCE_DIR.
+// The generated files (PROGRAM.ll, PROGRAM.bc, PROGRAM-O0.ll, PROGRAM-native) are looked up
+// next to this executable (meson builds them into the same directory), or in
+// $RJIT_CONFORMANCE_DIR.
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>

@@ -1,6 +1,7 @@
-// Frame and return addresses (llvm.frameaddress, llvm.returnaddress), read by helpers marked
-// noinline as GCC's own tests write them: inlined, a helper would read its caller's frame.
-// The IR of this program is also taken from clang -O0, where every function is noinline.
+// SPDX-License-Identifier: MIT
+// Conformance: frame and return addresses (llvm.frameaddress, llvm.returnaddress), read by helpers
+// marked noinline as GCC's own tests write them: inlined, a helper would read its caller's frame.
+// Also run from clang -O0 IR, where every function is noinline.
 #include <stdio.h>
 
 volatile int sink;  // stores after calls keep them from becoming tail calls

@@ -1,5 +1,6 @@
-// Unions initialised with `= {}`: clang leaves the bytes past the first member undef in the
-// constant it copies from; they must read as zeros (C23; the object file holds zeros).
+// SPDX-License-Identifier: MIT
+// Conformance: unions initialised with `= {}`. clang leaves the bytes past the first member undef
+// in the constant it copies from; they must read as zeros (C23; the object file holds zeros).
 // Built natively at -O0 (see meson.build): clang's own -O1 build reads garbage there.
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,6 @@
-// Zero-sized globals (GNU C): alone in their section they make an empty segment.
+// SPDX-License-Identifier: MIT
+// Conformance: zero-sized globals (GNU C). Alone in .bss they made an empty read-write segment,
+// which the client refused.
 #include <stdio.h>
 #include <string.h>
 
