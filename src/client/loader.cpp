@@ -136,7 +136,8 @@ MappedImage::MappedImage(std::shared_ptr<Arena> arenaIn, int fd, ImageSpec specI
     bool inside = s.address >= end && s.size <= spec.size &&
                   s.address - spec.base <= spec.size - s.size && s.offset <= spec.size &&
                   s.size <= spec.size - s.offset;
-    if (!inside || s.address % page != 0 || s.offset % page != 0 || s.size == 0 ||
+    // An empty segment is legal (a section of zero-sized objects only); it is not mapped.
+    if (!inside || s.address % page != 0 || s.offset % page != 0 ||
         ((s.protection & WRITE) && (s.protection & EXEC)))
       throw invalid("a segment (address " + std::to_string(s.address) + ", " +
                     std::to_string(s.size) + " bytes, protection " + std::to_string(s.protection) +
@@ -167,6 +168,8 @@ MappedImage::MappedImage(std::shared_ptr<Arena> arenaIn, int fd, ImageSpec specI
   int readOnly = ::open(self.c_str(), O_RDONLY | O_CLOEXEC);
   int source = readOnly >= 0 ? readOnly : fd;
   for (const SegmentSpec& s : spec.segments) {
+    if (s.size == 0)
+      continue;  // mmap cannot map 0 bytes
     int prot = ((s.protection & READ) ? PROT_READ : 0) | ((s.protection & WRITE) ? PROT_WRITE : 0) |
                ((s.protection & EXEC) ? PROT_EXEC : 0);
     // Writable data is a private copy; everything else shares rjitd's sealed pages.

@@ -13,7 +13,9 @@
 #include <llvm/AsmParser/Parser.h>
 #include <llvm/Bitcode/BitcodeReader.h>
 #include <llvm/Config/llvm-config.h>
+#include <llvm/IR/Constants.h>
 #include <llvm/IR/DebugInfo.h>
+#include <llvm/IR/IntrinsicInst.h>
 #include <llvm/IR/LLVMContext.h>
 #include <llvm/IR/LegacyPassManager.h>
 #include <llvm/IR/Module.h>
@@ -40,6 +42,7 @@
 #include <memory>
 #include <mutex>
 #include <utility>
+#include <vector>
 
 namespace rjitd::compiler {
 namespace {
@@ -252,6 +255,30 @@ llvm::Error verify(llvm::Module& module, const std::string& name, DiagnosticSink
   return llvm::Error::success();
 }
 
+/// Whether `function` reads its own frame or return address, or jumps with a
+/// `__builtin_longjmp` buffer: inlined, it would read its caller's frame instead. Such code is
+/// written `noinline` (GCC's documentation and tests do), and in `clang -O0` output that mark
+/// looks the same as the `noinline` clang adds to every function.
+bool readsItsOwnFrame(const llvm::Function& function) {
+  for (const llvm::BasicBlock& block : function)
+    for (const llvm::Instruction& instruction : block) {
+      const auto* intrinsic = llvm::dyn_cast<llvm::IntrinsicInst>(&instruction);
+      if (intrinsic == nullptr)
+        continue;
+      switch (intrinsic->getIntrinsicID()) {
+      case llvm::Intrinsic::frameaddress:
+      case llvm::Intrinsic::returnaddress:
+      case llvm::Intrinsic::addressofreturnaddress:
+      case llvm::Intrinsic::sponentry:
+      case llvm::Intrinsic::eh_dwarf_cfa:
+      case llvm::Intrinsic::eh_sjlj_setjmp:
+      case llvm::Intrinsic::eh_sjlj_longjmp: return true;
+      default: break;
+      }
+    }
+  return false;
+}
+
 /// At -O1..-O3 the requested level applies to every function: `clang -O0` output marks all
 /// functions `optnone noinline`, which would otherwise make -O2 a no-op.
 void applyOptnonePolicy(llvm::Module& module, unsigned optLevel) {
@@ -261,7 +288,49 @@ void applyOptnonePolicy(llvm::Module& module, unsigned optLevel) {
     if (!function.hasFnAttribute(llvm::Attribute::OptimizeNone))
       continue;
     function.removeFnAttr(llvm::Attribute::OptimizeNone);
-    function.removeFnAttr(llvm::Attribute::NoInline);
+    if (!readsItsOwnFrame(function))
+      function.removeFnAttr(llvm::Attribute::NoInline);
+  }
+}
+
+/// `c` with every undef and poison part replaced by zeros; `c` itself when it has none.
+llvm::Constant* zeroUndefParts(llvm::Constant* c) {
+  if (llvm::isa<llvm::UndefValue>(c))  // poison too
+    return llvm::Constant::getNullValue(c->getType());
+  auto* aggregate = llvm::dyn_cast<llvm::ConstantAggregate>(c);
+  if (aggregate == nullptr)
+    return c;  // scalars, strings (ConstantData*), expressions: nothing undef to refine
+  std::vector<llvm::Constant*> parts;
+  bool changed = false;
+  for (llvm::Use& use : aggregate->operands()) {
+    auto* part = llvm::cast<llvm::Constant>(use.get());
+    parts.push_back(zeroUndefParts(part));
+    changed = changed || parts.back() != part;
+  }
+  if (!changed)
+    return c;
+  if (auto* structType = llvm::dyn_cast<llvm::StructType>(c->getType()))
+    return llvm::ConstantStruct::get(structType, parts);
+  if (auto* arrayType = llvm::dyn_cast<llvm::ArrayType>(c->getType()))
+    return llvm::ConstantArray::get(arrayType, parts);
+  return llvm::ConstantVector::get(parts);
+}
+
+/// clang 19 initialises a union with `= {}` (or `= {0}`) from a constant whose bytes past the
+/// first member are undef: `{ i32 0, [12 x i8] undef }` for `union { int i, j[4]; }`, copied
+/// into locals with memcpy. The optimizer may fold a read of those bytes to any value, and
+/// does: `t.j[1]` becomes garbage, and a branch or an index on it a crash. The object file
+/// stores undef bytes as zeros, so that -O0, lli and GCC-built programs read zeros (C23 and
+/// GCC zero the whole union). Zero them before optimizing, so that every level reads what
+/// the object file holds; choosing a value for undef is always a correct refinement.
+void zeroUndefInInitializers(llvm::Module& module) {
+  for (llvm::GlobalVariable& global : module.globals()) {
+    if (!global.hasInitializer())
+      continue;
+    llvm::Constant* initializer = global.getInitializer();
+    llvm::Constant* zeroed = zeroUndefParts(initializer);
+    if (zeroed != initializer)
+      global.setInitializer(zeroed);
   }
 }
 
@@ -442,6 +511,7 @@ llvm::Expected<CompiledObject> compileModule(std::string_view bytes, const Compi
   if (llvm::Error error = subtargets.applyToFunctions(m, options.cpu, options.features, sink))
     return error;
   applyOptnonePolicy(m, options.optLevel);
+  zeroUndefInInitializers(m);
   optimize(m, **machine, options.optLevel);
 
   CompiledObject object;

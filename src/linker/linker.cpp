@@ -191,7 +191,12 @@ public:
         uint64_t size = alignUp(segment.ContentSize + segment.ZeroFillSize, pageSize);
         segment.WorkingMem = image.local + offset;
         segment.Addr = ExecutorAddr(image.base + offset);
-        image.segments.push_back({image.base + offset, offset, size, protection});
+        // A segment of zero-sized blocks only (`unsigned char foo[1][0];` alone in .bss) takes
+        // no pages: its blocks get the address where the next segment starts, or the image's
+        // end, as ld places zero-sized objects. The client gets no segment for it (mmap
+        // cannot map 0 bytes).
+        if (size != 0)
+          image.segments.push_back({image.base + offset, offset, size, protection});
         offset += size;
       }
     }

@@ -2,10 +2,12 @@
 // Conformance of `rjit run` (the same-host fast path): each program in test/conformance, built
 // natively by clang-19 and compiled to IR by clang-19, must behave the same when rjit runs its IR
 // through a real rjitd — the same exit status, stdout and stderr, byte for byte. Every program is
-// run twice through rjit: the first run compiles, the second is served from rjitd's cache.
+// run at -O0 and at -O2, twice each: the first run compiles, the second is served from rjitd's
+// cache.
 //
-// The generated files (PROGRAM.ll, PROGRAM.bc, PROGRAM-native) are looked up next to this
-// executable (meson builds them into the same directory), or in $RJIT_CONFORMANCE_DIR.
+// The generated files (PROGRAM.ll, PROGRAM.bc, PROGRAM-O0.ll, PROGRAM-native) are looked up
+// next to this executable (meson builds them into the same directory), or in
+// $RJIT_CONFORMANCE_DIR.
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
@@ -34,28 +36,38 @@ struct Program {
 
 /// Must list exactly the programs of test/conformance/meson.build (checked below).
 constexpr Program PROGRAMS[] = {
-    {"strings", 0},       {"recursion", 0},    {"floating_point", 0}, {"function_pointers", 0},
-    {"qsort_bsearch", 0}, {"varargs", 2},      {"static_init", 0},    {"argv", 3},
-    {"malloc_heavy", 0},  {"thread_local", 0}, {"exit_atexit", 7},    {"exceptions", 0},
-    {"virtual_calls", 0}, {"std_library", 0},  {"static_objects", 0},
+    {"strings", 0},       {"recursion", 0},     {"floating_point", 0}, {"function_pointers", 0},
+    {"qsort_bsearch", 0}, {"varargs", 2},       {"static_init", 0},    {"argv", 3},
+    {"malloc_heavy", 0},  {"thread_local", 0},  {"exit_atexit", 7},    {"exceptions", 0},
+    {"virtual_calls", 0}, {"std_library", 0},   {"static_objects", 0}, {"zero_sized", 0},
+    {"union_init", 0},    {"frame_address", 0}, {"builtin_setjmp", 0},
 };
 
 /// The programs also run from bitcode (conformance_bitcode in meson.build).
 constexpr const char* BITCODE_PROGRAMS[] = {"static_init", "thread_local", "exceptions",
                                             "static_objects"};
 
+/// The programs also run from `clang -O0` IR, PROGRAM-O0.ll (conformance_clang_o0 in
+/// meson.build).
+constexpr const char* CLANG_O0_PROGRAMS[] = {"frame_address", "builtin_setjmp", "union_init"};
+
+/// The optimization levels every case runs at (`rjit run -O<level>`).
+constexpr unsigned OPT_LEVELS[] = {0, 2};
+
 /// The arguments every program gets (after argv[0]).
 const std::vector<std::string> PROGRAM_ARGS = {"alpha", "two words", "3"};
 
-/// A test case: a program and the IR file `rjit run` gets (".ll" or ".bc").
+/// A test case: a program, the IR file `rjit run` gets (".ll", ".bc" or "-O0.ll") and the
+/// optimization level it asks rjitd for.
 struct Case {
   Program program;
   std::string irExtension;
+  unsigned optLevel;
 };
 
 /// How GoogleTest shows a Case (instead of its bytes).
 void PrintTo(const Case& c, std::ostream* os) {
-  *os << c.program.name << c.irExtension;
+  *os << c.program.name << c.irExtension << " at -O" << c.optLevel;
 }
 
 std::string conformanceDir() {
@@ -168,11 +180,12 @@ protected:
     }
   }
 
-  /// `rjit run IR -- PROGRAM_ARGS` against the fixture's daemon.
-  CommandResult rjitRun(const std::string& ir) {
+  /// `rjit run -O<optLevel> IR -- PROGRAM_ARGS` against the fixture's daemon.
+  CommandResult rjitRun(const std::string& ir, unsigned optLevel) {
     const char* bin = std::getenv("RJIT_BIN");
     EXPECT_NE(bin, nullptr) << "RJIT_BIN is not set (run the tests through meson test)";
-    std::vector<std::string> argv = {bin != nullptr ? bin : "rjit", "run", ir, "--"};
+    std::vector<std::string> argv = {bin != nullptr ? bin : "rjit", "run",
+                                     "-O" + std::to_string(optLevel), ir, "--"};
     argv.insert(argv.end(), PROGRAM_ARGS.begin(), PROGRAM_ARGS.end());
     auto env = environmentWith({{"RJIT_SERVER", daemon->endpoint()}},
                                {"RJIT_TIMEOUT_MS", "RJIT_HASH_FIRST_BYTES"});
@@ -200,7 +213,7 @@ TEST_P(RunConformance, BehavesLikeNativeBuild) {
       << expected.err;
 
   for (const char* what : {"rjit run (first)", "rjit run (again, cached)"}) {
-    CommandResult actual = rjitRun(ir);
+    CommandResult actual = rjitRun(ir, c.optLevel);
     EXPECT_EQ(actual.status.describe(), expected.status.describe())
         << what << ": exit status differs from the native build's";
     expectSameOutput("stdout", expected.out, actual.out, what);
@@ -208,31 +221,37 @@ TEST_P(RunConformance, BehavesLikeNativeBuild) {
   }
 }
 
-std::vector<Case> textualIrCases() {
+/// Each program of PROGRAMS that `wanted` accepts, from its IR file ending in `irExtension`, at
+/// every level of OPT_LEVELS.
+template <typename Wanted> std::vector<Case> casesOf(Wanted&& wanted, const char* irExtension) {
   std::vector<Case> cases;
   for (const Program& p : PROGRAMS)
-    cases.push_back({p, ".ll"});
+    if (wanted(p))
+      for (unsigned level : OPT_LEVELS)
+        cases.push_back({p, irExtension, level});
   return cases;
 }
 
-std::vector<Case> bitcodeCases() {
-  std::vector<Case> cases;
-  for (const char* name : BITCODE_PROGRAMS) {
-    auto p = std::find_if(std::begin(PROGRAMS), std::end(PROGRAMS),
-                          [&](const Program& q) { return std::string_view(q.name) == name; });
-    if (p != std::end(PROGRAMS))
-      cases.push_back({*p, ".bc"});
-  }
-  return cases;
+/// Whether `program` is one of `names`.
+template <typename Names> auto oneOf(const Names& names) {
+  return [&names](const Program& program) {
+    return std::any_of(std::begin(names), std::end(names),
+                       [&](const char* name) { return std::string_view(program.name) == name; });
+  };
 }
 
 std::string caseName(const ::testing::TestParamInfo<Case>& info) {
-  return info.param.program.name;
+  return std::string(info.param.program.name) + "_O" + std::to_string(info.param.optLevel);
 }
 
-INSTANTIATE_TEST_SUITE_P(TextualIr, RunConformance, ::testing::ValuesIn(textualIrCases()),
+INSTANTIATE_TEST_SUITE_P(TextualIr, RunConformance,
+                         ::testing::ValuesIn(casesOf([](const Program&) { return true; }, ".ll")),
                          caseName);
-INSTANTIATE_TEST_SUITE_P(Bitcode, RunConformance, ::testing::ValuesIn(bitcodeCases()), caseName);
+INSTANTIATE_TEST_SUITE_P(Bitcode, RunConformance,
+                         ::testing::ValuesIn(casesOf(oneOf(BITCODE_PROGRAMS), ".bc")), caseName);
+INSTANTIATE_TEST_SUITE_P(ClangO0Ir, RunConformance,
+                         ::testing::ValuesIn(casesOf(oneOf(CLANG_O0_PROGRAMS), "-O0.ll")),
+                         caseName);
 
 /// The program table above and the files meson generated agree: every generated IR file is a
 /// case, and every case has its files.
@@ -240,11 +259,17 @@ TEST(ConformanceSuite, CoversEveryGeneratedProgram) {
   std::set<std::string> expected;
   for (const Program& p : PROGRAMS)
     expected.insert(std::string(p.name) + ".ll");
+  auto isProgram = [](const char* name) {
+    return std::any_of(std::begin(PROGRAMS), std::end(PROGRAMS),
+                       [&](const Program& p) { return std::string_view(p.name) == name; });
+  };
   for (const char* name : BITCODE_PROGRAMS) {
     expected.insert(std::string(name) + ".bc");
-    EXPECT_TRUE(std::any_of(std::begin(PROGRAMS), std::end(PROGRAMS),
-                            [&](const Program& p) { return std::string_view(p.name) == name; }))
-        << name << " is in BITCODE_PROGRAMS but not in PROGRAMS";
+    EXPECT_TRUE(isProgram(name)) << name << " is in BITCODE_PROGRAMS but not in PROGRAMS";
+  }
+  for (const char* name : CLANG_O0_PROGRAMS) {
+    expected.insert(std::string(name) + "-O0.ll");
+    EXPECT_TRUE(isProgram(name)) << name << " is in CLANG_O0_PROGRAMS but not in PROGRAMS";
   }
   std::set<std::string> found;
   std::error_code error;

@@ -9,6 +9,7 @@
 #include <llvm/Bitcode/BitcodeWriter.h>
 #include <llvm/IR/LLVMContext.h>
 #include <llvm/IR/Module.h>
+#include <llvm/Object/ObjectFile.h>
 #include <llvm/Support/SourceMgr.h>
 #include <llvm/Support/raw_ostream.h>
 
@@ -115,6 +116,29 @@ Failure compileFails(std::string_view ir, const CompileOptions& o) {
     return {};
   }
   return std::get<Failure>(std::move(result));
+}
+
+/// The names of the symbols the object's relocations refer to (the functions its code calls).
+std::vector<std::string> relocationTargets(const std::string& object) {
+  std::vector<std::string> names;
+  llvm::Expected<std::unique_ptr<llvm::object::ObjectFile>> file =
+      llvm::object::ObjectFile::createObjectFile(llvm::MemoryBufferRef(object, "object"));
+  if (!file) {
+    ADD_FAILURE() << llvm::toString(file.takeError());
+    return names;
+  }
+  for (const llvm::object::SectionRef& section : (*file)->sections())
+    for (const llvm::object::RelocationRef& relocation : section.relocations()) {
+      llvm::object::symbol_iterator symbol = relocation.getSymbol();
+      if (symbol == (*file)->symbol_end())
+        continue;
+      llvm::Expected<llvm::StringRef> name = symbol->getName();
+      if (name)
+        names.push_back(name->str());
+      else
+        llvm::consumeError(name.takeError());  // a section symbol without a name: not a call
+    }
+  return names;
 }
 
 uint16_t readLe16(const std::string& bytes, size_t offset) {
@@ -237,6 +261,72 @@ TEST(CompilerTest, OptnoneFunctionsAreOptimizedFromO1) {
   CompiledObject o2 = compileOk(SUM_OPTNONE_IR, options(X86_64, 2));
   EXPECT_THAT(o0.needs, Contains("abort"));
   EXPECT_THAT(o2.needs, Not(Contains("abort")));
+}
+
+TEST(CompilerTest, FunctionsReadingTheirFrameStayNoinlineFromO1) {
+  // clang -O0 output: every function `optnone noinline`, the user's noinline indistinguishable
+  // from clang's. From -O1 both go, except noinline on a function that reads its own return
+  // address (or frame, or __builtin_longjmp buffer): inlined, it would read its caller's.
+  constexpr const char* ir = R"(
+declare ptr @llvm.returnaddress(i32)
+declare void @observe()
+define ptr @return_address() #0 {
+  %a = call ptr @llvm.returnaddress(i32 0)
+  ret ptr %a
+}
+define void @plain() #0 {
+  call void @observe()
+  ret void
+}
+define ptr @caller() #0 {
+  call void @plain()
+  %a = call ptr @return_address()
+  ret ptr %a
+}
+attributes #0 = { noinline optnone }
+)";
+  for (unsigned level : {1u, 2u, 3u}) {
+    std::vector<std::string> calls =
+        relocationTargets(compileOk(ir, options(X86_64, level)).object);
+    EXPECT_THAT(calls, Contains("return_address")) << "-O" << level;
+    EXPECT_THAT(calls, Not(Contains("plain"))) << "-O" << level << ": plain() is inlined";
+  }
+}
+
+TEST(CompilerTest, UndefBytesOfInitializersReadAsZerosAtEveryLevel) {
+  // What clang 19 emits for `union U { int i, j[4]; } t = {};` then `t.j[1] + t.j[2] == 0`:
+  // the bytes past the first member are undef in the constant copied into `t`. Optimized as
+  // they are, the branch on them makes the whole function `unreachable` (neither call stays,
+  // and running it crashes); read as the zeros the object file holds, only all_zero stays.
+  constexpr const char* ir = R"(
+@init = private unnamed_addr constant { i32, [12 x i8] } { i32 0, [12 x i8] undef }, align 4
+declare void @abort()
+declare void @all_zero()
+declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)
+define void @check_tail() {
+entry:
+  %t = alloca [4 x i32], align 4
+  call void @llvm.memcpy.p0.p0.i64(ptr align 4 %t, ptr align 4 @init, i64 16, i1 false)
+  %p1 = getelementptr [4 x i32], ptr %t, i64 0, i64 1
+  %v1 = load i32, ptr %p1
+  %p2 = getelementptr [4 x i32], ptr %t, i64 0, i64 2
+  %v2 = load i32, ptr %p2
+  %s = add i32 %v1, %v2
+  %zero = icmp eq i32 %s, 0
+  br i1 %zero, label %good, label %bad
+bad:
+  call void @abort()
+  unreachable
+good:
+  call void @all_zero()
+  ret void
+}
+)";
+  for (unsigned level : {1u, 2u, 3u}) {
+    CompiledObject object = compileOk(ir, options(X86_64, level));
+    EXPECT_THAT(object.needs, Contains("all_zero")) << "-O" << level;
+    EXPECT_THAT(object.needs, Not(Contains("abort"))) << "-O" << level;
+  }
 }
 
 TEST(CompilerTest, ClangO0BitcodeIsOptimizedAtO2) {

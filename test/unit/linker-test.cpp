@@ -283,6 +283,118 @@ TEST(LinkerTest, BadObjectsAndPageSizesAreRefused) {
   EXPECT_THAT(std::get<LinkError>(linked).message, HasSubstr("power of two"));
 }
 
+/// Checks the layout every client accepts: page-aligned, contiguous, non-empty segments that
+/// cover the image, none writable and executable.
+void expectValidLayout(const LinkedImage& image) {
+  uint64_t end = image.base;
+  for (const Segment& s : image.segments) {
+    EXPECT_GT(s.size, 0u) << "an empty segment at " << s.address;
+    EXPECT_FALSE((s.protection & WRITE) && (s.protection & EXEC));
+    EXPECT_EQ(s.address % 4096, 0u);
+    EXPECT_EQ(s.size % 4096, 0u);
+    EXPECT_EQ(s.address - image.base, s.offset);
+    EXPECT_EQ(s.address, end) << "segments are contiguous";
+    end = s.address + s.size;
+  }
+  EXPECT_EQ(end, image.base + image.size);
+}
+
+TEST(LinkerTest, ZeroSizedAndEmptySectionsLinkIntoAValidLayout) {
+  // Zero-sized globals (`unsigned char foo[1][0];`, `static int d[][8] = {};`) make empty
+  // .bss, .data and .rodata sections. When nothing else is writable, the read-write segment
+  // came out empty, and clients refuse a 0-byte segment. Each module here has one kind of empty
+  // section and nothing else of its protection.
+  const char* modules[] = {
+      "@foo = global [1 x [0 x i8]] zeroinitializer, align 1\n"
+      "@d = internal global [0 x [8 x i32]] zeroinitializer, align 16\n"
+      "define ptr @address() { %p = getelementptr i8, ptr @d, i64 0\n"
+      "  %q = select i1 true, ptr @foo, ptr %p\n  ret ptr %q }\n",
+      "@e = global [0 x i32] zeroinitializer, section \".data.empty\"\n"
+      "define ptr @address() { ret ptr @e }\n",
+      "@r = constant [0 x i64] zeroinitializer, section \".rodata.empty\"\n"
+      "define ptr @address() { ret ptr @r }\n",
+      "@t = thread_local global [0 x i32] zeroinitializer\n"
+      "define ptr @address() { ret ptr @t }\n",
+      "@i = global [0 x ptr] zeroinitializer, section \".init_array\"\n"
+      "@f = global [0 x ptr] zeroinitializer, section \".fini_array.00100\"\n"
+      "@z = constant <4 x i32> zeroinitializer, section \".rodata.cst16\"\n"
+      "@zz = constant [0 x <8 x i32>] zeroinitializer, section \".rodata.cst32\"\n"
+      "define ptr @address() { %a = select i1 true, ptr @i, ptr @f\n"
+      "  %b = select i1 true, ptr @zz, ptr %a\n  ret ptr %b }\n",
+  };
+  for (const char* ir : modules) {
+    for (unsigned optLevel : {0u, 2u}) {
+      SCOPED_TRACE(std::string(ir) + " at -O" + std::to_string(optLevel));
+      auto object = compileIr(ir, optLevel);
+      ASSERT_TRUE(object);
+      auto prepared = prepare(object, "zero.ll");
+      ASSERT_TRUE(std::holds_alternative<PreparedObject>(prepared))
+          << std::get<Failure>(prepared).message;
+      auto& p = std::get<PreparedObject>(prepared);
+      Reservation reservation(1 << 20);
+      auto linked = link(std::move(p), resolveHere(p), 4096, reservation.reserver());
+      ASSERT_TRUE(std::holds_alternative<LinkedImage>(linked)) << std::get<Failure>(linked).message;
+      const LinkedImage& image = std::get<LinkedImage>(linked);
+      expectValidLayout(image);
+      if (::testing::Test::HasFailure())
+        return;  // a layout the client would refuse: mapping it here could crash the test
+      ASSERT_NO_FATAL_FAILURE(mapImage(image));
+      // A zero-sized object may sit at the end of the image (as ld places it), never beyond.
+      uint64_t address = reinterpret_cast<uint64_t (*)()>(symbol(image, "address"))();
+      if (std::string(ir).find("thread_local") == std::string::npos) {
+        EXPECT_GE(address, image.base);
+        EXPECT_LE(address, image.base + image.size);
+      }
+    }
+  }
+}
+
+TEST(LinkerTest, ModulesWithoutCodeOrDataGetOnePageAndNoSegments) {
+  // Nothing but zero-sized globals, or nothing at all: every section is empty.
+  for (const char* ir : {"", "@foo = global [1 x [0 x i8]] zeroinitializer\n"
+                             "@e = global [0 x i32] zeroinitializer, section \".data.empty\"\n"}) {
+    for (unsigned optLevel : {0u, 2u}) {
+      SCOPED_TRACE("'" + std::string(ir) + "' at -O" + std::to_string(optLevel));
+      auto object = compileIr(std::string("; nothing else\n") + ir, optLevel);
+      ASSERT_TRUE(object);
+      auto prepared = prepare(object, "empty.ll");
+      ASSERT_TRUE(std::holds_alternative<PreparedObject>(prepared))
+          << std::get<Failure>(prepared).message;
+      Reservation reservation(1 << 20);
+      auto linked =
+          link(std::move(std::get<PreparedObject>(prepared)), {}, 4096, reservation.reserver());
+      ASSERT_TRUE(std::holds_alternative<LinkedImage>(linked)) << std::get<Failure>(linked).message;
+      const LinkedImage& image = std::get<LinkedImage>(linked);
+      EXPECT_EQ(image.size, 4096u) << "a page, so that the module has its own __dso_handle";
+      EXPECT_TRUE(image.segments.empty());
+      EXPECT_TRUE(image.initializers.empty());
+      for (const auto& s : image.symbols)
+        EXPECT_TRUE(s.address >= image.base && s.address <= image.base + image.size) << s.name;
+    }
+  }
+}
+
+TEST(LinkerTest, ZeroSizedGlobalsLinkForAarch64) {
+  // Linked only (this test runs on x86_64): the layout is the same for every target.
+  compiler::CompileOptions options;
+  options.triple = "aarch64-unknown-linux-gnu";
+  options.optLevel = 2;
+  options.moduleName = "zero.ll";
+  auto result = compiler::compile("@foo = global [1 x [0 x i8]] zeroinitializer\n"
+                                  "define ptr @address() { ret ptr @foo }\n",
+                                  options);
+  ASSERT_TRUE(std::holds_alternative<CompiledObject>(result)) << std::get<Failure>(result).message;
+  auto object = std::make_shared<const CompiledObject>(std::get<CompiledObject>(std::move(result)));
+  auto prepared = prepare(object, "zero.ll");
+  ASSERT_TRUE(std::holds_alternative<PreparedObject>(prepared))
+      << std::get<Failure>(prepared).message;
+  Reservation reservation(1 << 20);
+  auto linked =
+      link(std::move(std::get<PreparedObject>(prepared)), {}, 4096, reservation.reserver());
+  ASSERT_TRUE(std::holds_alternative<LinkedImage>(linked)) << std::get<Failure>(linked).message;
+  expectValidLayout(std::get<LinkedImage>(linked));
+}
+
 TEST(LinkerTest, CxxObjectsRecordTheirEhFrame) {
   // A function with a landing pad: the object has .eh_frame and .gcc_except_table.
   constexpr const char* ir = R"(

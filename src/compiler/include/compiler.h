@@ -50,7 +50,9 @@ std::string llvmVersion();
 ///  - the datalayout is always the target's (a differing one from an older producer gives a
 ///    warning diagnostic);
 ///  - at -O1..-O3, `optnone` (and the `noinline` that clang -O0 pairs with it) is removed so
-///    that the requested level applies; at -O0 the O0 pipeline runs;
+///    that the requested level applies, but `noinline` stays on functions that read their own
+///    frame or return address; at -O0 the O0 pipeline runs;
+///  - undef and poison in global initializers become zeros before optimizing;
 ///  - thread-local variables use emulated TLS (__emutls_get_address), which JITLink can link.
 CompileResult compile(std::string_view module, const CompileOptions& options);
 
