@@ -329,11 +329,11 @@ TEST(LinkerTest, ZeroSizedAndEmptySectionsLinkIntoAValidLayout) {
       ASSERT_TRUE(object);
       auto prepared = prepare(object, "zero.ll");
       ASSERT_TRUE(std::holds_alternative<PreparedObject>(prepared))
-          << std::get<Failure>(prepared).message;
+          << std::get<LinkError>(prepared).message;
       auto& p = std::get<PreparedObject>(prepared);
       Reservation reservation(1 << 20);
       auto linked = link(std::move(p), resolveHere(p), 4096, reservation.reserver());
-      ASSERT_TRUE(std::holds_alternative<LinkedImage>(linked)) << std::get<Failure>(linked).message;
+      ASSERT_TRUE(std::holds_alternative<LinkedImage>(linked)) << std::get<LinkError>(linked).message;
       const LinkedImage& image = std::get<LinkedImage>(linked);
       expectValidLayout(image);
       if (::testing::Test::HasFailure())
@@ -359,11 +359,11 @@ TEST(LinkerTest, ModulesWithoutCodeOrDataGetOnePageAndNoSegments) {
       ASSERT_TRUE(object);
       auto prepared = prepare(object, "empty.ll");
       ASSERT_TRUE(std::holds_alternative<PreparedObject>(prepared))
-          << std::get<Failure>(prepared).message;
+          << std::get<LinkError>(prepared).message;
       Reservation reservation(1 << 20);
       auto linked =
           link(std::move(std::get<PreparedObject>(prepared)), {}, 4096, reservation.reserver());
-      ASSERT_TRUE(std::holds_alternative<LinkedImage>(linked)) << std::get<Failure>(linked).message;
+      ASSERT_TRUE(std::holds_alternative<LinkedImage>(linked)) << std::get<LinkError>(linked).message;
       const LinkedImage& image = std::get<LinkedImage>(linked);
       EXPECT_EQ(image.size, 4096u) << "a page, so that the module has its own __dso_handle";
       EXPECT_TRUE(image.segments.empty());
@@ -387,11 +387,11 @@ TEST(LinkerTest, ZeroSizedGlobalsLinkForAarch64) {
   auto object = std::make_shared<const CompiledObject>(std::get<CompiledObject>(std::move(result)));
   auto prepared = prepare(object, "zero.ll");
   ASSERT_TRUE(std::holds_alternative<PreparedObject>(prepared))
-      << std::get<Failure>(prepared).message;
+      << std::get<LinkError>(prepared).message;
   Reservation reservation(1 << 20);
   auto linked =
       link(std::move(std::get<PreparedObject>(prepared)), {}, 4096, reservation.reserver());
-  ASSERT_TRUE(std::holds_alternative<LinkedImage>(linked)) << std::get<Failure>(linked).message;
+  ASSERT_TRUE(std::holds_alternative<LinkedImage>(linked)) << std::get<LinkError>(linked).message;
   expectValidLayout(std::get<LinkedImage>(linked));
 }
 
