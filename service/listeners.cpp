@@ -209,8 +209,8 @@ kj::Promise<void> Listeners::retryAccept(Socket& socket, kj::Exception&& excepti
     socket.lastWarningTime = timer.now();
   }
   log::print(repeated ? log::Level::Debug : log::Level::Warning, "accept on ", socket.name,
-             " failed: ", what, "; retrying in ", delay / kj::MILLISECONDS, " ms (",
-             socket.failures, " failures in a row)");
+             " failed (attempt ", socket.failures, "): ", what, "; retrying in ",
+             delay / kj::MILLISECONDS, " ms");
   return timer.afterDelay(delay).then([this, &socket]() { return acceptLoop(socket); });
 }
 
