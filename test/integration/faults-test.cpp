@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <optional>
 #include <sstream>
 
 #include "fixture.h"
@@ -150,6 +151,36 @@ TEST_P(FaultsTest, ListenerSurvivesRunningOutOfFileDescriptors) {
   Client client(options);
   expectCompiles(client, tinyModule());
   EXPECT_EQ(daemon->log().find("stopped accepting"), std::string::npos);
+}
+
+TEST_P(FaultsTest, RaisesItsOpenFileLimitToTheHardLimit) {
+  rlimit mine{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &mine), 0) << std::strerror(errno);
+  constexpr rlim_t LOW = 256;  // above what this test process has open
+  if (mine.rlim_max <= LOW)
+    GTEST_SKIP() << "the hard limit on open files is only " << mine.rlim_max;
+  // rjitd inherits the soft limit of the process that starts it (systemd's default is 1024).
+  rlimit low{LOW, mine.rlim_max};
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0) << std::strerror(errno);
+  auto started = startDaemon(daemonOptions());
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &mine), 0) << std::strerror(errno);
+  ASSERT_NE(started, nullptr);
+  Client client(clientOptions(started.get()));
+  client.stats();  // a socket-activated rjitd starts now
+  ASSERT_TRUE(started->waitReady());
+
+  std::ifstream limits("/proc/" + std::to_string(started->pid()) + "/limits");
+  std::string line;
+  std::optional<std::pair<std::string, std::string>> openFiles;
+  while (std::getline(limits, line)) {
+    std::istringstream fields(line);
+    std::string max, open, files, soft, hard;
+    if (fields >> max >> open >> files >> soft >> hard && open == "open" && files == "files")
+      openFiles.emplace(soft, hard);
+  }
+  ASSERT_TRUE(openFiles.has_value());
+  EXPECT_EQ(openFiles->first, openFiles->second) << "soft and hard limit on open files";
+  EXPECT_NE(openFiles->first, std::to_string(LOW));
 }
 
 TEST_P(FaultsTest, WorkerKilledWhileIdleIsReplacedNotBlamed) {
