@@ -99,8 +99,14 @@ public:
     } while (ready < 0 && errno == EINTR);
     if (ready != 0)
       return false;
-    int status;
-    return ::waitpid(pid, &status, WNOHANG) == 0;  // a reaped pid stays ours: we reap in reap()
+    // WNOWAIT: leave an ended child a zombie, so its pid stays ours (never reused) until reap()
+    // collects its status for the log.
+    siginfo_t info{};
+    int rc;
+    do {
+      rc = ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT);
+    } while (rc < 0 && errno == EINTR);
+    return rc == 0 && info.si_pid == 0;
   }
 
   pid_t id() const { return pid; }
@@ -220,6 +226,8 @@ std::variant<compiler::CompileResult, ProcessBackend::Crash>
 ProcessBackend::attempt(std::unique_ptr<Worker> worker, std::string_view module,
                         const compiler::CompileOptions& options) {
   worker->countCompile();
+  // The worker ended, or broke the protocol and is killed here (which then reads as a kill from
+  // outside: one retry, the same as for a worker killed by someone else).
   auto crashed = [&](std::string what) -> Crash {
     pid_t pid = worker->id();
     return Crash{pid, std::move(what), worker->reap(true)};
