@@ -43,6 +43,25 @@ std::string describeStatus(int status) {
 
 }  // namespace
 
+bool killedFromOutside(int status) {
+  if (!WIFSIGNALED(status))
+    return false;
+  switch (WTERMSIG(status)) {
+  // What a crash or an abort raises in the process itself (LLVM's assertions, a fault in
+  // code generation). SIGKILL, SIGTERM and the rest can only come from another process or
+  // the kernel's OOM killer. A kill(1) of SIGSEGV would be misread as a crash; nobody does that
+  // by accident, and the price is one module reported invalid.
+  case SIGSEGV:
+  case SIGBUS:
+  case SIGILL:
+  case SIGFPE:
+  case SIGABRT:
+  case SIGTRAP:
+  case SIGSYS: return false;
+  default: return true;
+  }
+}
+
 // One child process and our end of its socket.
 class ProcessBackend::Worker {
 public:
@@ -58,26 +77,59 @@ public:
     }
   }
 
-  /// Ends the child and returns how it ended (for the error message).
-  std::string reap(bool kill) {
+  /// Ends the child (SIGKILL first when `kill`) and returns its waitpid() status.
+  int reap(bool kill) {
     if (kill)
       ::kill(pid, SIGKILL);
     int status = 0;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     pid = -1;
-    return describeStatus(status);
+    return status;
+  }
+
+  /// Can this idle worker take work? Not when its end of the socket is closed or readable: an
+  /// idle worker never writes unprompted, so either means it died or is dying (its socket
+  /// closes before it becomes a zombie, so this also catches a kill still in progress).
+  bool alive() {
+    pollfd pfd{fd.get(), POLLIN, 0};
+    int ready;
+    do {
+      ready = ::poll(&pfd, 1, 0);
+    } while (ready < 0 && errno == EINTR);
+    if (ready != 0)
+      return false;
+    // WNOWAIT: leave an ended child a zombie, so its pid stays ours (never reused) until reap()
+    // collects its status for the log.
+    siginfo_t info{};
+    int rc;
+    do {
+      rc = ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT);
+    } while (rc < 0 && errno == EINTR);
+    return rc == 0 && info.si_pid == 0;
   }
 
   pid_t id() const { return pid; }
   int socket() const { return fd.get(); }
   kj::BufferedInputStreamWrapper& input() { return buffered; }
+  /// Has this worker compiled nothing yet? (LLVM state left by earlier compiles can make a
+  /// used worker crash on a module a fresh one compiles.)
+  bool fresh() const { return compiles == 0; }
+  void countCompile() { ++compiles; }
 
 private:
   pid_t pid;
   kj::AutoCloseFd fd;
   kj::FdInputStream in;
   kj::BufferedInputStreamWrapper buffered;
+  uint64_t compiles = 0;
+};
+
+// A worker that died (or stopped answering) before it answered a compile, already reaped.
+struct ProcessBackend::Crash {
+  pid_t pid;
+  std::string what;  // "died", "stopped reading requests: ..."
+  int status;        // waitpid() status
 };
 
 ProcessBackend::ProcessBackend(std::string workerPath, std::chrono::milliseconds timeLimit,
@@ -92,13 +144,29 @@ uint64_t ProcessBackend::spawned() const {
 }
 
 std::unique_ptr<ProcessBackend::Worker> ProcessBackend::take() {
+  while (true) {
+    std::unique_ptr<Worker> worker;
+    {
+      std::lock_guard lock(mutex);
+      if (idle.empty())
+        break;
+      worker = std::move(idle.back());
+      idle.pop_back();
+    }
+    if (worker->alive())
+      return worker;
+    // Killed while idle (OOM killer, operator): never the next module's fault.
+    pid_t pid = worker->id();
+    std::string how = describeStatus(worker->reap(true));
+    metrics.compileWorkerLost();
+    log::warning("idle compile worker ", pid, " ended (", how, "); replacing it");
+  }
+  return spawn();
+}
+
+std::unique_ptr<ProcessBackend::Worker> ProcessBackend::spawn() {
   {
     std::lock_guard lock(mutex);
-    if (!idle.empty()) {
-      auto w = std::move(idle.back());
-      idle.pop_back();
-      return w;
-    }
     ++spawnCount;
   }
   int sv[2];
@@ -127,17 +195,42 @@ void ProcessBackend::giveBack(std::unique_ptr<Worker> worker) {
 compiler::CompileResult ProcessBackend::compile(std::string_view module,
                                                 const compiler::CompileOptions& options) {
   std::unique_ptr<Worker> worker = take();
-  auto crashed = [&](const std::string& what) -> compiler::CompileResult {
-    pid_t pid = worker->id();
-    std::string how = worker->reap(true);
+  for (unsigned attempts = 1;; ++attempts) {
+    bool fresh = worker->fresh();
+    auto outcome = attempt(std::move(worker), module, options);
+    auto* crash = std::get_if<Crash>(&outcome);
+    if (crash == nullptr)
+      return std::get<compiler::CompileResult>(std::move(outcome));
     metrics.compileWorkerLost();
-    log::warning("compile worker ", pid, " for '", options.moduleName, "' ", what, " (", how,
-                 "); starting a new one for the next compile");
+    std::string how = describeStatus(crash->status);
+    bool outside = killedFromOutside(crash->status);
+    if (attempts == 1 && (outside || !fresh)) {
+      log::warning("compile worker ", crash->pid, " ", crash->what, " (", how, ") compiling '",
+                   options.moduleName, "'; ",
+                   outside ? "it was killed from outside" : "it had compiled other modules",
+                   ", so the compile is retried once on a new worker");
+      worker = spawn();
+      continue;
+    }
+    log::warning("compile worker ", crash->pid, " for '", options.moduleName, "' ", crash->what,
+                 " (", how, "); starting a new one for the next compile");
     return Failure{ErrorKind::InvalidModule,
                    "the compiler crashed on module '" + options.moduleName + "' (" + how +
                        "); LLVM could not handle this IR — check it with `opt-19 -verify` "
                        "and `llc-19`",
                    {}};
+  }
+}
+
+std::variant<compiler::CompileResult, ProcessBackend::Crash>
+ProcessBackend::attempt(std::unique_ptr<Worker> worker, std::string_view module,
+                        const compiler::CompileOptions& options) {
+  worker->countCompile();
+  // The worker ended, or broke the protocol and is killed here (which then reads as a kill from
+  // outside: one retry, the same as for a worker killed by someone else).
+  auto crashed = [&](std::string what) -> Crash {
+    pid_t pid = worker->id();
+    return Crash{pid, std::move(what), worker->reap(true)};
   };
 
   // Request: a CompileRequest with the canonical options and the module bytes.
@@ -160,7 +253,7 @@ compiler::CompileResult ProcessBackend::compile(std::string_view module,
     ready = ::poll(&pfd, 1, static_cast<int>(timeLimit.count()));
   } while (ready < 0 && errno == EINTR);
   if (ready == 0) {
-    std::string how = worker->reap(true);
+    worker->reap(true);
     metrics.compileWorkerLost();
     log::warning("compile of '", options.moduleName, "' exceeded ", timeLimit.count(),
                  " ms; killed its worker");
@@ -188,7 +281,7 @@ compiler::CompileResult ProcessBackend::compile(std::string_view module,
   if (exiting) {
     // The worker hit an LLVM fatal error, reported it and exits: never reuse it.
     pid_t pid = worker->id();
-    std::string how = worker->reap(false);
+    std::string how = describeStatus(worker->reap(false));
     metrics.compileWorkerLost();
     log::warning("compile worker ", pid, " for '", options.moduleName,
                  "' hit an LLVM fatal error and ", how);

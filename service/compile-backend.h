@@ -3,6 +3,9 @@
 // LLVM ends the process on some inputs (report_fatal_error, crashes on malformed-but-parsable
 // IR), and no request may take the daemon down with it. A worker that dies is an error for
 // that request only; the next request gets a fresh worker. Workers also bound compile time.
+// A worker can also die of something that is not the module's fault (the OOM killer, an
+// operator's kill): a dead idle worker is noticed and replaced before it gets work, and a
+// compile whose worker was killed from outside is retried once on a fresh worker.
 #pragma once
 
 #include <chrono>
@@ -10,6 +13,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "compiler.h"
@@ -34,8 +38,16 @@ public:
   }
 };
 
+/// Did a worker that ended with waitpid() status `status` die of a signal sent from outside
+/// (SIGKILL from the OOM killer or an operator, SIGTERM, ...), rather than by its own doing?
+/// The signals a process raises itself when it crashes or aborts (SIGSEGV, SIGBUS, SIGILL,
+/// SIGFPE, SIGABRT, SIGTRAP, SIGSYS) and a plain exit count as its own doing.
+bool killedFromOutside(int status);
+
 /// Compiles in child processes running `WORKER_PATH --compile-worker 3`, reused across
 /// requests (one per concurrent compile), replaced when one dies or overruns the time limit.
+/// A module is reported invalid after crashing a worker only when the worker crashed by its own
+/// doing on its first compile, or crashed again on a fresh worker (one retry).
 class ProcessBackend final : public CompileBackend {
 public:
   /// `metrics` outlives the backend; it counts the workers that had to be replaced.
@@ -53,7 +65,15 @@ public:
 
 private:
   class Worker;
+  struct Crash;
+  /// An idle worker that is still alive, or a new one.
   std::unique_ptr<Worker> take();
+  std::unique_ptr<Worker> spawn();
+  /// Runs one compile on `worker`: its answer (the worker then given back or ended), or how it
+  /// died before answering (the worker then reaped).
+  std::variant<compiler::CompileResult, Crash> attempt(std::unique_ptr<Worker> worker,
+                                                       std::string_view module,
+                                                       const compiler::CompileOptions& options);
   void giveBack(std::unique_ptr<Worker> worker);
 
   const std::string workerPath;

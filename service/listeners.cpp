@@ -23,6 +23,14 @@ namespace {
 // File descriptors a client may attach to one message (later: memfds of linked code).
 constexpr uint kMaxFdsPerMessage = 4;
 
+// Waits between failed accepts: short at first (a burst of aborted connections), doubling up
+// to a second (out of file descriptors until clients disconnect), so a persistent failure
+// neither spins the loop nor leaves a freed descriptor unused for long.
+constexpr kj::Duration ACCEPT_BACKOFF_FIRST = 10 * kj::MILLISECONDS;
+constexpr kj::Duration ACCEPT_BACKOFF_MAX = 1 * kj::SECONDS;
+// The same accept failure is repeated at warning level at most this often (debug otherwise).
+constexpr kj::Duration ACCEPT_WARNING_INTERVAL = 60 * kj::SECONDS;
+
 // Is someone answering on this Unix socket path? (Used to tell a stale socket file from a live
 // server before replacing it.)
 bool unixSocketAnswers(const std::string& path) {
@@ -144,8 +152,11 @@ size_t Listeners::adoptActivated() {
 
 void Listeners::start() {
   for (Socket& s : sockets) {
-    s.accepting = acceptLoop(s).eagerlyEvaluate([name = s.name](kj::Exception&& e) {
-      log::error("stopped accepting on ", name, ": ", e.getDescription().cStr());
+    s.backoff = ACCEPT_BACKOFF_FIRST;
+    // acceptLoop() never fails; were it to, that is a bug in it, logged and counted.
+    s.accepting = acceptLoop(s).eagerlyEvaluate([this, name = s.name](kj::Exception&& e) {
+      log::error("internal: stopped accepting on ", name, ": ", e.getDescription().cStr());
+      state.metrics.daemonError(metrics::DaemonError::Internal);
     });
   }
 }
@@ -159,20 +170,48 @@ void Listeners::stopAccepting() {
 }
 
 kj::Promise<void> Listeners::acceptLoop(Socket& socket) {
-  return socket.receiver->acceptAuthenticated().then(
-      [this, &socket](kj::AuthenticatedStream&& conn) {
-        serve(kj::mv(conn), socket.unix, socket.name);
-        return acceptLoop(socket);
-      },
-      [this, &socket](kj::Exception&& e) {
-        // E.g. EMFILE: keep the listener alive; pause briefly so a persistent failure does not
-        // spin the loop.
-        log::warning("accept on ", socket.name, " failed: ", e.getDescription().cStr());
-        state.metrics.daemonError(metrics::DaemonError::Accept);
-        return io.provider->getTimer().afterDelay(100 * kj::MILLISECONDS).then([this, &socket]() {
-          return acceptLoop(socket);
-        });
-      });
+  // KJ's accept() throws EMFILE and other errors synchronously when a connection is already
+  // queued; evalNow turns that into a failed promise, which the handler below retries.
+  return kj::evalNow([&socket]() { return socket.receiver->acceptAuthenticated(); })
+      .then(
+          [this, &socket](kj::AuthenticatedStream&& conn) {
+            if (socket.failures > 0) {
+              log::info("accepting on ", socket.name, " again after ", socket.failures,
+                        " failed attempts");
+              socket.failures = 0;
+              socket.backoff = ACCEPT_BACKOFF_FIRST;
+              socket.lastWarning.clear();
+            }
+            // Setting up one connection can fail too (a socket option on a connection reset
+            // meanwhile): that ends this connection, not the listener.
+            KJ_IF_MAYBE (e, kj::runCatchingExceptions(
+                                [&]() { serve(kj::mv(conn), socket.unix, socket.name); })) {
+              taskFailed(kj::mv(*e));
+            }
+            return acceptLoop(socket);
+          },
+          [this, &socket](kj::Exception&& e) { return retryAccept(socket, kj::mv(e)); });
+}
+
+kj::Promise<void> Listeners::retryAccept(Socket& socket, kj::Exception&& exception) {
+  // E.g. EMFILE: the connection stays queued in the kernel and is accepted once a descriptor is
+  // free again (a client disconnected), so keep trying for as long as rjitd runs.
+  ++socket.failures;
+  state.metrics.daemonError(metrics::DaemonError::Accept);
+  kj::Duration delay = socket.backoff;
+  socket.backoff = kj::min(socket.backoff * 2, ACCEPT_BACKOFF_MAX);
+  auto& timer = io.provider->getTimer();
+  std::string what = exception.getDescription().cStr();
+  bool repeated =
+      what == socket.lastWarning && timer.now() - socket.lastWarningTime < ACCEPT_WARNING_INTERVAL;
+  if (!repeated) {
+    socket.lastWarning = what;
+    socket.lastWarningTime = timer.now();
+  }
+  log::print(repeated ? log::Level::Debug : log::Level::Warning, "accept on ", socket.name,
+             " failed (attempt ", socket.failures, "): ", what, "; retrying in ",
+             delay / kj::MILLISECONDS, " ms");
+  return timer.afterDelay(delay).then([this, &socket]() { return acceptLoop(socket); });
 }
 
 void Listeners::serve(kj::AuthenticatedStream&& conn, bool unix, const std::string& listener) {

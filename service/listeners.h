@@ -54,9 +54,18 @@ private:
     std::string name;
     std::string unlinkPath;                 // socket file we created and remove on stop
     kj::Promise<void> accepting = nullptr;  // the accept loop; dropping it stops accepting
+    // Failed accepts in a row, the wait before the next attempt, and what was last logged at
+    // warning level (and when), so a persistent failure is logged once, not at every retry.
+    uint64_t failures = 0;
+    kj::Duration backoff = 0 * kj::SECONDS;
+    std::string lastWarning;
+    kj::TimePoint lastWarningTime = kj::origin<kj::TimePoint>();
   };
 
+  /// Accepts on `socket` for as long as it exists: a failed accept is retried (retryAccept), so
+  /// the returned promise never fails.
   kj::Promise<void> acceptLoop(Socket& socket);
+  kj::Promise<void> retryAccept(Socket& socket, kj::Exception&& exception);
   void serve(kj::AuthenticatedStream&& connection, bool unix, const std::string& listener);
   kj::Promise<void> waitFlushed(kj::TimePoint deadline);
   void taskFailed(kj::Exception&& exception) override;

@@ -2,6 +2,9 @@
 // Leveled logging to stderr. Under systemd (JOURNAL_STREAM names our stderr) each line carries
 // an sd-daemon priority prefix ("<6>") so journald records the level; otherwise a UTC timestamp
 // and the level name. One write(2) per line, so lines from several threads never interleave.
+// Every message is escaped on its way out (escapeControls), so text a client chose (module
+// names, client names, features, quoted IR) can never start a line of its own or reach a
+// terminal as a control sequence.
 #pragma once
 
 #include <sstream>
@@ -19,6 +22,17 @@ bool enabled(Level level);
 /// "debug", "info", "warning" (or "warn"), "error"; false for anything else.
 bool parseLevel(std::string_view text, Level& out);
 
+/// `text` with everything that could end a log line or control a terminal written as an escape:
+/// newline, carriage return and tab as \n, \r, \t; other C0 controls (ESC as \x1b), DEL, the C1
+/// controls (U+0080-U+009F) and bytes that are not valid UTF-8 as \xHH (a C1 control as the bytes
+/// of its encoding); the backslash as \\, so an escape in the output always means an escaped byte.
+/// Other valid UTF-8 text is unchanged.
+std::string escapeControls(std::string_view text);
+
+/// Writes one line: `message` passed through escapeControls(), with a level prefix. A
+/// multi-line message (an LLVM diagnostic quoting IR) stays one line with "\n" inside: one
+/// log call is one journal entry at the call's priority, and a client cannot choose a line's
+/// priority or forge a line of its own.
 void write(Level level, std::string_view message);
 
 template <typename... Args> void print(Level level, const Args&... args) {

@@ -17,12 +17,15 @@
 #include "rpc-server.h"
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
 #include <kj/debug.h>
 #include <memory>
 #include <optional>
+#include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 #include <thread>
 
@@ -67,6 +70,23 @@ kj::Promise<void> statusLoop(kj::Timer& timer, const DaemonState& state,
   });
 }
 
+// Every connection, worker socket and loaded image's memfd is a descriptor, and the usual soft
+// limit (1024) is far below what the hard limit allows a daemon; nothing here uses select(), so
+// descriptors past 1024 are safe. Raising it is best effort: the old limit still works.
+void raiseOpenFileLimit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max)
+    return;
+  rlim_t old = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    log::warning("cannot raise the open file limit from ", old, " to ", limit.rlim_max, ": ",
+                 strerror(errno));
+    return;
+  }
+  log::debug("raised the open file limit from ", old, " to ", limit.rlim_max);
+}
+
 int run(const Options& opt) {
   log::Level level;
   if (!log::parseLevel(opt.logLevel, level)) {
@@ -75,6 +95,7 @@ int run(const Options& opt) {
     return 2;
   }
   log::setLevel(level);
+  raiseOpenFileLimit();
 
   std::vector<Endpoint> endpoints;
   for (const auto& text : opt.listen) {

@@ -1,0 +1,265 @@
+// SPDX-License-Identifier: MIT
+// Faults an adversarial user or the system can cause, against a real rjitd: running out of file
+// descriptors, compile workers killed from outside, and control characters in client-chosen
+// strings that reach the log. Each ends with rjitd serving normally (the fixture checks).
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <optional>
+#include <sstream>
+
+#include "fixture.h"
+
+namespace rjit::test {
+namespace {
+
+/// Upper bound for the polling loops below: each iteration is a round trip to rjitd or a read
+/// of /proc, so the loops end long before on a working daemon; reaching it is a failure.
+constexpr unsigned MAX_POLLS = 1'000'000;
+
+class FaultsTest : public DaemonTest {
+protected:
+  /// One compile worker: the tests find it as rjitd's only child process.
+  DaemonOptions daemonOptions() const override {
+    DaemonOptions options = DaemonTest::daemonOptions();
+    options.extraArgs = {"--jobs", "1"};
+    return options;
+  }
+
+  /// rjitd's child processes: its compile workers.
+  std::vector<pid_t> workers() const {
+    std::vector<pid_t> pids;
+    std::error_code ec;
+    std::string tasks = "/proc/" + std::to_string(daemon->pid()) + "/task";
+    for (const auto& task : std::filesystem::directory_iterator(tasks, ec)) {
+      std::ifstream children(task.path() / "children");
+      pid_t pid;
+      while (children >> pid)
+        pids.push_back(pid);
+    }
+    return pids;
+  }
+
+  /// The count of `(method, result)` in rjitd's request counters.
+  static uint64_t requestCount(const ServerStats& stats, const std::string& method,
+                               const std::string& result) {
+    for (const auto& count : stats.requestCounts) {
+      if (count.method == method && count.result == result)
+        return count.count;
+    }
+    return 0;
+  }
+
+  static uint64_t errorCount(const ServerStats& stats, const std::string& kind) {
+    for (const auto& count : stats.errorCounts) {
+      if (count.kind == kind)
+        return count.count;
+    }
+    return 0;
+  }
+
+  /// Compiles a fresh module and expects an object.
+  void expectCompiles(Client& client, const std::string& module, unsigned optLevel = 1) {
+    CompileRequest request;
+    request.module = module;
+    request.moduleName = "innocent.ll";
+    request.optLevel = optLevel;
+    try {
+      EXPECT_FALSE(client.compile(request).object.empty());
+    } catch (const Error& e) {
+      ADD_FAILURE() << "compile failed (" << errorKindName(e.kind()) << "): " << e.what();
+    }
+  }
+};
+
+/// The state letter of process `pid` from /proc/PID/stat ('R', 'S', 'Z', ...); 0 once gone.
+char processState(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t end = stat.rfind(')');  // after the command name, which may hold spaces
+  return end == std::string::npos || end + 2 >= stat.size() ? 0 : stat[end + 2];
+}
+
+/// Bytes process `pid` has read (rchar of /proc/PID/io); 0 when unreadable.
+uint64_t bytesRead(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/io");
+  std::string key;
+  uint64_t value = 0;
+  while (in >> key >> value) {
+    if (key == "rchar:")
+      return value;
+  }
+  return 0;
+}
+
+size_t openFds(pid_t pid) {
+  std::error_code ec;
+  size_t n = 0;
+  for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
+    ++n;
+  return n;
+}
+
+/// A raw connection to rjitd's Unix socket that sends nothing.
+UniqueFd idleConnection(const std::string& path) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  EXPECT_TRUE(fd) << std::strerror(errno);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  EXPECT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0)
+      << std::strerror(errno);
+  return fd;
+}
+
+TEST_P(FaultsTest, ListenerSurvivesRunningOutOfFileDescriptors) {
+  Client observer(clientOptions());
+  observer.stats();  // connected; a socket-activated rjitd has started
+  ASSERT_TRUE(daemon->waitReady());
+  // Leave rjitd room for a few more connections only. prlimit(2) from outside sets the hard
+  // limit too, so the soft limit rjitd raised at start comes down with it.
+  pid_t pid = daemon->pid();
+  constexpr size_t ROOM = 4;
+  rlim_t limit = openFds(pid) + ROOM;
+  rlimit low{limit, limit};
+  ASSERT_EQ(::prlimit(pid, RLIMIT_NOFILE, &low, nullptr), 0) << std::strerror(errno);
+
+  // More idle connections than rjitd has descriptors for: the rest wait in the queue and each
+  // accept attempt fails with EMFILE. Wait until rjitd has failed (and so retried) twice.
+  std::vector<UniqueFd> idle;
+  for (size_t i = 0; i < ROOM * 4; ++i)
+    idle.push_back(idleConnection(daemon->socketPath()));
+  bool retried = false;
+  for (unsigned i = 0; i < MAX_POLLS && !retried; ++i) {
+    ASSERT_EQ(daemon->log().find("stopped accepting"), std::string::npos) << daemon->log();
+    retried = errorCount(observer.stats(), "accept") >= 2;
+  }
+  ASSERT_TRUE(retried) << "rjitd never failed to accept twice";
+
+  // Once the idle clients are gone, a new client is served.
+  idle.clear();
+  ClientOptions options = clientOptions();
+  options.timeout = SAFETY_BOUND;
+  Client client(options);
+  expectCompiles(client, tinyModule());
+  EXPECT_EQ(daemon->log().find("stopped accepting"), std::string::npos);
+}
+
+TEST_P(FaultsTest, RaisesItsOpenFileLimitToTheHardLimit) {
+  rlimit mine{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &mine), 0) << std::strerror(errno);
+  constexpr rlim_t LOW = 256;  // above what this test process has open
+  if (mine.rlim_max <= LOW)
+    GTEST_SKIP() << "the hard limit on open files is only " << mine.rlim_max;
+  // rjitd inherits the soft limit of the process that starts it (systemd's default is 1024).
+  rlimit low{LOW, mine.rlim_max};
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0) << std::strerror(errno);
+  auto started = startDaemon(daemonOptions());
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &mine), 0) << std::strerror(errno);
+  ASSERT_NE(started, nullptr);
+  Client client(clientOptions(started.get()));
+  client.stats();  // a socket-activated rjitd starts now
+  ASSERT_TRUE(started->waitReady());
+
+  std::ifstream limits("/proc/" + std::to_string(started->pid()) + "/limits");
+  std::string line;
+  std::optional<std::pair<std::string, std::string>> openFiles;
+  while (std::getline(limits, line)) {
+    std::istringstream fields(line);
+    std::string max, open, files, soft, hard;
+    if (fields >> max >> open >> files >> soft >> hard && open == "open" && files == "files")
+      openFiles.emplace(soft, hard);
+  }
+  ASSERT_TRUE(openFiles.has_value());
+  EXPECT_EQ(openFiles->first, openFiles->second) << "soft and hard limit on open files";
+  EXPECT_NE(openFiles->first, std::to_string(LOW));
+}
+
+TEST_P(FaultsTest, WorkerKilledWhileIdleIsReplacedNotBlamed) {
+  Client client(clientOptions());
+  expectCompiles(client, tinyModule());
+  auto before = workers();
+  ASSERT_EQ(before.size(), 1u);
+  ASSERT_EQ(::kill(before[0], SIGKILL), 0);
+  // rjitd reaps its workers only when it looks at them: until then the killed one stays a
+  // zombie, with its socket closed.
+  unsigned polls = 0;
+  while (processState(before[0]) != 'Z' && ++polls < MAX_POLLS) {
+  }
+  ASSERT_EQ(processState(before[0]), 'Z');
+
+  expectCompiles(client, tinyModule());
+  auto stats = client.stats();
+  EXPECT_EQ(requestCount(stats, "compile", "invalid-module"), 0u);
+  EXPECT_EQ(requestCount(stats, "compile", "ok"), 2u);
+  EXPECT_EQ(stats.compileWorkerRestarts, 1u);
+  auto after = workers();
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_NE(after[0], before[0]);
+}
+
+TEST_P(FaultsTest, WorkerKilledMidCompileIsRetriedOnANewWorker) {
+  Client client(clientOptions());
+  Client observer(clientOptions());
+  // Slow to compile at -O2 (see generatedModule), so the worker is killed while it compiles.
+  std::string module = generatedModule(250);
+  auto compiled = std::async(std::launch::async, [&] { expectCompiles(client, module, 2); });
+  // The worker has read the whole request once its read count passes the module's size.
+  pid_t worker = 0;
+  for (unsigned i = 0; i < MAX_POLLS && worker == 0; ++i) {
+    auto pids = workers();
+    if (pids.size() == 1 && bytesRead(pids[0]) > module.size())
+      worker = pids[0];
+  }
+  ASSERT_NE(worker, 0) << "no worker read the module";
+  ASSERT_EQ(::kill(worker, SIGKILL), 0);
+  compiled.get();
+
+  auto stats = observer.stats();
+  EXPECT_EQ(requestCount(stats, "compile", "invalid-module"), 0u);
+  EXPECT_EQ(requestCount(stats, "compile", "ok"), 1u);
+  EXPECT_EQ(stats.compileWorkerRestarts, 1u);
+}
+
+TEST_P(FaultsTest, ClientStringsCannotForgeLogLines) {
+  const std::string forged = "<3>rjitd: forged";
+  ClientOptions options = clientOptions();
+  options.clientName = "client\n" + forged + " client line\x1b[2J";
+  Client client(options);
+  // The module name is logged when the compile starts, the quoted IR line when it fails.
+  CompileRequest request;
+  request.moduleName = "x.ll\n" + forged + " error\r\x1b[31m";
+  request.module = "define i32 @f(i32 %x) {\n"
+                   "  %y = add i32 %x, %nosuchvalue ; \x1b]0;title\x07\n" +
+                   forged + " IR line\n" +
+                   "  ret i32 %y\n"
+                   "}\n";
+  auto error = catchError([&] { client.compile(request); });
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->kind(), ErrorKind::InvalidModule);
+
+  std::string log = daemon->log();
+  // Each was logged, escaped on one line.
+  EXPECT_NE(log.find("x.ll\\n<3>rjitd: forged error\\r\\x1b[31m"), std::string::npos) << log;
+  EXPECT_NE(log.find("client\\n<3>rjitd: forged client line\\x1b[2J"), std::string::npos) << log;
+  std::istringstream lines(log);
+  std::string line;
+  while (std::getline(lines, line)) {
+    EXPECT_NE(line.rfind(forged, 0), 0u) << "a client forged this log line: " << line;
+    EXPECT_EQ(line.find('\x1b'), std::string::npos) << "a raw ESC in: " << line;
+    EXPECT_EQ(line.find('\r'), std::string::npos) << "a raw CR in: " << line;
+  }
+}
+
+RJIT_INSTANTIATE_DAEMON_MODES(FaultsTest);
+
+}  // namespace
+}  // namespace rjit::test
