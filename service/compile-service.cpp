@@ -4,7 +4,6 @@
 #include "log.h"
 
 #include <chrono>
-#include <cstring>
 #include <kj/debug.h>
 
 namespace rjitd::service {
@@ -24,13 +23,6 @@ std::string humanBytes(uint64_t n) {
 }
 
 }  // namespace
-
-size_t CompileService::KeyHash::operator()(const cache::Key& k) const noexcept {
-  // The key is a SHA-256 digest: any 8 of its bytes are already uniformly distributed.
-  size_t h;
-  std::memcpy(&h, k.data(), sizeof(h));
-  return h;
-}
 
 void CompileService::CleanupErrors::taskFailed(kj::Exception&& exception) {
   log::error("internal: single-flight cleanup failed: ", exception.getDescription().cStr());
