@@ -35,20 +35,6 @@ namespace rjitd::linker {
 namespace jl = llvm::jitlink;
 using llvm::orc::ExecutorAddr;
 
-OwnedFd::~OwnedFd() {
-  if (fd_ >= 0)
-    ::close(fd_);
-}
-
-OwnedFd& OwnedFd::operator=(OwnedFd&& other) noexcept {
-  if (this != &other) {
-    if (fd_ >= 0)
-      ::close(fd_);
-    fd_ = std::exchange(other.fd_, -1);
-  }
-  return *this;
-}
-
 struct PreparedObject::Impl {
   std::shared_ptr<const CompiledObject> object;  // the graph's blocks point into its bytes
   std::string moduleName;
@@ -92,7 +78,7 @@ uint8_t toProtection(llvm::orc::MemProt prot) {
 
 /// The memfd being filled: our read-write mapping of it, unmapped on destruction.
 struct Image {
-  OwnedFd memfd;
+  kj::AutoCloseFd memfd;
   char* local = nullptr;
   uint64_t base = 0;
   uint64_t size = 0;
@@ -224,7 +210,7 @@ private:
     if (fd < 0)
       return llvm::createStringError(llvm::inconvertibleErrorCode(),
                                      errnoText("memfd_create").c_str());
-    image.memfd = OwnedFd(fd);
+    image.memfd = kj::AutoCloseFd(fd);
     if (::ftruncate(fd, static_cast<off_t>(image.size)) != 0)
       return llvm::createStringError(llvm::inconvertibleErrorCode(),
                                      errnoText("ftruncate of the image memfd").c_str());
