@@ -6,12 +6,15 @@
 
 #include <remotejit/client.h>
 
+#include "subprocess.h"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <ostream>
 #include <string>
 #include <sys/types.h>
@@ -86,6 +89,12 @@ std::pair<uint64_t, uint64_t> cpuTicks();
 /// The 1-, 5- and 15-minute load averages: other work on a shared machine skews the timings.
 std::string loadAverage();
 
+// --- child processes -------------------------------------------------------------------------
+
+/// This process's environment without systemd's LISTEN_* and NOTIFY_SOCKET (a bench child is
+/// not the service they were meant for), plus `extra` ("NAME=value").
+std::vector<std::string> childEnvironment(const std::vector<std::string>& extra = {});
+
 // --- the daemon --------------------------------------------------------------------------------
 
 /// An rjitd started for this run: private socket in a temp directory, one compile worker.
@@ -99,7 +108,7 @@ public:
 
   std::string address() const { return "unix:" + socket_; }
   /// The daemon's process id while it runs, else -1.
-  pid_t pid() const { return pid_; }
+  pid_t pid() const { return child_->status() ? -1 : child_->pid(); }
   /// The private temporary directory the socket lives in (removed at destruction).
   const std::filesystem::path& directory() const { return dir_; }
 
@@ -112,14 +121,11 @@ public:
   std::string logText() const;
 
 private:
-  pid_t pid_ = -1;
   std::filesystem::path dir_, log_;
   std::string socket_;
   bool keepDir_ = false;
+  std::unique_ptr<rjit::process::Subprocess> child_;
 };
-
-/// "exit N", "killed by signal NAME" for a wait status.
-std::string describeStatus(int status);
 
 /// Retries serverInfo() until the server answers (bounded: 20 s).
 rjit::ServerInfo waitUntilServing(const std::string& address, Daemon* daemon);

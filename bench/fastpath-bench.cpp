@@ -57,8 +57,6 @@
 #include <unistd.h>
 #include <vector>
 
-extern char** environ;
-
 namespace {
 
 namespace fs = std::filesystem;
@@ -220,41 +218,16 @@ ChildRun runMeasured(const fs::path& rssRun, const std::vector<std::string>& com
                      const std::vector<std::string>& extraEnv = {}) {
   std::vector<std::string> args = {rssRun.string(), "--timeout", std::to_string(timeout), "--"};
   args.insert(args.end(), command.begin(), command.end());
-  std::vector<std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    std::string_view entry(*e);
-    if (entry.starts_with("LISTEN_") || entry.starts_with("NOTIFY_SOCKET="))
-      continue;
-    env.emplace_back(entry);
-  }
-  env.insert(env.end(), extraEnv.begin(), extraEnv.end());
-  std::vector<char*> argv, envp;
-  for (auto& a : args)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-  for (auto& e : env)
-    envp.push_back(e.data());
-  envp.push_back(nullptr);
-  fs::path outPath = scratch / "child.out", errPath = scratch / "child.err";
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, outPath.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, errPath.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0)
-    throw std::runtime_error("cannot start " + rssRun.string() + ": " + std::strerror(rc));
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }  // bounded: rss-run kills the program at its timeout
+  fs::path capture = scratch / "child";
+  // Bounded by rss-run, which kills the program at `timeout`; the margin covers rss-run itself.
+  std::optional<rjit::process::CommandResult> result =
+      rjit::process::runCommand(args, rjitbench::childEnvironment(extraEnv), capture.string(),
+                                std::chrono::seconds(timeout) + std::chrono::minutes(1));
+  if (!result)
+    throw std::runtime_error(rssRun.string() + " did not exit a minute past its timeout");
   ChildRun run;
-  run.out = rjitbench::readFile(outPath);
-  std::string err = rjitbench::readFile(errPath);
-  std::istringstream lines(err);
+  run.out = std::move(result->out);
+  std::istringstream lines(result->err);
   std::string line;
   while (std::getline(lines, line)) {
     if (line.rfind("rss-run: status=", 0) == 0)
