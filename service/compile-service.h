@@ -6,7 +6,7 @@
 
 #include "cache-key.h"
 #include "compile-backend.h"
-#include "compile-pool.h"
+#include "worker-pool.h"
 #include "compiled-object.h"
 #include "compiler.h"
 #include "metrics.h"
