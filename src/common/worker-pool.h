@@ -21,8 +21,8 @@ class WorkerPool final {
 public:
   /// Starts `threads` (>= 1) workers named NAME/0, NAME/1, ... (cut to Linux's 15 bytes).
   WorkerPool(std::string name, unsigned threads);
-  /// Stops the workers after their current job; queued jobs are dropped and their promises
-  /// reject with DISCONNECTED.
+  /// Stops the workers after their current job (waiting for it); queued jobs are dropped and
+  /// their promises reject (FAILED: kj's "fulfiller destroyed without fulfilling").
   ~WorkerPool();
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
