@@ -93,6 +93,23 @@ void Table::print(std::ostream& os) const {
   }
 }
 
+rjit::CompileRequest textRequest(const std::string& name, std::string bytes, unsigned level) {
+  rjit::CompileRequest r;
+  r.module = std::move(bytes);
+  r.moduleName = name + ".ll";
+  r.optLevel = level;
+  r.format = rjit::IrFormat::Text;
+  return r;
+}
+
+std::string withNonce(const std::string& text, const std::string& run, uint64_t n) {
+  std::string out = text;
+  if (!out.empty() && out.back() != '\n')
+    out += '\n';
+  out += "; nonce " + run + "-" + std::to_string(n) + "\n";
+  return out;
+}
+
 // --- files, machine ----------------------------------------------------------------------------
 
 std::string readFile(const fs::path& path) {
@@ -155,6 +172,42 @@ std::string loadAverage() {
   return one + " " + five + " " + fifteen;
 }
 
+void RunConditions::warnIfBusy() const {
+  if (std::stod(loadBefore) > 0.5 * std::thread::hardware_concurrency())
+    std::fprintf(stderr,
+                 "warning: load average %s on %u CPUs: other work is running and will skew "
+                 "the timings\n",
+                 loadBefore.c_str(), std::thread::hardware_concurrency());
+}
+
+void RunConditions::finish() {
+  wallSeconds = msSince(start) / 1000.0;
+  loadAfter = loadAverage();
+  auto after = cpuTicks();
+  stealPercent = 100.0 * ratio(static_cast<double>(after.second - ticks.second),
+                               static_cast<double>(after.first - ticks.first));
+}
+
+std::string RunConditions::describe() const {
+  return "measured in " + fixed(wallSeconds, 1) + " s; load average " + loadBefore + " before, " +
+         loadAfter + " after; CPU steal " + fixed(stealPercent, 1) + "%";
+}
+
+void RunConditions::toJson(json& out) const {
+  out["wall_seconds"] = wallSeconds;
+  out["load_average"] = {{"before", loadBefore}, {"after", loadAfter}};
+  out["cpu_steal_percent"] = stealPercent;
+}
+
+// --- child processes -------------------------------------------------------------------------
+
+std::vector<std::string> childEnvironment(const std::vector<std::string>& extra) {
+  std::vector<std::string> env = rjit::process::environmentWith(
+      {}, {"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET"});
+  env.insert(env.end(), extra.begin(), extra.end());
+  return env;
+}
+
 // --- the daemon --------------------------------------------------------------------------------
 
 Daemon::Daemon(const fs::path& binary) {
@@ -213,11 +266,14 @@ std::string Daemon::logText() const {
   }
 }
 
-std::vector<std::string> childEnvironment(const std::vector<std::string>& extra) {
-  std::vector<std::string> env = rjit::process::environmentWith(
-      {}, {"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET"});
-  env.insert(env.end(), extra.begin(), extra.end());
-  return env;
+std::string serverAddress(const std::string& server, const std::string& rjitd, const fs::path& self,
+                          std::optional<Daemon>& daemon) {
+  if (!server.empty())
+    return server;
+  fs::path binary = rjitd.empty() ? (self.parent_path() / "service" / "rjitd") : fs::path(rjitd);
+  daemon.emplace(binary);
+  std::fprintf(stderr, "started %s on %s (--jobs 1)\n", binary.c_str(), daemon->address().c_str());
+  return daemon->address();
 }
 
 rjit::ServerInfo waitUntilServing(const std::string& address, Daemon* daemon) {

@@ -96,30 +96,6 @@ private:
   fs::path path_;
 };
 
-/// What else the machine did while the bench measured: wall time, load average, CPU steal.
-struct Conditions {
-  Clock::time_point start = Clock::now();
-  std::pair<uint64_t, uint64_t> ticks = rjitbench::cpuTicks();
-  std::string loadBefore = rjitbench::loadAverage(), loadAfter;
-  double wallSeconds = 0, stealPercent = 0;
-
-  /// Warns when other work is running already.
-  void warnIfBusy() const {
-    if (std::stod(loadBefore) > 0.5 * std::thread::hardware_concurrency())
-      std::fprintf(stderr,
-                   "warning: load average %s on %u CPUs: other work is running and will skew "
-                   "the timings\n",
-                   loadBefore.c_str(), std::thread::hardware_concurrency());
-  }
-  void finish() {
-    wallSeconds = msSince(start) / 1000.0;
-    loadAfter = rjitbench::loadAverage();
-    auto after = rjitbench::cpuTicks();
-    stealPercent = 100.0 * ratio(static_cast<double>(after.second - ticks.second),
-                                 static_cast<double>(after.first - ticks.first));
-  }
-};
-
 /// Every section's results.
 struct Sections {
   LoadSection loads;
@@ -175,16 +151,14 @@ std::vector<std::string> problems(const Bench& bench, const LoadSection& loads) 
 }
 
 void printSummary(const rjit::ServerStats& stats, const std::vector<std::string>& problems,
-                  const Conditions& conditions, std::ostream& os) {
+                  const rjitbench::RunConditions& conditions, std::ostream& os) {
   os << "\nserver: " << stats.compiles << " compiles, " << stats.cacheHits << " hits, "
      << stats.loads << " loads, " << stats.links << " links (" << stats.linkFailures << " failed), "
      << stats.loadedImages << " images still loaded (" << stats.loadedImageBytes / 1024
      << " KiB)\n";
   for (const std::string& p : problems)
     os << "PROBLEM: " << p << "\n";
-  os << "measured in " << fixed(conditions.wallSeconds, 1) << " s; load average "
-     << conditions.loadBefore << " before, " << conditions.loadAfter << " after; CPU steal "
-     << fixed(conditions.stealPercent, 1) << "%\n";
+  os << conditions.describe() << "\n";
 }
 
 /// A loaded module outlives its Client and rjitd (client.h promises it): load one, drop the
@@ -217,14 +191,7 @@ int run(const Config& config) {
   ScratchDir scratch;
 
   std::optional<rjitbench::Daemon> daemon;
-  std::string address = config.server;
-  if (address.empty()) {
-    fs::path binary =
-        config.rjitd.empty() ? (self.parent_path() / "service" / "rjitd") : fs::path(config.rjitd);
-    daemon.emplace(binary);
-    address = daemon->address();
-    std::fprintf(stderr, "started %s on %s (--jobs 1)\n", binary.c_str(), address.c_str());
-  }
+  std::string address = rjitbench::serverAddress(config.server, config.rjitd, self, daemon);
   rjit::ServerInfo info = rjitbench::waitUntilServing(address, daemon ? &*daemon : nullptr);
   Bench bench(config, address, daemon ? daemon->pid() : -1, info, self, scratch.path());
 
@@ -238,7 +205,7 @@ int run(const Config& config) {
   for (const IrModule& m : modules)
     out["modules"][m.name] = {{"what", m.what}, {"bytes", m.text.size()}, {"lines", m.lines}};
 
-  Conditions conditions;
+  rjitbench::RunConditions conditions;
   conditions.warnIfBusy();
   Sections sections = measure(bench, modules);
   rjit::ServerStats stats = bench.client().stats();
@@ -257,9 +224,7 @@ int run(const Config& config) {
   rssToJson(sections.rss, out);
   jitlinkToJson(sections.jitlink, out);
   out["problems"] = found;
-  out["wall_seconds"] = conditions.wallSeconds;
-  out["load_average"] = {{"before", conditions.loadBefore}, {"after", conditions.loadAfter}};
-  out["cpu_steal_percent"] = conditions.stealPercent;
+  conditions.toJson(out);
 
   if (daemon)
     checkSurvivor(bench, *daemon, modules.front(), out);

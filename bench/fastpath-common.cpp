@@ -41,21 +41,8 @@ void progress(const std::string& what, unsigned done, unsigned total) {
   std::fflush(stderr);
 }
 
-std::string withNonce(const std::string& text, const std::string& run, uint64_t n) {
-  std::string out = text;
-  if (!out.empty() && out.back() != '\n')
-    out += '\n';
-  out += "; nonce " + run + "-" + std::to_string(n) + "\n";
-  return out;
-}
-
 rjit::CompileRequest request(const IrModule& m, std::string bytes, unsigned level) {
-  rjit::CompileRequest r;
-  r.module = std::move(bytes);
-  r.moduleName = m.name + ".ll";
-  r.optLevel = level;
-  r.format = rjit::IrFormat::Text;
-  return r;
+  return rjitbench::textRequest(m.name, std::move(bytes), level);
 }
 
 Footprint footprint(rjit::Client& client, pid_t daemon) {

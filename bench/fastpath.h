@@ -29,6 +29,7 @@ using rjitbench::msSince;
 using rjitbench::ratio;
 using rjitbench::Series;
 using rjitbench::Table;
+using rjitbench::withNonce;
 
 // --- configuration -----------------------------------------------------------------------------
 
@@ -68,9 +69,6 @@ struct IrModule {
   bool large = false;
   size_t lines = 0;
 };
-
-/// A comment line changes the module's bytes (and so its cache key), not the work.
-std::string withNonce(const std::string& text, const std::string& run, uint64_t n);
 
 rjit::CompileRequest request(const IrModule& m, std::string bytes, unsigned level);
 
