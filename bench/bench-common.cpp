@@ -3,21 +3,14 @@
 #include "bench-common.h"
 
 #include <cerrno>
-#include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <fcntl.h>
 #include <fstream>
-#include <spawn.h>
 #include <sstream>
 #include <stdexcept>
-#include <string_view>
 #include <sys/utsname.h>
-#include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
-
-extern char** environ;
 
 namespace rjitbench {
 
@@ -100,6 +93,23 @@ void Table::print(std::ostream& os) const {
   }
 }
 
+rjit::CompileRequest textRequest(const std::string& name, std::string bytes, unsigned level) {
+  rjit::CompileRequest r;
+  r.module = std::move(bytes);
+  r.moduleName = name + ".ll";
+  r.optLevel = level;
+  r.format = rjit::IrFormat::Text;
+  return r;
+}
+
+std::string withNonce(const std::string& text, const std::string& run, uint64_t n) {
+  std::string out = text;
+  if (!out.empty() && out.back() != '\n')
+    out += '\n';
+  out += "; nonce " + run + "-" + std::to_string(n) + "\n";
+  return out;
+}
+
 // --- files, machine ----------------------------------------------------------------------------
 
 std::string readFile(const fs::path& path) {
@@ -162,6 +172,42 @@ std::string loadAverage() {
   return one + " " + five + " " + fifteen;
 }
 
+void RunConditions::warnIfBusy() const {
+  if (std::stod(loadBefore) > 0.5 * std::thread::hardware_concurrency())
+    std::fprintf(stderr,
+                 "warning: load average %s on %u CPUs: other work is running and will skew "
+                 "the timings\n",
+                 loadBefore.c_str(), std::thread::hardware_concurrency());
+}
+
+void RunConditions::finish() {
+  wallSeconds = msSince(start) / 1000.0;
+  loadAfter = loadAverage();
+  auto after = cpuTicks();
+  stealPercent = 100.0 * ratio(static_cast<double>(after.second - ticks.second),
+                               static_cast<double>(after.first - ticks.first));
+}
+
+std::string RunConditions::describe() const {
+  return "measured in " + fixed(wallSeconds, 1) + " s; load average " + loadBefore + " before, " +
+         loadAfter + " after; CPU steal " + fixed(stealPercent, 1) + "%";
+}
+
+void RunConditions::toJson(json& out) const {
+  out["wall_seconds"] = wallSeconds;
+  out["load_average"] = {{"before", loadBefore}, {"after", loadAfter}};
+  out["cpu_steal_percent"] = stealPercent;
+}
+
+// --- child processes -------------------------------------------------------------------------
+
+std::vector<std::string> childEnvironment(const std::vector<std::string>& extra) {
+  std::vector<std::string> env = rjit::process::environmentWith(
+      {}, {"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET"});
+  env.insert(env.end(), extra.begin(), extra.end());
+  return env;
+}
+
 // --- the daemon --------------------------------------------------------------------------------
 
 Daemon::Daemon(const fs::path& binary) {
@@ -175,38 +221,17 @@ Daemon::Daemon(const fs::path& binary) {
   socket_ = (dir_ / "rjitd.sock").string();
   log_ = dir_ / "rjitd.log";
 
-  std::vector<std::string> args = {binary.string(), "--listen", "unix:" + socket_, "--jobs", "1",
-                                   "--log-level",   "warning"};
-  // Not a systemd service: keep the daemon from reading our LISTEN_FDS or NOTIFY_SOCKET.
-  std::vector<std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    std::string_view entry(*e);
-    if (entry.starts_with("LISTEN_") || entry.starts_with("NOTIFY_SOCKET="))
-      continue;
-    env.emplace_back(entry);
-  }
-  std::vector<char*> argv, envp;
-  for (auto& a : args)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-  for (auto& e : env)
-    envp.push_back(e.data());
-  envp.push_back(nullptr);
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-  int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0)
-    throw std::runtime_error("cannot start " + binary.string() + ": " + std::strerror(rc));
+  rjit::process::SpawnOptions options;
+  options.argv = {binary.string(), "--listen", "unix:" + socket_, "--jobs", "1",
+                  "--log-level",   "warning"};
+  options.env = childEnvironment();
+  options.stdoutPath = log_.string();
+  options.stderrPath = log_.string();
+  child_ = rjit::process::Subprocess::spawn(options);
 }
 
 Daemon::~Daemon() {
-  if (pid_ > 0)
+  if (pid() > 0)
     stop();
   std::error_code ignored;
   if (!keepDir_)
@@ -214,34 +239,23 @@ Daemon::~Daemon() {
 }
 
 std::string Daemon::exitedEarly() {
-  if (pid_ <= 0)
+  if (pid() <= 0)
     return "not running";
-  int status = 0;
-  if (waitpid(pid_, &status, WNOHANG) == pid_) {
-    pid_ = -1;
-    return describeStatus(status);
-  }
+  if (auto status = child_->wait(std::chrono::milliseconds(0)))
+    return status->describe();
   return "";
 }
 
 std::string Daemon::stop() {
-  if (pid_ <= 0)
+  if (pid() <= 0)
     return "not running";
-  kill(pid_, SIGTERM);
-  auto deadline = Clock::now() + std::chrono::seconds(10);
-  int status = 0;
-  while (waitpid(pid_, &status, WNOHANG) == 0) {
-    if (Clock::now() > deadline) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, &status, 0);
-      pid_ = -1;
-      keepDir_ = true;
-      return "did not exit within 10 s of SIGTERM; killed (log kept in " + log_.string() + ")";
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  bool killed = false;
+  rjit::process::ExitStatus status = child_->terminate(std::chrono::seconds(10), &killed);
+  if (killed) {
+    keepDir_ = true;
+    return "did not exit within 10 s of SIGTERM; killed (log kept in " + log_.string() + ")";
   }
-  pid_ = -1;
-  return describeStatus(status);
+  return status.describe();
 }
 
 std::string Daemon::logText() const {
@@ -252,12 +266,14 @@ std::string Daemon::logText() const {
   }
 }
 
-std::string describeStatus(int status) {
-  if (WIFEXITED(status))
-    return "exit " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status))
-    return std::string("killed by signal ") + strsignal(WTERMSIG(status));
-  return "unknown status " + std::to_string(status);
+std::string serverAddress(const std::string& server, const std::string& rjitd, const fs::path& self,
+                          std::optional<Daemon>& daemon) {
+  if (!server.empty())
+    return server;
+  fs::path binary = rjitd.empty() ? (self.parent_path() / "service" / "rjitd") : fs::path(rjitd);
+  daemon.emplace(binary);
+  std::fprintf(stderr, "started %s on %s (--jobs 1)\n", binary.c_str(), daemon->address().c_str());
+  return daemon->address();
 }
 
 rjit::ServerInfo waitUntilServing(const std::string& address, Daemon* daemon) {

@@ -6,12 +6,16 @@
 
 #include <remotejit/client.h>
 
+#include "subprocess.h"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <sys/types.h>
@@ -66,6 +70,12 @@ private:
   std::vector<std::vector<std::string>> rows_;
 };
 
+/// A request for textual IR `bytes` named "<name>.ll" at -O`level`, as the benchmarks send.
+rjit::CompileRequest textRequest(const std::string& name, std::string bytes, unsigned level);
+
+/// A comment line changes the module's bytes (and so its cache key), not the work.
+std::string withNonce(const std::string& text, const std::string& run, uint64_t n);
+
 // --- files, machine ----------------------------------------------------------------------------
 
 std::string readFile(const std::filesystem::path& path);
@@ -86,6 +96,29 @@ std::pair<uint64_t, uint64_t> cpuTicks();
 /// The 1-, 5- and 15-minute load averages: other work on a shared machine skews the timings.
 std::string loadAverage();
 
+/// What else the machine did while a bench measured: wall time, load average, CPU steal.
+/// Constructed when the measurement starts; finish() when it ends.
+struct RunConditions {
+  Clock::time_point start = Clock::now();
+  std::pair<uint64_t, uint64_t> ticks = cpuTicks();
+  std::string loadBefore = loadAverage(), loadAfter;
+  double wallSeconds = 0, stealPercent = 0;
+
+  /// Warns on stderr when other work is running already.
+  void warnIfBusy() const;
+  void finish();
+  /// "measured in 12.3 s; load average 0.1 0.2 0.3 before, ... after; CPU steal 0.0%"
+  std::string describe() const;
+  /// wall_seconds, load_average, cpu_steal_percent.
+  void toJson(json& out) const;
+};
+
+// --- child processes -------------------------------------------------------------------------
+
+/// This process's environment without systemd's LISTEN_* and NOTIFY_SOCKET (a bench child is
+/// not the service they were meant for), plus `extra` ("NAME=value").
+std::vector<std::string> childEnvironment(const std::vector<std::string>& extra = {});
+
 // --- the daemon --------------------------------------------------------------------------------
 
 /// An rjitd started for this run: private socket in a temp directory, one compile worker.
@@ -99,7 +132,7 @@ public:
 
   std::string address() const { return "unix:" + socket_; }
   /// The daemon's process id while it runs, else -1.
-  pid_t pid() const { return pid_; }
+  pid_t pid() const { return child_->status() ? -1 : child_->pid(); }
   /// The private temporary directory the socket lives in (removed at destruction).
   const std::filesystem::path& directory() const { return dir_; }
 
@@ -112,14 +145,17 @@ public:
   std::string logText() const;
 
 private:
-  pid_t pid_ = -1;
   std::filesystem::path dir_, log_;
   std::string socket_;
   bool keepDir_ = false;
+  std::unique_ptr<rjit::process::Subprocess> child_;
 };
 
-/// "exit N", "killed by signal NAME" for a wait status.
-std::string describeStatus(int status);
+/// The rjitd a bench run uses: `server` when given, else one it starts in `daemon` from
+/// `rjitd` (default: service/rjitd of the build directory whose bench/ is `self`), announced on
+/// stderr. Returns its address.
+std::string serverAddress(const std::string& server, const std::string& rjitd,
+                          const std::filesystem::path& self, std::optional<Daemon>& daemon);
 
 /// Retries serverInfo() until the server answers (bounded: 20 s).
 rjit::ServerInfo waitUntilServing(const std::string& address, Daemon* daemon);

@@ -61,6 +61,7 @@ using rjitbench::selfDirectory;
 using rjitbench::Series;
 using rjitbench::Table;
 using rjitbench::waitUntilServing;
+using rjitbench::withNonce;
 
 // --- workloads ---------------------------------------------------------------------------------
 
@@ -77,15 +78,6 @@ Module loadModule(const std::string& name, const std::string& what, const fs::pa
   Module m{name, what, readFile(path), symbol, 0};
   m.lines = static_cast<size_t>(std::count(m.text.begin(), m.text.end(), '\n'));
   return m;
-}
-
-/// A comment line changes the module's bytes (and so its cache key), not the work.
-std::string withNonce(const std::string& text, const std::string& run, uint64_t n) {
-  std::string out = text;
-  if (!out.empty() && out.back() != '\n')
-    out += '\n';
-  out += "; nonce " + run + "-" + std::to_string(n) + "\n";
-  return out;
 }
 
 struct Config {
@@ -149,12 +141,7 @@ public:
   const std::string& cpu() const { return cpu_; }
 
   rjit::CompileRequest request(const Module& m, std::string bytes, unsigned level) const {
-    rjit::CompileRequest r;
-    r.module = std::move(bytes);
-    r.moduleName = m.name + ".ll";
-    r.optLevel = level;
-    r.format = rjit::IrFormat::Text;
-    return r;
+    return rjitbench::textRequest(m.name, std::move(bytes), level);
   }
 
   rjitd::compiler::CompileOptions inProcessOptions(const Module& m, unsigned level) const {
@@ -317,14 +304,7 @@ int run(const Config& config) {
   };
 
   std::optional<Daemon> daemon;
-  std::string address = config.server;
-  if (address.empty()) {
-    fs::path binary =
-        config.rjitd.empty() ? (self.parent_path() / "service" / "rjitd") : fs::path(config.rjitd);
-    daemon.emplace(binary);
-    address = daemon->address();
-    std::fprintf(stderr, "started %s on %s (--jobs 1)\n", binary.c_str(), address.c_str());
-  }
+  std::string address = rjitbench::serverAddress(config.server, config.rjitd, self, daemon);
   rjit::ServerInfo info = waitUntilServing(address, daemon ? &*daemon : nullptr);
 
   Bench bench(config, address);
@@ -339,14 +319,8 @@ int run(const Config& config) {
   for (const Module& m : modules)
     out["modules"][m.name] = {{"what", m.what}, {"bytes", m.text.size()}, {"lines", m.lines}};
 
-  std::string loadBefore = loadAverage();
-  if (std::stod(loadBefore) > 0.5 * std::thread::hardware_concurrency())
-    std::fprintf(stderr,
-                 "warning: load average %s on %u CPUs: other work is running and will skew "
-                 "the timings\n",
-                 loadBefore.c_str(), std::thread::hardware_concurrency());
-  auto wallStart = Clock::now();
-  auto ticksBefore = cpuTicks();
+  rjitbench::RunConditions conditions;
+  conditions.warnIfBusy();
   std::vector<std::string> notes;
   std::fprintf(stderr, "checking...\n");
   for (const Module& m : modules)
@@ -382,11 +356,7 @@ int run(const Config& config) {
                       scaled(m.name == "small" ? config.warmSmall : config.warmLarge, config.scale),
                       info));
   rjit::ServerStats stats = bench.stats();
-  double wallSeconds = msSince(wallStart) / 1000.0;
-  std::string loadAfter = loadAverage();
-  auto ticksAfter = cpuTicks();
-  double stealPercent = 100.0 * ratio(static_cast<double>(ticksAfter.second - ticksBefore.second),
-                                      static_cast<double>(ticksAfter.first - ticksBefore.first));
+  conditions.finish();
 
   // --- print ---
   json machine = out["machine"];
@@ -459,8 +429,7 @@ int run(const Config& config) {
     std::cout << "WARNING: " << unexpected
               << " answers were not what the measurement assumed (a cold request served from "
                  "the cache, a hit that compiled, or a hash-first hit that sent the body)\n";
-  std::cout << "measured in " << fixed(wallSeconds, 1) << " s; load average " << loadBefore
-            << " before, " << loadAfter << " after; CPU steal " << fixed(stealPercent, 1) << "%\n";
+  std::cout << conditions.describe() << "\n";
 
   // --- json ---
   for (const ColdResult& c : cold)
@@ -490,9 +459,7 @@ int run(const Config& config) {
   for (const auto& [name, series] : keys)
     out["client_key_sha256"][name] = series.toJson();
   out["checks"] = notes;
-  out["wall_seconds"] = wallSeconds;
-  out["load_average"] = {{"before", loadBefore}, {"after", loadAfter}};
-  out["cpu_steal_percent"] = stealPercent;
+  conditions.toJson(out);
 
   if (daemon) {
     std::string how = daemon->stop();

@@ -15,55 +15,34 @@
 #include <string>
 
 int main(int argc, char** argv) {
-  std::string ir, symbol, triple, cpu;
-  int arg = 1;
-  unsigned opt = 2, calls = 1;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string name = argv[i];
-    const char* value = argv[i + 1];
-    if (name == "--ir")
-      ir = value;
-    else if (name == "--symbol")
-      symbol = value;
-    else if (name == "--triple")
-      triple = value;
-    else if (name == "--cpu")
-      cpu = value;
-    else if (name == "--arg")
-      arg = std::atoi(value);
-    else if (name == "--opt")
-      opt = static_cast<unsigned>(std::atoi(value));
-    else if (name == "--calls")
-      calls = static_cast<unsigned>(std::atoi(value));
-    else {
-      std::fprintf(stderr, "error: unknown option %s\n", argv[i]);
-      return 2;
-    }
-  }
-  if (ir.empty()) {
+  rjitbench::ChildOptions o;
+  if (!rjitbench::parseChildOptions(
+          argc, argv, {"--ir", "--symbol", "--triple", "--cpu", "--arg", "--opt", "--calls"}, o))
+    return 2;
+  if (o.ir.empty()) {
     std::printf("result: none (started only)\n");
     rjitbench::printMemoryLine();
     return 0;
   }
-  if (symbol.empty() || triple.empty() || cpu.empty()) {
+  if (o.symbol.empty() || o.triple.empty() || o.cpu.empty()) {
     std::fprintf(stderr, "usage: fastpath-lljit-rss --ir FILE --symbol NAME --triple T --cpu C "
                          "[--arg N] [--opt L] [--calls K]\n");
     return 2;
   }
   try {
     std::string text;
-    if (!rjitbench::readWholeFile(ir.c_str(), text)) {
-      std::fprintf(stderr, "error: cannot read %s\n", ir.c_str());
+    if (!rjitbench::readWholeFile(o.ir.c_str(), text)) {
+      std::fprintf(stderr, "error: cannot read %s\n", o.ir.c_str());
       return 2;
     }
     auto start = std::chrono::steady_clock::now();
-    rjitbench::LljitModule module(text, {triple, cpu, opt, symbol});
-    auto* function = reinterpret_cast<int (*)(int)>(module.address(symbol));
+    rjitbench::LljitModule module(text, {o.triple, o.cpu, o.opt, o.symbol});
+    auto* function = reinterpret_cast<int (*)(int)>(module.address(o.symbol));
     double loadMs =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     int result = 0;
-    for (unsigned k = 0; k < calls; ++k)
-      result = function(arg);
+    for (unsigned k = 0; k < o.calls; ++k)
+      result = function(o.arg);
     std::printf("result: %d load_ms=%.3f from_cache=0\n", result, loadMs);
     rjitbench::printMemoryLine();
     return 0;

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: MIT
-// In-process LLVM ORC LLJIT compile, the comparison MISSION.md names. Mirrors what rjitd's
-// compiler does with the module (same triple, CPU, datalayout, emulated TLS, verifier, pass
-// pipeline and tuning) so that the difference measured is rjitd's, not a different compile.
+// In-process LLVM ORC LLJIT compile, the comparison MISSION.md names. Compiles as rjitd's
+// compiler does (same triple, CPU, datalayout, verifier, and the target machine settings and
+// pass pipeline from src/compiler/pipeline.h, shared so they cannot drift apart) so that the
+// difference measured is rjitd's, not a different compile.
 #include "lljit-compile.h"
+
+#include "pipeline.h"
 
 #include <llvm/AsmParser/Parser.h>
 #include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
@@ -11,7 +14,6 @@
 #include <llvm/IR/LLVMContext.h>
 #include <llvm/IR/Module.h>
 #include <llvm/IR/Verifier.h>
-#include <llvm/Passes/PassBuilder.h>
 #include <llvm/Support/CodeGen.h>
 #include <llvm/Support/Error.h>
 #include <llvm/Support/MemoryBuffer.h>
@@ -54,42 +56,6 @@ void initialize() {
   });
 }
 
-llvm::CodeGenOptLevel codeGenLevel(unsigned optLevel) {
-  switch (optLevel) {
-  case 0: return llvm::CodeGenOptLevel::None;
-  case 1: return llvm::CodeGenOptLevel::Less;
-  case 2: return llvm::CodeGenOptLevel::Default;
-  default: return llvm::CodeGenOptLevel::Aggressive;
-  }
-}
-
-/// The new pass manager pipeline with the tuning rjitd (and clang) use.
-void optimize(llvm::Module& module, llvm::TargetMachine& machine, unsigned optLevel) {
-  llvm::PipelineTuningOptions tuning;
-  tuning.LoopVectorization = optLevel >= 2;
-  tuning.SLPVectorization = optLevel >= 2;
-  tuning.LoopUnrolling = optLevel >= 2;
-  tuning.LoopInterleaving = optLevel >= 2;
-  llvm::LoopAnalysisManager loops;
-  llvm::FunctionAnalysisManager functions;
-  llvm::CGSCCAnalysisManager sccs;
-  llvm::ModuleAnalysisManager modules;
-  llvm::PassBuilder builder(&machine, tuning);
-  builder.registerModuleAnalyses(modules);
-  builder.registerCGSCCAnalyses(sccs);
-  builder.registerFunctionAnalyses(functions);
-  builder.registerLoopAnalyses(loops);
-  builder.crossRegisterProxies(loops, functions, sccs, modules);
-  llvm::ModulePassManager passes;
-  switch (optLevel) {
-  case 0: passes = builder.buildO0DefaultPipeline(llvm::OptimizationLevel::O0); break;
-  case 1: passes = builder.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O1); break;
-  case 2: passes = builder.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O2); break;
-  default: passes = builder.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O3); break;
-  }
-  passes.run(module, modules);
-}
-
 struct Compiled {
   std::unique_ptr<llvm::orc::LLJIT> jit;
   llvm::orc::ExecutorAddr address;
@@ -100,12 +66,14 @@ Compiled compile(std::string_view text, const LljitOptions& options) {
   initialize();
   auto start = Clock::now();
 
+  // rjitd's own settings (emulated TLS, init_array, PIC, small code model, codegen level).
+  rjitd::compiler::MachineSettings settings = rjitd::compiler::machineSettings(options.optLevel);
   llvm::orc::JITTargetMachineBuilder machineBuilder{llvm::Triple(options.triple)};
   machineBuilder.setCPU(options.cpu);
-  machineBuilder.setCodeGenOptLevel(codeGenLevel(options.optLevel));
-  machineBuilder.setRelocationModel(llvm::Reloc::PIC_);
-  machineBuilder.setCodeModel(llvm::CodeModel::Small);
-  // JITTargetMachineBuilder already defaults to emulated TLS, as rjitd's compiler sets it.
+  machineBuilder.setOptions(settings.options);
+  machineBuilder.setCodeGenOptLevel(settings.codeGenLevel);
+  machineBuilder.setRelocationModel(settings.relocationModel);
+  machineBuilder.setCodeModel(settings.codeModel);
   std::unique_ptr<llvm::TargetMachine> machine =
       take(machineBuilder.createTargetMachine(), "target machine");
 
@@ -136,7 +104,8 @@ Compiled compile(std::string_view text, const LljitOptions& options) {
   out.times.parseMs = msSince(parseStart);
 
   auto optStart = Clock::now();
-  optimize(*module, *machine, options.optLevel);
+  rjitd::compiler::applyOptnonePolicy(*module, options.optLevel);
+  rjitd::compiler::optimize(*module, *machine, options.optLevel);
   out.times.optMs = msSince(optStart);
 
   auto lookupStart = Clock::now();

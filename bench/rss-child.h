@@ -1,15 +1,62 @@
 // SPDX-License-Identifier: MIT
-// What the peak-memory children of bench/fastpath-bench share: reading the module, and what a
-// process can tell about its own memory (/proc/self). Plain C++ and libc only: the client-only
-// child must not pull in more.
+// What the peak-memory children of bench/fastpath-bench share: their command line, reading the
+// module, and what a process can tell about its own memory (/proc/self). Plain C++ and libc only:
+// the client-only child must not pull in more.
 #pragma once
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <string>
+#include <string_view>
 
 namespace rjitbench {
+
+/// The children's command line: "--name value" pairs (fastpath-bench writes them).
+struct ChildOptions {
+  std::string server, ir, symbol, triple, cpu;
+  int arg = 1;
+  unsigned opt = 2, calls = 1;
+  unsigned pauseMs = 0;  ///< before exiting: time to look at /proc/PID/smaps
+};
+
+/// Reads argv into `options`, taking only the names in `accepted` (e.g. "--ir"). False, with an
+/// error on stderr, on any other name.
+inline bool parseChildOptions(int argc, char** argv,
+                              std::initializer_list<std::string_view> accepted,
+                              ChildOptions& options) {
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string_view name = argv[i];
+    const char* value = argv[i + 1];
+    bool known = false;
+    for (std::string_view a : accepted)
+      known = known || a == name;
+    if (known && name == "--server")
+      options.server = value;
+    else if (known && name == "--ir")
+      options.ir = value;
+    else if (known && name == "--symbol")
+      options.symbol = value;
+    else if (known && name == "--triple")
+      options.triple = value;
+    else if (known && name == "--cpu")
+      options.cpu = value;
+    else if (known && name == "--arg")
+      options.arg = std::atoi(value);
+    else if (known && name == "--opt")
+      options.opt = static_cast<unsigned>(std::atoi(value));
+    else if (known && name == "--calls")
+      options.calls = static_cast<unsigned>(std::atoi(value));
+    else if (known && name == "--pause-ms")
+      options.pauseMs = static_cast<unsigned>(std::atoi(value));
+    else {
+      std::fprintf(stderr, "error: unknown option %s\n", argv[i]);
+      return false;
+    }
+  }
+  return true;
+}
 
 /// A "Field:   N kB" line of /proc/self/status (VmHWM is the peak RSS, VmRSS the current),
 /// in KiB; -1 if missing.

@@ -5,7 +5,6 @@
 
 #include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <kj/debug.h>
 #include <kj/io.h>
 #include <sys/socket.h>
@@ -58,13 +57,6 @@ void waitAtGate(const std::string& path, const std::string& moduleName) {
 }
 
 }  // namespace
-
-size_t CompileService::KeyHash::operator()(const cache::Key& k) const noexcept {
-  // The key is a SHA-256 digest: any 8 of its bytes are already uniformly distributed.
-  size_t h;
-  std::memcpy(&h, k.data(), sizeof(h));
-  return h;
-}
 
 void CompileService::CleanupErrors::taskFailed(kj::Exception&& exception) {
   log::error("internal: single-flight cleanup failed: ", exception.getDescription().cStr());

@@ -6,7 +6,7 @@
 
 #include "cache-key.h"
 #include "compile-backend.h"
-#include "compile-pool.h"
+#include "worker-pool.h"
 #include "compiled-object.h"
 #include "compiler.h"
 #include "metrics.h"
@@ -79,9 +79,6 @@ public:
   cache::CacheStats cacheStats() const { return objects.stats(); }
 
 private:
-  struct KeyHash {
-    size_t operator()(const cache::Key& k) const noexcept;
-  };
   using Shared = std::variant<std::shared_ptr<const CompiledObject>, Failure>;
 
   kj::Promise<ServeResult> serveKeyed(cache::Key key, CompileJob job,
@@ -98,7 +95,7 @@ private:
   const std::vector<TargetName> served;
   const std::string defaultTarget;
   /// Compiles in flight by key; identical requests join the fork instead of compiling again.
-  std::unordered_map<cache::Key, kj::ForkedPromise<Shared>, KeyHash> inFlight;
+  std::unordered_map<cache::Key, kj::ForkedPromise<Shared>, cache::KeyHash> inFlight;
   class CleanupErrors final : public kj::TaskSet::ErrorHandler {
   public:
     explicit CleanupErrors(metrics::Metrics& metrics) : metrics(metrics) {}

@@ -6,7 +6,7 @@
 // `LoadedImage` capability, or the connection closing, frees both.
 #pragma once
 
-#include "compile-pool.h"
+#include "worker-pool.h"
 #include "compile-service.h"
 #include "metrics.h"
 

@@ -69,7 +69,7 @@ struct ReadJob {
 
 LoadedImage::LoadedImage(linker::LinkedImage image, uint64_t maxReadBytes, WorkerPool& reads,
                          kj::Own<void> onRelease)
-    : memfd(std::make_shared<const linker::OwnedFd>(std::move(image.memfd))), size(image.size),
+    : memfd(std::make_shared<const kj::AutoCloseFd>(std::move(image.memfd))), size(image.size),
       maxReadBytes(maxReadBytes), reads(reads), onRelease(kj::mv(onRelease)) {}
 
 LoadedImage::~LoadedImage() noexcept(false) {}

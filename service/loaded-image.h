@@ -2,7 +2,7 @@
 // The `LoadedImage` capability: one module linked for a client, its sealed memfd attached.
 #pragma once
 
-#include "compile-pool.h"
+#include "worker-pool.h"
 #include "linker.h"
 
 #include <cstdint>
@@ -32,7 +32,7 @@ public:
 private:
   /// Shared with reads in flight: the client may release the capability while a worker still
   /// reads from the memfd.
-  std::shared_ptr<const linker::OwnedFd> memfd;
+  std::shared_ptr<const kj::AutoCloseFd> memfd;
   const uint64_t size;
   const uint64_t maxReadBytes;
   WorkerPool& reads;

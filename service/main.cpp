@@ -4,7 +4,7 @@
 // SIGTERM/SIGINT, then drains.
 #include "cache-key.h"
 #include "compile-backend.h"
-#include "compile-pool.h"
+#include "worker-pool.h"
 #include "compile-service.h"
 #include "compiler.h"
 #include "endpoint.h"

@@ -3,7 +3,7 @@
 // `Session` it hands out, translating between the wire types and CompileService.
 #pragma once
 
-#include "compile-pool.h"
+#include "worker-pool.h"
 #include "compile-service.h"
 #include "load-service.h"
 #include "metrics.h"

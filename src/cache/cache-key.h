@@ -8,14 +8,29 @@
 
 #include <array>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 
 namespace rjitd::cache {
 
 using Key = std::array<uint8_t, 32>;
+
+/// Hash of a Key for unordered containers (the in-memory cache's index, the daemon's
+/// single-flight map). A key is a SHA-256 digest, already uniformly distributed: any 8 of its
+/// bytes are as good a hash as anything computed from all 32.
+struct KeyHash {
+  size_t operator()(const Key& k) const noexcept {
+    uint64_t h;
+    static_assert(sizeof(h) <= std::tuple_size_v<Key>);
+    std::memcpy(&h, k.data(), sizeof(h));
+    return static_cast<size_t>(h);
+  }
+};
 
 /// Everything that decides what object a compile produces. `triple` must already be the
 /// canonical triple (rjitd::resolveTarget), `cpu` the effective CPU (the target's default when

@@ -3,18 +3,8 @@
 #include "object-cache.h"
 
 #include <cassert>
-#include <cstring>
 
 namespace rjitd::cache {
-
-size_t ObjectCache::KeyHash::operator()(const Key& k) const noexcept {
-  // A key is a SHA-256 digest, already uniformly distributed: any 8 of its bytes are as good a
-  // hash as anything computed from all 32.
-  uint64_t h;
-  static_assert(sizeof(h) <= std::tuple_size_v<Key>);
-  std::memcpy(&h, k.data(), sizeof(h));
-  return static_cast<size_t>(h);
-}
 
 ObjectCache::ObjectCache(uint64_t budgetBytes) : budget(budgetBytes) {}
 

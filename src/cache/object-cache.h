@@ -47,9 +47,6 @@ public:
   CacheStats stats() const;
 
 private:
-  struct KeyHash {
-    size_t operator()(const Key& k) const noexcept;
-  };
   struct Entry {
     Key key;
     std::shared_ptr<const CompiledObject> value;

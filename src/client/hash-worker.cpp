@@ -2,20 +2,9 @@
 // The key-hashing thread (see hash-worker.h).
 #include "hash-worker.h"
 
-namespace rjit::detail {
+#include <kj/debug.h>
 
-HashWorker::~HashWorker() {
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    stopping = true;
-    // Jobs not started are dropped: their promises were dropped before us (the loop's state
-    // that asked for them is destroyed first), so nobody waits for them.
-    jobs.clear();
-  }
-  wake.notify_one();
-  if (thread.joinable())
-    thread.join();
-}
+namespace rjit::detail {
 
 void HashWorker::Lease::revoke() {
   revoked.store(true, std::memory_order_release);
@@ -24,50 +13,37 @@ void HashWorker::Lease::revoke() {
 }
 
 kj::Promise<rjitd::cache::Key> HashWorker::computeKey(std::string_view module, KeyParams params) {
-  auto paf = kj::newPromiseAndCrossThreadFulfiller<rjitd::cache::Key>();
+  if (!pool)
+    pool.emplace("rjit-hash", 1);
   auto lease = std::make_shared<Lease>();
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    jobs.push_back(Job{module, std::move(params), lease, kj::mv(paf.fulfiller)});
-    if (!thread.joinable())
-      thread = std::thread([this] { run(); });
-  }
-  wake.notify_one();
   // Borrowing, not copying: a copy of a large module would cost the client its size in memory.
-  return kj::mv(paf.promise).attach(kj::defer([lease]() { lease->revoke(); }));
-}
-
-void HashWorker::run() {
-  while (true) {
-    Job job;
-    {
-      std::unique_lock<std::mutex> lock(mutex);
-      wake.wait(lock, [this] { return stopping || !jobs.empty(); });
-      if (stopping)
-        return;
-      job = std::move(jobs.front());
-      jobs.pop_front();
-    }
-    Lease& lease = *job.lease;
+  kj::Function<std::optional<rjitd::cache::Key>()> job =
+      [module, params = std::move(params), lease]() -> std::optional<rjitd::cache::Key> {
     {
       // A job whose promise is gone (deadline passed) is skipped rather than hashed.
-      std::lock_guard<std::mutex> lock(lease.mutex);
-      if (lease.revoked.load(std::memory_order_acquire))
-        continue;
-      lease.reading = true;
+      std::lock_guard<std::mutex> lock(lease->mutex);
+      if (lease->revoked.load(std::memory_order_acquire))
+        return std::nullopt;
+      lease->reading = true;
     }
-    std::optional<rjitd::cache::Key> key = rjitd::cache::computeKey(
-        {job.module, job.params.triple, job.params.cpu, job.params.features, job.params.optLevel,
-         job.params.compilerIdentity},
-        lease.revoked);
+    std::optional<rjitd::cache::Key> key =
+        rjitd::cache::computeKey({module, params.triple, params.cpu, params.features,
+                                  params.optLevel, params.compilerIdentity},
+                                 lease->revoked);
     {
-      std::lock_guard<std::mutex> lock(lease.mutex);
-      lease.reading = false;
+      std::lock_guard<std::mutex> lock(lease->mutex);
+      lease->reading = false;
     }
-    lease.done.notify_all();
-    if (key)
-      job.fulfiller->fulfill(kj::mv(*key));
-  }
+    lease->done.notify_all();
+    return key;
+  };
+  return pool->run(kj::mv(job))
+      .then([](std::optional<rjitd::cache::Key> key) {
+        // Only revoke() stops a hash early, and it runs when this promise is dropped.
+        KJ_ASSERT(key.has_value(), "a key hash stopped while its promise was still wanted");
+        return *key;
+      })
+      .attach(kj::defer([lease]() { lease->revoke(); }));
 }
 
 }  // namespace rjit::detail

@@ -1,19 +1,21 @@
 // SPDX-License-Identifier: MIT
-// Computes cache keys of large modules on a thread of their own, so that hashing megabytes
-// never stalls the client's I/O loop (and the other calls it carries).
+// Computes cache keys of large modules on a worker thread (rjitd's WorkerPool, one thread), so
+// that hashing megabytes never stalls the client's I/O loop (and the other calls it carries).
+// What this adds to the pool is the lease: the worker reads the caller's bytes in place.
 #pragma once
 
 #include "cache-key.h"
 
+#include "worker-pool.h"
+
 #include <atomic>
 #include <condition_variable>
-#include <deque>
 #include <kj/async.h>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
 
 namespace rjit::detail {
 
@@ -26,12 +28,12 @@ struct KeyParams {
   std::string compilerIdentity;
 };
 
-/// One worker thread, started on first use and joined by the destructor. Used from one kj
-/// event loop thread.
+/// One worker thread, started on first use (a client that never hashes starts none) and joined
+/// by the destructor. Used from one kj event loop thread.
 class HashWorker final {
 public:
   HashWorker() = default;
-  ~HashWorker();
+  ~HashWorker() = default;
   HashWorker(const HashWorker&) = delete;
   HashWorker& operator=(const HashWorker&) = delete;
 
@@ -53,20 +55,8 @@ private:
     bool reading = false;  // guarded by mutex
     void revoke();
   };
-  struct Job {
-    std::string_view module;
-    KeyParams params;
-    std::shared_ptr<Lease> lease;
-    kj::Own<kj::CrossThreadPromiseFulfiller<rjitd::cache::Key>> fulfiller;
-  };
 
-  void run();
-
-  std::mutex mutex;
-  std::condition_variable wake;
-  std::deque<Job> jobs;   // guarded by mutex
-  bool stopping = false;  // guarded by mutex
-  std::thread thread;     // started by the first computeKey()
+  std::optional<rjitd::WorkerPool> pool;  // started by the first computeKey()
 };
 
 }  // namespace rjit::detail

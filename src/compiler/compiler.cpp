@@ -5,6 +5,7 @@
 
 #include "diagnostics.h"
 #include "ir-signature.h"
+#include "pipeline.h"
 #include "subtarget-check.h"
 
 #include <llvm/ADT/SmallVector.h>
@@ -22,7 +23,6 @@
 #include <llvm/IR/Verifier.h>
 #include <llvm/MC/TargetRegistry.h>
 #include <llvm/Object/ObjectFile.h>
-#include <llvm/Passes/PassBuilder.h>
 #include <llvm/Support/CodeGen.h>
 #include <llvm/Support/CommandLine.h>
 #include <llvm/Support/Error.h>
@@ -101,28 +101,14 @@ llvm::Expected<TargetName> findServedTarget(const std::string& triple) {
   return fail(ErrorKind::UnknownTarget, std::move(message));
 }
 
-llvm::CodeGenOptLevel codeGenLevel(unsigned optLevel) {
-  switch (optLevel) {
-  case 0: return llvm::CodeGenOptLevel::None;
-  case 1: return llvm::CodeGenOptLevel::Less;
-  case 2: return llvm::CodeGenOptLevel::Default;
-  default: return llvm::CodeGenOptLevel::Aggressive;
-  }
-}
-
 llvm::Expected<std::unique_ptr<llvm::TargetMachine>>
 createTargetMachine(const llvm::Target& target, const TargetName& name,
                     const CompileOptions& options) {
-  llvm::TargetOptions targetOptions;
-  // JITLink rejects native TLS relocations (R_X86_64_TPOFF32, AArch64 TLSLE); emulated TLS
-  // calls __emutls_get_address instead, as LLJIT does by default.
-  targetOptions.EmulatedTLS = true;
-  // Constructors go to .init_array as with clang and llc on Linux (not the legacy .ctors).
-  targetOptions.UseInitArray = true;
+  MachineSettings settings = machineSettings(options.optLevel);
   std::string cpu = options.cpu.empty() ? name.defaultCpu : options.cpu;
   std::unique_ptr<llvm::TargetMachine> machine(target.createTargetMachine(
-      name.triple, cpu, options.features, targetOptions, llvm::Reloc::PIC_, llvm::CodeModel::Small,
-      codeGenLevel(options.optLevel)));
+      name.triple, cpu, options.features, settings.options, settings.relocationModel,
+      settings.codeModel, settings.codeGenLevel));
   if (!machine)
     return fail(ErrorKind::Internal, "cannot create a target machine for " + name.triple);
   return machine;
@@ -255,44 +241,6 @@ llvm::Error verify(llvm::Module& module, const std::string& name, DiagnosticSink
   return llvm::Error::success();
 }
 
-/// Whether `function` reads its own frame or return address, or jumps with a
-/// `__builtin_longjmp` buffer: inlined, it would read its caller's frame instead. Such code is
-/// written `noinline` (GCC's documentation and tests do), and in `clang -O0` output that mark
-/// looks the same as the `noinline` clang adds to every function.
-bool readsItsOwnFrame(const llvm::Function& function) {
-  for (const llvm::BasicBlock& block : function)
-    for (const llvm::Instruction& instruction : block) {
-      const auto* intrinsic = llvm::dyn_cast<llvm::IntrinsicInst>(&instruction);
-      if (intrinsic == nullptr)
-        continue;
-      switch (intrinsic->getIntrinsicID()) {
-      case llvm::Intrinsic::frameaddress:
-      case llvm::Intrinsic::returnaddress:
-      case llvm::Intrinsic::addressofreturnaddress:
-      case llvm::Intrinsic::sponentry:
-      case llvm::Intrinsic::eh_dwarf_cfa:
-      case llvm::Intrinsic::eh_sjlj_setjmp:
-      case llvm::Intrinsic::eh_sjlj_longjmp: return true;
-      default: break;
-      }
-    }
-  return false;
-}
-
-/// At -O1..-O3 the requested level applies to every function: `clang -O0` output marks all
-/// functions `optnone noinline`, which would otherwise make -O2 a no-op.
-void applyOptnonePolicy(llvm::Module& module, unsigned optLevel) {
-  if (optLevel == 0)
-    return;
-  for (llvm::Function& function : module) {
-    if (!function.hasFnAttribute(llvm::Attribute::OptimizeNone))
-      continue;
-    function.removeFnAttr(llvm::Attribute::OptimizeNone);
-    if (!readsItsOwnFrame(function))
-      function.removeFnAttr(llvm::Attribute::NoInline);
-  }
-}
-
 /// `c` with every undef and poison part replaced by zeros; `c` itself when it has none.
 llvm::Constant* zeroUndefParts(llvm::Constant* c) {
   if (llvm::isa<llvm::UndefValue>(c))  // poison too
@@ -335,35 +283,6 @@ void zeroUndefInInitializers(llvm::Module& module) {
 }
 
 // --- optimization and code generation ------------------------------------------------------
-
-void optimize(llvm::Module& module, llvm::TargetMachine& machine, unsigned optLevel) {
-  // Tuning as clang sets it: vectorizers and unrolling from -O2 up.
-  llvm::PipelineTuningOptions tuning;
-  tuning.LoopVectorization = optLevel >= 2;
-  tuning.SLPVectorization = optLevel >= 2;
-  tuning.LoopUnrolling = optLevel >= 2;
-  tuning.LoopInterleaving = optLevel >= 2;
-
-  llvm::LoopAnalysisManager loops;
-  llvm::FunctionAnalysisManager functions;
-  llvm::CGSCCAnalysisManager sccs;
-  llvm::ModuleAnalysisManager modules;
-  llvm::PassBuilder builder(&machine, tuning);
-  builder.registerModuleAnalyses(modules);
-  builder.registerCGSCCAnalyses(sccs);
-  builder.registerFunctionAnalyses(functions);
-  builder.registerLoopAnalyses(loops);
-  builder.crossRegisterProxies(loops, functions, sccs, modules);
-
-  llvm::ModulePassManager passes;
-  switch (optLevel) {
-  case 0: passes = builder.buildO0DefaultPipeline(llvm::OptimizationLevel::O0); break;
-  case 1: passes = builder.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O1); break;
-  case 2: passes = builder.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O2); break;
-  default: passes = builder.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O3); break;
-  }
-  passes.run(module, modules);
-}
 
 llvm::Expected<std::string> emitObject(llvm::Module& module, llvm::TargetMachine& machine) {
   llvm::SmallVector<char, 0> bytes;

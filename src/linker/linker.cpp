@@ -35,20 +35,6 @@ namespace rjitd::linker {
 namespace jl = llvm::jitlink;
 using llvm::orc::ExecutorAddr;
 
-OwnedFd::~OwnedFd() {
-  if (fd_ >= 0)
-    ::close(fd_);
-}
-
-OwnedFd& OwnedFd::operator=(OwnedFd&& other) noexcept {
-  if (this != &other) {
-    if (fd_ >= 0)
-      ::close(fd_);
-    fd_ = std::exchange(other.fd_, -1);
-  }
-  return *this;
-}
-
 struct PreparedObject::Impl {
   std::shared_ptr<const CompiledObject> object;  // the graph's blocks point into its bytes
   std::string moduleName;
@@ -114,7 +100,7 @@ uint8_t toProtection(llvm::orc::MemProt prot) {
 
 /// The memfd being filled: our read-write mapping of it, unmapped on destruction.
 struct Image {
-  OwnedFd memfd;
+  kj::AutoCloseFd memfd;
   char* local = nullptr;
   uint64_t base = 0;
   uint64_t size = 0;
@@ -241,8 +227,11 @@ private:
     std::string label = "rjitd:" + name.substr(0, 200);
     int fd = ::memfd_create(label.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
-      return fail(ErrorKind::LinkFailed, errnoText("memfd_create"));
-    image.memfd = OwnedFd(fd);
+      // Out of descriptors or memory is rjitd's state, not the module's fault: overloaded.
+      return fail(errno == EMFILE || errno == ENFILE || errno == ENOMEM ? ErrorKind::Overloaded
+                                                                         : ErrorKind::Internal,
+                  errnoText("memfd_create"));
+    image.memfd = kj::AutoCloseFd(fd);
     if (::ftruncate(fd, static_cast<off_t>(image.size)) != 0)
       return fail(ErrorKind::LinkFailed, errnoText("ftruncate of the image memfd"));
     void* local = ::mmap(nullptr, image.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);

@@ -60,12 +60,12 @@ sockaddr_un unixAddress(const std::string& path) {
 }
 
 /// Connects a raw stream socket to rjitd's Unix socket.
-UniqueFd connectRaw(const std::string& path) {
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+kj::AutoCloseFd connectRaw(const std::string& path) {
+  kj::AutoCloseFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   auto addr = unixAddress(path);
-  if (!fd || ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+  if (fd == nullptr || ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     ADD_FAILURE() << "connect " << path << ": " << std::strerror(errno);
-    return UniqueFd();
+    return kj::AutoCloseFd();
   }
   return fd;
 }
@@ -293,21 +293,21 @@ TEST_P(BadInputTest, HalfFramesAndGarbageOnTheSocketLeaveDaemonServing) {
   {
     // Half a Cap'n Proto frame: a segment table promising 1000 words, then 64 bytes, then EOF.
     auto fd = connectRaw(daemon->socketPath());
-    ASSERT_TRUE(fd);
+    ASSERT_NE(fd.get(), -1);
     sendAll(fd.get(), frameHeader(1, 1000) + std::string(64, '\0'));
   }
   expectServes();
   {
     // A segment table claiming far more segments than any message may have.
     auto fd = connectRaw(daemon->socketPath());
-    ASSERT_TRUE(fd);
+    ASSERT_NE(fd.get(), -1);
     sendAll(fd.get(), frameHeader(0xFFFFFFFFu, 0xFFFFFFFFu) + std::string(64, '\x55'));
   }
   expectServes();
   {
     // Noise, and the connection stays open (half-open peer) while others are served.
     auto fd = connectRaw(daemon->socketPath());
-    ASSERT_TRUE(fd);
+    ASSERT_NE(fd.get(), -1);
     std::string noise;
     for (unsigned i = 0; i < 4096; ++i)
       noise += static_cast<char>((i * 31 + 7) & 0xFF);
@@ -358,7 +358,7 @@ TEST_P(BadInputTest, FailsOverToNextServer) {
 TEST_P(BadInputTest, HungUnixServerTimesOut) {
   // A socket that listens but never accepts: connect() succeeds, no answer ever comes.
   std::string path = work.file("hung.sock");
-  UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  kj::AutoCloseFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   auto addr = unixAddress(path);
   ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   ASSERT_EQ(::listen(listener.get(), 16), 0);
@@ -379,7 +379,7 @@ TEST_P(BadInputTest, HungUnixServerTimesOut) {
 
 TEST_P(BadInputTest, HungTcpServerTimesOut) {
   // A TCP server that accepts the connection and never says a word.
-  UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  kj::AutoCloseFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -398,8 +398,8 @@ TEST_P(BadInputTest, HungTcpServerTimesOut) {
 
   pollfd p{listener.get(), POLLIN, 0};
   ASSERT_EQ(::poll(&p, 1, static_cast<int>(SAFETY_BOUND.count())), 1) << "the client never came";
-  UniqueFd accepted(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
-  ASSERT_TRUE(accepted);
+  kj::AutoCloseFd accepted(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  ASSERT_NE(accepted.get(), -1);
 
   ASSERT_EQ(future.wait_for(SAFETY_BOUND), std::future_status::ready);
   auto error = catchError([&] { future.get(); });

@@ -165,7 +165,7 @@ TEST_P(CliTest, ServerFlagWinsOverEnvironment) {
 TEST_P(CliTest, HungServerTimesOut) {
   // A socket that listens but never accepts: connect() succeeds, no answer ever comes.
   std::string path = work.file("hung.sock");
-  UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  kj::AutoCloseFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);

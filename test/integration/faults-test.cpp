@@ -109,9 +109,9 @@ size_t openFds(pid_t pid) {
 }
 
 /// A raw connection to rjitd's Unix socket that sends nothing.
-UniqueFd idleConnection(const std::string& path) {
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  EXPECT_TRUE(fd) << std::strerror(errno);
+kj::AutoCloseFd idleConnection(const std::string& path) {
+  kj::AutoCloseFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  EXPECT_GE(fd.get(), 0) << std::strerror(errno);
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
@@ -134,7 +134,7 @@ TEST_P(FaultsTest, ListenerSurvivesRunningOutOfFileDescriptors) {
 
   // More idle connections than rjitd has descriptors for: the rest wait in the queue and each
   // accept attempt fails with EMFILE. Wait until rjitd has failed (and so retried) twice.
-  std::vector<UniqueFd> idle;
+  std::vector<kj::AutoCloseFd> idle;
   for (size_t i = 0; i < ROOM * 4; ++i)
     idle.push_back(idleConnection(daemon->socketPath()));
   bool retried = false;

@@ -25,8 +25,8 @@ void fail(std::string* error, std::string what) {
 }  // namespace
 
 std::optional<HttpResponse> httpGet(uint16_t port, const std::string& target, std::string* error) {
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) {
+  kj::AutoCloseFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (fd == nullptr) {
     fail(error, std::string("socket: ") + std::strerror(errno));
     return std::nullopt;
   }

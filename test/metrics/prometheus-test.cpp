@@ -83,7 +83,7 @@ public:
     address.sin_family = AF_INET;
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t length = sizeof address;
-    if (!relay->listener || !relay->stop ||
+    if (relay->listener.get() < 0 || relay->stop.get() < 0 ||
         ::bind(relay->listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
         ::listen(relay->listener.get(), 16) != 0 ||
         ::getsockname(relay->listener.get(), reinterpret_cast<sockaddr*>(&address), &length) != 0) {
@@ -139,8 +139,8 @@ private:
       }
       if (fds[1].revents != 0)
         return;
-      UniqueFd connection(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
-      if (!connection)
+      kj::AutoCloseFd connection(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      if (connection.get() < 0)
         return fail();
       {
         std::lock_guard lock(mutex);
@@ -189,8 +189,8 @@ private:
   }
 
   const uint16_t metricsPort;
-  UniqueFd listener;
-  UniqueFd stop;  ///< an eventfd: readable once the destructor asks the thread to end
+  kj::AutoCloseFd listener;
+  kj::AutoCloseFd stop;  ///< an eventfd: readable once the destructor asks the thread to end
   mutable std::mutex mutex;
   mutable std::condition_variable changed;
   uint64_t begun = 0;   // guarded by mutex

@@ -21,10 +21,10 @@ std::unique_ptr<CompileGate> CompileGate::create(std::string path) {
   }
   address.sun_family = AF_UNIX;
   std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
-  UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  kj::AutoCloseFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   // A backlog as deep as the most compiles a test holds at once: a compile waiting in it is
   // held too (its worker blocks reading), and arrivalPending() sees it.
-  if (!listener ||
+  if (listener.get() < 0 ||
       ::bind(listener.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0 ||
       ::listen(listener.get(), 64) != 0) {
     ADD_FAILURE() << "compile gate at " << path << ": " << std::strerror(errno);
@@ -33,7 +33,7 @@ std::unique_ptr<CompileGate> CompileGate::create(std::string path) {
   return std::make_unique<CompileGate>(Key{}, std::move(path), std::move(listener));
 }
 
-CompileGate::CompileGate(Key, std::string path, UniqueFd listener)
+CompileGate::CompileGate(Key, std::string path, kj::AutoCloseFd listener)
     : path(std::move(path)), listener(std::move(listener)) {}
 
 CompileGate::~CompileGate() {
@@ -45,7 +45,7 @@ std::vector<std::string> CompileGate::daemonArgs() const {
 }
 
 std::optional<std::string> CompileGate::waitArrival() {
-  if (!listener) {
+  if (listener.get() < 0) {
     ADD_FAILURE() << "the compile gate is open";
     return std::nullopt;
   }
@@ -58,8 +58,8 @@ std::optional<std::string> CompileGate::waitArrival() {
     ADD_FAILURE() << "no compile arrived at the gate within the safety bound";
     return std::nullopt;
   }
-  UniqueFd held(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
-  if (!held) {
+  kj::AutoCloseFd held(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  if (held.get() < 0) {
     ADD_FAILURE() << "compile gate: accept: " << std::strerror(errno);
     return std::nullopt;
   }
@@ -82,7 +82,7 @@ std::optional<std::string> CompileGate::waitArrival() {
 }
 
 bool CompileGate::arrivalPending() const {
-  if (!listener)
+  if (listener.get() < 0)
     return false;
   pollfd p{listener.get(), POLLIN, 0};
   return ::poll(&p, 1, 0) == 1;
@@ -94,10 +94,10 @@ void CompileGate::releaseHeld() {
 
 void CompileGate::open() {
   releaseHeld();
-  if (listener) {
+  if (listener.get() >= 0) {
     // Closing the listener resets the connections still in its backlog (their reads fail and
     // the compiles go); unlinking makes later connects fail, which rjitd takes as "go".
-    listener.reset();
+    listener = kj::AutoCloseFd();
     ::unlink(path.c_str());
   }
 }

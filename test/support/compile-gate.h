@@ -48,12 +48,12 @@ private:
 
 public:
   /// Only create() constructs (the key is private).
-  CompileGate(Key, std::string path, UniqueFd listener);
+  CompileGate(Key, std::string path, kj::AutoCloseFd listener);
 
 private:
   std::string path;
-  UniqueFd listener;
-  std::vector<UniqueFd> holding;
+  kj::AutoCloseFd listener;
+  std::vector<kj::AutoCloseFd> holding;
 };
 
 }  // namespace rjit::test

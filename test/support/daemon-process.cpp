@@ -8,24 +8,19 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <fcntl.h>
 #include <fstream>
 #include <gtest/gtest.h>
 #include <iostream>
+#include <kj/debug.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sstream>
 #include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
-
-extern char** environ;
 
 namespace rjit::test {
 namespace {
@@ -36,26 +31,10 @@ std::string errnoText(const char* what) {
   return std::string(what) + ": " + std::strerror(errno);
 }
 
-std::string readWholeFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
 /// Milliseconds left until `deadline`, clamped to poll()'s range.
 int msLeft(Clock::time_point deadline) {
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
   return left.count() < 0 ? 0 : static_cast<int>(left.count());
-}
-
-std::vector<char*> cStrings(const std::vector<std::string>& strings) {
-  std::vector<char*> out;
-  out.reserve(strings.size() + 1);
-  for (const auto& s : strings)
-    out.push_back(const_cast<char*>(s.c_str()));
-  out.push_back(nullptr);
-  return out;
 }
 
 /// Whether /proc/net/unix lists `path` as a listening socket (flag __SO_ACCEPTCON): the file
@@ -76,189 +55,38 @@ bool unixSocketListening(const std::string& path) {
 
 }  // namespace
 
-UniqueFd::~UniqueFd() {
-  reset();
-}
-
-UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
-  if (this != &other) {
-    reset();
-    fd_ = std::exchange(other.fd_, -1);
-  }
-  return *this;
-}
-
-void UniqueFd::reset() {
-  if (fd_ >= 0)
-    ::close(fd_);
-  fd_ = -1;
-}
-
-bool ExitStatus::exited() const {
-  return WIFEXITED(raw);
-}
-
-int ExitStatus::code() const {
-  return WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-}
-
-std::string ExitStatus::describe() const {
-  if (WIFEXITED(raw))
-    return "exit status " + std::to_string(WEXITSTATUS(raw));
-  if (WIFSIGNALED(raw))
-    return "killed by signal " + std::to_string(WTERMSIG(raw)) + " (" + strsignal(WTERMSIG(raw)) +
-           ")";
-  return "wait status " + std::to_string(raw);
-}
-
-std::vector<std::string>
-environmentWith(const std::vector<std::pair<std::string, std::string>>& set,
-                const std::vector<std::string>& unset) {
-  std::vector<std::string> out;
-  auto overridden = [&](std::string_view entry) {
-    auto name = entry.substr(0, entry.find('='));
-    for (const auto& [n, v] : set)
-      if (n == name)
-        return true;
-    for (const auto& n : unset)
-      if (n == name)
-        return true;
-    return false;
-  };
-  for (char** e = environ; *e != nullptr; ++e)
-    if (!overridden(*e))
-      out.emplace_back(*e);
-  for (const auto& [name, value] : set)
-    out.push_back(name + "=" + value);
-  return out;
-}
-
 std::unique_ptr<ChildProcess> ChildProcess::spawn(const SpawnOptions& options) {
-  if (options.argv.empty()) {
-    ADD_FAILURE() << "spawn: empty argv";
+  std::unique_ptr<process::Subprocess> child;
+  KJ_IF_MAYBE (e,
+               kj::runCatchingExceptions([&]() { child = process::Subprocess::spawn(options); })) {
+    ADD_FAILURE() << "spawn " << (options.argv.empty() ? "" : options.argv[0]) << ": "
+                  << e->getDescription().cStr();
     return nullptr;
   }
-  // Open the standard streams here (CLOEXEC) and dup2 them in the child: dup2 clears CLOEXEC
-  // on the copies, so the child inherits exactly fds 0-2 (and the inheritFds, the same way).
-  int outFlags = O_WRONLY | O_CREAT | O_CLOEXEC | (options.appendOutput ? O_APPEND : O_TRUNC);
-  UniqueFd in(::open(options.stdinPath.c_str(), O_RDONLY | O_CLOEXEC));
-  UniqueFd out(::open(options.stdoutPath.c_str(), outFlags, 0600));
-  UniqueFd err = options.stderrPath == options.stdoutPath
-                     ? UniqueFd(::fcntl(out.get(), F_DUPFD_CLOEXEC, 3))
-                     : UniqueFd(::open(options.stderrPath.c_str(), outFlags, 0600));
-  if (!in || !out || !err) {
-    ADD_FAILURE() << errnoText("spawn: cannot open standard streams for the child");
-    return nullptr;
-  }
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, in.get(), STDIN_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, out.get(), STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, err.get(), STDERR_FILENO);
-  for (const auto& [from, to] : options.inheritFds) {
-    if (to < 3) {
-      ADD_FAILURE() << "spawn: inheritFds may not replace the standard streams (fd " << to << ")";
-      posix_spawn_file_actions_destroy(&actions);
-      return nullptr;
-    }
-    // Also right when from == to: glibc then clears CLOEXEC on the fd (POSIX issue 411).
-    posix_spawn_file_actions_adddup2(&actions, from, to);
-  }
-  // A fresh signal state: gtest or the client library may block signals in this process.
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-
-  auto argv = cStrings(options.argv);
-  auto env = cStrings(options.env);
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), env.data());
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) {
-    ADD_FAILURE() << "spawn " << options.argv[0] << ": " << std::strerror(rc);
-    return nullptr;
-  }
-  // The child is not reaped until wait(), so its pid cannot be reused before pidfd_open. (The
-  // raw syscall: glibc 2.36's <sys/pidfd.h> lacks extern "C", so its wrapper does not link.)
-  UniqueFd pidFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  if (!pidFd) {
-    ADD_FAILURE() << errnoText("pidfd_open");
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    return nullptr;
-  }
-  return std::make_unique<ChildProcess>(Key{}, pid, std::move(pidFd));
-}
-
-ChildProcess::~ChildProcess() {
-  if (!status_) {
-    ::kill(pid_, SIGKILL);
-    int raw = 0;
-    ::waitpid(pid_, &raw, 0);
-  }
-}
-
-void ChildProcess::signal(int sig) {
-  if (!status_)
-    ::kill(pid_, sig);
-}
-
-std::optional<ExitStatus> ChildProcess::wait(std::chrono::milliseconds bound) {
-  if (status_)
-    return status_;
-  auto deadline = Clock::now() + bound;
-  for (;;) {
-    pollfd p{pidFd_.get(), POLLIN, 0};
-    int n = ::poll(&p, 1, msLeft(deadline));
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return std::nullopt;
-    break;
-  }
-  int raw = 0;
-  pid_t r;
-  do
-    r = ::waitpid(pid_, &raw, 0);
-  while (r < 0 && errno == EINTR);
-  if (r == pid_)
-    status_ = ExitStatus{raw};
-  return status_;
+  return std::make_unique<ChildProcess>(std::move(child));
 }
 
 CommandResult runCommand(const TempDir& dir, const std::vector<std::string>& argv,
                          std::optional<std::vector<std::string>> env) {
   static std::atomic<int> counter = 0;
-  std::string base = dir.file("cmd-" + std::to_string(++counter));
-  SpawnOptions options;
-  options.argv = argv;
-  options.env = env ? std::move(*env) : environmentWith({});
-  options.stdoutPath = base + ".out";
-  options.stderrPath = base + ".err";
+  std::string capture = dir.file("cmd-" + std::to_string(++counter));
   CommandResult result;
   result.status.raw = 127 << 8;
-  auto child = ChildProcess::spawn(options);
-  if (!child) {
+  std::optional<CommandResult> ran;
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
+                 ran = process::runCommand(argv, env ? std::move(*env) : environmentWith({}),
+                                           capture, SAFETY_BOUND);
+               })) {
+    ADD_FAILURE() << "spawn " << argv.at(0) << ": " << e->getDescription().cStr();
     result.err = "cannot start " + argv.at(0);
     return result;
   }
-  auto status = child->wait();
-  if (!status) {
+  if (!ran) {
     ADD_FAILURE() << argv.at(0) << " did not exit within the safety bound";
     result.err = "did not exit";
     return result;
   }
-  result.status = *status;
-  result.out = readWholeFile(options.stdoutPath);
-  result.err = readWholeFile(options.stderrPath);
-  return result;
+  return std::move(*ran);
 }
 
 const char* daemonModeName(DaemonMode mode) {
@@ -271,13 +99,13 @@ const char* daemonModeName(DaemonMode mode) {
 }
 
 uint16_t freeTcpPort() {
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  kj::AutoCloseFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = 0;
   socklen_t len = sizeof addr;
-  if (!fd || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+  if (fd == nullptr || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
       ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     ADD_FAILURE() << errnoText("freeTcpPort");
     return 0;
@@ -306,8 +134,8 @@ bool DaemonProcess::launch() {
   // The notify socket: rjitd's sd_notify("READY=1") arrives here. Made once: every rjitd
   // started on a held socket reports to the same one.
   std::string notifyPath = dir_.file("notify.sock");
-  if (!notifyFd_) {
-    notifyFd_ = UniqueFd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (notifyFd_ == nullptr) {
+    notifyFd_ = kj::AutoCloseFd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     if (notifyPath.size() >= sizeof addr.sun_path) {
@@ -315,13 +143,13 @@ bool DaemonProcess::launch() {
       return false;
     }
     std::memcpy(addr.sun_path, notifyPath.c_str(), notifyPath.size() + 1);
-    if (!notifyFd_ ||
+    if (notifyFd_ == nullptr ||
         ::bind(notifyFd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
       ADD_FAILURE() << errnoText("notify socket");
       return false;
     }
   }
-  if (options_.mode == DaemonMode::HeldSocket && !heldSocket_ && !bindHeldSocket())
+  if (options_.mode == DaemonMode::HeldSocket && heldSocket_ == nullptr && !bindHeldSocket())
     return false;
   ready_ = false;
   stopping_ = false;
@@ -392,7 +220,7 @@ bool DaemonProcess::launch() {
 bool DaemonProcess::bindHeldSocket() {
   // What systemd does for rjitd.socket: create, bind, listen, and keep it open. The backlog is
   // systemd's default (SOMAXCONN), so connections wait here while no rjitd accepts.
-  heldSocket_ = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  heldSocket_ = kj::AutoCloseFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (socketPath_.size() >= sizeof addr.sun_path) {
@@ -400,7 +228,7 @@ bool DaemonProcess::bindHeldSocket() {
     return false;
   }
   std::memcpy(addr.sun_path, socketPath_.c_str(), socketPath_.size() + 1);
-  if (!heldSocket_ ||
+  if (heldSocket_ == nullptr ||
       ::bind(heldSocket_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
       ::listen(heldSocket_.get(), SOMAXCONN) != 0) {
     ADD_FAILURE() << errnoText(("held socket " + socketPath_).c_str());
@@ -444,7 +272,7 @@ std::string DaemonProcess::tcpEndpoint() const {
 }
 
 std::string DaemonProcess::log() const {
-  return readWholeFile(logPath_);
+  return process::readWholeFile(logPath_);
 }
 
 bool DaemonProcess::waitReady() {
@@ -500,8 +328,9 @@ bool DaemonProcess::waitNotified(const std::string& assignment, bool& seen) {
 bool DaemonProcess::waitListening() {
   // Wake on files created in the directory; re-check at least every 10 ms for the short gap
   // between bind() and listen(), which no inotify event marks.
-  UniqueFd inotify(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
-  if (!inotify || ::inotify_add_watch(inotify.get(), dir_.path().c_str(), IN_CREATE) < 0) {
+  kj::AutoCloseFd inotify(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+  if (inotify == nullptr ||
+      ::inotify_add_watch(inotify.get(), dir_.path().c_str(), IN_CREATE) < 0) {
     ADD_FAILURE() << errnoText("inotify");
     return false;
   }
@@ -532,14 +361,11 @@ bool DaemonProcess::waitListening() {
 }
 
 ExitStatus DaemonProcess::stop() {
-  child_->signal(SIGTERM);
-  auto status = child_->wait();
-  if (!status) {
+  bool killed = false;
+  ExitStatus status = child_->terminate(SAFETY_BOUND, &killed);
+  if (killed)
     ADD_FAILURE() << "rjitd did not exit within the safety bound after SIGTERM; log:\n" << log();
-    child_->signal(SIGKILL);
-    status = child_->wait();
-  }
-  return status.value_or(ExitStatus{-1});
+  return status;
 }
 
 DaemonProcess::~DaemonProcess() {

@@ -4,7 +4,10 @@
 // harness holds as systemd does (DaemonProcess).
 #pragma once
 
+#include "subprocess.h"
 #include "temp-dir.h"
+
+#include <kj/io.h>
 
 #include <chrono>
 #include <cstdint>
@@ -21,96 +24,42 @@ namespace rjit::test {
 /// hung component, never an assertion on speed: reaching it is reported as a failure.
 inline constexpr std::chrono::milliseconds SAFETY_BOUND{60'000};
 
-/// A file descriptor owned from birth; closed on destruction.
-class UniqueFd final {
-public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  ~UniqueFd();
-  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept;
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
+// The child-process runner is the one bench/ uses too (src/process).
+using process::environmentWith;
+using process::ExitStatus;
+using process::SpawnOptions;
+/// What ran a program to completion produced.
+using CommandResult = process::CommandResult;
 
-  int get() const { return fd_; }
-  explicit operator bool() const { return fd_ >= 0; }
-  void reset();
-
-private:
-  int fd_ = -1;
-};
-
-/// How a child ended: the raw waitpid() status with readable accessors.
-struct ExitStatus {
-  int raw = 0;
-
-  bool exited() const;
-  int code() const;  ///< exit code; -1 when killed by a signal
-  bool exitedWith(int expected) const { return exited() && code() == expected; }
-  /// "exit status 0", "killed by signal 9 (Killed)"
-  std::string describe() const;
-};
-
-/// The current environment with `set` added or replaced and every name in `unset` removed.
-std::vector<std::string>
-environmentWith(const std::vector<std::pair<std::string, std::string>>& set,
-                const std::vector<std::string>& unset = {});
-
-struct SpawnOptions {
-  std::vector<std::string> argv;  ///< argv[0] is the program path (no PATH search)
-  std::vector<std::string> env;   ///< complete environment, "NAME=value"
-  std::string stdinPath = "/dev/null";
-  std::string stdoutPath = "/dev/null";  ///< created or truncated
-  std::string stderrPath = "/dev/null";  ///< created or truncated; may equal stdoutPath
-  /// Append to stdoutPath/stderrPath instead of truncating them.
-  bool appendOutput = false;
-  /// Further descriptors the child inherits: {fd in this process, fd number in the child}.
-  /// Child numbers must be 3 or more and distinct; the fds here may be CLOEXEC.
-  std::vector<std::pair<int, int>> inheritFds;
-};
-
-/// A spawned child process. The destructor kills (SIGKILL) and reaps a child still running, so
-/// a failing test never leaves processes behind.
+/// process::Subprocess as tests use it: a failure to start is a recorded GoogleTest failure
+/// (spawn() returns nullptr) rather than an exception, and waits default to SAFETY_BOUND. The
+/// destructor kills (SIGKILL) and reaps a child still running, so a failing test never leaves
+/// processes behind.
 class ChildProcess final {
 public:
-  /// Starts the program (posix_spawn; the child inherits only fds 0-2 and
-  /// options.inheritFds). On failure records a GoogleTest failure saying why and returns
-  /// nullptr.
   static std::unique_ptr<ChildProcess> spawn(const SpawnOptions& options);
-  ~ChildProcess();
+  explicit ChildProcess(std::unique_ptr<process::Subprocess> child) : child_(std::move(child)) {}
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;
 
-  pid_t pid() const { return pid_; }
+  pid_t pid() const { return child_->pid(); }
   /// Readable once the child has exited (a pidfd), for poll() together with other events.
-  int exitFd() const { return pidFd_.get(); }
+  int exitFd() const { return child_->exitFd(); }
   /// Sends a signal unless the child has been reaped already.
-  void signal(int sig);
+  void signal(int sig) { child_->signal(sig); }
   /// Waits at most `bound` for the child to exit and reaps it. nullopt: still running.
-  std::optional<ExitStatus> wait(std::chrono::milliseconds bound = SAFETY_BOUND);
+  std::optional<ExitStatus> wait(std::chrono::milliseconds bound = SAFETY_BOUND) {
+    return child_->wait(bound);
+  }
+  /// SIGTERM, then at most `grace` before SIGKILL (see process::Subprocess::terminate).
+  ExitStatus terminate(std::chrono::milliseconds grace, bool* killed) {
+    return child_->terminate(grace, killed);
+  }
   /// The status once reaped.
-  const std::optional<ExitStatus>& status() const { return status_; }
+  const std::optional<ExitStatus>& status() const { return child_->status(); }
 
 private:
-  struct Key {
-    explicit Key() = default;
-  };
-
-public:
-  /// Only spawn() constructs (the key is private).
-  ChildProcess(Key, pid_t pid, UniqueFd pidFd) : pid_(pid), pidFd_(std::move(pidFd)) {}
-
-private:
-  pid_t pid_;
-  UniqueFd pidFd_;
-  std::optional<ExitStatus> status_;
-};
-
-/// What ran a program to completion produced.
-struct CommandResult {
-  ExitStatus status;
-  std::string out;  ///< everything written to stdout
-  std::string err;  ///< everything written to stderr
+  std::unique_ptr<process::Subprocess> child_;
 };
 
 /// Runs `argv` with `env` (default: this process's environment) to completion, capturing its
@@ -212,8 +161,9 @@ private:
   std::string socketPath_;
   std::string endpoint_;
   std::string logPath_;
-  UniqueFd notifyFd_;
-  UniqueFd heldSocket_;  ///< HeldSocket: the listening socket, ours for the daemon's lifetime
+  kj::AutoCloseFd notifyFd_;
+  kj::AutoCloseFd
+      heldSocket_;  ///< HeldSocket: the listening socket, ours for the daemon's lifetime
   unsigned launches_ = 0;
   bool ready_ = false;
   bool stopping_ = false;

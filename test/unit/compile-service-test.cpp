@@ -2,7 +2,7 @@
 // CompileService with its real collaborators: the LLVM compiler, the object cache and worker
 // threads, driven by a real kj event loop.
 #include "cache-key.h"
-#include "compile-pool.h"
+#include "worker-pool.h"
 #include "compile-service.h"
 #include "metrics.h"
 #include "object-cache.h"

@@ -23,7 +23,7 @@ linker::LinkedImage testImage() {
   linker::LinkedImage image;
   int fd = ::memfd_create("loaded-image-test", MFD_CLOEXEC);
   KJ_SYSCALL(fd, "memfd_create");
-  image.memfd = linker::OwnedFd(fd);
+  image.memfd = kj::AutoCloseFd(fd);
   std::string bytes(IMAGE_BYTES, '\0');
   for (size_t i = 0; i < bytes.size(); ++i)
     bytes[i] = static_cast<char>(i % 251);

@@ -29,23 +29,11 @@
 
 #include "compiled-object.h"
 
+// The daemon's fd owner (kj::AutoCloseFd) here too: the linker runs only inside rjitd, which
+// links kj anyway, and its image memfd goes straight to the RPC layer's getFd().
+#include <kj/io.h>
+
 namespace rjitd::linker {
-
-/// A file descriptor owned from birth; closed on destruction.
-class OwnedFd final {
-public:
-  OwnedFd() = default;
-  explicit OwnedFd(int fd) : fd_(fd) {}
-  ~OwnedFd();
-  OwnedFd(OwnedFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  OwnedFd& operator=(OwnedFd&& other) noexcept;
-  OwnedFd(const OwnedFd&) = delete;
-  OwnedFd& operator=(const OwnedFd&) = delete;
-  int get() const { return fd_; }
-
-private:
-  int fd_ = -1;
-};
 
 /// Protection bits of a segment in the client.
 enum Protection : uint8_t { READ = 1, WRITE = 2, EXEC = 4 };
@@ -68,7 +56,7 @@ struct ExportedSymbol {
 
 /// A linked module: the sealed memfd and everything the client needs to map and start it.
 struct LinkedImage {
-  OwnedFd memfd;  ///< sealed (no write, grow, shrink, or new seals); `size` bytes
+  kj::AutoCloseFd memfd;  ///< sealed (no write, grow, shrink, or new seals); `size` bytes
   uint64_t base = 0;
   uint64_t size = 0;
   std::vector<Segment> segments;

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT
-#include "compile-pool.h"
+// Worker threads for blocking work (see worker-pool.h).
+#include "worker-pool.h"
 
 #include <kj/debug.h>
 #include <pthread.h>
 
-namespace rjitd::service {
+namespace rjitd {
 
 WorkerPool::WorkerPool(std::string name, unsigned threads) : name(std::move(name)) {
   KJ_REQUIRE(threads >= 1, "a worker pool needs at least one thread", this->name);
@@ -60,4 +61,4 @@ void WorkerPool::workerLoop() {
   }
 }
 
-}  // namespace rjitd::service
+}  // namespace rjitd

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
-// A fixed set of worker threads for blocking work (LLVM compiles, hashing big modules), so the
-// RPC event loop never blocks. Results come back to the submitting loop thread as kj promises
-// through cross-thread fulfillers.
+// A fixed set of worker threads for blocking work (LLVM compiles, links and hashing big modules
+// in rjitd; hashing big modules in the client library), so a kj event loop never blocks.
+// Results come back to the submitting loop thread as kj promises through cross-thread
+// fulfillers. Depends on kj and threads only, so the client library can link it.
 #pragma once
 
 #include <condition_variable>
@@ -13,14 +14,15 @@
 #include <mutex>
 #include <string>
 
-namespace rjitd::service {
+namespace rjitd {
 
+/// Jobs run in the order queued, each on whichever worker is free.
 class WorkerPool final {
 public:
-  /// Starts `threads` (>= 1) workers named NAME/0, NAME/1, ...
+  /// Starts `threads` (>= 1) workers named NAME/0, NAME/1, ... (cut to Linux's 15 bytes).
   WorkerPool(std::string name, unsigned threads);
-  /// Stops the workers after their current job; queued jobs are dropped and their promises
-  /// reject with DISCONNECTED.
+  /// Stops the workers after their current job (waiting for it); queued jobs are dropped and
+  /// their promises reject (FAILED: kj's "fulfiller destroyed without fulfilling").
   ~WorkerPool();
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
@@ -53,4 +55,4 @@ private:
   kj::Vector<kj::Own<kj::Thread>> workers;
 };
 
-}  // namespace rjitd::service
+}  // namespace rjitd
