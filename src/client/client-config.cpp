@@ -74,16 +74,16 @@ Result<std::chrono::milliseconds> resolveTimeout(const ClientOptions& options) {
   if (options.timeout.count() != 0) {
     if (options.timeout.count() < 0 || options.timeout.count() > MAX_TIMEOUT_MS)
       return Error(ErrorKind::Configuration,
-                  "invalid timeout of " + std::to_string(options.timeout.count()) +
-                      " ms: expected 1 to " + std::to_string(MAX_TIMEOUT_MS) + " ms");
+                   "invalid timeout of " + std::to_string(options.timeout.count()) +
+                       " ms: expected 1 to " + std::to_string(MAX_TIMEOUT_MS) + " ms");
     return options.timeout;
   }
   if (std::optional<std::string> env = environment("RJIT_TIMEOUT_MS")) {
     std::optional<uint64_t> value = parseUnsigned(*env);
     if (!value || *value == 0 || *value > static_cast<uint64_t>(MAX_TIMEOUT_MS))
       return badVariable("RJIT_TIMEOUT_MS", *env,
-                        "expected a positive whole number of milliseconds (at most " +
-                            std::to_string(MAX_TIMEOUT_MS) + ")");
+                         "expected a positive whole number of milliseconds (at most " +
+                             std::to_string(MAX_TIMEOUT_MS) + ")");
     return std::chrono::milliseconds(static_cast<int64_t>(*value));
   }
   return std::chrono::milliseconds(60000);
@@ -96,8 +96,8 @@ Result<uint64_t> resolveHashFirstBytes(const ClientOptions& options) {
     std::optional<uint64_t> value = parseUnsigned(*env);
     if (!value)
       return badVariable("RJIT_HASH_FIRST_BYTES", *env,
-                        "expected a non-negative whole number of bytes (0: always look up by "
-                        "hash first)");
+                         "expected a non-negative whole number of bytes (0: always look up by "
+                         "hash first)");
     return *value;
   }
   return uint64_t{64 * 1024};
@@ -108,16 +108,16 @@ Result<uint64_t> resolveMemoryQuota(const ClientOptions& options) {
   if (options.memoryQuota != 0) {
     if (options.memoryQuota < MIN || options.memoryQuota > MAX)
       return Error(ErrorKind::Configuration,
-                  "invalid memory quota of " + std::to_string(options.memoryQuota) +
-                      " bytes: expected " + std::to_string(MIN) + " to " + std::to_string(MAX));
+                   "invalid memory quota of " + std::to_string(options.memoryQuota) +
+                       " bytes: expected " + std::to_string(MIN) + " to " + std::to_string(MAX));
     return options.memoryQuota;
   }
   if (std::optional<std::string> env = environment("RJIT_MEMORY_QUOTA")) {
     std::optional<uint64_t> value = parseUnsigned(*env);
     if (!value || *value < MIN || *value > MAX)
       return badVariable("RJIT_MEMORY_QUOTA", *env,
-                        "expected a whole number of bytes from " + std::to_string(MIN) + " to " +
-                            std::to_string(MAX));
+                         "expected a whole number of bytes from " + std::to_string(MIN) + " to " +
+                             std::to_string(MAX));
     return *value;
   }
   return DEFAULT_MEMORY_QUOTA;

@@ -156,8 +156,8 @@ kj::Promise<Result<T>> ClientCore::run(kj::Function<kj::Promise<Result<T>>(Conne
 
 template <typename T> kj::Promise<Result<T>> ClientCore::attempt(Call<T>& call) {
   call.connection = nullptr;
-  return connector.connection().then([this, &call](Connector::ConnectionResult&& result)
-                                         -> kj::Promise<Result<T>> {
+  kj::Promise<ConnectionResult> connected = connector.connection();
+  return connected.then([this, &call](ConnectionResult&& result) -> kj::Promise<Result<T>> {
     if (auto* error = std::get_if<Error>(&result)) {
       if (call.shuttingDown && error->kind() == ErrorKind::Connection)
         // The server we were retrying for has gone and no other answers (a daemon stopped for
@@ -178,7 +178,8 @@ template <typename T> kj::Promise<Result<T>> ClientCore::attempt(Call<T>& call) 
           if (error != nullptr && error->kind() == ErrorKind::ShuttingDown &&
               call.shuttingDownRetries > 0) {
             --call.shuttingDownRetries;
-            connector.forget(connection.get());  // new calls must not use the draining server either
+            // New calls must not use the draining server either.
+            connector.forget(connection.get());
             call.shuttingDown = std::move(*error);
             return attempt(call);
           }

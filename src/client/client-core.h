@@ -58,6 +58,7 @@ public:
 
 private:
   template <typename T> struct Call;
+  using ConnectionResult = Connector::ConnectionResult;
   using CompileResult = Result<CompiledObject>;
 
   template <typename T>

@@ -119,8 +119,8 @@ Result<Done> checkImage(const ImageSpec& spec, uint64_t arenaBase, uint64_t aren
     if (!inside || s.address % page != 0 || s.offset % page != 0 || s.size == 0 ||
         ((s.protection & WRITE) && (s.protection & EXEC)))
       return invalid("a segment (address " + std::to_string(s.address) + ", " +
-                     std::to_string(s.size) + " bytes, protection " +
-                     std::to_string(s.protection) + ") is out of place or writable and executable");
+                     std::to_string(s.size) + " bytes, protection " + std::to_string(s.protection) +
+                     ") is out of place or writable and executable");
     end = s.address + s.size;
   }
   auto inCode = [&](uint64_t address) {

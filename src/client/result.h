@@ -33,7 +33,7 @@ template <typename T> kj::Promise<Result<T>> ready(Result<T> result) {
 // The public kinds are the shared ones by number (src/common/compiled-object.h): a cast, not a
 // map. These asserts are what keeps the two enums in step.
 #define RJIT_SAME_KIND(kind)                                                                       \
-  static_assert(static_cast<int>(ErrorKind::kind) == static_cast<int>(rjitd::ErrorKind::kind),    \
+  static_assert(static_cast<int>(ErrorKind::kind) == static_cast<int>(rjitd::ErrorKind::kind),     \
                 #kind)
 RJIT_SAME_KIND(Internal);
 RJIT_SAME_KIND(InvalidModule);

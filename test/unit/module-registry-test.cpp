@@ -16,7 +16,8 @@ TEST(ModuleRegistryTest, FindsSymbolsAndTheirModule) {
   auto owner1 = std::make_shared<int>(1), owner2 = std::make_shared<int>(2);
   registry.add({0x1000, 0x1000, &first, owner1});
   registry.add({0x2000, 0x1000, &second, owner2});
-  EXPECT_EQ(registry.find("g"), std::make_optional(std::make_pair(uint64_t{0x2020}, uint64_t{0x2000})));
+  EXPECT_EQ(registry.find("g"),
+            std::make_optional(std::make_pair(uint64_t{0x2020}, uint64_t{0x2000})));
   EXPECT_EQ(registry.find("f")->second, 0x1000u);
   EXPECT_EQ(registry.find("h"), std::nullopt);
   registry.remove(0x2000);
