@@ -202,12 +202,12 @@ kj::Promise<Result<LoadedParts>> RpcLoader::takeImage(Connection& connection,
         [parts = std::move(parts)](kj::Maybe<int> fd) mutable -> Result<LoadedParts> {
           KJ_IF_MAYBE (f, fd) {
             // The capability owns its descriptor; ours must outlive it.
-            int copy = ::fcntl(*f, F_DUPFD_CLOEXEC, 0);
-            if (copy < 0)
+            kj::AutoCloseFd copy(::fcntl(*f, F_DUPFD_CLOEXEC, 0));
+            if (copy.get() < 0)
               return Error(ErrorKind::Load,
                            std::string("cannot duplicate the image's file descriptor: ") +
                                strerror(errno));
-            parts.fd = kj::AutoCloseFd(copy);
+            parts.fd = kj::mv(copy);
             return std::move(parts);
           }
           return Error(ErrorKind::Load, "rjitd sent no file descriptor with the image");
