@@ -43,10 +43,6 @@ kj::AsyncIoContext setupAsyncIoKeepingSigpipe() {
   return io;
 }
 
-}  // namespace
-
-namespace {
-
 /// The value of `result`, or its error thrown: the public API's one way to fail.
 template <typename T> T valueOrThrow(detail::Result<T>&& result) {
   if (Error* error = detail::failed(result))
@@ -160,6 +156,9 @@ void Client::Impl::loop(std::promise<void>& started) {
     stopped.promise.wait(io.waitScope);
     core = nullptr;
   });
+  // The loader it lent the channel is gone with the loop (a release in between finds the
+  // executor dead and does nothing).
+  processLoader.channel().close();
   KJ_IF_MAYBE (exception, failure) {
     if (!reported)
       started.set_exception(std::make_exception_ptr(
