@@ -28,6 +28,23 @@ kj::Promise<void> acceptAndClose(kj::ConnectionReceiver& listener, unsigned& acc
   });
 }
 
+/// A server at `path` that closes every connection unanswered, counting them; served on `io`'s
+/// loop while the test waits.
+class ClosingServer {
+public:
+  ClosingServer(kj::AsyncIoContext& io, const std::string& path)
+      : listener(io.provider->getNetwork()
+                     .parseAddress(kj::str("unix:", path.c_str()))
+                     .wait(io.waitScope)
+                     ->listen()),
+        serving(acceptAndClose(*listener, accepted).eagerlyEvaluate(nullptr)) {}
+  unsigned accepted = 0;
+
+private:
+  kj::Own<kj::ConnectionReceiver> listener;
+  kj::Promise<void> serving;
+};
+
 TEST(ConnectorTest, NoReachableAddressIsAConnectionError) {
   kj::AsyncIoContext io = kj::setupAsyncIo();
   rjit::test::TempDir dir;
@@ -44,12 +61,7 @@ TEST(ConnectorTest, AnAddressClosedDuringTheHandshakeIsTriedOnceMoreThenTheNext)
   kj::AsyncIoContext io = kj::setupAsyncIo();
   rjit::test::TempDir dir;
   std::string closing = dir.file("closing.sock");
-  kj::Own<kj::ConnectionReceiver> listener = io.provider->getNetwork()
-                                                 .parseAddress(kj::str("unix:", closing.c_str()))
-                                                 .wait(io.waitScope)
-                                                 ->listen();
-  unsigned accepted = 0;
-  kj::Promise<void> server = acceptAndClose(*listener, accepted).eagerlyEvaluate(nullptr);
+  ClosingServer server(io, closing);
 
   Config config;
   config.clientName = "connection-test";
@@ -60,19 +72,14 @@ TEST(ConnectorTest, AnAddressClosedDuringTheHandshakeIsTriedOnceMoreThenTheNext)
   ASSERT_NE(error, nullptr);
   EXPECT_EQ(error->kind(), ErrorKind::Connection);
   // One retry for the closing server (its successor might have answered), none more.
-  EXPECT_EQ(accepted, 2u);
+  EXPECT_EQ(server.accepted, 2u);
 }
 
 TEST(ConnectorTest, AConnectInProgressIsSharedByItsCallers) {
   kj::AsyncIoContext io = kj::setupAsyncIo();
   rjit::test::TempDir dir;
   std::string closing = dir.file("closing.sock");
-  kj::Own<kj::ConnectionReceiver> listener = io.provider->getNetwork()
-                                                 .parseAddress(kj::str("unix:", closing.c_str()))
-                                                 .wait(io.waitScope)
-                                                 ->listen();
-  unsigned accepted = 0;
-  kj::Promise<void> server = acceptAndClose(*listener, accepted).eagerlyEvaluate(nullptr);
+  ClosingServer server(io, closing);
 
   Config config;
   config.endpoints = {unixEndpoint(closing)};
@@ -84,7 +91,7 @@ TEST(ConnectorTest, AConnectInProgressIsSharedByItsCallers) {
   ASSERT_NE(failed(a), nullptr);
   ASSERT_NE(failed(b), nullptr);
   EXPECT_EQ(failed(b)->kind(), ErrorKind::Connection);
-  EXPECT_EQ(accepted, 2u);  // one connect (and its one retry) for both callers
+  EXPECT_EQ(server.accepted, 2u);  // one connect (and its one retry) for both callers
 }
 
 }  // namespace
