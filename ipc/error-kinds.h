@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 // The one table between the wire's error kinds (rjit.capnp's Error.Kind) and the shared kind
 // enum (src/common/compiled-object.h), used by the daemon and the client library alike.
+// Header-only, for targets that have both ipc_dep and common_dep: the ipc library is built
+// before src/common, so it cannot link it.
 #pragma once
 
 #include "compiled-object.h"
