@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "proto-convert.h"
 
+#include "error-kinds.h"
+
 namespace rjitd::service {
 
 namespace {
@@ -61,38 +63,13 @@ ObjectSymbol::Kind fromProto(proto::Symbol::Kind k) {
 
 }  // namespace
 
+// The kinds are mapped by the one table the client uses too (ipc/error-kinds.h).
 proto::Error::Kind toProto(ErrorKind kind) {
-  switch (kind) {
-  case ErrorKind::Internal: return proto::Error::Kind::INTERNAL;
-  case ErrorKind::InvalidModule: return proto::Error::Kind::INVALID_MODULE;
-  case ErrorKind::UnknownTarget: return proto::Error::Kind::UNKNOWN_TARGET;
-  case ErrorKind::TargetMismatch: return proto::Error::Kind::TARGET_MISMATCH;
-  case ErrorKind::TooLarge: return proto::Error::Kind::TOO_LARGE;
-  case ErrorKind::InvalidRequest: return proto::Error::Kind::INVALID_REQUEST;
-  case ErrorKind::NotFound: return proto::Error::Kind::NOT_FOUND;
-  case ErrorKind::ShuttingDown: return proto::Error::Kind::SHUTTING_DOWN;
-  case ErrorKind::ProtocolMismatch: return proto::Error::Kind::PROTOCOL_MISMATCH;
-  case ErrorKind::Overloaded: return proto::Error::Kind::OVERLOADED;
-  case ErrorKind::LinkFailed: return proto::Error::Kind::LINK_FAILED;
-  }
-  return proto::Error::Kind::INTERNAL;
+  return toWireKind(kind);
 }
 
 ErrorKind fromProto(proto::Error::Kind kind) {
-  switch (kind) {
-  case proto::Error::Kind::INTERNAL: return ErrorKind::Internal;
-  case proto::Error::Kind::INVALID_MODULE: return ErrorKind::InvalidModule;
-  case proto::Error::Kind::UNKNOWN_TARGET: return ErrorKind::UnknownTarget;
-  case proto::Error::Kind::TARGET_MISMATCH: return ErrorKind::TargetMismatch;
-  case proto::Error::Kind::TOO_LARGE: return ErrorKind::TooLarge;
-  case proto::Error::Kind::INVALID_REQUEST: return ErrorKind::InvalidRequest;
-  case proto::Error::Kind::NOT_FOUND: return ErrorKind::NotFound;
-  case proto::Error::Kind::SHUTTING_DOWN: return ErrorKind::ShuttingDown;
-  case proto::Error::Kind::PROTOCOL_MISMATCH: return ErrorKind::ProtocolMismatch;
-  case proto::Error::Kind::OVERLOADED: return ErrorKind::Overloaded;
-  case proto::Error::Kind::LINK_FAILED: return ErrorKind::LinkFailed;
-  }
-  return ErrorKind::Internal;
+  return fromWireKind(kind);
 }
 
 void toProto(const Served& served, bool withObject, proto::CompiledObject::Builder out) {

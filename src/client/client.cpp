@@ -4,39 +4,22 @@
 // for, or are promised, the result.
 #include "remotejit/client.h"
 
-#include "config.h"
-#include "convert.h"
-#include "core.h"
+#include "client-config.h"
+#include "client-core.h"
+#include "process-loader.h"
+#include "result.h"
+#include "wire-convert.h"
 
 #include <csignal>
 #include <kj/async-io.h>
 #include <kj/debug.h>
-#include <map>
-#include <mutex>
 #include <pthread.h>
 #include <thread>
 
 namespace rjit {
 
 const char* errorKindName(ErrorKind kind) {
-  switch (kind) {
-  case ErrorKind::Internal: return "internal";
-  case ErrorKind::InvalidModule: return "invalid-module";
-  case ErrorKind::UnknownTarget: return "unknown-target";
-  case ErrorKind::TargetMismatch: return "target-mismatch";
-  case ErrorKind::TooLarge: return "too-large";
-  case ErrorKind::InvalidRequest: return "invalid-request";
-  case ErrorKind::NotFound: return "not-found";
-  case ErrorKind::ShuttingDown: return "shutting-down";
-  case ErrorKind::ProtocolMismatch: return "protocol-mismatch";
-  case ErrorKind::Overloaded: return "overloaded";
-  case ErrorKind::Connection: return "connection";
-  case ErrorKind::Timeout: return "timeout";
-  case ErrorKind::Configuration: return "configuration";
-  case ErrorKind::LinkFailed: return "link-failed";
-  case ErrorKind::Load: return "load";
-  }
-  return "unknown";
+  return rjitd::errorKindName(detail::toSharedKind(kind));
 }
 
 Error::Error(ErrorKind kind, const std::string& message, std::vector<Diagnostic> diagnostics)
@@ -60,55 +43,14 @@ kj::AsyncIoContext setupAsyncIoKeepingSigpipe() {
   return io;
 }
 
+/// The value of `result`, or its error thrown: the public API's one way to fail.
+template <typename T> T valueOrThrow(detail::Result<T>&& result) {
+  if (Error* error = detail::failed(result))
+    throw std::move(*error);
+  return std::get<T>(std::move(result));
+}
+
 }  // namespace
-
-namespace detail {
-
-/// How a Module, which may outlive its Client, tells the I/O thread that its image is gone.
-/// Closed (under the mutex) before the I/O thread stops.
-struct ReleaseChannel {
-  std::mutex mutex;
-  bool open = false;
-  const kj::Executor* executor = nullptr;
-  ClientCore* core = nullptr;
-
-  void release(uint64_t id) {
-    std::lock_guard<std::mutex> lock(mutex);
-    if (!open)
-      return;
-    // Best effort: if the I/O thread cannot take it, the connection's end frees it in rjitd.
-    kj::runCatchingExceptions([&] { executor->executeSync([&] { core->releaseImage(id); }); });
-  }
-  void close() {
-    std::lock_guard<std::mutex> lock(mutex);
-    open = false;
-  }
-};
-
-}  // namespace detail
-
-// Hidden although nested in an exported class: nothing of it is public API.
-struct __attribute__((visibility("hidden"))) Module::State {
-  std::unique_ptr<detail::MappedImage> image;
-  std::map<std::string, uint64_t, std::less<>> symbols;
-  CompiledObject object;
-  uint64_t linkMicros = 0;
-  std::shared_ptr<detail::ReleaseChannel> channel;
-  uint64_t imageId = 0;
-  std::shared_ptr<detail::ModuleRegistry> registry;  // set once registered in it
-  /// Modules this one links against: they stay loaded as long as this one is (their handles
-  /// may be gone), and are unloaded after it.
-  std::vector<std::shared_ptr<void>> dependencies;
-
-  ~State() {
-    if (registry)
-      registry->remove(image->base());
-    image.reset();  // destructors, unmap
-    if (channel)
-      channel->release(imageId);
-    dependencies.clear();
-  }
-};
 
 Module::Module() = default;
 Module::Module(std::shared_ptr<State> state) : state(std::move(state)) {}
@@ -181,8 +123,9 @@ struct __attribute__((visibility("hidden"))) Client::Impl {
   kj::Own<const kj::Executor> executor;
   detail::ClientCore* core = nullptr;
   kj::PromiseFulfiller<void>* stop = nullptr;
-  std::shared_ptr<detail::ReleaseChannel> channel = std::make_shared<detail::ReleaseChannel>();
-  std::shared_ptr<detail::ModuleRegistry> modules = std::make_shared<detail::ModuleRegistry>();
+  /// Maps loaded modules on callers' threads; its registry outlives the I/O thread (joined in
+  /// the destructor's body), which lends it to the resolvers it runs.
+  detail::ProcessLoader processLoader;
 };
 
 Client::Impl::Impl(detail::Config config) : config(std::move(config)) {
@@ -207,17 +150,15 @@ void Client::Impl::loop(std::promise<void>& started) {
     core = &state;
     stop = stopped.fulfiller.get();
     executor = kj::getCurrentThreadExecutor().addRef();
-    {
-      std::lock_guard<std::mutex> lock(channel->mutex);
-      channel->executor = executor.get();
-      channel->core = &state;
-      channel->open = true;
-    }
+    processLoader.channel().open(*executor, state.loader());
     reported = true;
     started.set_value();  // `started` is gone after this: the constructor returns
     stopped.promise.wait(io.waitScope);
     core = nullptr;
   });
+  // The loader it lent the channel is gone with the loop (a release in between finds the
+  // executor dead and does nothing).
+  processLoader.channel().close();
   KJ_IF_MAYBE (exception, failure) {
     if (!reported)
       started.set_exception(std::make_exception_ptr(
@@ -229,7 +170,8 @@ void Client::Impl::loop(std::promise<void>& started) {
 }
 
 Client::Impl::~Impl() {
-  channel->close();  // modules unloaded from now on need not tell rjitd: the connection ends
+  // Modules unloaded from now on need not tell rjitd: the connection ends.
+  processLoader.channel().close();
   if (executor->isLive()) {
     // Failing here means the loop ended on its own already; there is nothing left to stop.
     kj::runCatchingExceptions([this] {
@@ -251,13 +193,11 @@ template <typename T, typename Work> T Client::Impl::runSync(Work&& work) {
     result = Error(ErrorKind::Internal,
                    "libremotejit-client's I/O thread failed: " + detail::describe(*exception));
   }
-  if (auto* error = std::get_if<Error>(&result))
-    throw std::move(*error);
-  return std::get<T>(std::move(result));
+  return valueOrThrow(std::move(result));
 }
 
 Client::Client(ClientOptions options)
-    : impl(std::make_unique<Impl>(detail::resolveConfig(options))) {}
+    : impl(std::make_unique<Impl>(valueOrThrow(detail::resolveConfig(options)))) {}
 
 Client::~Client() = default;
 
@@ -277,39 +217,14 @@ CompiledObject Client::compile(const CompileRequest& request) {
 
 Module Client::load(const CompileRequest& request, const LoadOptions& options) {
   auto shared = std::make_shared<const LoadOptions>(options);
+  const detail::ModuleRegistry& modules = impl->processLoader.modules();
   detail::LoadedParts parts =
-      impl->runSync<detail::LoadedParts>([&request, &shared, this](detail::ClientCore& core) {
-        return core.load(request, shared, impl->modules);
+      impl->runSync<detail::LoadedParts>([&request, &shared, &modules](detail::ClientCore& core) {
+        return core.load(request, shared, modules);
       });
-  auto state = std::make_shared<Module::State>();
-  state->channel = impl->channel;
-  state->imageId = parts.imageId;
-  for (uint64_t base : parts.dependencies) {
-    std::shared_ptr<void> owner = impl->modules->owner(base);
-    if (owner == nullptr) {
-      state->channel->release(parts.imageId);
-      throw Error(ErrorKind::Load, "a module that " +
-                                       (request.moduleName.empty() ? std::string("this module")
-                                                                   : request.moduleName) +
-                                       " links against was unloaded while it was being loaded; "
-                                       "load it again");
-    }
-    state->dependencies.push_back(std::move(owner));
-  }
-  state->object = std::move(parts.object);
-  state->linkMicros = parts.linkMicros;
-  for (auto& [name, address] : parts.symbols)
-    state->symbols.emplace(std::move(name), address);
-  // Mapped and started on the caller's thread: constructors are user code, and must not run
-  // on the I/O thread (they may call back into this client).
-  state->image =
-      std::make_unique<detail::MappedImage>(parts.arena, parts.fd.get(), std::move(parts.spec));
-  parts.fd = nullptr;  // the mappings keep the file; the descriptor is no longer needed
-  state->image->start();
-  impl->modules->add(
-      {state->image->base(), state->image->size(), &state->symbols, std::weak_ptr<void>(state)});
-  state->registry = impl->modules;
-  return Module(std::move(state));
+  // Mapped and started on this thread: constructors are user code, and must not run on the I/O
+  // thread (they may call back into this client).
+  return Module(valueOrThrow(impl->processLoader.map(std::move(parts), request)));
 }
 
 std::future<CompiledObject> Client::compileAsync(CompileRequest request) {

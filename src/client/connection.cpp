@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
-// Opening a connection to rjitd and the handshake (see connection.h).
+// Opening a connection to rjitd, the handshake and failover between addresses (see
+// connection.h).
 #include "connection.h"
 
 #include <cstring>
+#include <kj/debug.h>
 #include <kj/io.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -119,9 +121,13 @@ Connection::Connection(rjitd::Endpoint endpoint, kj::Own<kj::AsyncIoStream> stre
 
 Connection::~Connection() = default;
 
-std::shared_ptr<Arena> Connection::arena(uint64_t quota) {
-  if (arena_ == nullptr)
-    arena_ = std::make_shared<Arena>(quota);
+Result<std::shared_ptr<Arena>> Connection::arena(uint64_t quota) {
+  if (arena_ == nullptr) {
+    Result<std::shared_ptr<Arena>> made = Arena::create(quota);
+    if (std::holds_alternative<Error>(made))
+      return made;
+    arena_ = std::get<std::shared_ptr<Arena>>(std::move(made));
+  }
   return arena_;
 }
 
@@ -177,6 +183,87 @@ kj::Promise<Result<std::shared_ptr<Connection>>> handshake(std::shared_ptr<Conne
       return std::move(*error);
     return std::move(connection);
   });
+}
+
+// --- failover -------------------------------------------------------------------------------
+
+kj::Promise<Connector::ConnectionResult> Connector::connection() {
+  if (current != nullptr && !current->broken())
+    return kj::Promise<ConnectionResult>(ConnectionResult(current));
+  current = nullptr;
+  if (connecting == nullptr) {
+    ++connectGeneration;
+    connecting = connectFrom(0, std::string(), false).fork();
+  }
+  uint64_t generation = connectGeneration;
+  return KJ_ASSERT_NONNULL(connecting)
+      .addBranch()
+      .then([this, generation](ConnectionResult&& result) -> ConnectionResult {
+        if (generation == connectGeneration) {
+          // This connect is over: the next call that finds no usable connection starts anew.
+          connecting = nullptr;
+          auto* connection = std::get_if<std::shared_ptr<Connection>>(&result);
+          if (connection != nullptr && current == nullptr)
+            current = *connection;
+        }
+        return kj::mv(result);
+      });
+}
+
+void Connector::forget(const Connection* connection) {
+  if (current.get() == connection)
+    current = nullptr;
+}
+
+void Connector::abandonConnect() {
+  connecting = nullptr;
+  ++connectGeneration;
+}
+
+void Connector::reset() {
+  current = nullptr;
+  abandonConnect();
+}
+
+kj::Promise<Connector::ConnectionResult> Connector::connectFrom(size_t index, std::string reasons,
+                                                                bool handshakeRetried) {
+  if (index == config.endpoints.size())
+    return kj::Promise<ConnectionResult>(ConnectionResult(
+        Error(ErrorKind::Connection, "cannot reach rjitd: " + reasons +
+                                         " (is rjitd running? set RJIT_SERVER to its address)")));
+  const rjitd::Endpoint& endpoint = config.endpoints[index];
+  connectingAddress_ = endpoint.text();
+  auto next = [this, index](std::string reasons, const kj::Exception& exception) {
+    // Unreachable, refused, or the handshake broke: try the next address.
+    reasons +=
+        (reasons.empty() ? "" : "; ") + config.endpoints[index].text() + ": " + describe(exception);
+    return connectFrom(index + 1, std::move(reasons), false);
+  };
+  // evalNow: an address that fails synchronously (a socket() error) still goes to the handler.
+  return kj::evalNow([&] { return connectTo(io, endpoint); })
+      .then(
+          [this, index, reasons, handshakeRetried,
+           next](std::shared_ptr<Connection> connection) mutable {
+            return handshake(std::move(connection), config.clientName)
+                .then(
+                    [](ConnectionResult&& result) {
+                      return kj::Promise<ConnectionResult>(kj::mv(result));
+                    },
+                    [this, index, reasons = std::move(reasons), handshakeRetried,
+                     next](kj::Exception&& exception) mutable -> kj::Promise<ConnectionResult> {
+                      if (exception.getType() == kj::Exception::Type::DISCONNECTED &&
+                          !handshakeRetried)
+                        // The server accepted the connection and closed it unanswered: what a
+                        // draining rjitd does with one it accepted just before it stopped
+                        // accepting. Its successor (systemd holds the socket meanwhile)
+                        // answers a new connection, so this address gets one more try.
+                        return connectFrom(index, std::move(reasons), true);
+                      return next(std::move(reasons), exception);
+                    });
+          },
+          [reasons, next](kj::Exception&& exception) mutable {
+            return next(std::move(reasons), exception);
+          });
 }
 
 }  // namespace rjit::detail

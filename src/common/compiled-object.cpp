@@ -15,7 +15,11 @@ const char* errorKindName(ErrorKind kind) {
   case ErrorKind::ShuttingDown: return "shutting-down";
   case ErrorKind::ProtocolMismatch: return "protocol-mismatch";
   case ErrorKind::Overloaded: return "overloaded";
+  case ErrorKind::Connection: return "connection";
+  case ErrorKind::Timeout: return "timeout";
+  case ErrorKind::Configuration: return "configuration";
   case ErrorKind::LinkFailed: return "link-failed";
+  case ErrorKind::Load: return "load";
   }
   return "unknown";
 }

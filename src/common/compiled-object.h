@@ -9,8 +9,11 @@
 
 namespace rjitd {
 
-/// Why a request failed. Mirrors `proto::Error::Kind` (ipc/rjit.capnp); the daemon maps the two
-/// in one place (service/proto-convert.cpp).
+/// Why a request failed: the one kind enum of daemon and client. The kinds the wire carries
+/// are mapped to `proto::Error::Kind` by the one table in ipc/error-kinds.h; Connection,
+/// Timeout, Configuration and Load arise only in the client and have no wire code. The
+/// numbering is the public `rjit::ErrorKind`'s (src/client/include/remotejit/client.h), which
+/// the client maps to this one by a cast its static_asserts check: append new kinds to both.
 enum class ErrorKind : uint8_t {
   Internal,
   InvalidModule,   ///< IR that does not parse or verify
@@ -22,10 +25,15 @@ enum class ErrorKind : uint8_t {
   ShuttingDown,    ///< the daemon is draining
   ProtocolMismatch,
   Overloaded,
-  LinkFailed,  ///< unresolved or duplicate symbols, an object the linker cannot place
+  Connection,     ///< client only: no server could be reached, or the connection broke
+  Timeout,        ///< client only: a call did not finish within its deadline
+  Configuration,  ///< client only: bad client configuration
+  LinkFailed,     ///< unresolved or duplicate symbols, an object the linker cannot place
+  Load,           ///< client only: mapping or starting loaded code in the client's process
 };
 
-/// Short lower-case name of an error kind, for logs and metrics labels.
+/// Short lower-case name of an error kind, for logs, metrics labels and the CLI ("unknown" for
+/// a value outside the enum).
 const char* errorKindName(ErrorKind kind);
 
 struct Diagnostic {

@@ -371,14 +371,18 @@ TEST(CompiledObjectTest, NamesEveryErrorKind) {
       {ErrorKind::ShuttingDown, "shutting-down"},
       {ErrorKind::ProtocolMismatch, "protocol-mismatch"},
       {ErrorKind::Overloaded, "overloaded"},
+      {ErrorKind::Connection, "connection"},
+      {ErrorKind::Timeout, "timeout"},
+      {ErrorKind::Configuration, "configuration"},
       {ErrorKind::LinkFailed, "link-failed"},
+      {ErrorKind::Load, "load"},
   };
   for (auto [kind, name] : expected)
     EXPECT_STREQ(errorKindName(kind), name);
-  // The list above is every kind: the enumerators are dense from Internal to LinkFailed.
-  ASSERT_EQ(static_cast<int>(ErrorKind::LinkFailed) + 1, static_cast<int>(std::size(expected)));
+  // The list above is every kind: the enumerators are dense from Internal to Load.
+  ASSERT_EQ(static_cast<int>(ErrorKind::Load) + 1, static_cast<int>(std::size(expected)));
   std::set<std::string> names;
-  for (int i = 0; i <= static_cast<int>(ErrorKind::LinkFailed); ++i) {
+  for (int i = 0; i <= static_cast<int>(ErrorKind::Load); ++i) {
     std::string name = errorKindName(static_cast<ErrorKind>(i));
     EXPECT_TRUE(names.insert(name).second) << name;
     EXPECT_NE(name, "unknown");

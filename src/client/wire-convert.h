@@ -4,6 +4,7 @@
 #pragma once
 
 #include "remotejit/client.h"
+#include "result.h"
 #include "rjit.capnp.h"
 #include "targets.h"
 
@@ -16,10 +17,6 @@
 namespace rjit::detail {
 
 namespace proto = rjitd::proto;
-
-/// A call's outcome as it travels through promises and across threads: errors are values, so
-/// their kind and diagnostics survive (a kj::Exception would keep only a type and a string).
-template <typename T> using Result = std::variant<T, Error>;
 
 /// Maps an exception from the RPC layer: DISCONNECTED → Connection, OVERLOADED → Overloaded,
 /// anything else → Internal with the exception's description. `endpoint` names the server
@@ -39,8 +36,14 @@ ServerStats toServerStats(proto::ServerStats::Reader stats);
 void toProto(const CompileRequest& request, const rjitd::TargetName& target, bool withModule,
              proto::CompileRequest::Builder out);
 
-/// The outcome of a compile or lookup: the object, or the server's error with its kind mapped
-/// one to one and its diagnostics.
+/// The server's error: its kind (through the one wire table, ipc/error-kinds.h), message and
+/// diagnostics.
+Error toError(proto::Error::Reader error);
+
+/// A compiled object the server sent; fails (Internal) on a malformed cache key.
+Result<CompiledObject> toCompiledObject(proto::CompiledObject::Reader object, bool bodySent);
+
+/// The outcome of a compile or lookup: the object, or the server's error.
 Result<CompiledObject> toCompiledObject(proto::CompileOutcome::Reader outcome, bool bodySent);
 
 proto::IrFormat toProto(IrFormat format);

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
-// The client's half of the fast path: reserving address space for rjitd to link into, mapping a
-// linked image there with its final protections, and starting and stopping it (unwind info,
-// constructors, destructors). No LLVM, no Cap'n Proto: plain POSIX and the C/C++ runtime.
+// Mapping into this process, the client's half of the fast path: reserving address space for
+// rjitd to link into, checking and mapping a linked image there with its final protections, and
+// starting and stopping it (unwind info, constructors, destructors). No LLVM, no Cap'n Proto:
+// plain POSIX and the C/C++ runtime.
 //
 // Mechanisms, and why:
 //  - The reservation is anonymous PROT_NONE MAP_NORESERVE memory: it costs no memory, keeps
@@ -18,13 +19,12 @@
 //    to the image base) run at unload through glibc's __cxa_finalize(base), as for a dlclose.
 #pragma once
 
+#include "result.h"
+
 #include <cstdint>
-#include <map>
+#include <kj/io.h>
 #include <memory>
 #include <mutex>
-#include <optional>
-#include <string>
-#include <utility>
 #include <vector>
 
 namespace rjit::detail {
@@ -32,9 +32,16 @@ namespace rjit::detail {
 /// A PROT_NONE reservation of address space that images are linked for. Unmapped when the last
 /// owner (the connection that uses it, the images in it) lets go.
 class Arena final {
+  struct Token {
+    explicit Token() = default;
+  };
+
 public:
-  /// Reserves `size` bytes (rounded up to pages); throws Error(Load) when the kernel refuses.
-  explicit Arena(uint64_t size);
+  /// Reserves `size` bytes (rounded up to pages); fails with Error(Load) when the kernel
+  /// refuses.
+  static Result<std::shared_ptr<Arena>> create(uint64_t size);
+  /// For create() only (the Token is private).
+  Arena(Token, uint64_t base, uint64_t size) : base_(base), size_(size) {}
   ~Arena();
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;
@@ -51,7 +58,7 @@ private:
   uint64_t size_ = 0;
 };
 
-/// Segment protection bits, as rjit.capnp's protectionRead/Write/Execute (load.cpp checks).
+/// Segment protection bits, as rjit.capnp's protectionRead/Write/Execute (rpc-load.cpp checks).
 enum : uint8_t { SEGMENT_READ = 1, SEGMENT_WRITE = 2, SEGMENT_EXECUTE = 4 };
 
 struct SegmentSpec {
@@ -66,16 +73,28 @@ struct ImageSpec {
   uint64_t ehFrameAddress = 0, ehFrameSize = 0;
 };
 
+/// Checks what rjitd said about an image against the reservation it must lie in (`arenaBase`,
+/// `arenaSize`, pages of `pageSize`): the image lies inside it, segments lie inside the image
+/// without overlapping and are never writable and executable, constructors and destructors
+/// point into code, the unwind info into the image. Fails with Error(Load) saying what is wrong.
+Result<Done> checkImage(const ImageSpec& spec, uint64_t arenaBase, uint64_t arenaSize,
+                        uint64_t pageSize);
+
 /// A linked image mapped into this process. start() runs its constructors; the destructor (or
 /// stop()) runs its destructors, unregisters its unwind info and returns its range to the arena.
 class MappedImage final {
+  struct Token {
+    explicit Token() = default;
+  };
+
 public:
   /// Maps `spec`'s segments from `fd` (the sealed image file; not taken over) inside `arena`,
-  /// after checking everything rjitd said against the file and the reservation: the file is
-  /// sealed and large enough, segments lie inside the image without overlapping and are never
-  /// writable and executable, constructors and destructors point into code, the unwind info
-  /// into the image. Throws Error(Load) saying what failed; nothing stays mapped then.
-  MappedImage(std::shared_ptr<Arena> arena, int fd, ImageSpec spec);
+  /// after checking the spec (checkImage) and that the file is sealed and large enough. Fails
+  /// with Error(Load) saying what failed; nothing stays mapped then.
+  static Result<std::unique_ptr<MappedImage>> create(std::shared_ptr<Arena> arena, int fd,
+                                                     ImageSpec spec);
+  /// For create() only (the Token is private): takes over the mapped image.
+  MappedImage(Token, std::shared_ptr<Arena> arena, ImageSpec spec);
   ~MappedImage();
   MappedImage(const MappedImage&) = delete;
   MappedImage& operator=(const MappedImage&) = delete;
@@ -98,59 +117,31 @@ private:
   bool started = false, stopped = false, framesRegistered = false;
 };
 
+/// The base of the image mapped in this process that contains `address`, or 0.
+uint64_t mappedImageContaining(uint64_t address);
+
 /// An image received over TCP, piece by piece, into a memfd of its own; sealed when complete.
 class ImageFile final {
+  struct Token {
+    explicit Token() = default;
+  };
+
 public:
-  /// Throws Error(Load).
-  explicit ImageFile(uint64_t size);
-  ~ImageFile();
+  /// A memfd of `size` bytes; fails with Error(Load).
+  static Result<std::unique_ptr<ImageFile>> create(uint64_t size);
+  /// For create() only (the Token is private).
+  ImageFile(Token, kj::AutoCloseFd fd, uint64_t size) : fd(kj::mv(fd)), size(size) {}
   ImageFile(const ImageFile&) = delete;
   ImageFile& operator=(const ImageFile&) = delete;
-  /// Throws Error(Load).
-  void write(uint64_t offset, const void* bytes, size_t size);
-  /// Seals the file and hands over its descriptor (the caller closes it). Throws Error(Load).
-  int finish();
+  /// Writes `n` bytes at `offset`; fails with Error(Load), also for bytes beyond the end.
+  Result<Done> write(uint64_t offset, const void* bytes, size_t n);
+  /// Seals the file and hands over its descriptor; the file is spent then. Fails with
+  /// Error(Load).
+  Result<kj::AutoCloseFd> finish();
 
 private:
-  int fd = -1;
+  kj::AutoCloseFd fd;
   uint64_t size;
 };
-
-/// All modules this client has mapped, by base address: for symbols one module takes from
-/// another (the resolver answers from here, also after rjitd restarted), and for keeping a
-/// module loaded while another one uses it. Thread-safe.
-class ModuleRegistry final {
-public:
-  struct Entry {
-    uint64_t base = 0, size = 0;
-    const std::map<std::string, uint64_t, std::less<>>* symbols = nullptr;  // owned by owner
-    std::weak_ptr<void> owner;
-  };
-  void add(Entry entry);
-  void remove(uint64_t base);
-  /// The address of `name` in a loaded module and that module's base.
-  std::optional<std::pair<uint64_t, uint64_t>> find(const std::string& name) const;
-  /// Shares ownership of the module at `base`; null when it is gone.
-  std::shared_ptr<void> owner(uint64_t base) const;
-
-private:
-  mutable std::mutex mutex;
-  std::map<uint64_t, Entry> modules;
-};
-
-/// The address of a process symbol for JIT code, and whether it stays valid for the life of the
-/// process.
-struct ProcessSymbol {
-  uint64_t address = 0;  ///< 0: unknown
-  bool stable = false;
-};
-
-/// The address of `name` in this process for JIT code: `atexit` (which glibc does not export:
-/// it lives in libc_nonshared.a) is our own that files the handler under the module it comes
-/// from; everything else is dlsym(RTLD_DEFAULT). The object that defines it is pinned
-/// (RTLD_NODELETE): loaded code keeps pointers into it, so it must never be unloaded, and rjitd
-/// may then reuse the answer for this connection's later loads (`stable`). Not stable when the
-/// object cannot be found or pinned (the answer is still right for this load).
-ProcessSymbol processSymbol(const std::string& name);
 
 }  // namespace rjit::detail

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
-// Connection management, deadlines, retries and the calls (see core.h).
-#include "core.h"
+// Deadlines, retries and the calls (see client-core.h).
+#include "client-core.h"
+
+#include "module-request.h"
 
 #include <kj/debug.h>
 #include <optional>
@@ -9,13 +11,11 @@ namespace rjit::detail {
 
 namespace {
 
-/// Modules up to this size are hashed on the I/O thread itself: SHA-256 of 256 KiB takes well
-/// under a millisecond, less than handing the job to the worker and back would cost in latency.
-constexpr size_t INLINE_HASH_BYTES = 256 * 1024;
-
 // Retries of one call after its server went away. Every call is idempotent (hello, compile,
-// lookup, stats), so repeating one on a fresh connection is safe; each retry needs a new
-// connection and handshake, so none spins against an address nobody serves (that is a
+// lookup, stats, load), so repeating one on a fresh connection is safe: a load cut short
+// mapped nothing here, and what rjitd linked for it belongs to the old connection, which frees
+// it when it ends (the retry reserves and links anew on the new connection). Each retry needs a
+// new connection and handshake, so none spins against an address nobody serves (that is a
 // Connection error at once), and all of them share the call's deadline.
 //
 // A `shutting-down` answer is the server saying it drains before exiting (rjitd does that on
@@ -31,14 +31,6 @@ constexpr unsigned RETRIES_AFTER_SHUTTING_DOWN = 8;
 // such a request brings the server down at most three times per call, short of systemd's
 // start limit (5 starts in 10 s), which would leave the socket failed for everyone.
 constexpr unsigned RETRIES_AFTER_DISCONNECT = 2;
-
-template <typename T> kj::Promise<Result<T>> ready(Result<T> result) {
-  return kj::Promise<Result<T>>(kj::mv(result));
-}
-
-std::string moduleDisplayName(const CompileRequest& request) {
-  return request.moduleName.empty() ? std::string("<unnamed>") : request.moduleName;
-}
 
 }  // namespace
 
@@ -57,7 +49,8 @@ template <typename T> struct ClientCore::Call {
 };
 
 ClientCore::ClientCore(kj::AsyncIoContext& io, const Config& config)
-    : io(io), config(config), tasks(newTaskSet()) {}
+    : io(io), config(config), connector(io, config), rpcLoader(config, hasher),
+      tasks(newTaskSet()) {}
 
 ClientCore::~ClientCore() = default;
 
@@ -78,28 +71,22 @@ kj::Promise<Result<ServerStats>> ClientCore::stats() {
 }
 
 kj::Promise<ClientCore::CompileResult> ClientCore::compile(const CompileRequest& request) {
-  if (request.optLevel > 3)
-    return ready<CompiledObject>(
-        Error(ErrorKind::InvalidRequest, "optimization level " + std::to_string(request.optLevel) +
-                                             " is out of range; expected 0 to 3"));
+  Result<Done> checked = checkOptLevel(request);
+  if (Error* error = failed(checked))
+    return ready<CompiledObject>(std::move(*error));
   return run<CompiledObject>(
       [this, &request](Connection& connection) { return compileOn(connection, request); });
 }
 
 kj::Promise<Result<LoadedParts>> ClientCore::load(const CompileRequest& request,
                                                   std::shared_ptr<const LoadOptions> options,
-                                                  std::shared_ptr<ModuleRegistry> modules) {
-  if (request.optLevel > 3)
-    return ready<LoadedParts>(
-        Error(ErrorKind::InvalidRequest, "optimization level " + std::to_string(request.optLevel) +
-                                             " is out of range; expected 0 to 3"));
-  auto call = std::make_shared<LoadCall>(LoadCall{request, std::move(options), std::move(modules)});
+                                                  const ModuleRegistry& modules) {
+  Result<Done> checked = checkOptLevel(request);
+  if (Error* error = failed(checked))
+    return ready<LoadedParts>(std::move(*error));
+  auto call = std::make_shared<LoadCall>(LoadCall{request, std::move(options), modules});
   return run<LoadedParts>(
-      [this, call](Connection& connection) { return loadOn(connection, *call); });
-}
-
-void ClientCore::releaseImage(uint64_t id) {
-  images.erase(id);
+      [this, call](Connection& connection) { return rpcLoader.loadOn(connection, *call); });
 }
 
 void ClientCore::compileAsync(std::shared_ptr<const CompileRequest> request,
@@ -144,10 +131,8 @@ void ClientCore::shutdown() {
     entry.second.set_exception(
         std::make_exception_ptr(Error(ErrorKind::Connection, "client closed")));
   pending.clear();
-  images.clear();
-  current = nullptr;
-  connecting = nullptr;
-  ++connectGeneration;
+  rpcLoader.releaseAll();
+  connector.reset();
 }
 
 // --- deadline and retry ---------------------------------------------------------------------
@@ -171,7 +156,8 @@ kj::Promise<Result<T>> ClientCore::run(kj::Function<kj::Promise<Result<T>>(Conne
 
 template <typename T> kj::Promise<Result<T>> ClientCore::attempt(Call<T>& call) {
   call.connection = nullptr;
-  return connection().then([this, &call](ConnectionResult&& result) -> kj::Promise<Result<T>> {
+  kj::Promise<ConnectionResult> connected = connector.connection();
+  return connected.then([this, &call](ConnectionResult&& result) -> kj::Promise<Result<T>> {
     if (auto* error = std::get_if<Error>(&result)) {
       if (call.shuttingDown && error->kind() == ErrorKind::Connection)
         // The server we were retrying for has gone and no other answers (a daemon stopped for
@@ -192,7 +178,8 @@ template <typename T> kj::Promise<Result<T>> ClientCore::attempt(Call<T>& call) 
           if (error != nullptr && error->kind() == ErrorKind::ShuttingDown &&
               call.shuttingDownRetries > 0) {
             --call.shuttingDownRetries;
-            forget(connection.get());  // new calls must not use the draining server either
+            // New calls must not use the draining server either.
+            connector.forget(connection.get());
             call.shuttingDown = std::move(*error);
             return attempt(call);
           }
@@ -200,7 +187,7 @@ template <typename T> kj::Promise<Result<T>> ClientCore::attempt(Call<T>& call) 
         },
         [this, &call, connection](kj::Exception&& exception) -> kj::Promise<Result<T>> {
           if (exception.getType() == kj::Exception::Type::DISCONNECTED) {
-            forget(connection.get());
+            connector.forget(connection.get());
             if (call.disconnectRetries > 0) {
               --call.disconnectRetries;
               return attempt(call);
@@ -212,89 +199,16 @@ template <typename T> kj::Promise<Result<T>> ClientCore::attempt(Call<T>& call) 
 }
 
 Error ClientCore::timedOut(const std::string& callAddress, const Connection* connection) {
-  std::string address = callAddress.empty() ? connectingAddress : callAddress;
-  if (connection != nullptr) {
-    forget(connection);
-  } else {
+  std::string address = callAddress.empty() ? connector.connectingAddress() : callAddress;
+  if (connection != nullptr)
+    connector.forget(connection);
+  else
     // The call was waiting for a connect: abandon it, so that the next call starts afresh
     // instead of queueing behind a server that does not answer.
-    connecting = nullptr;
-    ++connectGeneration;
-  }
+    connector.abandonConnect();
   return Error(ErrorKind::Timeout, "no answer from rjitd at " + address + " within " +
                                        std::to_string(config.timeout.count()) +
                                        " ms (RJIT_TIMEOUT_MS)");
-}
-
-void ClientCore::forget(const Connection* connection) {
-  if (current.get() == connection)
-    current = nullptr;
-}
-
-// --- connecting -----------------------------------------------------------------------------
-
-kj::Promise<ClientCore::ConnectionResult> ClientCore::connection() {
-  if (current != nullptr && !current->broken())
-    return kj::Promise<ConnectionResult>(ConnectionResult(current));
-  current = nullptr;
-  if (connecting == nullptr) {
-    ++connectGeneration;
-    connecting = connectFrom(0, std::string(), false).fork();
-  }
-  uint64_t generation = connectGeneration;
-  return KJ_ASSERT_NONNULL(connecting)
-      .addBranch()
-      .then([this, generation](ConnectionResult&& result) -> ConnectionResult {
-        if (generation == connectGeneration) {
-          // This connect is over: the next call that finds no usable connection starts anew.
-          connecting = nullptr;
-          auto* connection = std::get_if<std::shared_ptr<Connection>>(&result);
-          if (connection != nullptr && current == nullptr)
-            current = *connection;
-        }
-        return kj::mv(result);
-      });
-}
-
-kj::Promise<ClientCore::ConnectionResult> ClientCore::connectFrom(size_t index, std::string reasons,
-                                                                  bool handshakeRetried) {
-  if (index == config.endpoints.size())
-    return kj::Promise<ConnectionResult>(ConnectionResult(
-        Error(ErrorKind::Connection, "cannot reach rjitd: " + reasons +
-                                         " (is rjitd running? set RJIT_SERVER to its address)")));
-  const rjitd::Endpoint& endpoint = config.endpoints[index];
-  connectingAddress = endpoint.text();
-  auto next = [this, index](std::string reasons, const kj::Exception& exception) {
-    // Unreachable, refused, or the handshake broke: try the next address.
-    reasons +=
-        (reasons.empty() ? "" : "; ") + config.endpoints[index].text() + ": " + describe(exception);
-    return connectFrom(index + 1, std::move(reasons), false);
-  };
-  // evalNow: an address that fails synchronously (a socket() error) still goes to the handler.
-  return kj::evalNow([&] { return connectTo(io, endpoint); })
-      .then(
-          [this, index, reasons, handshakeRetried,
-           next](std::shared_ptr<Connection> connection) mutable {
-            return handshake(std::move(connection), config.clientName)
-                .then(
-                    [](ConnectionResult&& result) {
-                      return kj::Promise<ConnectionResult>(kj::mv(result));
-                    },
-                    [this, index, reasons = std::move(reasons), handshakeRetried,
-                     next](kj::Exception&& exception) mutable -> kj::Promise<ConnectionResult> {
-                      if (exception.getType() == kj::Exception::Type::DISCONNECTED &&
-                          !handshakeRetried)
-                        // The server accepted the connection and closed it unanswered: what a
-                        // draining rjitd does with one it accepted just before it stopped
-                        // accepting. Its successor (systemd holds the socket meanwhile)
-                        // answers a new connection, so this address gets one more try.
-                        return connectFrom(index, std::move(reasons), true);
-                      return next(std::move(reasons), exception);
-                    });
-          },
-          [reasons, next](kj::Exception&& exception) mutable {
-            return next(std::move(reasons), exception);
-          });
 }
 
 // --- compile --------------------------------------------------------------------------------
@@ -313,29 +227,15 @@ kj::Promise<ClientCore::CompileResult> ClientCore::compileOn(Connection& connect
         ErrorKind::UnknownTarget, "unknown " + what + "; rjitd at " + connection.address() +
                                       " serves " + rjitd::describeTargets(connection.targets())));
   }
-  if (info.maxModuleBytes != 0 && request.module.size() > info.maxModuleBytes)
-    return ready<CompiledObject>(Error(
-        ErrorKind::TooLarge,
-        "module " + moduleDisplayName(request) + " is " + std::to_string(request.module.size()) +
-            " bytes; rjitd at " + connection.address() + " accepts at most " +
-            std::to_string(info.maxModuleBytes) + " bytes (rjitd --max-module-bytes)"));
+  Result<Done> size = checkSize(request, connection);
+  if (Error* error = failed(size))
+    return ready<CompiledObject>(std::move(*error));
   if (request.module.size() < config.hashFirstBytes)
     return sendCompile(connection, request, *target);
-
-  KeyParams params{target->triple, request.cpu.empty() ? target->defaultCpu : request.cpu,
-                   request.features, request.optLevel, info.compilerIdentity};
-  return key(request, std::move(params))
+  return moduleKey(hasher, request, *target, connection)
       .then([this, &connection, &request, target](rjitd::cache::Key key) {
         return lookup(connection, request, *target, key);
       });
-}
-
-kj::Promise<rjitd::cache::Key> ClientCore::key(const CompileRequest& request, KeyParams params) {
-  if (request.module.size() <= INLINE_HASH_BYTES)
-    return rjitd::cache::computeKey({request.module, params.triple, params.cpu, params.features,
-                                     params.optLevel, params.compilerIdentity});
-  // `request` outlives the call's promise, and so the hash job, which borrows its bytes.
-  return hasher.computeKey(request.module, std::move(params));
 }
 
 kj::Promise<ClientCore::CompileResult> ClientCore::lookup(Connection& connection,

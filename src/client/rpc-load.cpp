@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: MIT
-// Client::load on the I/O thread: the `load` call, the symbol resolver rjitd calls back, and
-// fetching the image (the memfd over a Unix socket, the bytes over TCP). Mapping and starting
-// the image happen on the caller's thread (client.cpp, loader.h).
-#include "core.h"
+// Loading over RPC: the `load` call, the symbol resolver rjitd calls back, and fetching the
+// image (see rpc-load.h).
+#include "rpc-load.h"
+
+#include "module-request.h"
+#include "process-symbols.h"
+#include "wire-convert.h"
 
 #include <cerrno>
 #include <cstring>
@@ -22,10 +25,6 @@ constexpr const char* HOST_TARGET = "aarch64";
 #error "libremotejit-client loads code for x86_64 and AArch64 hosts only"
 #endif
 
-template <typename T> kj::Promise<Result<T>> ready(Result<T> result) {
-  return kj::Promise<Result<T>>(kj::mv(result));
-}
-
 /// Answers rjitd's questions about this process's symbols, for one load, in the order of
 /// LoadOptions: the program's own (LoadOptions::symbols), then the modules this client has
 /// loaded, then the process's global symbols. rjitd answers the first two itself where it can
@@ -35,9 +34,10 @@ template <typename T> kj::Promise<Result<T>> ready(Result<T> result) {
 /// modules it answered from: the new module depends on them.
 class Resolver final : public proto::SymbolResolver::Server {
 public:
-  Resolver(std::shared_ptr<const LoadOptions> options, std::shared_ptr<ModuleRegistry> modules,
+  /// `modules` outlives the I/O thread, and so every capability on it.
+  Resolver(std::shared_ptr<const LoadOptions> options, const ModuleRegistry& modules,
            std::shared_ptr<std::vector<uint64_t>> used)
-      : options(std::move(options)), modules(std::move(modules)), used(std::move(used)) {}
+      : options(std::move(options)), modules(modules), used(std::move(used)) {}
 
   kj::Promise<void> resolve(ResolveContext context) override {
     auto names = context.getParams().getNames();
@@ -48,7 +48,7 @@ public:
       std::string name(names[i].cStr(), names[i].size());
       if (auto it = options->symbols.find(name); it != options->symbols.end()) {
         addresses.set(i, reinterpret_cast<uint64_t>(it->second));
-      } else if (auto found = modules->find(name)) {
+      } else if (auto found = modules.find(name)) {
         addresses.set(i, found->first);
         used->push_back(found->second);
       } else if (options->processSymbols) {
@@ -62,24 +62,16 @@ public:
 
 private:
   std::shared_ptr<const LoadOptions> options;
-  std::shared_ptr<ModuleRegistry> modules;
+  const ModuleRegistry& modules;
   std::shared_ptr<std::vector<uint64_t>> used;
 };
 
 static_assert(SEGMENT_READ == proto::PROTECTION_READ && SEGMENT_WRITE == proto::PROTECTION_WRITE &&
               SEGMENT_EXECUTE == proto::PROTECTION_EXECUTE);
 
-Error loadFailed(proto::LoadOutcome::Reader outcome) {
-  // The error half of a compile outcome converts the same way.
-  capnp::MallocMessageBuilder message;
-  auto compile = message.initRoot<proto::CompileOutcome>();
-  compile.setError(outcome.getError());
-  return std::get<Error>(toCompiledObject(compile.asReader(), true));
-}
-
 }  // namespace
 
-kj::Promise<Result<LoadedParts>> ClientCore::loadOn(Connection& connection, const LoadCall& call) {
+kj::Promise<Result<LoadedParts>> RpcLoader::loadOn(Connection& connection, const LoadCall& call) {
   const CompileRequest& request = call.request;
   const ServerInfo& info = connection.info();
   const rjitd::TargetName* host =
@@ -98,23 +90,17 @@ kj::Promise<Result<LoadedParts>> ClientCore::loadOn(Connection& connection, cons
                 "cannot load code for target '" + request.target + "' into this process (" +
                     HOST_TARGET + "); leave the target empty or use compile() for other targets"));
   }
-  if (info.maxModuleBytes != 0 && request.module.size() > info.maxModuleBytes)
-    return ready<LoadedParts>(Error(
-        ErrorKind::TooLarge,
-        "module " + (request.moduleName.empty() ? std::string("<unnamed>") : request.moduleName) +
-            " is " + std::to_string(request.module.size()) + " bytes; rjitd at " +
-            connection.address() + " accepts at most " + std::to_string(info.maxModuleBytes) +
-            " bytes (rjitd --max-module-bytes)"));
+  Result<Done> size = checkSize(request, connection);
+  if (Error* error = failed(size))
+    return ready<LoadedParts>(std::move(*error));
   if (request.module.size() < config.hashFirstBytes)
     return sendLoad(connection, call, *host, nullptr);
-  KeyParams params{host->triple, request.cpu.empty() ? host->defaultCpu : request.cpu,
-                   request.features, request.optLevel, info.compilerIdentity};
-  return key(request, std::move(params))
+  return moduleKey(hasher, request, *host, connection)
       .then([this, &connection, &call, host](rjitd::cache::Key key) {
         return sendLoad(connection, call, *host, &key)
             .then([this, &connection, &call,
                    host](Result<LoadedParts>&& result) -> kj::Promise<Result<LoadedParts>> {
-              auto* error = std::get_if<Error>(&result);
+              Error* error = failed(result);
               if (error != nullptr && error->kind() == ErrorKind::NotFound)
                 return sendLoad(connection, call, *host, nullptr);  // send it all
               return ready<LoadedParts>(std::move(result));
@@ -122,15 +108,13 @@ kj::Promise<Result<LoadedParts>> ClientCore::loadOn(Connection& connection, cons
       });
 }
 
-kj::Promise<Result<LoadedParts>> ClientCore::sendLoad(Connection& connection, const LoadCall& call,
-                                                      const rjitd::TargetName& target,
-                                                      const rjitd::cache::Key* key) {
-  std::shared_ptr<Arena> arena;
-  try {
-    arena = connection.arena(config.memoryQuota);
-  } catch (Error& error) {
-    return ready<LoadedParts>(std::move(error));
-  }
+kj::Promise<Result<LoadedParts>> RpcLoader::sendLoad(Connection& connection, const LoadCall& call,
+                                                     const rjitd::TargetName& target,
+                                                     const rjitd::cache::Key* key) {
+  Result<std::shared_ptr<Arena>> reserved = connection.arena(config.memoryQuota);
+  if (Error* error = failed(reserved))
+    return ready<LoadedParts>(std::move(*error));
+  std::shared_ptr<Arena> arena = std::get<std::shared_ptr<Arena>>(std::move(reserved));
   auto request = connection.session().loadRequest();
   proto::LoadRequest::Builder load = request.initRequest();
   toProto(call.request, target, key == nullptr, load.initCompile());
@@ -154,7 +138,7 @@ kj::Promise<Result<LoadedParts>> ClientCore::sendLoad(Connection& connection, co
           -> kj::Promise<Result<LoadedParts>> {
         proto::LoadOutcome::Reader outcome = response.getOutcome();
         if (outcome.isError())
-          return ready<LoadedParts>(loadFailed(outcome));
+          return ready<LoadedParts>(toError(outcome.getError()));
         proto::LoadedModule::Reader ok = outcome.getOk();
         LoadedParts parts;
         parts.arena = arena;
@@ -176,12 +160,8 @@ kj::Promise<Result<LoadedParts>> ClientCore::sendLoad(Connection& connection, co
         parts.dependencies = *used;
         for (uint64_t base : ok.getDependencies())
           parts.dependencies.push_back(base);
-        // The object half: reuse the compile outcome conversion.
-        capnp::MallocMessageBuilder message;
-        auto compile = message.initRoot<proto::CompileOutcome>();
-        compile.setOk(ok.getObject());
-        Result<CompiledObject> object = toCompiledObject(compile.asReader(), true);
-        if (auto* error = std::get_if<Error>(&object))
+        Result<CompiledObject> object = toCompiledObject(ok.getObject(), true);
+        if (Error* error = failed(object))
           return ready<LoadedParts>(std::move(*error));
         parts.object = std::get<CompiledObject>(std::move(object));
         return takeImage(connection, ok.getImage(), std::move(parts), ok.getReadLimit());
@@ -208,9 +188,9 @@ struct UntakenImage {
 
 }  // namespace
 
-kj::Promise<Result<LoadedParts>> ClientCore::takeImage(Connection& connection,
-                                                       proto::LoadedImage::Client image,
-                                                       LoadedParts parts, uint64_t readLimit) {
+kj::Promise<Result<LoadedParts>> RpcLoader::takeImage(Connection& connection,
+                                                      proto::LoadedImage::Client image,
+                                                      LoadedParts parts, uint64_t readLimit) {
   uint64_t id = nextImage++;
   images.emplace(id, image);
   parts.imageId = id;
@@ -222,12 +202,12 @@ kj::Promise<Result<LoadedParts>> ClientCore::takeImage(Connection& connection,
         [parts = std::move(parts)](kj::Maybe<int> fd) mutable -> Result<LoadedParts> {
           KJ_IF_MAYBE (f, fd) {
             // The capability owns its descriptor; ours must outlive it.
-            int copy = ::fcntl(*f, F_DUPFD_CLOEXEC, 0);
-            if (copy < 0)
+            kj::AutoCloseFd copy(::fcntl(*f, F_DUPFD_CLOEXEC, 0));
+            if (copy.get() < 0)
               return Error(ErrorKind::Load,
                            std::string("cannot duplicate the image's file descriptor: ") +
                                strerror(errno));
-            parts.fd = kj::AutoCloseFd(copy);
+            parts.fd = kj::mv(copy);
             return std::move(parts);
           }
           return Error(ErrorKind::Load, "rjitd sent no file descriptor with the image");
@@ -236,23 +216,21 @@ kj::Promise<Result<LoadedParts>> ClientCore::takeImage(Connection& connection,
     fetched = ready<LoadedParts>(Error(ErrorKind::Load, "rjitd sent no image read limit"));
   } else {
     // TCP: the bytes travel in pieces and the image file is made here.
-    std::shared_ptr<ImageFile> file;
-    try {
-      file = std::make_shared<ImageFile>(parts.spec.size);
-    } catch (Error& error) {
-      return ready<LoadedParts>(std::move(error));
-    }
+    Result<std::unique_ptr<ImageFile>> made = ImageFile::create(parts.spec.size);
+    if (Error* error = failed(made))
+      return ready<LoadedParts>(std::move(*error));
+    // Shared: the pieces' continuations each hold it.
+    std::shared_ptr<ImageFile> file = std::get<std::unique_ptr<ImageFile>>(std::move(made));
     uint64_t size = parts.spec.size;
     fetched = readImage(image, file, 0, size, readLimit)
                   .then([file, parts = std::move(parts)](
-                            Result<bool>&& read) mutable -> Result<LoadedParts> {
-                    if (auto* error = std::get_if<Error>(&read))
+                            Result<Done>&& read) mutable -> Result<LoadedParts> {
+                    if (Error* error = failed(read))
                       return std::move(*error);
-                    try {
-                      parts.fd = kj::AutoCloseFd(file->finish());
-                    } catch (Error& error) {
-                      return std::move(error);
-                    }
+                    Result<kj::AutoCloseFd> sealed = file->finish();
+                    if (Error* error = failed(sealed))
+                      return std::move(*error);
+                    parts.fd = std::get<kj::AutoCloseFd>(std::move(sealed));
                     return std::move(parts);
                   });
   }
@@ -264,11 +242,11 @@ kj::Promise<Result<LoadedParts>> ClientCore::takeImage(Connection& connection,
       .attach(kj::mv(guard));
 }
 
-kj::Promise<Result<bool>> ClientCore::readImage(proto::LoadedImage::Client image,
-                                                std::shared_ptr<ImageFile> file, uint64_t offset,
-                                                uint64_t size, uint64_t readLimit) {
+kj::Promise<Result<Done>> RpcLoader::readImage(proto::LoadedImage::Client image,
+                                               std::shared_ptr<ImageFile> file, uint64_t offset,
+                                               uint64_t size, uint64_t readLimit) {
   if (offset >= size)
-    return ready<bool>(true);
+    return ready<Done>(Done{});
   uint64_t piece = std::min(readLimit, size - offset);
   auto request = image.readRequest();
   request.setOffset(offset);
@@ -276,19 +254,25 @@ kj::Promise<Result<bool>> ClientCore::readImage(proto::LoadedImage::Client image
   return request.send().then(
       [this, image, file, offset, size, piece,
        readLimit](capnp::Response<proto::LoadedImage::ReadResults>&& response) mutable
-      -> kj::Promise<Result<bool>> {
+      -> kj::Promise<Result<Done>> {
         auto bytes = response.getBytes();
         if (bytes.size() != piece)
-          return ready<bool>(Error(ErrorKind::Load, "rjitd sent " + std::to_string(bytes.size()) +
+          return ready<Done>(Error(ErrorKind::Load, "rjitd sent " + std::to_string(bytes.size()) +
                                                         " bytes of the image, not " +
                                                         std::to_string(piece)));
-        try {
-          file->write(offset, bytes.begin(), bytes.size());
-        } catch (Error& error) {
-          return ready<bool>(std::move(error));
-        }
+        Result<Done> written = file->write(offset, bytes.begin(), bytes.size());
+        if (Error* error = failed(written))
+          return ready<Done>(std::move(*error));
         return readImage(image, file, offset + piece, size, readLimit);
       });
+}
+
+void RpcLoader::release(uint64_t imageId) {
+  images.erase(imageId);
+}
+
+void RpcLoader::releaseAll() {
+  images.clear();
 }
 
 }  // namespace rjit::detail

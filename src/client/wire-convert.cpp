@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 // Wire structs to public structs, and kj exceptions to rjit::Error (see convert.h).
-#include "convert.h"
+#include "wire-convert.h"
 
 #include "cache-key.h"
+#include "error-kinds.h"
 
 namespace rjit::detail {
 
@@ -18,24 +19,6 @@ std::string bytes(capnp::Data::Reader d) {
 
 std::string where(std::string_view endpoint) {
   return endpoint.empty() ? std::string("rjitd") : "rjitd at " + std::string(endpoint);
-}
-
-ErrorKind toErrorKind(proto::Error::Kind kind) {
-  switch (kind) {
-  case proto::Error::Kind::INTERNAL: return ErrorKind::Internal;
-  case proto::Error::Kind::INVALID_MODULE: return ErrorKind::InvalidModule;
-  case proto::Error::Kind::UNKNOWN_TARGET: return ErrorKind::UnknownTarget;
-  case proto::Error::Kind::TARGET_MISMATCH: return ErrorKind::TargetMismatch;
-  case proto::Error::Kind::TOO_LARGE: return ErrorKind::TooLarge;
-  case proto::Error::Kind::INVALID_REQUEST: return ErrorKind::InvalidRequest;
-  case proto::Error::Kind::NOT_FOUND: return ErrorKind::NotFound;
-  case proto::Error::Kind::SHUTTING_DOWN: return ErrorKind::ShuttingDown;
-  case proto::Error::Kind::PROTOCOL_MISMATCH: return ErrorKind::ProtocolMismatch;
-  case proto::Error::Kind::OVERLOADED: return ErrorKind::Overloaded;
-  case proto::Error::Kind::LINK_FAILED: return ErrorKind::LinkFailed;
-  }
-  // A kind added by a newer server: the message still says what happened.
-  return ErrorKind::Internal;
 }
 
 Diagnostic::Severity toSeverity(proto::Diagnostic::Severity severity) {
@@ -149,12 +132,12 @@ ServerStats toServerStats(proto::ServerStats::Reader s) {
   return out;
 }
 
-Result<CompiledObject> toCompiledObject(proto::CompileOutcome::Reader outcome, bool bodySent) {
-  if (outcome.isError()) {
-    proto::Error::Reader e = outcome.getError();
-    return Error(toErrorKind(e.getKind()), text(e.getMessage()), toDiagnostics(e.getDiagnostics()));
-  }
-  proto::CompiledObject::Reader o = outcome.getOk();
+Error toError(proto::Error::Reader error) {
+  return Error(toPublicKind(rjitd::fromWireKind(error.getKind())), text(error.getMessage()),
+               toDiagnostics(error.getDiagnostics()));
+}
+
+Result<CompiledObject> toCompiledObject(proto::CompiledObject::Reader o, bool bodySent) {
   std::optional<rjitd::cache::Key> key = rjitd::cache::keyFromBytes(bytes(o.getKey()));
   if (!key)
     return Error(ErrorKind::Internal, "rjitd answered with a cache key of " +
@@ -172,6 +155,12 @@ Result<CompiledObject> toCompiledObject(proto::CompileOutcome::Reader outcome, b
   out.bodySent = bodySent;
   out.compileMicros = o.getCompileMicros();
   return out;
+}
+
+Result<CompiledObject> toCompiledObject(proto::CompileOutcome::Reader outcome, bool bodySent) {
+  if (outcome.isError())
+    return toError(outcome.getError());
+  return toCompiledObject(outcome.getOk(), bodySent);
 }
 
 void toProto(const CompileRequest& request, const rjitd::TargetName& target, bool withModule,

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Option and environment resolution (see config.h).
-#include "config.h"
+#include "client-config.h"
 
 #include <charconv>
 #include <cstdlib>
@@ -37,14 +37,14 @@ Error badVariable(const char* name, const std::string& value, const std::string&
                "invalid " + std::string(name) + " '" + value + "': " + expected);
 }
 
-std::vector<rjitd::Endpoint> resolveEndpoints(const ClientOptions& options) {
+Result<std::vector<rjitd::Endpoint>> resolveEndpoints(const ClientOptions& options) {
   std::vector<rjitd::Endpoint> out;
   if (!options.servers.empty()) {
     // An item may itself be a comma-separated list, as `rjit --server a,b` passes it.
     for (const std::string& item : options.servers) {
       auto parsed = rjitd::parseEndpointList(item);
       if (auto* message = std::get_if<std::string>(&parsed))
-        throw Error(ErrorKind::Configuration, "invalid server address: " + *message);
+        return Error(ErrorKind::Configuration, "invalid server address: " + *message);
       for (rjitd::Endpoint& ep : std::get<std::vector<rjitd::Endpoint>>(parsed))
         out.push_back(std::move(ep));
     }
@@ -53,7 +53,7 @@ std::vector<rjitd::Endpoint> resolveEndpoints(const ClientOptions& options) {
   if (std::optional<std::string> env = environment("RJIT_SERVER")) {
     auto parsed = rjitd::parseEndpointList(*env);
     if (auto* message = std::get_if<std::string>(&parsed))
-      throw badVariable("RJIT_SERVER", *env, *message);
+      return badVariable("RJIT_SERVER", *env, *message);
     return std::get<std::vector<rjitd::Endpoint>>(std::move(parsed));
   }
   // The caller's default socket (root: the system one), then, for an ordinary user, the
@@ -70,67 +70,79 @@ std::vector<rjitd::Endpoint> resolveEndpoints(const ClientOptions& options) {
   return out;
 }
 
-std::chrono::milliseconds resolveTimeout(const ClientOptions& options) {
+Result<std::chrono::milliseconds> resolveTimeout(const ClientOptions& options) {
   if (options.timeout.count() != 0) {
     if (options.timeout.count() < 0 || options.timeout.count() > MAX_TIMEOUT_MS)
-      throw Error(ErrorKind::Configuration,
-                  "invalid timeout of " + std::to_string(options.timeout.count()) +
-                      " ms: expected 1 to " + std::to_string(MAX_TIMEOUT_MS) + " ms");
+      return Error(ErrorKind::Configuration,
+                   "invalid timeout of " + std::to_string(options.timeout.count()) +
+                       " ms: expected 1 to " + std::to_string(MAX_TIMEOUT_MS) + " ms");
     return options.timeout;
   }
   if (std::optional<std::string> env = environment("RJIT_TIMEOUT_MS")) {
     std::optional<uint64_t> value = parseUnsigned(*env);
     if (!value || *value == 0 || *value > static_cast<uint64_t>(MAX_TIMEOUT_MS))
-      throw badVariable("RJIT_TIMEOUT_MS", *env,
-                        "expected a positive whole number of milliseconds (at most " +
-                            std::to_string(MAX_TIMEOUT_MS) + ")");
+      return badVariable("RJIT_TIMEOUT_MS", *env,
+                         "expected a positive whole number of milliseconds (at most " +
+                             std::to_string(MAX_TIMEOUT_MS) + ")");
     return std::chrono::milliseconds(static_cast<int64_t>(*value));
   }
   return std::chrono::milliseconds(60000);
 }
 
-uint64_t resolveHashFirstBytes(const ClientOptions& options) {
+Result<uint64_t> resolveHashFirstBytes(const ClientOptions& options) {
   if (options.hashFirstBytes)
     return *options.hashFirstBytes;
   if (std::optional<std::string> env = environment("RJIT_HASH_FIRST_BYTES")) {
     std::optional<uint64_t> value = parseUnsigned(*env);
     if (!value)
-      throw badVariable("RJIT_HASH_FIRST_BYTES", *env,
-                        "expected a non-negative whole number of bytes (0: always look up by "
-                        "hash first)");
+      return badVariable("RJIT_HASH_FIRST_BYTES", *env,
+                         "expected a non-negative whole number of bytes (0: always look up by "
+                         "hash first)");
     return *value;
   }
-  return 64 * 1024;
+  return uint64_t{64 * 1024};
 }
 
-uint64_t resolveMemoryQuota(const ClientOptions& options) {
+Result<uint64_t> resolveMemoryQuota(const ClientOptions& options) {
   constexpr uint64_t MIN = 64 * 1024, MAX = 1ull << 44;  // 16 TiB: far below any address space
   if (options.memoryQuota != 0) {
     if (options.memoryQuota < MIN || options.memoryQuota > MAX)
-      throw Error(ErrorKind::Configuration,
-                  "invalid memory quota of " + std::to_string(options.memoryQuota) +
-                      " bytes: expected " + std::to_string(MIN) + " to " + std::to_string(MAX));
+      return Error(ErrorKind::Configuration,
+                   "invalid memory quota of " + std::to_string(options.memoryQuota) +
+                       " bytes: expected " + std::to_string(MIN) + " to " + std::to_string(MAX));
     return options.memoryQuota;
   }
   if (std::optional<std::string> env = environment("RJIT_MEMORY_QUOTA")) {
     std::optional<uint64_t> value = parseUnsigned(*env);
     if (!value || *value < MIN || *value > MAX)
-      throw badVariable("RJIT_MEMORY_QUOTA", *env,
-                        "expected a whole number of bytes from " + std::to_string(MIN) + " to " +
-                            std::to_string(MAX));
+      return badVariable("RJIT_MEMORY_QUOTA", *env,
+                         "expected a whole number of bytes from " + std::to_string(MIN) + " to " +
+                             std::to_string(MAX));
     return *value;
   }
   return DEFAULT_MEMORY_QUOTA;
 }
 
+/// Moves a resolved value into `out`, or hands back the error.
+template <typename T> std::optional<Error> take(Result<T>&& result, T& out) {
+  if (auto* error = std::get_if<Error>(&result))
+    return std::move(*error);
+  out = std::get<T>(std::move(result));
+  return std::nullopt;
+}
+
 }  // namespace
 
-Config resolveConfig(const ClientOptions& options) {
+Result<Config> resolveConfig(const ClientOptions& options) {
   Config config;
-  config.endpoints = resolveEndpoints(options);
-  config.timeout = resolveTimeout(options);
-  config.hashFirstBytes = resolveHashFirstBytes(options);
-  config.memoryQuota = resolveMemoryQuota(options);
+  if (auto error = take(resolveEndpoints(options), config.endpoints))
+    return std::move(*error);
+  if (auto error = take(resolveTimeout(options), config.timeout))
+    return std::move(*error);
+  if (auto error = take(resolveHashFirstBytes(options), config.hashFirstBytes))
+    return std::move(*error);
+  if (auto error = take(resolveMemoryQuota(options), config.memoryQuota))
+    return std::move(*error);
   config.clientName = options.clientName;
   return config;
 }

@@ -5,6 +5,7 @@
 
 #include "endpoint.h"
 #include "remotejit/client.h"
+#include "result.h"
 
 #include <chrono>
 #include <cstdint>
@@ -27,8 +28,9 @@ struct Config {
 /// The largest deadline accepted (about 24.8 days): keeps every duration far from overflow.
 constexpr int64_t MAX_TIMEOUT_MS = 2147483647;
 
-/// Resolves `options` against the environment. Throws Error(Configuration) naming the option or
-/// variable, its value and what is expected. An environment variable set to "" counts as unset.
-Config resolveConfig(const ClientOptions& options);
+/// Resolves `options` against the environment. Fails with Error(Configuration) naming the option
+/// or variable, its value and what is expected. An environment variable set to "" counts as
+/// unset.
+Result<Config> resolveConfig(const ClientOptions& options);
 
 }  // namespace rjit::detail

@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: MIT
+// Loading over RPC, on the client's I/O thread: the `load` request, the SymbolResolver
+// capability that answers rjitd's questions about this process's symbols, and fetching the
+// linked image (its memfd over a Unix socket, its bytes over TCP). Mapping the image into this
+// process is process-loader.h's job, on the caller's thread.
+#pragma once
+
+#include "client-config.h"
+#include "connection.h"
+#include "hash-worker.h"
+#include "image-mapper.h"
+#include "module-registry.h"
+#include "remotejit/client.h"
+#include "result.h"
+
+#include <cstdint>
+#include <kj/async.h>
+#include <kj/io.h>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace rjit::detail {
+
+/// What a load brings back to the calling thread, which maps and starts the image.
+struct LoadedParts {
+  kj::AutoCloseFd fd;  ///< the sealed image file
+  ImageSpec spec;
+  std::shared_ptr<Arena> arena;
+  std::vector<std::pair<std::string, uint64_t>> symbols;
+  CompiledObject object;
+  uint64_t linkMicros = 0;
+  uint64_t imageId = 0;  ///< RpcLoader::release() this when the module is unloaded
+  /// Bases of modules of this client it links against (rjitd's list and the resolver's).
+  std::vector<uint64_t> dependencies;
+};
+
+/// What one load carries to each of its attempts (a call may be retried).
+struct LoadCall {
+  const CompileRequest& request;
+  /// Shared with the resolver rjitd calls back, which may outlive the attempt.
+  std::shared_ptr<const LoadOptions> options;
+  /// The client's modules; outlives the I/O thread, and so every resolver.
+  const ModuleRegistry& modules;
+};
+
+/// Runs loads on connections and keeps the capabilities of the images they brought, whose
+/// release tells rjitd to free what it keeps for them. Lives on the client's I/O thread.
+class RpcLoader final {
+public:
+  /// `config` and `hasher` outlive this object.
+  RpcLoader(const Config& config, HashWorker& hasher) : config(config), hasher(hasher) {}
+  RpcLoader(const RpcLoader&) = delete;
+  RpcLoader& operator=(const RpcLoader&) = delete;
+
+  /// One attempt of `call` on `connection`, which must outlive the promise: checks the target
+  /// and size, asks by key first for a large module (then sends it whole on a miss), and fetches
+  /// the image. Failures are values; a broken connection rejects (DISCONNECTED) so that the
+  /// caller may retry.
+  kj::Promise<Result<LoadedParts>> loadOn(Connection& connection, const LoadCall& call);
+
+  /// Drops the capability of an unloaded image: rjitd frees what it kept for it.
+  void release(uint64_t imageId);
+  /// Drops every image's capability (the client is closing).
+  void releaseAll();
+
+private:
+  kj::Promise<Result<LoadedParts>> sendLoad(Connection& connection, const LoadCall& call,
+                                            const rjitd::TargetName& target,
+                                            const rjitd::cache::Key* key);
+  kj::Promise<Result<LoadedParts>> takeImage(Connection& connection,
+                                             proto::LoadedImage::Client image, LoadedParts parts,
+                                             uint64_t readLimit);
+  kj::Promise<Result<Done>> readImage(proto::LoadedImage::Client image,
+                                      std::shared_ptr<ImageFile> file, uint64_t offset,
+                                      uint64_t size, uint64_t readLimit);
+
+  const Config& config;
+  HashWorker& hasher;
+  /// Capabilities of loaded images, by id; dropping one unloads the image in rjitd.
+  std::map<uint64_t, proto::LoadedImage::Client> images;
+  uint64_t nextImage = 1;
+};
+
+}  // namespace rjit::detail

@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: MIT
+// Tests for src/client/wire-convert and result.h: the server's errors become rjit::Errors of the
+// same kind, through the shared wire table and the public cast.
+#include "wire-convert.h"
+
+#include "error-kinds.h"
+
+#include <capnp/message.h>
+#include <gtest/gtest.h>
+
+namespace rjit::detail {
+namespace {
+
+TEST(WireConvertTest, ServerErrorsKeepTheirKindAndDiagnostics) {
+  for (const auto& [wire, shared] : rjitd::WIRE_ERROR_KINDS) {
+    capnp::MallocMessageBuilder message;
+    auto outcome = message.initRoot<proto::CompileOutcome>();
+    proto::Error::Builder e = outcome.initError();
+    e.setKind(wire);
+    e.setMessage("what went wrong");
+    auto diagnostics = e.initDiagnostics(1);
+    diagnostics[0].setSeverity(proto::Diagnostic::Severity::WARNING);
+    diagnostics[0].setLine(3);
+    Result<CompiledObject> result = toCompiledObject(outcome.asReader(), true);
+    Error* error = failed(result);
+    ASSERT_NE(error, nullptr);
+    EXPECT_EQ(error->kind(), toPublicKind(shared)) << rjitd::errorKindName(shared);
+    EXPECT_STREQ(errorKindName(error->kind()), rjitd::errorKindName(shared));
+    ASSERT_EQ(error->diagnostics().size(), 1u);
+    EXPECT_EQ(error->diagnostics()[0].severity, Diagnostic::Severity::Warning);
+    EXPECT_EQ(error->diagnostics()[0].line, 3u);
+  }
+}
+
+TEST(WireConvertTest, LinkFailedIsLinkFailed) {
+  // The wire, shared and public enums number this kind differently.
+  capnp::MallocMessageBuilder message;
+  auto e = message.initRoot<proto::Error>();
+  e.setKind(proto::Error::Kind::LINK_FAILED);
+  EXPECT_EQ(toError(e.asReader()).kind(), ErrorKind::LinkFailed);
+}
+
+TEST(WireConvertTest, AMalformedKeyIsInternal) {
+  capnp::MallocMessageBuilder message;
+  auto outcome = message.initRoot<proto::CompileOutcome>();
+  outcome.initOk().initKey(5);
+  Result<CompiledObject> result = toCompiledObject(outcome.asReader(), true);
+  ASSERT_NE(failed(result), nullptr);
+  EXPECT_EQ(failed(result)->kind(), ErrorKind::Internal);
+}
+
+TEST(WireConvertTest, PublicKindsHaveTheSharedNames) {
+  for (int i = 0; i <= static_cast<int>(ErrorKind::Load); ++i)
+    EXPECT_STREQ(errorKindName(static_cast<ErrorKind>(i)),
+                 rjitd::errorKindName(static_cast<rjitd::ErrorKind>(i)));
+  EXPECT_STREQ(errorKindName(ErrorKind::Load), "load");
+  EXPECT_STREQ(errorKindName(ErrorKind::LinkFailed), "link-failed");
+}
+
+}  // namespace
+}  // namespace rjit::detail
