@@ -11,6 +11,7 @@
 #include "compiler.h"
 #include "metrics.h"
 #include "object-cache.h"
+#include "outcome.h"
 #include "targets.h"
 
 #include <cstdint>
@@ -18,7 +19,6 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
-#include <variant>
 #include <vector>
 
 namespace rjitd::service {
@@ -46,7 +46,8 @@ struct Served {
   bool fromCache = false;  ///< no compile ran for this request
 };
 
-using ServeResult = std::variant<Served, Failure>;
+/// What a compile or lookup request is answered with (see outcome.h).
+using ServeResult = Outcome<Served>;
 
 class CompileService final {
 public:
@@ -74,7 +75,7 @@ private:
   struct KeyHash {
     size_t operator()(const cache::Key& k) const noexcept;
   };
-  using Shared = std::variant<std::shared_ptr<const CompiledObject>, Failure>;
+  using Shared = Outcome<std::shared_ptr<const CompiledObject>>;
 
   kj::Promise<ServeResult> serveKeyed(cache::Key key, CompileJob job,
                                       compiler::CompileOptions options);

@@ -17,25 +17,12 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using metrics::Method;
 
-std::optional<ErrorKind> errorOf(const ServeResult& result) {
-  if (auto* f = std::get_if<Failure>(&result))
-    return f->kind;
-  return std::nullopt;
-}
-
 /// The `target` label for a request naming `spec` (a short name, alias or triple; "" = the
 /// default): the served target's short name, or UNKNOWN_TARGET. The view stays valid as long as
 /// the service.
 std::string_view targetLabel(const CompileService& service, std::string_view spec) {
   const TargetName* target = resolveTarget(service.targets(), spec, service.defaultTriple());
   return target != nullptr ? std::string_view(target->name) : metrics::UNKNOWN_TARGET;
-}
-
-void fillOutcome(const ServeResult& result, bool withObject, proto::CompileOutcome::Builder out) {
-  if (auto* f = std::get_if<Failure>(&result))
-    toProto(*f, out.initError());
-  else
-    toProto(std::get<Served>(result), withObject, out.initOk());
 }
 
 Failure shuttingDown() {
@@ -55,59 +42,52 @@ public:
 
   kj::Promise<void> compile(CompileContext context) override {
     Clock::time_point start = Clock::now();
-    auto request = context.getParams().getRequest();
-    std::string_view target = targetLabel(state.service, request.getTarget().getTriple().cStr());
-    if (state.draining) {
-      fillOutcome(shuttingDown(), false, context.getResults().initOutcome());
-      state.metrics.requestDone(Method::Compile, target, ErrorKind::ShuttingDown,
-                                Clock::now() - start);
-      return kj::READY_NOW;
-    }
-    CompileJob job = toCompileJob(request);
-    // The module is copied out; free the request message now rather than after the compile.
-    context.releaseParams();
-
-    state.requests.begin();
-    auto done = kj::defer([this]() { state.requests.end(); });
-    return state.service.compile(kj::mv(job))
-        .then([context, &metrics = state.metrics, target, start](ServeResult&& result) mutable {
-          fillOutcome(result, true, context.getResults().initOutcome());
-          metrics.requestDone(Method::Compile, target, errorOf(result), Clock::now() - start);
-        })
-        .attach(kj::mv(done));
+    std::string_view target =
+        targetLabel(state.service, context.getParams().getRequest().getTarget().getTriple().cStr());
+    return respond<Served>(
+        Method::Compile, target, start,
+        [this, context]() mutable -> kj::Promise<ServeResult> {
+          if (state.draining)
+            return ServeResult(shuttingDown());
+          CompileJob job = toCompileJob(context.getParams().getRequest());
+          // The module is copied out; free the request message now rather than after the
+          // compile.
+          context.releaseParams();
+          state.requests.begin();
+          auto done = kj::defer([this]() { state.requests.end(); });
+          return state.service.compile(kj::mv(job)).attach(kj::mv(done));
+        },
+        [context, target](Served& served) mutable {
+          toProto(served, true, context.getResults().initOutcome().initOk());
+          return target;
+        },
+        [context]() mutable { return context.getResults().initOutcome().initError(); });
   }
 
   kj::Promise<void> lookup(LookupContext context) override {
     Clock::time_point start = Clock::now();
-    auto request = context.getParams().getRequest();
-    auto outcome = context.getResults().initOutcome();
-    auto done = [&](std::string_view target, std::optional<ErrorKind> error) {
-      state.metrics.requestDone(Method::Lookup, target, error, Clock::now() - start);
-    };
-    if (state.draining) {
-      fillOutcome(shuttingDown(), false, outcome);
-      done(metrics::NO_TARGET, ErrorKind::ShuttingDown);
-      return kj::READY_NOW;
-    }
-    auto keyBytes = request.getKey();
-    auto key = cache::keyFromBytes(
-        std::string_view(reinterpret_cast<const char*>(keyBytes.begin()), keyBytes.size()));
-    if (!key) {
-      toProto(Failure{ErrorKind::InvalidRequest,
-                      "lookup key is " + std::to_string(keyBytes.size()) +
-                          " bytes; a key is a 32-byte SHA-256 digest",
-                      {}},
-              outcome.initError());
-      done(metrics::NO_TARGET, ErrorKind::InvalidRequest);
-      return kj::READY_NOW;
-    }
-    ServeResult result = state.service.lookup(*key);
-    fillOutcome(result, request.getWantObject(), outcome);
-    auto* served = std::get_if<Served>(&result);
-    done(served != nullptr ? targetLabel(state.service, served->object->triple)
-                           : metrics::NO_TARGET,
-         errorOf(result));
-    return kj::READY_NOW;
+    return respond<Served>(
+        Method::Lookup, metrics::NO_TARGET, start,
+        [this, context]() mutable -> kj::Promise<ServeResult> {
+          if (state.draining)
+            return ServeResult(shuttingDown());
+          auto keyBytes = context.getParams().getRequest().getKey();
+          auto key = cache::keyFromBytes(
+              std::string_view(reinterpret_cast<const char*>(keyBytes.begin()), keyBytes.size()));
+          if (!key)
+            return ServeResult(Failure{ErrorKind::InvalidRequest,
+                                       "lookup key is " + std::to_string(keyBytes.size()) +
+                                           " bytes; a key is a 32-byte SHA-256 digest",
+                                       {}});
+          return state.service.lookup(*key);
+        },
+        [this, context](Served& served) mutable {
+          toProto(served, context.getParams().getRequest().getWantObject(),
+                  context.getResults().initOutcome().initOk());
+          // Known only now: a lookup names no target, the object it finds does.
+          return targetLabel(state.service, served.object->triple);
+        },
+        [context]() mutable { return context.getResults().initOutcome().initError(); });
   }
 
   kj::Promise<void> load(LoadContext context) override {
@@ -115,19 +95,18 @@ public:
     std::string_view target =
         targetLabel(state.service,
                     context.getParams().getRequest().getCompile().getTarget().getTriple().cStr());
-    if (state.draining) {
-      toProto(shuttingDown(), context.getResults().initOutcome().initError());
-      state.metrics.requestDone(Method::Load, target, ErrorKind::ShuttingDown,
-                                Clock::now() - start);
-      return kj::READY_NOW;
-    }
-    state.requests.begin();
-    auto done = kj::defer([this]() { state.requests.end(); });
-    return serveLoad(*state.load, std::string(target), images, context)
-        .then([&metrics = state.metrics, target, start](std::optional<ErrorKind> error) {
-          metrics.requestDone(Method::Load, target, error, Clock::now() - start);
-        })
-        .attach(kj::mv(done));
+    return respond<Done>(
+        Method::Load, target, start,
+        [this, context, target]() mutable -> kj::Promise<Outcome<Done>> {
+          if (state.draining)
+            return Outcome<Done>(shuttingDown());
+          state.requests.begin();
+          auto done = kj::defer([this]() { state.requests.end(); });
+          return serveLoad(*state.load, std::string(target), images, context).attach(kj::mv(done));
+        },
+        // serveLoad wrote the LoadedModule (its capability and image) into the results.
+        [target](Done&) { return target; },
+        [context]() mutable { return context.getResults().initOutcome().initError(); });
   }
 
   kj::Promise<void> stats(StatsContext context) override {
@@ -180,6 +159,51 @@ public:
   }
 
 private:
+  /// Where a method writes its Error (an `initError()` of its results).
+  using ErrorSlot = kj::Function<proto::Error::Builder()>;
+
+  /// The RPC edge of a Session method, the one place its answer is settled: runs `serve` (an
+  /// exception it throws counts as its promise's), writes a value with `writeOk`, which returns
+  /// the request's `target` label, or a Failure into `errorSlot` (toProto, the one mapping to
+  /// the wire), and counts the request in the metrics. Expected failures are Failure values;
+  /// an exception here is a fault inside rjitd: it is logged with the method and the peer,
+  /// counted as `internal` and answered as an Internal Error, never as the client's fault.
+  /// DISCONNECTED is the exception: the client is gone, so there is nobody to answer and the
+  /// request is not counted as answered (the listener counts how the connection ended).
+  template <typename T>
+  kj::Promise<void> respond(Method method, std::string_view target, Clock::time_point start,
+                            kj::Function<kj::Promise<Outcome<T>>()> serve,
+                            kj::Function<std::string_view(T&)> writeOk, ErrorSlot errorSlot) {
+    return kj::evalNow(kj::mv(serve))
+        .catch_([this, method](kj::Exception&& e) -> Outcome<T> {
+          return internalFailure(method, kj::mv(e));
+        })
+        .then([this, method, target, start, writeOk = kj::mv(writeOk),
+               errorSlot = kj::mv(errorSlot)](Outcome<T>&& outcome) mutable {
+          std::string_view label = target;
+          if (const Failure* f = failureOf(outcome))
+            toProto(*f, errorSlot());
+          else
+            label = writeOk(std::get<T>(outcome));
+          state.metrics.requestDone(method, label, errorKindOf(outcome), Clock::now() - start);
+        });
+  }
+
+  /// The answer to an exception that reached the edge (see respond); rethrows DISCONNECTED.
+  Failure internalFailure(Method method, kj::Exception&& e) {
+    const char* name = metrics::methodName(method);
+    if (e.getType() == kj::Exception::Type::DISCONNECTED) {
+      log::info(name, " from ", peer,
+                " not answered: the client went away: ", e.getDescription().cStr());
+      kj::throwFatalException(kj::mv(e));
+    }
+    log::error("internal: ", name, " from ", peer, " failed: ", e.getDescription().cStr());
+    return Failure{ErrorKind::Internal,
+                   std::string("rjitd failed inside while serving this ") + name +
+                       " request: " + e.getDescription().cStr(),
+                   {}};
+  }
+
   DaemonState& state;
   std::string peer;
   /// What this connection loaded (shared by its sessions); images handed out keep it alive.
