@@ -32,6 +32,77 @@ Failure shuttingDown() {
                  {}};
 }
 
+/// Where a method writes its Error (an `initError()` of its results).
+using ErrorSlot = kj::Function<proto::Error::Builder()>;
+
+/// The Error of a call whose results hold an `outcome` (compile, lookup, load).
+template <typename Context> ErrorSlot errorSlotOf(Context context) {
+  return [context]() mutable { return context.getResults().initOutcome().initError(); };
+}
+
+/// The RPC edge of one connection's methods, the one place an answer is settled (see respond).
+class Edge final {
+public:
+  /// Both outlive the edge (they are its owner's).
+  Edge(DaemonState& state, const std::string& peer) : state(state), peer(peer) {}
+
+  /// Runs `serve` (an exception it throws counts as its promise's), writes a value with
+  /// `writeOk`, which returns the request's `target` label, or a Failure into `errorSlot`
+  /// (toProto, the one mapping to the wire), and counts the request in the metrics. Expected
+  /// failures are Failure values; an exception here is a fault inside rjitd: it is logged with
+  /// the method and the peer, counted as `internal` and answered as an Internal Error, never
+  /// as the client's fault. A method without an Error on the wire (no `errorSlot`: hello,
+  /// stats) answers such a fault with an exception instead. DISCONNECTED is the exception: the
+  /// client is gone, so there is nobody to answer and the request is not counted as answered
+  /// (the listener counts how the connection ended).
+  template <typename T>
+  kj::Promise<void> respond(Method method, std::string_view target, Clock::time_point start,
+                            kj::Function<kj::Promise<Outcome<T>>()> serve,
+                            kj::Function<std::string_view(T&)> writeOk,
+                            kj::Maybe<ErrorSlot> errorSlot) {
+    return kj::evalNow([this, method, serve = kj::mv(serve)]() mutable {
+             if (state.faultForTest)
+               state.faultForTest(method);
+             return serve();
+           })
+        .catch_([this, method](kj::Exception&& e) -> Outcome<T> {
+          return internalFailure(method, kj::mv(e));
+        })
+        .then([this, method, target, start, writeOk = kj::mv(writeOk),
+               errorSlot = kj::mv(errorSlot)](Outcome<T>&& outcome) mutable {
+          std::string_view label = target;
+          const Failure* f = failureOf(outcome);
+          if (f == nullptr)
+            label = writeOk(std::get<T>(outcome));
+          else KJ_IF_MAYBE (slot, errorSlot)
+            toProto(*f, (*slot)());
+          state.metrics.requestDone(method, label, errorKindOf(outcome), Clock::now() - start);
+          if (f != nullptr && errorSlot == nullptr)
+            kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                                                  kj::str(f->message.c_str())));
+        });
+  }
+
+private:
+  /// The answer to an exception that reached the edge (see respond); rethrows DISCONNECTED.
+  Failure internalFailure(Method method, kj::Exception&& e) {
+    const char* name = metrics::methodName(method);
+    if (e.getType() == kj::Exception::Type::DISCONNECTED) {
+      log::info(name, " from ", peer,
+                " not answered: the client went away: ", e.getDescription().cStr());
+      kj::throwFatalException(kj::mv(e));
+    }
+    log::error("internal: ", name, " from ", peer, " failed: ", e.getDescription().cStr());
+    return Failure{ErrorKind::Internal,
+                   std::string("rjitd failed inside while serving this ") + name +
+                       " request: " + e.getDescription().cStr(),
+                   {}};
+  }
+
+  DaemonState& state;
+  const std::string& peer;
+};
+
 class SessionImpl final : public proto::Session::Server {
 public:
   SessionImpl(DaemonState& state, std::string peer, std::shared_ptr<ClientImages> images)
@@ -44,7 +115,7 @@ public:
     Clock::time_point start = Clock::now();
     std::string_view target =
         targetLabel(state.service, context.getParams().getRequest().getTarget().getTriple().cStr());
-    return respond<Served>(
+    return edge.respond<Served>(
         Method::Compile, target, start,
         [this, context]() mutable -> kj::Promise<ServeResult> {
           if (state.draining)
@@ -61,12 +132,12 @@ public:
           toProto(served, true, context.getResults().initOutcome().initOk());
           return target;
         },
-        [context]() mutable { return context.getResults().initOutcome().initError(); });
+        errorSlotOf(context));
   }
 
   kj::Promise<void> lookup(LookupContext context) override {
     Clock::time_point start = Clock::now();
-    return respond<Served>(
+    return edge.respond<Served>(
         Method::Lookup, metrics::NO_TARGET, start,
         [this, context]() mutable -> kj::Promise<ServeResult> {
           if (state.draining)
@@ -87,7 +158,7 @@ public:
           // Known only now: a lookup names no target, the object it finds does.
           return targetLabel(state.service, served.object->triple);
         },
-        [context]() mutable { return context.getResults().initOutcome().initError(); });
+        errorSlotOf(context));
   }
 
   kj::Promise<void> load(LoadContext context) override {
@@ -95,7 +166,7 @@ public:
     std::string_view target =
         targetLabel(state.service,
                     context.getParams().getRequest().getCompile().getTarget().getTriple().cStr());
-    return respond<Done>(
+    return edge.respond<Done>(
         Method::Load, target, start,
         [this, context, target]() mutable -> kj::Promise<Outcome<Done>> {
           if (state.draining)
@@ -105,13 +176,21 @@ public:
           return serveLoad(*state.load, std::string(target), images, context).attach(kj::mv(done));
         },
         // serveLoad wrote the LoadedModule (its capability and image) into the results.
-        [target](Done&) { return target; },
-        [context]() mutable { return context.getResults().initOutcome().initError(); });
+        [target](Done&) { return target; }, errorSlotOf(context));
   }
 
   kj::Promise<void> stats(StatsContext context) override {
-    Clock::time_point start = Clock::now();
-    auto out = context.getResults().initStats();
+    return edge.respond<Done>(
+        Method::Stats, metrics::NO_TARGET, Clock::now(),
+        [this, context]() mutable -> kj::Promise<Outcome<Done>> {
+          writeStats(context.getResults().initStats());
+          return Outcome<Done>(Done{});
+        },
+        [](Done&) { return metrics::NO_TARGET; }, nullptr);
+  }
+
+private:
+  void writeStats(proto::ServerStats::Builder out) {
     auto c = state.service.cacheStats();
     auto cache = out.initCache();
     cache.setEntries(c.entries);
@@ -153,59 +232,11 @@ public:
     out.setUptimeMillis(std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::steady_clock::now() - state.started)
                             .count());
-    state.metrics.requestDone(Method::Stats, metrics::NO_TARGET, std::nullopt,
-                              Clock::now() - start);
-    return kj::READY_NOW;
-  }
-
-private:
-  /// Where a method writes its Error (an `initError()` of its results).
-  using ErrorSlot = kj::Function<proto::Error::Builder()>;
-
-  /// The RPC edge of a Session method, the one place its answer is settled: runs `serve` (an
-  /// exception it throws counts as its promise's), writes a value with `writeOk`, which returns
-  /// the request's `target` label, or a Failure into `errorSlot` (toProto, the one mapping to
-  /// the wire), and counts the request in the metrics. Expected failures are Failure values;
-  /// an exception here is a fault inside rjitd: it is logged with the method and the peer,
-  /// counted as `internal` and answered as an Internal Error, never as the client's fault.
-  /// DISCONNECTED is the exception: the client is gone, so there is nobody to answer and the
-  /// request is not counted as answered (the listener counts how the connection ended).
-  template <typename T>
-  kj::Promise<void> respond(Method method, std::string_view target, Clock::time_point start,
-                            kj::Function<kj::Promise<Outcome<T>>()> serve,
-                            kj::Function<std::string_view(T&)> writeOk, ErrorSlot errorSlot) {
-    return kj::evalNow(kj::mv(serve))
-        .catch_([this, method](kj::Exception&& e) -> Outcome<T> {
-          return internalFailure(method, kj::mv(e));
-        })
-        .then([this, method, target, start, writeOk = kj::mv(writeOk),
-               errorSlot = kj::mv(errorSlot)](Outcome<T>&& outcome) mutable {
-          std::string_view label = target;
-          if (const Failure* f = failureOf(outcome))
-            toProto(*f, errorSlot());
-          else
-            label = writeOk(std::get<T>(outcome));
-          state.metrics.requestDone(method, label, errorKindOf(outcome), Clock::now() - start);
-        });
-  }
-
-  /// The answer to an exception that reached the edge (see respond); rethrows DISCONNECTED.
-  Failure internalFailure(Method method, kj::Exception&& e) {
-    const char* name = metrics::methodName(method);
-    if (e.getType() == kj::Exception::Type::DISCONNECTED) {
-      log::info(name, " from ", peer,
-                " not answered: the client went away: ", e.getDescription().cStr());
-      kj::throwFatalException(kj::mv(e));
-    }
-    log::error("internal: ", name, " from ", peer, " failed: ", e.getDescription().cStr());
-    return Failure{ErrorKind::Internal,
-                   std::string("rjitd failed inside while serving this ") + name +
-                       " request: " + e.getDescription().cStr(),
-                   {}};
   }
 
   DaemonState& state;
   std::string peer;
+  Edge edge{state, peer};
   /// What this connection loaded (shared by its sessions); images handed out keep it alive.
   std::shared_ptr<ClientImages> images;
 };
@@ -217,7 +248,17 @@ public:
   // handshakes do not buy a client more of rjitd's memory.
 
   kj::Promise<void> hello(HelloContext context) override {
-    Clock::time_point start = Clock::now();
+    return edge.respond<Done>(
+        Method::Hello, metrics::NO_TARGET, Clock::now(),
+        [this, context]() mutable -> kj::Promise<Outcome<Done>> {
+          answerHello(context);
+          return Outcome<Done>(Done{});
+        },
+        [](Done&) { return metrics::NO_TARGET; }, nullptr);
+  }
+
+private:
+  void answerHello(HelloContext& context) {
     auto client = context.getParams().getClient();
     if (client.getProtocolVersion() != proto::PROTOCOL_VERSION)
       log::warning(peer, " (", client.getClientName().cStr(), ") speaks protocol ",
@@ -243,14 +284,11 @@ public:
     server.setDefaultTriple(state.service.defaultTriple());
     server.initLimits().setMaxModuleBytes(state.service.config().maxModuleBytes);
     results.setSession(kj::heap<SessionImpl>(state, peer, images));
-    state.metrics.requestDone(Method::Hello, metrics::NO_TARGET, std::nullopt,
-                              Clock::now() - start);
-    return kj::READY_NOW;
   }
 
-private:
   DaemonState& state;
   std::string peer;
+  Edge edge{state, peer};
   std::shared_ptr<ClientImages> images = newClientImages();
 };
 
