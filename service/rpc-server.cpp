@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: MIT
+// The Cap'n Proto face of the daemon (see rpc-server.h) and its edge: where every method's
+// answer is settled, failures are written to the wire and unexpected faults become `internal`.
 #include "rpc-server.h"
 
 #include "log.h"
+#include "outcome.h"
 #include "proto-convert.h"
 
 #include <capnp/message.h>
 #include <chrono>
 #include <kj/debug.h>
-#include <optional>
 #include <string_view>
 
 namespace rjitd::service {
