@@ -22,8 +22,8 @@ Failure invalid(std::string message) {
 
 }  // namespace
 
-Outcome<std::shared_ptr<AddressRanges>>
-AddressRanges::create(uint64_t base, uint64_t size, uint64_t pageSize, uint64_t limit) {
+Outcome<std::shared_ptr<AddressRanges>> AddressRanges::create(uint64_t base, uint64_t size,
+                                                              uint64_t pageSize, uint64_t limit) {
   if (pageSize < MIN_PAGE_BYTES || pageSize > MAX_PAGE_BYTES || (pageSize & (pageSize - 1)) != 0)
     return invalid("page size " + std::to_string(pageSize) + " is not a power of two from " +
                    std::to_string(MIN_PAGE_BYTES) + " to " + std::to_string(MAX_PAGE_BYTES));
