@@ -22,8 +22,8 @@ Failure invalid(std::string message) {
 
 }  // namespace
 
-std::variant<std::shared_ptr<AddressRanges>, Failure>
-AddressRanges::create(uint64_t base, uint64_t size, uint64_t pageSize, uint64_t limit) {
+Outcome<std::shared_ptr<AddressRanges>> AddressRanges::create(uint64_t base, uint64_t size,
+                                                              uint64_t pageSize, uint64_t limit) {
   if (pageSize < MIN_PAGE_BYTES || pageSize > MAX_PAGE_BYTES || (pageSize & (pageSize - 1)) != 0)
     return invalid("page size " + std::to_string(pageSize) + " is not a power of two from " +
                    std::to_string(MIN_PAGE_BYTES) + " to " + std::to_string(MAX_PAGE_BYTES));
@@ -51,7 +51,7 @@ uint64_t AddressRanges::used() const {
   return inUse;
 }
 
-std::variant<uint64_t, Failure> AddressRanges::reserve(uint64_t bytes) {
+Outcome<uint64_t> AddressRanges::reserve(uint64_t bytes) {
   std::lock_guard<std::mutex> lock(mutex);
   // Whole pages, so that every range starts page-aligned (each is mapped on its own). A size
   // whose rounding wraps around is over every limit.

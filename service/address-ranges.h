@@ -3,13 +3,13 @@
 #pragma once
 
 #include "compiled-object.h"
+#include "outcome.h"
 
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <variant>
 
 namespace rjitd::service {
 
@@ -26,8 +26,8 @@ public:
   /// MAX_PAGE_BYTES, a non-empty page-aligned range that does not wrap around or start at 0)
   /// and returns its allocator, or an InvalidRequest Failure saying what is wrong. `limit` is
   /// what rjitd lets the client hold at once (--max-client-memory).
-  static std::variant<std::shared_ptr<AddressRanges>, Failure>
-  create(uint64_t base, uint64_t size, uint64_t pageSize, uint64_t limit);
+  static Outcome<std::shared_ptr<AddressRanges>> create(uint64_t base, uint64_t size,
+                                                        uint64_t pageSize, uint64_t limit);
 
   AddressRanges(uint64_t base, uint64_t size, uint64_t pageSize, uint64_t limit);
   AddressRanges(const AddressRanges&) = delete;
@@ -39,7 +39,7 @@ public:
 
   /// The lowest free range of `bytes` rounded up to whole pages (first fit). Fails with
   /// TooLarge when the client's limit or its reservation has no room (saying which).
-  std::variant<uint64_t, Failure> reserve(uint64_t bytes);
+  Outcome<uint64_t> reserve(uint64_t bytes);
 
   /// Returns a range reserve() handed out for `bytes`; adjacent free ranges merge.
   void release(uint64_t address, uint64_t bytes);

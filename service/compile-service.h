@@ -11,6 +11,7 @@
 #include "compiler.h"
 #include "metrics.h"
 #include "object-cache.h"
+#include "outcome.h"
 #include "targets.h"
 
 #include <cstdint>
@@ -18,7 +19,6 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
-#include <variant>
 #include <vector>
 
 namespace rjitd::service {
@@ -54,7 +54,8 @@ struct Served {
   bool fromCache = false;  ///< no compile ran for this request
 };
 
-using ServeResult = std::variant<Served, Failure>;
+/// What a compile or lookup request is answered with (see outcome.h).
+using ServeResult = Outcome<Served>;
 
 class CompileService final {
 public:
@@ -79,7 +80,7 @@ public:
   cache::CacheStats cacheStats() const { return objects.stats(); }
 
 private:
-  using Shared = std::variant<std::shared_ptr<const CompiledObject>, Failure>;
+  using Shared = Outcome<std::shared_ptr<const CompiledObject>>;
 
   kj::Promise<ServeResult> serveKeyed(cache::Key key, CompileJob job,
                                       compiler::CompileOptions options);

@@ -27,12 +27,12 @@ class ClientImages final {
 public:
   /// The reservation this load names: the connection's first load creates its ranges, later
   /// loads must name the same reservation. InvalidRequest Failure otherwise.
-  std::variant<std::shared_ptr<AddressRanges>, Failure>
-  useRanges(uint64_t base, uint64_t size, uint64_t pageSize, uint64_t limit) {
+  Outcome<std::shared_ptr<AddressRanges>> useRanges(uint64_t base, uint64_t size, uint64_t pageSize,
+                                                    uint64_t limit) {
     // Checked on every load, so that a malformed reservation gets the same answer whether or
     // not it comes first.
     auto created = AddressRanges::create(base, size, pageSize, limit);
-    if (ranges == nullptr || std::holds_alternative<Failure>(created)) {
+    if (ranges == nullptr || failureOf(created) != nullptr) {
       if (auto* r = std::get_if<std::shared_ptr<AddressRanges>>(&created))
         ranges = *r;
       return created;
@@ -94,13 +94,10 @@ struct LoadState {
   Served served;
   Clock::time_point linkStart;
 
-  std::optional<ErrorKind> fail(const Failure& f) {
-    toProto(f, context.getResults().initOutcome().initError());
-    return f.kind;
-  }
-  std::optional<ErrorKind> linkFailed(const Failure& f) {
+  /// A failure of the link step, counted in the link metrics; the RPC edge answers it.
+  Failure linkFailed(Failure f) {
     env.metrics.linkDone(target, f.kind, Clock::now() - linkStart);
-    return fail(f);
+    return f;
   }
   KnownSymbols known() const { return {offered, images->symbols(), processSymbols}; }
 };
@@ -127,7 +124,8 @@ std::optional<Failure> checkLimits(const LoadEnvironment& env, const ClientImage
 }
 
 /// Asks the client about `names` (counted in the metrics when there are any).
-kj::Promise<void> ask(LoadState& s, std::shared_ptr<Resolution> r, std::vector<std::string> names) {
+kj::Promise<Outcome<Done>> ask(LoadState& s, std::shared_ptr<Resolution> r,
+                               std::vector<std::string> names) {
   if (!names.empty())
     s.env.metrics.symbolQuestionAsked();
   const LoadLimits& limits = s.env.limits;
@@ -153,8 +151,7 @@ kj::Own<void> bookkeeping(LoadEnvironment& env, std::shared_ptr<ClientImages> im
 
 /// The link result, answered on the event loop: registers the module's symbols for this client
 /// and hands out its capability.
-std::optional<ErrorKind> finish(LoadState& s, LinkOutcome&& outcome,
-                                const std::set<uint64_t>& dependencies) {
+Outcome<Done> finish(LoadState& s, LinkOutcome&& outcome, const std::set<uint64_t>& dependencies) {
   if (auto* e = std::get_if<linker::LinkError>(&outcome.result))
     return s.linkFailed(toFailure(kj::mv(*e)));
   linker::LinkedImage image = std::get<linker::LinkedImage>(kj::mv(outcome.result));
@@ -184,7 +181,7 @@ std::optional<ErrorKind> finish(LoadState& s, LinkOutcome&& outcome,
   ok.setImage(
       kj::heap<LoadedImage>(kj::mv(image), s.env.limits.maxReadBytes, s.env.linkPool,
                             bookkeeping(s.env, s.images, module, size, kj::mv(outcome.range))));
-  return std::nullopt;
+  return Done{};
 }
 
 /// What a link worker hands back: the link's outcome or, when the object imports names that
@@ -220,9 +217,11 @@ LinkStep linkOnWorker(std::shared_ptr<const CompiledObject> compiled, const std:
     if (!unanswered.empty())
       return Unanswered{std::move(prepared), std::move(unanswered)};
   }
+  // The linker knows no daemon Failure (its errors are its own type, converted back by
+  // toFailure): a full reservation reaches it as a LinkError of the same kind and message.
   linker::Reserve reserve = [&](uint64_t bytes) -> std::variant<uint64_t, linker::LinkError> {
     auto reserved = ranges->reserve(bytes);
-    if (auto* f = std::get_if<Failure>(&reserved))
+    if (Failure* f = failureOf(reserved))
       return linker::LinkError{f->kind, std::move(f->message), {}, {}};
     uint64_t address = std::get<uint64_t>(reserved);
     out.range = RangeLease(ranges, address, bytes);
@@ -236,36 +235,33 @@ LinkStep linkOnWorker(std::shared_ptr<const CompiledObject> compiled, const std:
   return out;
 }
 
-kj::Promise<std::optional<ErrorKind>> linkStep(LoadState& s, std::shared_ptr<Resolution> r,
-                                               std::shared_ptr<linker::PreparedObject> prepared);
+kj::Promise<Outcome<Done>> linkStep(LoadState& s, std::shared_ptr<Resolution> r,
+                                    std::shared_ptr<linker::PreparedObject> prepared);
 
-/// Asks the client for `names`, then goes on with the link; a client that does not answer
-/// fails the load.
-kj::Promise<std::optional<ErrorKind>>
-askThenLink(LoadState& s, std::shared_ptr<Resolution> r, std::vector<std::string> names,
-            std::shared_ptr<linker::PreparedObject> prepared) {
+/// Asks the client for `names`, then goes on with the link; a client that answers wrongly or
+/// not in time fails the load (askClient says with which kind). A client gone and rjitd's own
+/// faults pass on as exceptions, for the RPC edge.
+kj::Promise<Outcome<Done>> askThenLink(LoadState& s, std::shared_ptr<Resolution> r,
+                                       std::vector<std::string> names,
+                                       std::shared_ptr<linker::PreparedObject> prepared) {
   return ask(s, r, kj::mv(names))
-      .then([&s, r, prepared]() { return linkStep(s, r, prepared); },
-            [&s](kj::Exception&& e) -> kj::Promise<std::optional<ErrorKind>> {
-              // Also what a client that went away gets: an answer nobody reads.
-              // TODO(cleanup): the daemon-side error model (issue 9 A1) tells a client that
-              // answered wrongly or not at all from rjitd's own faults and logs the latter.
-              return s.linkFailed(invalid("the client did not answer rjitd's question for the "
-                                          "addresses of its symbols: " +
-                                          std::string(e.getDescription().cStr())));
-            });
+      .then([&s, r, prepared](Outcome<Done>&& asked) -> kj::Promise<Outcome<Done>> {
+        if (const Failure* f = failureOf(asked))
+          return Outcome<Done>(s.linkFailed(*f));
+        return linkStep(s, r, prepared);
+      });
 }
 
 /// One trip to a link worker: parse and link (usually), or parse and come back for answers.
-kj::Promise<std::optional<ErrorKind>> linkStep(LoadState& s, std::shared_ptr<Resolution> r,
-                                               std::shared_ptr<linker::PreparedObject> prepared) {
+kj::Promise<Outcome<Done>> linkStep(LoadState& s, std::shared_ptr<Resolution> r,
+                                    std::shared_ptr<linker::PreparedObject> prepared) {
   return s.env.linkPool
       .run<LinkStep>([object = s.served.object, name = s.moduleName, prepared, r, ranges = s.ranges,
                       pageSize = s.pageSize]() mutable {
         return linkOnWorker(std::move(object), name, std::move(prepared), r, std::move(ranges),
                             pageSize);
       })
-      .then([&s, r](LinkStep&& step) -> kj::Promise<std::optional<ErrorKind>> {
+      .then([&s, r](LinkStep&& step) -> kj::Promise<Outcome<Done>> {
         if (auto* more = std::get_if<Unanswered>(&step)) {
           // Names the `needs` list missed: answer what rjitd knows, ask the client the rest.
           std::vector<std::string> rest = resolveKnown(s.known(), *r, more->names);
@@ -279,7 +275,7 @@ kj::Promise<std::optional<ErrorKind>> linkStep(LoadState& s, std::shared_ptr<Res
 /// first, the client is asked about the rest in one question, and then a link worker parses and
 /// links the object in one go: a warm load whose imports are all known costs no round trip to
 /// the client and one trip to a worker.
-kj::Promise<std::optional<ErrorKind>> link(LoadState& s) {
+kj::Promise<Outcome<Done>> link(LoadState& s) {
   s.linkStart = Clock::now();
   auto r = std::make_shared<Resolution>();
   std::vector<std::string> rest = resolveKnown(s.known(), *r, s.served.object->needs);
@@ -288,10 +284,9 @@ kj::Promise<std::optional<ErrorKind>> link(LoadState& s) {
 
 }  // namespace
 
-kj::Promise<std::optional<ErrorKind>> serveLoad(LoadEnvironment& env, std::string target,
-                                                std::shared_ptr<ClientImages> images,
-                                                LoadContext context) {
-  using Answer = kj::Promise<std::optional<ErrorKind>>;
+kj::Promise<Outcome<Done>> serveLoad(LoadEnvironment& env, std::string target,
+                                     std::shared_ptr<ClientImages> images, LoadContext context) {
+  using Answer = kj::Promise<Outcome<Done>>;
   auto request = context.getParams().getRequest();
   auto state = kj::heap<LoadState>(LoadState{.env = env,
                                              .images = std::move(images),
@@ -300,29 +295,28 @@ kj::Promise<std::optional<ErrorKind>> serveLoad(LoadEnvironment& env, std::strin
                                              .target = std::move(target)});
   LoadState& s = *state;
   if (auto f = checkLimits(env, *s.images))
-    return Answer(s.fail(*f));
+    return Answer(kj::mv(*f));
   auto arena = request.getArena();
   s.pageSize = arena.getPageSize();
   auto ranges = s.images->useRanges(arena.getBase(), arena.getSize(), s.pageSize,
                                     env.limits.maxClientImageBytes);
-  if (auto* f = std::get_if<Failure>(&ranges))
-    return Answer(s.fail(*f));
+  if (Failure* f = failureOf(ranges))
+    return Answer(kj::mv(*f));
   s.ranges = std::get<std::shared_ptr<AddressRanges>>(kj::mv(ranges));
   auto offered = request.getSymbols();
   if (offered.size() > env.limits.maxOfferedSymbols)
-    return Answer(s.fail(invalid("the load offers " + std::to_string(offered.size()) +
-                                 " symbols (LoadOptions::symbols); rjitd accepts at most " +
-                                 std::to_string(env.limits.maxOfferedSymbols) +
-                                 " per load: offer only what the module uses")));
+    return Answer(invalid("the load offers " + std::to_string(offered.size()) +
+                          " symbols (LoadOptions::symbols); rjitd accepts at most " +
+                          std::to_string(env.limits.maxOfferedSymbols) +
+                          " per load: offer only what the module uses"));
   uint64_t offeredBytes = 0;
   for (auto symbol : offered) {
     offeredBytes += symbol.getName().size();
     if (offeredBytes > env.limits.maxOfferedSymbolBytes)
-      return Answer(
-          s.fail(invalid("the names of the symbols the load offers (LoadOptions::symbols) "
-                         "add up to more than " +
-                         std::to_string(env.limits.maxOfferedSymbolBytes) +
-                         " bytes, the most rjitd accepts per load")));
+      return Answer(invalid("the names of the symbols the load offers (LoadOptions::symbols) "
+                            "add up to more than " +
+                            std::to_string(env.limits.maxOfferedSymbolBytes) +
+                            " bytes, the most rjitd accepts per load"));
     s.offered.emplace(std::string(symbol.getName().cStr(), symbol.getName().size()),
                       symbol.getAddress());  // the first of a name wins
   }
@@ -337,17 +331,17 @@ kj::Promise<std::optional<ErrorKind>> serveLoad(LoadEnvironment& env, std::strin
   if (job.module.empty() && !key.empty()) {
     auto parsed = cache::keyFromBytes(key);
     if (!parsed)
-      return Answer(s.fail(invalid("load key is " + std::to_string(key.size()) +
-                                   " bytes; a key is a 32-byte SHA-256 digest")));
+      return Answer(invalid("load key is " + std::to_string(key.size()) +
+                            " bytes; a key is a 32-byte SHA-256 digest"));
     served = env.service.lookup(*parsed);
   } else {
     served = env.service.compile(kj::mv(job));
   }
   auto loadingDone = ClientImages::startLoading(s.images);
   return served
-      .then([&s](ServeResult&& result) -> kj::Promise<std::optional<ErrorKind>> {
-        if (auto* f = std::get_if<Failure>(&result))
-          return s.fail(*f);
+      .then([&s](ServeResult&& result) -> kj::Promise<Outcome<Done>> {
+        if (Failure* f = failureOf(result))
+          return Outcome<Done>(kj::mv(*f));
         s.served = std::get<Served>(kj::mv(result));
         return link(s);
       })

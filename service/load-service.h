@@ -9,13 +9,13 @@
 #include "worker-pool.h"
 #include "compile-service.h"
 #include "metrics.h"
+#include "outcome.h"
 
 #include <chrono>
 #include <cstdint>
 #include <kj/async.h>
 #include <kj/timer.h>
 #include <memory>
-#include <optional>
 #include <rjit.capnp.h>
 #include <string>
 
@@ -70,10 +70,11 @@ struct LoadEnvironment {
   LoadedTotals& totals;
 };
 
-/// Serves one `load` call. `target` is the request's metrics label. Every failure is answered
-/// as an Error in the outcome, and the promise resolves to its kind (nullopt: loaded).
-kj::Promise<std::optional<ErrorKind>> serveLoad(LoadEnvironment& env, std::string target,
-                                                std::shared_ptr<ClientImages> images,
-                                                LoadContext context);
+/// Serves one `load` call. `target` is the request's metrics label. On success the call's
+/// results hold the LoadedModule and the promise resolves to Done; a failure is a Failure value
+/// for the caller to answer (the RPC edge writes it, as for compile and lookup). Rejects only
+/// for a fault inside rjitd, or with DISCONNECTED when the client went away mid-load.
+kj::Promise<Outcome<Done>> serveLoad(LoadEnvironment& env, std::string target,
+                                     std::shared_ptr<ClientImages> images, LoadContext context);
 
 }  // namespace rjitd::service

@@ -16,6 +16,8 @@ namespace rjitd::service {
 proto::Error::Kind toProto(ErrorKind kind);
 ErrorKind fromProto(proto::Error::Kind kind);
 
+/// The one mapping of a daemon Failure to the wire: the RPC edge (rpc-server.cpp) answers every
+/// failed request through it, the compile worker protocol its worker's failures.
 void toProto(const Failure& failure, proto::Error::Builder out);
 Failure fromProto(proto::Error::Reader in);
 

@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: MIT
+// The Cap'n Proto face of the daemon (see rpc-server.h) and its edge: where every method's
+// answer is settled, failures are written to the wire and unexpected faults become `internal`.
 #include "rpc-server.h"
 
 #include "log.h"
+#include "outcome.h"
 #include "proto-convert.h"
 
 #include <capnp/message.h>
 #include <chrono>
 #include <kj/debug.h>
-#include <optional>
 #include <string_view>
 
 namespace rjitd::service {
@@ -17,12 +19,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using metrics::Method;
 
-std::optional<ErrorKind> errorOf(const ServeResult& result) {
-  if (auto* f = std::get_if<Failure>(&result))
-    return f->kind;
-  return std::nullopt;
-}
-
 /// The `target` label for a request naming `spec` (a short name, alias or triple; "" = the
 /// default): the served target's short name, or UNKNOWN_TARGET. The view stays valid as long as
 /// the service.
@@ -31,19 +27,83 @@ std::string_view targetLabel(const CompileService& service, std::string_view spe
   return target != nullptr ? std::string_view(target->name) : metrics::UNKNOWN_TARGET;
 }
 
-void fillOutcome(const ServeResult& result, bool withObject, proto::CompileOutcome::Builder out) {
-  if (auto* f = std::get_if<Failure>(&result))
-    toProto(*f, out.initError());
-  else
-    toProto(std::get<Served>(result), withObject, out.initOk());
-}
-
 Failure shuttingDown() {
   return Failure{ErrorKind::ShuttingDown,
                  "rjitd is shutting down and accepts no new requests; retry (a restarted or "
                  "another rjitd will answer)",
                  {}};
 }
+
+/// Where a method writes its Error (an `initError()` of its results).
+using ErrorSlot = kj::Function<proto::Error::Builder()>;
+
+/// The Error of a call whose results hold an `outcome` (compile, lookup, load).
+template <typename Context> ErrorSlot errorSlotOf(Context context) {
+  return [context]() mutable { return context.getResults().initOutcome().initError(); };
+}
+
+/// The RPC edge of one connection's methods, the one place an answer is settled (see respond).
+class Edge final {
+public:
+  /// Both outlive the edge (they are its owner's).
+  Edge(DaemonState& state, const std::string& peer) : state(state), peer(peer) {}
+
+  /// Runs `serve` (an exception it throws counts as its promise's), writes a value with
+  /// `writeOk`, which returns the request's `target` label, or a Failure into `errorSlot`
+  /// (toProto, the one mapping to the wire), and counts the request in the metrics. Expected
+  /// failures are Failure values; an exception here is a fault inside rjitd: it is logged with
+  /// the method and the peer, counted as `internal` and answered as an Internal Error, never
+  /// as the client's fault. A method without an Error on the wire (no `errorSlot`: hello,
+  /// stats) answers such a fault with an exception instead. DISCONNECTED is the exception: the
+  /// client is gone, so there is nobody to answer and the request is not counted as answered
+  /// (the listener counts how the connection ended).
+  template <typename T>
+  kj::Promise<void> respond(Method method, std::string_view target, Clock::time_point start,
+                            kj::Function<kj::Promise<Outcome<T>>()> serve,
+                            kj::Function<std::string_view(T&)> writeOk,
+                            kj::Maybe<ErrorSlot> errorSlot) {
+    return kj::evalNow([this, method, serve = kj::mv(serve)]() mutable {
+             if (state.faultForTest)
+               state.faultForTest(method);
+             return serve();
+           })
+        .catch_([this, method](kj::Exception&& e) -> Outcome<T> {
+          return internalFailure(method, kj::mv(e));
+        })
+        .then([this, method, target, start, writeOk = kj::mv(writeOk),
+               errorSlot = kj::mv(errorSlot)](Outcome<T>&& outcome) mutable {
+          std::string_view label = target;
+          const Failure* f = failureOf(outcome);
+          if (f == nullptr)
+            label = writeOk(std::get<T>(outcome));
+          else KJ_IF_MAYBE (slot, errorSlot)
+            toProto(*f, (*slot)());
+          state.metrics.requestDone(method, label, errorKindOf(outcome), Clock::now() - start);
+          if (f != nullptr && errorSlot == nullptr)
+            kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                                                  kj::str(f->message.c_str())));
+        });
+  }
+
+private:
+  /// The answer to an exception that reached the edge (see respond); rethrows DISCONNECTED.
+  Failure internalFailure(Method method, kj::Exception&& e) {
+    const char* name = metrics::methodName(method);
+    if (e.getType() == kj::Exception::Type::DISCONNECTED) {
+      log::info(name, " from ", peer,
+                " not answered: the client went away: ", e.getDescription().cStr());
+      kj::throwFatalException(kj::mv(e));
+    }
+    log::error("internal: ", name, " from ", peer, " failed: ", e.getDescription().cStr());
+    return Failure{ErrorKind::Internal,
+                   std::string("rjitd failed inside while serving this ") + name +
+                       " request: " + e.getDescription().cStr(),
+                   {}};
+  }
+
+  DaemonState& state;
+  const std::string& peer;
+};
 
 class SessionImpl final : public proto::Session::Server {
 public:
@@ -55,59 +115,52 @@ public:
 
   kj::Promise<void> compile(CompileContext context) override {
     Clock::time_point start = Clock::now();
-    auto request = context.getParams().getRequest();
-    std::string_view target = targetLabel(state.service, request.getTarget().getTriple().cStr());
-    if (state.draining) {
-      fillOutcome(shuttingDown(), false, context.getResults().initOutcome());
-      state.metrics.requestDone(Method::Compile, target, ErrorKind::ShuttingDown,
-                                Clock::now() - start);
-      return kj::READY_NOW;
-    }
-    CompileJob job = toCompileJob(request);
-    // The module is copied out; free the request message now rather than after the compile.
-    context.releaseParams();
-
-    state.requests.begin();
-    auto done = kj::defer([this]() { state.requests.end(); });
-    return state.service.compile(kj::mv(job))
-        .then([context, &metrics = state.metrics, target, start](ServeResult&& result) mutable {
-          fillOutcome(result, true, context.getResults().initOutcome());
-          metrics.requestDone(Method::Compile, target, errorOf(result), Clock::now() - start);
-        })
-        .attach(kj::mv(done));
+    std::string_view target =
+        targetLabel(state.service, context.getParams().getRequest().getTarget().getTriple().cStr());
+    return edge.respond<Served>(
+        Method::Compile, target, start,
+        [this, context]() mutable -> kj::Promise<ServeResult> {
+          if (state.draining)
+            return ServeResult(shuttingDown());
+          CompileJob job = toCompileJob(context.getParams().getRequest());
+          // The module is copied out; free the request message now rather than after the
+          // compile.
+          context.releaseParams();
+          state.requests.begin();
+          auto done = kj::defer([this]() { state.requests.end(); });
+          return state.service.compile(kj::mv(job)).attach(kj::mv(done));
+        },
+        [context, target](Served& served) mutable {
+          toProto(served, true, context.getResults().initOutcome().initOk());
+          return target;
+        },
+        errorSlotOf(context));
   }
 
   kj::Promise<void> lookup(LookupContext context) override {
     Clock::time_point start = Clock::now();
-    auto request = context.getParams().getRequest();
-    auto outcome = context.getResults().initOutcome();
-    auto done = [&](std::string_view target, std::optional<ErrorKind> error) {
-      state.metrics.requestDone(Method::Lookup, target, error, Clock::now() - start);
-    };
-    if (state.draining) {
-      fillOutcome(shuttingDown(), false, outcome);
-      done(metrics::NO_TARGET, ErrorKind::ShuttingDown);
-      return kj::READY_NOW;
-    }
-    auto keyBytes = request.getKey();
-    auto key = cache::keyFromBytes(
-        std::string_view(reinterpret_cast<const char*>(keyBytes.begin()), keyBytes.size()));
-    if (!key) {
-      toProto(Failure{ErrorKind::InvalidRequest,
-                      "lookup key is " + std::to_string(keyBytes.size()) +
-                          " bytes; a key is a 32-byte SHA-256 digest",
-                      {}},
-              outcome.initError());
-      done(metrics::NO_TARGET, ErrorKind::InvalidRequest);
-      return kj::READY_NOW;
-    }
-    ServeResult result = state.service.lookup(*key);
-    fillOutcome(result, request.getWantObject(), outcome);
-    auto* served = std::get_if<Served>(&result);
-    done(served != nullptr ? targetLabel(state.service, served->object->triple)
-                           : metrics::NO_TARGET,
-         errorOf(result));
-    return kj::READY_NOW;
+    return edge.respond<Served>(
+        Method::Lookup, metrics::NO_TARGET, start,
+        [this, context]() mutable -> kj::Promise<ServeResult> {
+          if (state.draining)
+            return ServeResult(shuttingDown());
+          auto keyBytes = context.getParams().getRequest().getKey();
+          auto key = cache::keyFromBytes(
+              std::string_view(reinterpret_cast<const char*>(keyBytes.begin()), keyBytes.size()));
+          if (!key)
+            return ServeResult(Failure{ErrorKind::InvalidRequest,
+                                       "lookup key is " + std::to_string(keyBytes.size()) +
+                                           " bytes; a key is a 32-byte SHA-256 digest",
+                                       {}});
+          return state.service.lookup(*key);
+        },
+        [this, context](Served& served) mutable {
+          toProto(served, context.getParams().getRequest().getWantObject(),
+                  context.getResults().initOutcome().initOk());
+          // Known only now: a lookup names no target, the object it finds does.
+          return targetLabel(state.service, served.object->triple);
+        },
+        errorSlotOf(context));
   }
 
   kj::Promise<void> load(LoadContext context) override {
@@ -115,24 +168,31 @@ public:
     std::string_view target =
         targetLabel(state.service,
                     context.getParams().getRequest().getCompile().getTarget().getTriple().cStr());
-    if (state.draining) {
-      toProto(shuttingDown(), context.getResults().initOutcome().initError());
-      state.metrics.requestDone(Method::Load, target, ErrorKind::ShuttingDown,
-                                Clock::now() - start);
-      return kj::READY_NOW;
-    }
-    state.requests.begin();
-    auto done = kj::defer([this]() { state.requests.end(); });
-    return serveLoad(*state.load, std::string(target), images, context)
-        .then([&metrics = state.metrics, target, start](std::optional<ErrorKind> error) {
-          metrics.requestDone(Method::Load, target, error, Clock::now() - start);
-        })
-        .attach(kj::mv(done));
+    return edge.respond<Done>(
+        Method::Load, target, start,
+        [this, context, target]() mutable -> kj::Promise<Outcome<Done>> {
+          if (state.draining)
+            return Outcome<Done>(shuttingDown());
+          state.requests.begin();
+          auto done = kj::defer([this]() { state.requests.end(); });
+          return serveLoad(*state.load, std::string(target), images, context).attach(kj::mv(done));
+        },
+        // serveLoad wrote the LoadedModule (its capability and image) into the results.
+        [target](Done&) { return target; }, errorSlotOf(context));
   }
 
   kj::Promise<void> stats(StatsContext context) override {
-    Clock::time_point start = Clock::now();
-    auto out = context.getResults().initStats();
+    return edge.respond<Done>(
+        Method::Stats, metrics::NO_TARGET, Clock::now(),
+        [this, context]() mutable -> kj::Promise<Outcome<Done>> {
+          writeStats(context.getResults().initStats());
+          return Outcome<Done>(Done{});
+        },
+        [](Done&) { return metrics::NO_TARGET; }, nullptr);
+  }
+
+private:
+  void writeStats(proto::ServerStats::Builder out) {
     auto c = state.service.cacheStats();
     auto cache = out.initCache();
     cache.setEntries(c.entries);
@@ -174,14 +234,11 @@ public:
     out.setUptimeMillis(std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::steady_clock::now() - state.started)
                             .count());
-    state.metrics.requestDone(Method::Stats, metrics::NO_TARGET, std::nullopt,
-                              Clock::now() - start);
-    return kj::READY_NOW;
   }
 
-private:
   DaemonState& state;
   std::string peer;
+  Edge edge{state, peer};
   /// What this connection loaded (shared by its sessions); images handed out keep it alive.
   std::shared_ptr<ClientImages> images;
 };
@@ -193,7 +250,17 @@ public:
   // handshakes do not buy a client more of rjitd's memory.
 
   kj::Promise<void> hello(HelloContext context) override {
-    Clock::time_point start = Clock::now();
+    return edge.respond<Done>(
+        Method::Hello, metrics::NO_TARGET, Clock::now(),
+        [this, context]() mutable -> kj::Promise<Outcome<Done>> {
+          answerHello(context);
+          return Outcome<Done>(Done{});
+        },
+        [](Done&) { return metrics::NO_TARGET; }, nullptr);
+  }
+
+private:
+  void answerHello(HelloContext& context) {
     auto client = context.getParams().getClient();
     if (client.getProtocolVersion() != proto::PROTOCOL_VERSION)
       log::warning(peer, " (", client.getClientName().cStr(), ") speaks protocol ",
@@ -219,14 +286,11 @@ public:
     server.setDefaultTriple(state.service.defaultTriple());
     server.initLimits().setMaxModuleBytes(state.service.config().maxModuleBytes);
     results.setSession(kj::heap<SessionImpl>(state, peer, images));
-    state.metrics.requestDone(Method::Hello, metrics::NO_TARGET, std::nullopt,
-                              Clock::now() - start);
-    return kj::READY_NOW;
   }
 
-private:
   DaemonState& state;
   std::string peer;
+  Edge edge{state, peer};
   std::shared_ptr<ClientImages> images = newClientImages();
 };
 

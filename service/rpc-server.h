@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <kj/async.h>
 #include <rjit.capnp.h>
 #include <string>
@@ -43,6 +44,11 @@ struct DaemonState {
   LoadEnvironment* load = nullptr;
   bool draining = false;  ///< SIGTERM seen: new requests are refused with shuttingDown
   RequestTracker requests;
+  /// Test seam, empty in rjitd (main never sets it and nothing a client sends reaches it):
+  /// called as each method of Rjitd and Session starts, inside the RPC edge, so that a test can
+  /// raise a fault there (test/unit/rpc-server-test.cpp). An exception it throws is what any
+  /// fault inside rjitd looks like to the edge.
+  std::function<void(metrics::Method)> faultForTest;
 };
 
 /// The bootstrap capability served on one connection. `peer` describes the client for logs.

@@ -27,22 +27,29 @@ std::vector<std::string> resolveKnown(const KnownSymbols& known, Resolution& r,
   return rest;
 }
 
-kj::Promise<void> askClient(proto::SymbolResolver::Client& resolver, std::vector<std::string> names,
-                            std::shared_ptr<Resolution> r, ClientSymbols& client, kj::Timer& timer,
-                            QuestionLimits limits) {
+kj::Promise<Outcome<Done>> askClient(proto::SymbolResolver::Client& resolver,
+                                     std::vector<std::string> names, std::shared_ptr<Resolution> r,
+                                     ClientSymbols& client, kj::Timer& timer,
+                                     QuestionLimits limits) {
   if (names.empty())
-    return kj::READY_NOW;
+    return Outcome<Done>(Done{});
   auto request = resolver.resolveRequest();
   auto list = request.initNames(names.size());
   for (size_t i = 0; i < names.size(); ++i)
     list.set(i, names[i]);
-  auto answer =
-      request.send().then([&client, r, limits, names = kj::mv(names)](
-                              capnp::Response<proto::SymbolResolver::ResolveResults>&& response) {
+  // The error handler sees only the call's own failure (what the client or the connection
+  // did); an exception from recording the answer is rjitd's and passes on as one.
+  auto answer = request.send().then(
+      [&client, r, limits, names = kj::mv(names)](
+          capnp::Response<proto::SymbolResolver::ResolveResults>&& response) -> Outcome<Done> {
         auto addresses = response.getAddresses();
         auto stable = response.getStable();
-        KJ_REQUIRE(addresses.size() == names.size(),
-                   "the client's symbol resolver answered with the wrong number of addresses");
+        if (addresses.size() != names.size())
+          return Failure{ErrorKind::InvalidRequest,
+                         "the client's symbol resolver answered " +
+                             std::to_string(addresses.size()) + " addresses for " +
+                             std::to_string(names.size()) + " names",
+                         {}};
         bool withStable = stable.size() == names.size();
         for (size_t i = 0; i < names.size(); ++i) {
           r->asked.insert(names[i]);
@@ -53,12 +60,26 @@ kj::Promise<void> askClient(proto::SymbolResolver::Client& resolver, std::vector
             client.rememberProcessSymbol(names[i], addresses[i], limits.maxRememberedSymbols,
                                          limits.maxRememberedSymbolBytes);
         }
+        return Done{};
+      },
+      [](kj::Exception&& e) -> Outcome<Done> {
+        // The client is gone: nobody to answer, the RPC edge drops the request.
+        if (e.getType() == kj::Exception::Type::DISCONNECTED)
+          kj::throwFatalException(kj::mv(e));
+        // The client's resolver threw: its answer is wrong, like a wrong count.
+        return Failure{ErrorKind::InvalidRequest,
+                       std::string("the client's symbol resolver failed: ") +
+                           e.getDescription().cStr(),
+                       {}};
       });
   // A client that never answers must not hold its load (and rjitd's drain) forever.
   auto deadline = timer.afterDelay(limits.timeout.count() * kj::MILLISECONDS)
-                      .then([timeout = limits.timeout]() {
-                        KJ_FAIL_REQUIRE("no answer within the time limit",
-                                        std::to_string(timeout.count()) + " ms");
+                      .then([timeout = limits.timeout]() -> Outcome<Done> {
+                        return Failure{ErrorKind::LinkFailed,
+                                       "the client did not answer rjitd's question for the "
+                                       "addresses of its symbols within " +
+                                           std::to_string(timeout.count()) + " ms",
+                                       {}};
                       });
   return answer.exclusiveJoin(kj::mv(deadline));
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "client-symbols.h"
+#include "outcome.h"
 
 #include <chrono>
 #include <cstdint>
@@ -47,11 +48,15 @@ struct QuestionLimits {
 };
 
 /// Asks the client's `resolver` for `names` (none: resolves at once) and records its answers in
-/// `r`, and the stable ones in `client` within `limits`. Rejects (FAILED) when the client
-/// answers with the wrong number of addresses, does not answer within the timeout, or the call
-/// fails. `client` and `timer` outlive the promise.
-kj::Promise<void> askClient(proto::SymbolResolver::Client& resolver, std::vector<std::string> names,
-                            std::shared_ptr<Resolution> r, ClientSymbols& client, kj::Timer& timer,
-                            QuestionLimits limits);
+/// `r`, and the stable ones in `client` within `limits`. The client's faults are Failures: an
+/// InvalidRequest when it answers with the wrong number of addresses or its resolver fails, a
+/// LinkFailed when it does not answer within the timeout (the link cannot go on without its
+/// imports; nothing in the request was malformed). Rejects with DISCONNECTED when the client is
+/// gone (nobody to answer), and with any other exception only for a fault inside rjitd.
+/// `client` and `timer` outlive the promise.
+kj::Promise<Outcome<Done>> askClient(proto::SymbolResolver::Client& resolver,
+                                     std::vector<std::string> names, std::shared_ptr<Resolution> r,
+                                     ClientSymbols& client, kj::Timer& timer,
+                                     QuestionLimits limits);
 
 }  // namespace rjitd::service

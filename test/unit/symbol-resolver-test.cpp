@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <kj/async.h>
+#include <kj/debug.h>
 #include <kj/timer.h>
 #include <map>
 
@@ -54,23 +55,31 @@ TEST(ResolveKnownTest, NamesResolvedOrAskedAlreadyAreNotReturned) {
               ElementsAre("new"));
 }
 
-/// The client's side: answers from a table, or not at all, or with a wrong count.
+/// How the fake client answers.
+enum class Behaviour { Answer, Silent, WrongCount, Fail, Gone };
+
+/// The client's side: answers from a table, or not at all, or with a wrong count, or fails
+/// (its resolver throws), or is gone (the call fails with DISCONNECTED).
 class FakeResolver final : public proto::SymbolResolver::Server {
 public:
   struct Answer {
     uint64_t address;
     bool stable;
   };
-  FakeResolver(std::map<std::string, Answer> answers, int& calls, bool silent = false,
-               bool wrongCount = false)
-      : answers(std::move(answers)), calls(calls), silent(silent), wrongCount(wrongCount) {}
+  FakeResolver(std::map<std::string, Answer> answers, int& calls, Behaviour behaviour)
+      : answers(std::move(answers)), calls(calls), behaviour(behaviour) {}
 
   kj::Promise<void> resolve(ResolveContext context) override {
     ++calls;
-    if (silent)
-      return kj::NEVER_DONE;
+    switch (behaviour) {
+    case Behaviour::Silent: return kj::NEVER_DONE;
+    case Behaviour::Fail: KJ_FAIL_REQUIRE("the client's resolver has a bug");
+    case Behaviour::Gone: return KJ_EXCEPTION(DISCONNECTED, "the client went away");
+    case Behaviour::Answer:
+    case Behaviour::WrongCount: break;
+    }
     auto names = context.getParams().getNames();
-    size_t n = names.size() + (wrongCount ? 1 : 0);
+    size_t n = names.size() + (behaviour == Behaviour::WrongCount ? 1 : 0);
     auto addresses = context.getResults().initAddresses(n);
     auto stable = context.getResults().initStable(n);
     for (size_t i = 0; i < names.size(); ++i) {
@@ -84,7 +93,7 @@ public:
 private:
   std::map<std::string, Answer> answers;
   int& calls;
-  bool silent, wrongCount;
+  Behaviour behaviour;
 };
 
 class AskClientTest : public ::testing::Test {
@@ -102,16 +111,24 @@ protected:
   QuestionLimits limits{std::chrono::milliseconds(1000), 2, 100};
 
   proto::SymbolResolver::Client resolver(std::map<std::string, FakeResolver::Answer> answers,
-                                         bool silent = false, bool wrongCount = false) {
-    return kj::heap<FakeResolver>(std::move(answers), calls, silent, wrongCount);
+                                         Behaviour behaviour = Behaviour::Answer) {
+    return kj::heap<FakeResolver>(std::move(answers), calls, behaviour);
+  }
+
+  /// The kind of the Failure `promise` resolves to (it must resolve to one).
+  ErrorKind failure(kj::Promise<Outcome<Done>> promise) {
+    Outcome<Done> outcome = promise.wait(env->waitScope);
+    const Failure* f = failureOf(outcome);
+    EXPECT_NE(f, nullptr) << "expected a failure";
+    return f != nullptr ? f->kind : ErrorKind::Internal;
   }
 
   /// The kind of the exception `promise` rejects with (it must reject).
-  kj::Exception::Type rejection(kj::Promise<void> promise) {
+  kj::Exception::Type rejection(kj::Promise<Outcome<Done>> promise) {
     kj::Exception::Type type = kj::Exception::Type::UNIMPLEMENTED;
     bool rejected = false;
     promise
-        .then([]() {},
+        .then([](Outcome<Done>&&) {},
               [&](kj::Exception&& e) {
                 rejected = true;
                 type = e.getType();
@@ -126,7 +143,9 @@ TEST_F(AskClientTest, AnswersAreRecordedAndStableOnesRememberedWithinTheLimits) 
   auto r = std::make_shared<Resolution>();
   auto cap = resolver(
       {{"a", {0x100, true}}, {"b", {0x200, false}}, {"c", {0x300, true}}, {"d", {0x400, true}}});
-  askClient(cap, {"a", "b", "c", "d", "zero"}, r, client, env->timer, limits).wait(env->waitScope);
+  auto outcome = askClient(cap, {"a", "b", "c", "d", "zero"}, r, client, env->timer, limits)
+                     .wait(env->waitScope);
+  EXPECT_EQ(failureOf(outcome), nullptr);
   EXPECT_EQ(calls, 1);
   EXPECT_THAT(r->addresses, UnorderedElementsAre(Pair("a", 0x100), Pair("b", 0x200),
                                                  Pair("c", 0x300), Pair("d", 0x400)));
@@ -140,22 +159,37 @@ TEST_F(AskClientTest, AnswersAreRecordedAndStableOnesRememberedWithinTheLimits) 
 TEST_F(AskClientTest, NoNamesNoQuestion) {
   auto r = std::make_shared<Resolution>();
   auto cap = resolver({});
-  askClient(cap, {}, r, client, env->timer, limits).wait(env->waitScope);
+  auto outcome = askClient(cap, {}, r, client, env->timer, limits).wait(env->waitScope);
+  EXPECT_EQ(failureOf(outcome), nullptr);
   EXPECT_EQ(calls, 0);
 }
 
-TEST_F(AskClientTest, AWrongNumberOfAddressesIsRefused) {
+TEST_F(AskClientTest, AWrongNumberOfAddressesIsAnInvalidRequest) {
   auto r = std::make_shared<Resolution>();
-  auto cap = resolver({{"a", {0x100, true}}}, false, true);
-  EXPECT_EQ(rejection(askClient(cap, {"a"}, r, client, env->timer, limits)),
-            kj::Exception::Type::FAILED);
+  auto cap = resolver({{"a", {0x100, true}}}, Behaviour::WrongCount);
+  EXPECT_EQ(failure(askClient(cap, {"a"}, r, client, env->timer, limits)),
+            ErrorKind::InvalidRequest);
   EXPECT_TRUE(r->addresses.empty());
   EXPECT_FALSE(client.processSymbol("a"));
 }
 
-TEST_F(AskClientTest, AClientThatNeverAnswersTimesOut) {
+TEST_F(AskClientTest, AResolverThatFailsIsAnInvalidRequest) {
   auto r = std::make_shared<Resolution>();
-  auto cap = resolver({}, true);
+  auto cap = resolver({}, Behaviour::Fail);
+  EXPECT_EQ(failure(askClient(cap, {"a"}, r, client, env->timer, limits)),
+            ErrorKind::InvalidRequest);
+}
+
+TEST_F(AskClientTest, AClientGoneRejectsWithDisconnected) {
+  auto r = std::make_shared<Resolution>();
+  auto cap = resolver({}, Behaviour::Gone);
+  EXPECT_EQ(rejection(askClient(cap, {"a"}, r, client, env->timer, limits)),
+            kj::Exception::Type::DISCONNECTED);
+}
+
+TEST_F(AskClientTest, AClientThatNeverAnswersFailsTheLinkAtTheTimeout) {
+  auto r = std::make_shared<Resolution>();
+  auto cap = resolver({}, Behaviour::Silent);
   auto promise = askClient(cap, {"a"}, r, client, env->timer, limits).fork();
   auto waiting = promise.addBranch();
   EXPECT_FALSE(waiting.poll(env->waitScope));
@@ -163,7 +197,7 @@ TEST_F(AskClientTest, AClientThatNeverAnswersTimesOut) {
   env->timer.advanceTo(env->timer.now() + 999 * kj::MILLISECONDS);
   EXPECT_FALSE(waiting.poll(env->waitScope)) << "still within the time limit";
   env->timer.advanceTo(env->timer.now() + 1 * kj::MILLISECONDS);
-  EXPECT_EQ(rejection(kj::mv(waiting)), kj::Exception::Type::FAILED);
+  EXPECT_EQ(failure(kj::mv(waiting)), ErrorKind::LinkFailed);
 }
 
 }  // namespace
