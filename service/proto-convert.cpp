@@ -1,34 +1,16 @@
 // SPDX-License-Identifier: MIT
 #include "proto-convert.h"
 
-#include "error-kinds.h"
+#include "wire-enums.h"
 
 namespace rjitd::service {
 
 namespace {
 
-proto::Diagnostic::Severity toProto(Diagnostic::Severity s) {
-  switch (s) {
-  case Diagnostic::Severity::Error: return proto::Diagnostic::Severity::ERROR;
-  case Diagnostic::Severity::Warning: return proto::Diagnostic::Severity::WARNING;
-  case Diagnostic::Severity::Note: return proto::Diagnostic::Severity::NOTE;
-  }
-  return proto::Diagnostic::Severity::ERROR;
-}
-
-Diagnostic::Severity fromProto(proto::Diagnostic::Severity s) {
-  switch (s) {
-  case proto::Diagnostic::Severity::ERROR: return Diagnostic::Severity::Error;
-  case proto::Diagnostic::Severity::WARNING: return Diagnostic::Severity::Warning;
-  case proto::Diagnostic::Severity::NOTE: return Diagnostic::Severity::Note;
-  }
-  return Diagnostic::Severity::Error;
-}
-
 void toProto(const std::vector<Diagnostic>& in, capnp::List<proto::Diagnostic>::Builder out) {
   for (size_t i = 0; i < in.size(); ++i) {
     auto d = out[i];
-    d.setSeverity(toProto(in[i].severity));
+    d.setSeverity(toWireSeverity(in[i].severity));
     d.setMessage(in[i].message);
     d.setLine(in[i].line);
     d.setColumn(in[i].column);
@@ -39,31 +21,13 @@ std::vector<Diagnostic> fromProto(capnp::List<proto::Diagnostic>::Reader in) {
   std::vector<Diagnostic> out;
   out.reserve(in.size());
   for (auto d : in)
-    out.push_back({fromProto(d.getSeverity()), d.getMessage(), d.getLine(), d.getColumn()});
+    out.push_back({fromWireSeverity(d.getSeverity()), d.getMessage(), d.getLine(), d.getColumn()});
   return out;
-}
-
-proto::Symbol::Kind toProto(ObjectSymbol::Kind k) {
-  switch (k) {
-  case ObjectSymbol::Kind::Function: return proto::Symbol::Kind::FUNCTION;
-  case ObjectSymbol::Kind::Data: return proto::Symbol::Kind::DATA;
-  case ObjectSymbol::Kind::Other: return proto::Symbol::Kind::OTHER;
-  }
-  return proto::Symbol::Kind::OTHER;
-}
-
-ObjectSymbol::Kind fromProto(proto::Symbol::Kind k) {
-  switch (k) {
-  case proto::Symbol::Kind::FUNCTION: return ObjectSymbol::Kind::Function;
-  case proto::Symbol::Kind::DATA: return ObjectSymbol::Kind::Data;
-  case proto::Symbol::Kind::OTHER: return ObjectSymbol::Kind::Other;
-  }
-  return ObjectSymbol::Kind::Other;
 }
 
 }  // namespace
 
-// The kinds are mapped by the one table the client uses too (ipc/error-kinds.h).
+// The kinds are mapped by the one table the client uses too (ipc/wire-enums.h).
 proto::Error::Kind toProto(ErrorKind kind) {
   return toWireKind(kind);
 }
@@ -113,7 +77,7 @@ void toProto(const CompiledObject& obj, bool withObject, proto::CompiledObject::
   auto defines = out.initDefines(obj.defines.size());
   for (size_t i = 0; i < obj.defines.size(); ++i) {
     defines[i].setName(obj.defines[i].name);
-    defines[i].setKind(toProto(obj.defines[i].kind));
+    defines[i].setKind(toWireSymbolKind(obj.defines[i].kind));
     defines[i].setSignature(obj.defines[i].signature);
   }
   auto needs = out.initNeeds(obj.needs.size());
@@ -129,7 +93,7 @@ CompiledObject fromProto(proto::CompiledObject::Reader in) {
   auto bytes = in.getObject();
   obj.object.assign(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
   for (auto s : in.getDefines())
-    obj.defines.push_back({s.getName(), fromProto(s.getKind()), s.getSignature()});
+    obj.defines.push_back({s.getName(), fromWireSymbolKind(s.getKind()), s.getSignature()});
   for (auto n : in.getNeeds())
     obj.needs.emplace_back(n);
   obj.diagnostics = fromProto(in.getDiagnostics());

@@ -52,6 +52,17 @@ RJIT_SAME_KIND(LinkFailed);
 RJIT_SAME_KIND(Load);
 #undef RJIT_SAME_KIND
 
+// Severities and symbol kinds too: the wire tables (ipc/wire-enums.h) map the shared ones.
+#define RJIT_SAME_ENUM(type, shared, value)                                                        \
+  static_assert(static_cast<int>(type::value) == static_cast<int>(shared::value), #value)
+RJIT_SAME_ENUM(Diagnostic::Severity, rjitd::Diagnostic::Severity, Error);
+RJIT_SAME_ENUM(Diagnostic::Severity, rjitd::Diagnostic::Severity, Warning);
+RJIT_SAME_ENUM(Diagnostic::Severity, rjitd::Diagnostic::Severity, Note);
+RJIT_SAME_ENUM(Symbol::Kind, rjitd::ObjectSymbol::Kind, Function);
+RJIT_SAME_ENUM(Symbol::Kind, rjitd::ObjectSymbol::Kind, Data);
+RJIT_SAME_ENUM(Symbol::Kind, rjitd::ObjectSymbol::Kind, Other);
+#undef RJIT_SAME_ENUM
+
 /// The public kind of a shared one.
 constexpr ErrorKind toPublicKind(rjitd::ErrorKind kind) {
   return static_cast<ErrorKind>(kind);

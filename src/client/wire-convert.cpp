@@ -3,7 +3,7 @@
 #include "wire-convert.h"
 
 #include "cache-key.h"
-#include "error-kinds.h"
+#include "wire-enums.h"
 
 namespace rjit::detail {
 
@@ -21,22 +21,14 @@ std::string where(std::string_view endpoint) {
   return endpoint.empty() ? std::string("rjitd") : "rjitd at " + std::string(endpoint);
 }
 
+// The public severities and symbol kinds are the shared ones by number (asserted in result.h),
+// so the wire tables of ipc/wire-enums.h serve the client too.
 Diagnostic::Severity toSeverity(proto::Diagnostic::Severity severity) {
-  switch (severity) {
-  case proto::Diagnostic::Severity::ERROR: return Diagnostic::Severity::Error;
-  case proto::Diagnostic::Severity::WARNING: return Diagnostic::Severity::Warning;
-  case proto::Diagnostic::Severity::NOTE: return Diagnostic::Severity::Note;
-  }
-  return Diagnostic::Severity::Note;
+  return static_cast<Diagnostic::Severity>(rjitd::fromWireSeverity(severity));
 }
 
 Symbol::Kind toSymbolKind(proto::Symbol::Kind kind) {
-  switch (kind) {
-  case proto::Symbol::Kind::FUNCTION: return Symbol::Kind::Function;
-  case proto::Symbol::Kind::DATA: return Symbol::Kind::Data;
-  case proto::Symbol::Kind::OTHER: return Symbol::Kind::Other;
-  }
-  return Symbol::Kind::Other;
+  return static_cast<Symbol::Kind>(rjitd::fromWireSymbolKind(kind));
 }
 
 std::vector<Diagnostic> toDiagnostics(capnp::List<proto::Diagnostic>::Reader list) {

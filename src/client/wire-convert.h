@@ -36,7 +36,7 @@ ServerStats toServerStats(proto::ServerStats::Reader stats);
 void toProto(const CompileRequest& request, const rjitd::TargetName& target, bool withModule,
              proto::CompileRequest::Builder out);
 
-/// The server's error: its kind (through the one wire table, ipc/error-kinds.h), message and
+/// The server's error: its kind (through the one wire table, ipc/wire-enums.h), message and
 /// diagnostics.
 Error toError(proto::Error::Reader error);
 

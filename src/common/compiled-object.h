@@ -10,7 +10,7 @@
 namespace rjitd {
 
 /// Why a request failed: the one kind enum of daemon and client. The kinds the wire carries
-/// are mapped to `proto::Error::Kind` by the one table in ipc/error-kinds.h; Connection,
+/// are mapped to `proto::Error::Kind` by the one table in ipc/wire-enums.h; Connection,
 /// Timeout, Configuration and Load arise only in the client and have no wire code. The
 /// numbering is the public `rjit::ErrorKind`'s (src/client/include/remotejit/client.h), which
 /// the client maps to this one by a cast its static_asserts check: append new kinds to both.

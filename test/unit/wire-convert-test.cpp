@@ -3,7 +3,7 @@
 // same kind, through the shared wire table and the public cast.
 #include "wire-convert.h"
 
-#include "error-kinds.h"
+#include "wire-enums.h"
 
 #include <capnp/message.h>
 #include <gtest/gtest.h>

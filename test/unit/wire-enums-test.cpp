@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
-// Tests for ipc/error-kinds.h: the one table between the wire's error kinds and the shared kind
-// enum covers every wire kind, once, both ways.
-#include "error-kinds.h"
+// Tests for ipc/wire-enums.h: each table between a wire enum and its shared twin covers every
+// wire enumerant, once, both ways.
+#include "wire-enums.h"
 
 #include <capnp/schema.h>
 #include <gtest/gtest.h>
@@ -45,6 +45,33 @@ TEST(ErrorKindsTest, ClientOnlyKindsTravelAsInternal) {
 TEST(ErrorKindsTest, UnknownWireKindIsInternal) {
   // What a newer peer's added kind looks like to this build.
   EXPECT_EQ(fromWireKind(static_cast<proto::Error::Kind>(200)), ErrorKind::Internal);
+}
+
+/// Every enumerant of wire enum `Wire` appears in `table` exactly once, and round-trips.
+template <typename Wire, typename Table, typename To, typename From>
+void expectCoversEveryEnumerant(const Table& table, To to, From from) {
+  capnp::EnumSchema schema = capnp::Schema::from<Wire>();
+  ASSERT_EQ(schema.getEnumerants().size(), std::size(table));
+  for (capnp::EnumSchema::Enumerant e : schema.getEnumerants()) {
+    auto wire = static_cast<Wire>(e.getOrdinal());
+    EXPECT_EQ(to(from(wire)), wire) << e.getProto().getName().cStr();
+  }
+}
+
+TEST(WireEnumsTest, SeveritiesCoverEveryWireSeverity) {
+  expectCoversEveryEnumerant<proto::Diagnostic::Severity>(WIRE_SEVERITIES, toWireSeverity,
+                                                          fromWireSeverity);
+  EXPECT_EQ(fromWireSeverity(proto::Diagnostic::Severity::WARNING), Diagnostic::Severity::Warning);
+  // A severity a newer peer added reads as a note, never as an error.
+  EXPECT_EQ(fromWireSeverity(static_cast<proto::Diagnostic::Severity>(200)),
+            Diagnostic::Severity::Note);
+}
+
+TEST(WireEnumsTest, SymbolKindsCoverEveryWireKind) {
+  expectCoversEveryEnumerant<proto::Symbol::Kind>(WIRE_SYMBOL_KINDS, toWireSymbolKind,
+                                                  fromWireSymbolKind);
+  EXPECT_EQ(fromWireSymbolKind(proto::Symbol::Kind::DATA), ObjectSymbol::Kind::Data);
+  EXPECT_EQ(fromWireSymbolKind(static_cast<proto::Symbol::Kind>(200)), ObjectSymbol::Kind::Other);
 }
 
 }  // namespace
