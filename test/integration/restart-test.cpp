@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Restarts without failed requests: the harness holds rjitd's listening socket as systemd does
 // for rjitd.socket and restarts rjitd several times under a bounded load of clients; every
-// request succeeds with a valid object, including those that arrive while no rjitd runs.
+// request succeeds with a valid object, including those that arrive while no rjitd runs and
+// one that is held in flight (at rjitd's test-only compile gate) when SIGTERM arrives.
 #include <elf.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -314,8 +315,9 @@ TEST(RestartTest, RequestsDuringRestartsAllSucceed) {
     ExitStatus status = daemon->stop();
     EXPECT_TRUE(status.exitedWith(0)) << "rjitd after SIGTERM: " << status.describe();
 
-    // A request made while no rjitd runs: its connection waits in the held socket's queue
-    // (as do the load's), and the next rjitd answers it.
+    // A connection made while no rjitd runs waits in the held socket's queue (as do the
+    // load's); the next rjitd accepts it and answers the request sent on it. connectQueued()
+    // returns once it is queued, so it certainly predates the next rjitd.
     Module late{"late.ll", tinyModule(), 1, "answer"};
     UniqueFd queued = connectQueued(daemon->socketPath());
     ASSERT_TRUE(queued);
