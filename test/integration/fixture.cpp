@@ -130,22 +130,6 @@ ScopedEnv::~ScopedEnv() {
     ::unsetenv(name_.c_str());
 }
 
-bool waitCompileInFlight(Client& observer, std::future<CompiledObject>& future) {
-  auto deadline = std::chrono::steady_clock::now() + SAFETY_BOUND;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (observer.stats().compilesInFlight >= 1)
-      return true;
-    // Paces the polling; returning early is the event that ends the wait.
-    if (future.wait_for(std::chrono::milliseconds(20)) == std::future_status::ready) {
-      ADD_FAILURE() << "the compile finished before it was seen in flight (make the module "
-                       "slower to compile)";
-      return false;
-    }
-  }
-  ADD_FAILURE() << "no compile in flight within the safety bound";
-  return false;
-}
-
 CommandResult runNative(const TempDir& dir, std::string_view program) {
   std::string exe = dir.file("native-" + std::string(program));
   auto build = runCommand(dir, {cc(), dataPath(std::string(program) + ".c"), "-o", exe, "-lm"});

@@ -35,8 +35,8 @@ std::string withNonce(std::string_view ir);
 /// A small valid module defining `i32 @answer()`, unique per call.
 std::string tinyModule();
 /// Target-neutral textual IR with `functions` looping, mutually calling functions: about 2 KB
-/// per function, and slow to optimize at -O2 (≈4 s for 250 functions here), so a test can
-/// observe a compile in flight. Unique per call.
+/// per function, with work for the optimizer at -O2. Unique per call (a nonce), so it is new to
+/// every cache.
 std::string generatedModule(unsigned functions);
 
 /// ELF e_machine (EM_X86_64, EM_AARCH64 from <elf.h>) of a 64-bit little-endian relocatable
@@ -56,11 +56,6 @@ private:
   std::string name_;
   std::optional<std::string> old_;
 };
-
-/// Waits until `future` is ready or, failing that, until rjitd reports a compile in flight
-/// (polling `observer`'s stats between short waits on the future). True once in flight; false
-/// (and a recorded failure) if the compile finished first or the safety bound passed.
-bool waitCompileInFlight(Client& observer, std::future<CompiledObject>& future);
 
 /// The rjit::Error that `call` throws; nullopt, with a recorded failure, when it returns.
 template <typename Call> std::optional<Error> catchError(Call&& call) {

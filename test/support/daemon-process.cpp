@@ -249,23 +249,6 @@ bool DaemonProcess::startAgain() {
   return launch();
 }
 
-size_t DaemonProcess::queuedConnections() const {
-  // A connection waiting for accept() is the listener's embryo socket: it carries the
-  // listener's path, no flags, and state 02 (SS_CONNECTING); once accepted it turns 03.
-  std::ifstream in("/proc/net/unix");
-  std::string line;
-  std::getline(in, line);  // header
-  size_t queued = 0;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string num, refCount, protocol, flags, type, state, inode, socketPath;
-    fields >> num >> refCount >> protocol >> flags >> type >> state >> inode >> socketPath;
-    if (socketPath == socketPath_ && flags == "00000000" && state == "02")
-      ++queued;
-  }
-  return queued;
-}
-
 std::string DaemonProcess::tcpEndpoint() const {
   return options_.tcpPort != 0 ? "tcp:127.0.0.1:" + std::to_string(options_.tcpPort)
                                : std::string();

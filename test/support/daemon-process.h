@@ -135,9 +135,6 @@ public:
   /// in the same file) and returns once it has sent READY=1. Records a failure and returns
   /// false when it cannot start or never becomes ready.
   bool startAgain();
-  /// Connections made to the Unix socket that no rjitd has accepted yet: they wait in the
-  /// listening socket's queue (from /proc/net/unix, where they show as connecting).
-  size_t queuedConnections() const;
   bool running() const { return !child_->status().has_value(); }
 
 private:
