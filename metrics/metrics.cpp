@@ -264,8 +264,8 @@ struct Metrics::Impl {
   Counter& workerRestarts =
       prometheus::BuildCounter()
           .Name("rjitd_compile_worker_restarts_total")
-          .Help("Compile worker processes replaced after a crash, an LLVM fatal error or an "
-                "overrun of --compile-timeout")
+          .Help("Compile worker processes replaced after a crash, an LLVM fatal error, an "
+                "overrun of --compile-timeout or a death from outside (killed while idle or busy)")
           .Register(*registry)
           .Add({});
   Family<Counter>& errors =

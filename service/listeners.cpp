@@ -20,7 +20,9 @@ namespace rjitd::service {
 
 namespace {
 
-// File descriptors a client may attach to one message (later: memfds of linked code).
+// File descriptors rjitd accepts from a client in one message (Cap'n Proto limits incoming
+// messages only). Clients send none; the memfds of loaded images go the other way. Small, so
+// that a client cannot fill rjitd's descriptor table.
 constexpr uint kMaxFdsPerMessage = 4;
 
 // Waits between failed accepts: short at first (a burst of aborted connections), doubling up

@@ -4,7 +4,6 @@
 // SIGTERM/SIGINT, then drains.
 #include "cache-key.h"
 #include "compile-backend.h"
-#include "worker-pool.h"
 #include "compile-service.h"
 #include "compiler.h"
 #include "endpoint.h"
@@ -15,6 +14,7 @@
 #include "object-cache.h"
 #include "rjitd-config.h"
 #include "rpc-server.h"
+#include "worker-pool.h"
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
@@ -237,7 +237,9 @@ int main(int argc, char** argv) {
   app.add_option("--max-client-memory", opt.maxClientMemory,
                  "shared memory the modules one client has loaded may hold, in bytes")
       ->capture_default_str();
-  app.add_option("--jobs", opt.jobs, "compile worker threads (default: number of CPUs)");
+  app.add_option("--jobs", opt.jobs,
+                 "compiles that run at once, each in a compile worker process (default: number "
+                 "of CPUs)");
   app.add_option("--compile-timeout", opt.compileTimeoutSeconds,
                  "longest a single compile may take, in seconds")
       ->capture_default_str();
