@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "compiled-object.h"
+#include "outcome.h"
 #include "targets.h"
 
 namespace rjitd::compiler {
@@ -26,8 +27,8 @@ struct CompileOptions {
   std::string moduleName;  ///< used in diagnostics only
 };
 
-/// Either the object or why it could not be built.
-using CompileResult = std::variant<CompiledObject, Failure>;
+/// Either the object or why it could not be built: the daemon's one result shape.
+using CompileResult = Outcome<CompiledObject>;
 
 /// Initializes the LLVM targets once (thread-safe) and returns the targets this build serves,
 /// in the order of rjitd::knownTargets().
