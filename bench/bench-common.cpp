@@ -202,7 +202,7 @@ void RunConditions::toJson(json& out) const {
 // --- child processes -------------------------------------------------------------------------
 
 std::vector<std::string> childEnvironment(const std::vector<std::string>& extra) {
-  std::vector<std::string> env = rjit::process::environmentWith(
+  std::vector<std::string> env = rjitd::process::environmentWith(
       {}, {"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET"});
   env.insert(env.end(), extra.begin(), extra.end());
   return env;
@@ -221,13 +221,13 @@ Daemon::Daemon(const fs::path& binary) {
   socket_ = (dir_ / "rjitd.sock").string();
   log_ = dir_ / "rjitd.log";
 
-  rjit::process::SpawnOptions options;
+  rjitd::process::SpawnOptions options;
   options.argv = {binary.string(), "--listen", "unix:" + socket_, "--jobs", "1",
                   "--log-level",   "warning"};
   options.env = childEnvironment();
   options.stdoutPath = log_.string();
   options.stderrPath = log_.string();
-  child_ = rjit::process::Subprocess::spawn(options);
+  child_ = rjitd::process::Subprocess::spawn(options);
 }
 
 Daemon::~Daemon() {
@@ -250,7 +250,7 @@ std::string Daemon::stop() {
   if (pid() <= 0)
     return "not running";
   bool killed = false;
-  rjit::process::ExitStatus status = child_->terminate(std::chrono::seconds(10), &killed);
+  rjitd::process::ExitStatus status = child_->terminate(std::chrono::seconds(10), &killed);
   if (killed) {
     keepDir_ = true;
     return "did not exit within 10 s of SIGTERM; killed (log kept in " + log_.string() + ")";

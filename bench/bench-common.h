@@ -148,7 +148,7 @@ private:
   std::filesystem::path dir_, log_;
   std::string socket_;
   bool keepDir_ = false;
-  std::unique_ptr<rjit::process::Subprocess> child_;
+  std::unique_ptr<rjitd::process::Subprocess> child_;
 };
 
 /// The rjitd a bench run uses: `server` when given, else one it starts in `daemon` from

@@ -104,8 +104,7 @@ Compiled compile(std::string_view text, const LljitOptions& options) {
   out.times.parseMs = msSince(parseStart);
 
   auto optStart = Clock::now();
-  rjitd::compiler::applyOptnonePolicy(*module, options.optLevel);
-  rjitd::compiler::optimize(*module, *machine, options.optLevel);
+  rjitd::compiler::prepareAndOptimize(*module, *machine, options.optLevel);
   out.times.optMs = msSince(optStart);
 
   auto lookupStart = Clock::now();

@@ -4,6 +4,7 @@
 #include "log.h"
 
 #include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <kj/debug.h>
 #include <kj/io.h>

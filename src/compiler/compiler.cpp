@@ -241,47 +241,6 @@ llvm::Error verify(llvm::Module& module, const std::string& name, DiagnosticSink
   return llvm::Error::success();
 }
 
-/// `c` with every undef and poison part replaced by zeros; `c` itself when it has none.
-llvm::Constant* zeroUndefParts(llvm::Constant* c) {
-  if (llvm::isa<llvm::UndefValue>(c))  // poison too
-    return llvm::Constant::getNullValue(c->getType());
-  auto* aggregate = llvm::dyn_cast<llvm::ConstantAggregate>(c);
-  if (aggregate == nullptr)
-    return c;  // scalars, strings (ConstantData*), expressions: nothing undef to refine
-  std::vector<llvm::Constant*> parts;
-  bool changed = false;
-  for (llvm::Use& use : aggregate->operands()) {
-    auto* part = llvm::cast<llvm::Constant>(use.get());
-    parts.push_back(zeroUndefParts(part));
-    changed = changed || parts.back() != part;
-  }
-  if (!changed)
-    return c;
-  if (auto* structType = llvm::dyn_cast<llvm::StructType>(c->getType()))
-    return llvm::ConstantStruct::get(structType, parts);
-  if (auto* arrayType = llvm::dyn_cast<llvm::ArrayType>(c->getType()))
-    return llvm::ConstantArray::get(arrayType, parts);
-  return llvm::ConstantVector::get(parts);
-}
-
-/// clang 19 initialises a union with `= {}` (or `= {0}`) from a constant whose bytes past the
-/// first member are undef: `{ i32 0, [12 x i8] undef }` for `union { int i, j[4]; }`, copied
-/// into locals with memcpy. The optimizer may fold a read of those bytes to any value, and
-/// does: `t.j[1]` becomes garbage, and a branch or an index on it a crash. The object file
-/// stores undef bytes as zeros, so that -O0, lli and GCC-built programs read zeros (C23 and
-/// GCC zero the whole union). Zero them before optimizing, so that every level reads what
-/// the object file holds; choosing a value for undef is always a correct refinement.
-void zeroUndefInInitializers(llvm::Module& module) {
-  for (llvm::GlobalVariable& global : module.globals()) {
-    if (!global.hasInitializer())
-      continue;
-    llvm::Constant* initializer = global.getInitializer();
-    llvm::Constant* zeroed = zeroUndefParts(initializer);
-    if (zeroed != initializer)
-      global.setInitializer(zeroed);
-  }
-}
-
 // --- optimization and code generation ------------------------------------------------------
 
 llvm::Expected<std::string> emitObject(llvm::Module& module, llvm::TargetMachine& machine) {
@@ -429,9 +388,7 @@ llvm::Expected<CompiledObject> compileModule(std::string_view bytes, const Compi
     return error;
   if (llvm::Error error = subtargets.applyToFunctions(m, options.cpu, options.features, sink))
     return error;
-  applyOptnonePolicy(m, options.optLevel);
-  zeroUndefInInitializers(m);
-  optimize(m, **machine, options.optLevel);
+  prepareAndOptimize(m, **machine, options.optLevel);
 
   CompiledObject object;
   object.triple = target->triple;

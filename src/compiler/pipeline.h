@@ -30,6 +30,12 @@ MachineSettings machineSettings(unsigned optLevel);
 /// `clang -O0` output puts on every function and which would make -O2 a no-op.
 void applyOptnonePolicy(llvm::Module& module, unsigned optLevel);
 
+/// Everything rjitd does to a verified module before code generation, in order: the optnone
+/// policy, undef bytes of global initializers made zeros (see zeroUndefInInitializers in
+/// pipeline.cpp), then the -O`optLevel` pipeline. The compiler and the LLJIT benchmark call
+/// this one function, so the benchmark's reference cannot drift from what rjitd runs.
+void prepareAndOptimize(llvm::Module& module, llvm::TargetMachine& machine, unsigned optLevel);
+
 /// Runs the new pass manager's default pipeline for -O`optLevel` over `module`, with the tuning
 /// clang uses (vectorizers and unrolling from -O2 up). `machine` must be the one the module's
 /// code will be generated with.

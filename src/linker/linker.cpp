@@ -223,20 +223,25 @@ private:
                                               " GiB, the most rjitd links for a client"));
   }
 
+  /// A system call on the image file failed: out of descriptors, memory or space is rjitd's
+  /// state, never the module's fault (overloaded: retry later); anything else is internal.
+  llvm::Error resourceFailure(const char* what) {
+    int error = errno;
+    bool exhausted = error == EMFILE || error == ENFILE || error == ENOMEM || error == ENOSPC;
+    return fail(exhausted ? ErrorKind::Overloaded : ErrorKind::Internal, errnoText(what));
+  }
+
   llvm::Error createFile(const std::string& name) {
     std::string label = "rjitd:" + name.substr(0, 200);
-    int fd = ::memfd_create(label.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (fd < 0)
-      // Out of descriptors or memory is rjitd's state, not the module's fault: overloaded.
-      return fail(errno == EMFILE || errno == ENFILE || errno == ENOMEM ? ErrorKind::Overloaded
-                                                                         : ErrorKind::Internal,
-                  errnoText("memfd_create"));
-    image.memfd = kj::AutoCloseFd(fd);
-    if (::ftruncate(fd, static_cast<off_t>(image.size)) != 0)
-      return fail(ErrorKind::LinkFailed, errnoText("ftruncate of the image memfd"));
-    void* local = ::mmap(nullptr, image.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    kj::AutoCloseFd fd(::memfd_create(label.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING));
+    if (fd.get() < 0)
+      return resourceFailure("memfd_create");
+    if (::ftruncate(fd.get(), static_cast<off_t>(image.size)) != 0)
+      return resourceFailure("ftruncate of the image memfd");
+    void* local = ::mmap(nullptr, image.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
     if (local == MAP_FAILED)
-      return fail(ErrorKind::LinkFailed, errnoText("mmap of the image memfd"));
+      return resourceFailure("mmap of the image memfd");
+    image.memfd = std::move(fd);
     image.local = static_cast<char*>(local);
     return llvm::Error::success();
   }

@@ -19,7 +19,7 @@
 
 extern char** environ;
 
-namespace rjit::process {
+namespace rjitd::process {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -213,4 +213,4 @@ std::string readWholeFile(const std::string& path) {
   return out.str();
 }
 
-}  // namespace rjit::process
+}  // namespace rjitd::process

@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-namespace rjit::process {
+namespace rjitd::process {
 
 /// How a child ended: the raw waitpid() status with readable accessors.
 struct ExitStatus {
@@ -103,4 +103,4 @@ std::optional<CommandResult> runCommand(const std::vector<std::string>& argv,
 /// The whole content of `path` ("" if it cannot be read).
 std::string readWholeFile(const std::string& path);
 
-}  // namespace rjit::process
+}  // namespace rjitd::process

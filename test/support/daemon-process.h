@@ -25,6 +25,7 @@ namespace rjit::test {
 inline constexpr std::chrono::milliseconds SAFETY_BOUND{60'000};
 
 // The child-process runner is the one bench/ uses too (src/process).
+namespace process = rjitd::process;
 using process::environmentWith;
 using process::ExitStatus;
 using process::SpawnOptions;

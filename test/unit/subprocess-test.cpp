@@ -14,13 +14,13 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-namespace rjit::process {
+namespace rjitd::process {
 namespace {
 
 using namespace std::chrono_literals;
 
 TEST(Subprocess, RunsToCompletionWithItsOutput) {
-  test::TempDir dir;
+  rjit::test::TempDir dir;
   auto result = runCommand({"/bin/sh", "-c", "echo out; echo err >&2; exit 3"}, environmentWith({}),
                            dir.file("cmd"), 60s);
   ASSERT_TRUE(result.has_value());
@@ -31,7 +31,7 @@ TEST(Subprocess, RunsToCompletionWithItsOutput) {
 }
 
 TEST(Subprocess, EnvironmentIsExactlyWhatWasGiven) {
-  test::TempDir dir;
+  rjit::test::TempDir dir;
   ::setenv("RJIT_SUBPROCESS_TEST_UNSET", "gone", 1);
   auto env =
       environmentWith({{"RJIT_SUBPROCESS_TEST_SET", "here"}}, {"RJIT_SUBPROCESS_TEST_UNSET"});
@@ -99,4 +99,4 @@ TEST(Subprocess, DestructorKillsAndReapsARunningChild) {
 }
 
 }  // namespace
-}  // namespace rjit::process
+}  // namespace rjitd::process

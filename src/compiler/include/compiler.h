@@ -27,7 +27,12 @@ struct CompileOptions {
   std::string moduleName;  ///< used in diagnostics only
 };
 
-/// Either the object or why it could not be built: the daemon's one result shape.
+/// Either the object or why it could not be built: the daemon's one result shape. Inside, the
+/// compiler works with llvm::Expected and a typed ErrorInfo (CompileError, diagnostics.h, which
+/// carries a kind, a message and the diagnostics as data); compile() converts it once, here at
+/// the LLVM-free boundary. Unlike the linker's LinkError (which carries symbol names that only
+/// the linker knows), a compile failure has no data beyond what Failure holds, so it is handed
+/// out as the daemon's Failure directly rather than through a type of its own.
 using CompileResult = Outcome<CompiledObject>;
 
 /// Initializes the LLVM targets once (thread-safe) and returns the targets this build serves,
