@@ -3,9 +3,13 @@
 #include "file-io.h"
 
 #include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
 #include <fcntl.h>
 #include <kj/exception.h>
 #include <kj/io.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <system_error>
 #include <unistd.h>
@@ -53,18 +57,57 @@ std::optional<FileError> writeInPlace(const std::string& path, std::string_view 
   return closeWritten(fd, path);
 }
 
+/// A suffix no one can predict: from getrandom, or (if the kernel has none to give) from the
+/// pid, the clock and `attempt`. Only unpredictability against denial of service depends on it:
+/// safety against a planted file comes from O_EXCL.
+std::string randomSuffix(unsigned attempt) {
+  uint64_t value = 0;
+  if (::getrandom(&value, sizeof(value), GRND_NONBLOCK) != static_cast<ssize_t>(sizeof(value)))
+    value = (static_cast<uint64_t>(::getpid()) << 32) ^
+            static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+            attempt;
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(value));
+  return hex;
+}
+
+/// How many names createTemporary tries before it gives up: a collision of 64 random bits is
+/// chance only if someone plants files at guessed names.
+constexpr unsigned TEMPORARY_ATTEMPTS = 16;
+
+/// Creates a new file next to `path` (PATH.tmp.RANDOM) and sets `tmp` to its name. O_EXCL: a
+/// name that exists in any form, a symlink included, is never opened, so a symlink planted in a
+/// directory others can write cannot redirect the write (as root, to truncate its target).
+/// O_NOFOLLOW says the same again for filesystems where O_EXCL is weak. Mode 0666 less the
+/// umask, as for any file a compiler writes.
+kj::AutoCloseFd createTemporary(const std::string& path, std::string& tmp, int& error) {
+  for (unsigned attempt = 0; attempt < TEMPORARY_ATTEMPTS; ++attempt) {
+    tmp = path + ".tmp." + randomSuffix(attempt);
+    kj::AutoCloseFd fd(
+        ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0666));
+    if (fd.get() >= 0)
+      return fd;
+    error = errno;
+    if (error != EEXIST && error != EINTR)
+      break;
+  }
+  return nullptr;
+}
+
 std::optional<FileError> writeAtomically(const std::string& path, std::string_view bytes) {
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  kj::AutoCloseFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666));
+  std::string tmp;
+  int error = 0;
+  kj::AutoCloseFd fd = createTemporary(path, tmp, error);
   if (fd.get() < 0)
-    return failure("write", path, errno);
+    return failure("write", path, error);
   std::optional<FileError> problem;
-  if (int error = writeAll(fd, bytes); error != 0)
-    problem = failure("write", path, error);
+  if (int writeError = writeAll(fd, bytes); writeError != 0)
+    problem = failure("write", path, writeError);
   else
     problem = closeWritten(fd, path);
   if (!problem && ::rename(tmp.c_str(), path.c_str()) != 0)
     problem = failure("write", path, errno);
+  // Only the name goes (unlink follows no symlink), and on every failure after creation.
   if (problem)
     ::unlink(tmp.c_str());
   return problem;

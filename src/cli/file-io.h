@@ -19,8 +19,9 @@ struct FileError {
 std::variant<std::string, FileError> readFile(const std::string& path);
 
 /// Writes `bytes` to `path`. A regular file (or a new one) is replaced atomically: the bytes go
-/// to PATH.tmp.PID, which is renamed over PATH, so readers see the old file or the whole new
-/// one and a failed write leaves PATH as it was. Anything else that exists (a device such as
+/// to a new file PATH.tmp.RANDOM (created exclusively, never through a symlink, removed on
+/// failure), which is renamed over PATH, so readers see the old file or the whole new one and a
+/// failed write leaves PATH as it was. Anything else that exists (a device such as
 /// /dev/null, a FIFO, a terminal) is written in place: renaming over it would replace the node
 /// itself, which as root means replacing /dev/null with a regular file.
 std::optional<FileError> writeOutput(const std::string& path, std::string_view bytes);
