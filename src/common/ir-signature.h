@@ -63,7 +63,7 @@ struct IrSignatureError {
   size_t position = 0;
   std::string message;
 
-  /// "malformed IR signature 'i32(i32' at offset 7: expected ',' or ')'".
+  /// "malformed IR signature 'i32(i32' at offset 7: expected ')'".
   std::string describe() const;
 };
 
