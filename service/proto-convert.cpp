@@ -3,6 +3,9 @@
 
 #include "wire-enums.h"
 
+#include <kj/exception.h>
+#include <kj/function.h>
+
 namespace rjitd::service {
 
 namespace {
@@ -57,6 +60,47 @@ CompileJob toCompileJob(proto::CompileRequest::Reader request) {
   job.optLevel = request.getOptLevel();
   job.format = fromProto(request.getFormat());
   return job;
+}
+
+namespace {
+
+/// Runs `read` (which reads request fields); a kj exception it throws is a malformed request.
+std::optional<Failure> readOrFailure(kj::FunctionParam<void()> read) {
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { read(); })) {
+    return Failure{ErrorKind::InvalidRequest,
+                   std::string("malformed request message: ") + e->getDescription().cStr(),
+                   {}};
+  }
+  return std::nullopt;
+}
+
+void readAll(proto::CompileRequest::Reader in) {
+  (void)in.getModuleName();
+  auto target = in.getTarget();
+  (void)target.getTriple();
+  (void)target.getCpu();
+  (void)target.getFeatures();
+  (void)in.getModule();
+}
+
+}  // namespace
+
+std::optional<Failure> checkReadable(proto::CompileRequest::Reader in) {
+  return readOrFailure([&]() { readAll(in); });
+}
+
+std::optional<Failure> checkReadable(proto::LookupRequest::Reader in) {
+  return readOrFailure([&]() { (void)in.getKey(); });
+}
+
+std::optional<Failure> checkReadable(proto::LoadRequest::Reader in) {
+  return readOrFailure([&]() {
+    readAll(in.getCompile());
+    (void)in.getKey();
+    (void)in.getArena();
+    for (auto symbol : in.getSymbols())
+      (void)symbol.getName();
+  });
 }
 
 void toProto(const Failure& failure, proto::Error::Builder out) {

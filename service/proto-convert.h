@@ -4,6 +4,8 @@
 // worker protocol (which reuses the same structs).
 #pragma once
 
+#include <optional>
+
 #include <rjit.capnp.h>
 
 #include "compile-service.h"
@@ -41,5 +43,15 @@ void toProto(const linker::LinkedImage& image, proto::LoadedModule::Builder out)
 
 /// A compile request as the compile service takes it (the module copied out of the message).
 CompileJob toCompileJob(proto::CompileRequest::Reader in);
+
+/// Nullopt when every field the daemon reads of `in` can be read; otherwise the InvalidRequest
+/// Failure to answer. Cap'n Proto decodes lazily: a malformed message (a pointer out of bounds,
+/// a struct where text belongs) throws only when the field is read, which would reach the RPC
+/// edge as a fault of rjitd's (`internal`). Checked first, at the edge, a malformed request is
+/// the client's fault, and what reads the request afterwards cannot fail for that reason.
+/// Reads without copying (the module bytes are only bounds-checked).
+std::optional<Failure> checkReadable(proto::CompileRequest::Reader in);
+std::optional<Failure> checkReadable(proto::LookupRequest::Reader in);
+std::optional<Failure> checkReadable(proto::LoadRequest::Reader in);
 
 }  // namespace rjitd::service

@@ -27,6 +27,17 @@ std::string_view targetLabel(const CompileService& service, std::string_view spe
   return target != nullptr ? std::string_view(target->name) : metrics::UNKNOWN_TARGET;
 }
 
+/// The `target` label of a request's TargetSpec, read before the edge checks the message: a
+/// malformed one (checkReadable answers it) is labelled UNKNOWN_TARGET.
+std::string_view requestTargetLabel(const CompileService& service,
+                                    kj::FunctionParam<proto::TargetSpec::Reader()> spec) {
+  std::string_view label = metrics::UNKNOWN_TARGET;
+  // Why the catch: the message is checked inside the edge; here only the label is at stake.
+  (void)kj::runCatchingExceptions(
+      [&]() { label = targetLabel(service, spec().getTriple().cStr()); });
+  return label;
+}
+
 Failure shuttingDown() {
   return Failure{ErrorKind::ShuttingDown,
                  "rjitd is shutting down and accepts no new requests; retry (a restarted or "
@@ -115,13 +126,15 @@ public:
 
   kj::Promise<void> compile(CompileContext context) override {
     Clock::time_point start = Clock::now();
-    std::string_view target =
-        targetLabel(state.service, context.getParams().getRequest().getTarget().getTriple().cStr());
+    std::string_view target = requestTargetLabel(
+        state.service, [&]() { return context.getParams().getRequest().getTarget(); });
     return edge.respond<Served>(
         Method::Compile, target, start,
         [this, context]() mutable -> kj::Promise<ServeResult> {
           if (state.draining)
             return ServeResult(shuttingDown());
+          if (auto malformed = checkReadable(context.getParams().getRequest()))
+            return ServeResult(kj::mv(*malformed));
           CompileJob job = toCompileJob(context.getParams().getRequest());
           // The module is copied out; free the request message now rather than after the
           // compile.
@@ -144,6 +157,8 @@ public:
         [this, context]() mutable -> kj::Promise<ServeResult> {
           if (state.draining)
             return ServeResult(shuttingDown());
+          if (auto malformed = checkReadable(context.getParams().getRequest()))
+            return ServeResult(kj::mv(*malformed));
           auto keyBytes = context.getParams().getRequest().getKey();
           auto key = cache::keyFromBytes(
               std::string_view(reinterpret_cast<const char*>(keyBytes.begin()), keyBytes.size()));
@@ -165,14 +180,15 @@ public:
 
   kj::Promise<void> load(LoadContext context) override {
     Clock::time_point start = Clock::now();
-    std::string_view target =
-        targetLabel(state.service,
-                    context.getParams().getRequest().getCompile().getTarget().getTriple().cStr());
+    std::string_view target = requestTargetLabel(
+        state.service, [&]() { return context.getParams().getRequest().getCompile().getTarget(); });
     return edge.respond<Done>(
         Method::Load, target, start,
         [this, context, target]() mutable -> kj::Promise<Outcome<Done>> {
           if (state.draining)
             return Outcome<Done>(shuttingDown());
+          if (auto malformed = checkReadable(context.getParams().getRequest()))
+            return Outcome<Done>(kj::mv(*malformed));
           state.requests.begin();
           auto done = kj::defer([this]() { state.requests.end(); });
           return serveLoad(*state.load, std::string(target), images, context).attach(kj::mv(done));

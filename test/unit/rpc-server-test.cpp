@@ -10,6 +10,7 @@
 #include "object-cache.h"
 #include "rpc-server.h"
 
+#include <capnp/any.h>
 #include <capnp/rpc-twoparty.h>
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
@@ -135,6 +136,29 @@ protected:
     return call(kj::mv(request), [this](auto&& response) { return outcomeOf(kj::mv(response)); });
   }
 
+  /// A compile whose moduleName (pointer 0 of CompileRequest) is a struct, not text: a
+  /// malformed message that Cap'n Proto rejects only when the field is read.
+  Answered malformedCompile() {
+    auto request = session().compileRequest();
+    auto r = request.initRequest();
+    r.setModule(kj::arrayPtr(reinterpret_cast<const capnp::byte*>(ADD), strlen(ADD)));
+    capnp::AnyStruct::Builder any = capnp::toAny(r);
+    any.getPointerSection()[0].initAs<proto::Arena>().setPageSize(4096);
+    return call(kj::mv(request), [this](auto&& response) { return outcomeOf(kj::mv(response)); });
+  }
+
+  /// A load whose compile's target (pointer 1 of CompileRequest) is text, not a TargetSpec.
+  Answered malformedLoad() {
+    auto request = session().loadRequest();
+    auto r = request.initRequest();
+    auto c = r.initCompile();
+    c.setModule(kj::arrayPtr(reinterpret_cast<const capnp::byte*>(ADD), strlen(ADD)));
+    capnp::AnyStruct::Builder any = capnp::toAny(c);
+    any.getPointerSection()[1].setAs<capnp::Text>("x86_64");
+    r.setResolver(kj::heap<TestResolver>(Answer::Right));
+    return call(kj::mv(request), [this](auto&& response) { return outcomeOf(kj::mv(response)); });
+  }
+
   Answered lookup() {
     auto request = session().lookupRequest();
     request.initRequest().initKey(32);
@@ -195,6 +219,16 @@ TEST_F(RpcServerTest, AFaultInCompileIsAnsweredAndCountedAsInternal) {
   env->state.faultForTest = nullptr;
   EXPECT_TRUE(compile(ADD).ok) << "the session goes on serving";
   EXPECT_EQ(requests(Method::Compile, "ok"), 1u);
+}
+
+TEST_F(RpcServerTest, AMalformedMessageIsTheClientsFaultNotAnInternalOne) {
+  EXPECT_EQ(kindOf(malformedCompile()), proto::Error::Kind::INVALID_REQUEST);
+  EXPECT_EQ(requests(Method::Compile, "invalid-request"), 1u);
+  EXPECT_EQ(kindOf(malformedLoad()), proto::Error::Kind::INVALID_REQUEST);
+  EXPECT_EQ(requests(Method::Load, "invalid-request"), 1u);
+  EXPECT_EQ(requests(Method::Compile, "internal"), 0u);
+  EXPECT_EQ(requests(Method::Load, "internal"), 0u);
+  EXPECT_TRUE(compile(ADD).ok) << "the session goes on serving";
 }
 
 TEST_F(RpcServerTest, AFaultInLookupIsAnsweredAndCountedAsInternal) {
