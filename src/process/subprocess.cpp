@@ -88,8 +88,14 @@ environmentWith(const std::vector<std::pair<std::string, std::string>>& set,
 
 std::unique_ptr<Subprocess> Subprocess::spawn(const SpawnOptions& options) {
   KJ_REQUIRE(!options.argv.empty(), "spawn: empty argv");
-  for (const auto& [from, to] : options.inheritFds)
+  for (const auto& [from, to] : options.inheritFds) {
     KJ_REQUIRE(to >= 3, "spawn: inheritFds may not replace the standard streams", to);
+    // The copies are made in order: a target that is another entry's source would be
+    // overwritten before it is copied. Refused rather than reordered (no caller needs it).
+    for (const auto& [otherFrom, otherTo] : options.inheritFds)
+      KJ_REQUIRE(otherFrom == otherTo || otherFrom != to,
+                 "spawn: an inheritFds target is another entry's source", to);
+  }
   // Open the standard streams here (CLOEXEC) and dup2 them in the child: dup2 clears CLOEXEC
   // on the copies, so the child inherits exactly fds 0-2 (and the inheritFds, the same way).
   int outFlags = O_WRONLY | O_CREAT | (options.appendOutput ? O_APPEND : O_TRUNC);
