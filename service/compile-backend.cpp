@@ -18,6 +18,7 @@
 
 #include "log.h"
 #include "proto-convert.h"
+#include "test-gate.h"
 
 extern char** environ;
 
@@ -133,8 +134,9 @@ struct ProcessBackend::Crash {
 };
 
 ProcessBackend::ProcessBackend(std::string workerPath, std::chrono::milliseconds timeLimit,
-                               metrics::Metrics& metrics)
-    : workerPath(std::move(workerPath)), timeLimit(timeLimit), metrics(metrics) {}
+                               metrics::Metrics& metrics, std::string workerGate)
+    : workerPath(std::move(workerPath)), workerGate(std::move(workerGate)), timeLimit(timeLimit),
+      metrics(metrics) {}
 
 ProcessBackend::~ProcessBackend() = default;
 
@@ -180,7 +182,13 @@ std::unique_ptr<ProcessBackend::Worker> ProcessBackend::spawn() {
   std::string path = workerPath;
   char arg1[] = "--compile-worker";
   char arg2[] = "3";
-  char* argv[] = {path.data(), arg1, arg2, nullptr};
+  char arg3[] = "--test-worker-gate";
+  std::string gate = workerGate;
+  char* argv[] = {path.data(), arg1, arg2, nullptr, nullptr, nullptr};
+  if (!gate.empty()) {
+    argv[3] = arg3;
+    argv[4] = gate.data();
+  }
   pid_t pid;
   int rc = posix_spawn(&pid, path.c_str(), &actions, nullptr, argv, environ);
   KJ_REQUIRE(rc == 0, "cannot start the compile worker", path, strerror(rc));
@@ -211,6 +219,20 @@ compiler::CompileResult ProcessBackend::compile(std::string_view module,
                    ", so the compile is retried once on a new worker");
       worker = spawn();
       continue;
+    }
+    if (outside) {
+      // Killed from outside on the retry too: the host (the OOM killer, an operator) is taking
+      // workers away, which says nothing about the module; the client may try again later.
+      log::warning("compile worker ", crash->pid, " for '", options.moduleName, "' ", crash->what,
+                   " (", how, ") on the retry too; answering overloaded");
+      // killedFromOutside() holds only for a status WIFSIGNALED.
+      std::string signal = std::to_string(WTERMSIG(crash->status));
+      return Failure{ErrorKind::Overloaded,
+                     "compile worker killed by signal " + signal + " twice while compiling '" +
+                         options.moduleName +
+                         "'; rjitd's host is reclaiming memory or an operator is stopping "
+                         "workers: retry later",
+                     {}};
     }
     log::warning("compile worker ", crash->pid, " for '", options.moduleName, "' ", crash->what,
                  " (", how, "); starting a new one for the next compile");
@@ -322,7 +344,7 @@ void onLlvmFatalError(const char* reason) {
 
 }  // namespace
 
-int runCompileWorker(int fd) {
+int runCompileWorker(int fd, const std::string& gate) {
   // Die with the daemon, even if it is SIGKILLed.
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() == 1)
@@ -341,6 +363,8 @@ int runCompileWorker(int fd) {
     auto request = reader.getRoot<proto::CompileRequest>();
     compiler::CompileOptions options = fromProto(request);
     currentModule = options.moduleName.c_str();
+    if (!gate.empty())
+      waitAtTestGate("test worker gate", gate, options.moduleName);
     auto bytes = request.getModule();
     compiler::CompileResult result = compiler::compile(
         std::string_view(reinterpret_cast<const char*>(bytes.begin()), bytes.size()), options);

@@ -5,7 +5,8 @@
 // that request only; the next request gets a fresh worker. Workers also bound compile time.
 // A worker can also die of something that is not the module's fault (the OOM killer, an
 // operator's kill): a dead idle worker is noticed and replaced before it gets work, and a
-// compile whose worker was killed from outside is retried once on a fresh worker.
+// compile whose worker was killed from outside is retried once on a fresh worker; a second
+// kill from outside answers Overloaded (the host is taking workers away), not InvalidModule.
 #pragma once
 
 #include <chrono>
@@ -47,12 +48,15 @@ bool killedFromOutside(int status);
 /// Compiles in child processes running `WORKER_PATH --compile-worker 3`, reused across
 /// requests (one per concurrent compile), replaced when one dies or overruns the time limit.
 /// A module is reported invalid after crashing a worker only when the worker crashed by its own
-/// doing on its first compile, or crashed again on a fresh worker (one retry).
+/// doing on its first compile, or crashed by its own doing on a fresh worker (one retry). A
+/// compile whose retry is killed from outside too answers Overloaded.
 class ProcessBackend final : public CompileBackend {
 public:
   /// `metrics` outlives the backend; it counts the workers that had to be replaced.
+  /// `workerGate` is test-only (rjitd --test-worker-gate; "" = off): passed to each worker as
+  /// `--test-worker-gate PATH`, see runCompileWorker().
   ProcessBackend(std::string workerPath, std::chrono::milliseconds timeLimit,
-                 metrics::Metrics& metrics);
+                 metrics::Metrics& metrics, std::string workerGate = {});
   ~ProcessBackend() override;
   ProcessBackend(const ProcessBackend&) = delete;
   ProcessBackend& operator=(const ProcessBackend&) = delete;
@@ -77,6 +81,7 @@ private:
   void giveBack(std::unique_ptr<Worker> worker);
 
   const std::string workerPath;
+  const std::string workerGate;
   const std::chrono::milliseconds timeLimit;
   metrics::Metrics& metrics;
   mutable std::mutex mutex;
@@ -85,7 +90,11 @@ private:
 };
 
 /// The compile worker's main loop: reads requests from `fd`, compiles, answers, until EOF.
-/// Returns the process exit status.
-int runCompileWorker(int fd);
+/// Returns the process exit status. `gate` is test-only ("" = off, the default): the path of a
+/// Unix socket where the worker, after reading each request and before compiling it, waits
+/// for the test to let it go (waitAtTestGate(), the protocol of ServiceConfig::compileGate),
+/// so that a test can kill a worker in the middle of a compile whatever the machine's speed.
+/// The hold counts against the daemon's compile time limit.
+int runCompileWorker(int fd, const std::string& gate = {});
 
 }  // namespace rjitd::service

@@ -2,14 +2,13 @@
 #include "compile-service.h"
 
 #include "log.h"
+#include "test-gate.h"
 
 #include <cerrno>
 #include <cstring>
 #include <chrono>
 #include <kj/debug.h>
 #include <kj/io.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 namespace rjitd::service {
@@ -26,35 +25,6 @@ std::string humanBytes(uint64_t n) {
   if (n >= (1ull << 10) && n % (1ull << 10) == 0)
     return std::to_string(n >> 10) + " KiB";
   return std::to_string(n) + " bytes";
-}
-
-/// The test-only compile gate (see ServiceConfig::compileGate). Runs on a compile worker
-/// thread and blocks it until the test lets the compile go; every failure lets it go at once
-/// (logged), since the gate must never turn into a way for a compile to hang.
-void waitAtGate(const std::string& path, const std::string& moduleName) {
-  sockaddr_un address{};
-  if (path.size() >= sizeof(address.sun_path)) {
-    log::warning("test compile gate: path too long: ", path);
-    return;
-  }
-  address.sun_family = AF_UNIX;
-  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
-  kj::AutoCloseFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (fd.get() < 0 ||
-      ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
-    log::warning("test compile gate: cannot connect to ", path, ": ", std::strerror(errno),
-                 "; compiling at once");
-    return;
-  }
-  std::string line = moduleName + "\n";
-  // MSG_NOSIGNAL: a test that has gone away must not kill rjitd with SIGPIPE.
-  if (::send(fd, line.data(), line.size(), MSG_NOSIGNAL) < 0)
-    return;
-  char go;
-  ssize_t n;
-  do
-    n = ::read(fd, &go, 1);
-  while (n < 0 && errno == EINTR);
 }
 
 }  // namespace
@@ -172,7 +142,7 @@ kj::Promise<CompileService::Shared> CompileService::startCompile(const cache::Ke
   return compilePool
       .run<Timed>([&ref, &backend = backend, &gate = cfg.compileGate]() {
         if (!gate.empty())
-          waitAtGate(gate, ref.second.moduleName);
+          waitAtTestGate("test compile gate", gate, ref.second.moduleName);
         Clock::time_point start = Clock::now();
         compiler::CompileResult result = backend.compile(ref.first, ref.second);
         return Timed(std::move(result), Clock::now() - start);

@@ -42,6 +42,7 @@ struct Options {
   unsigned compileTimeoutSeconds = 300;
   int compileWorkerFd = -1;     // internal: run as a compile worker on this fd
   std::string testCompileGate;  // test-only: see ServiceConfig::compileGate
+  std::string testWorkerGate;   // test-only: see runCompileWorker()
   std::string logLevel = "info";
 };
 
@@ -137,7 +138,11 @@ int run(const Options& opt) {
   metrics::Metrics metrics(build, objects);
   // Compiles run in worker processes started from this same binary (see compile-backend.h).
   ProcessBackend backend("/proc/self/exe",
-                         std::chrono::seconds(std::max(1u, opt.compileTimeoutSeconds)), metrics);
+                         std::chrono::seconds(std::max(1u, opt.compileTimeoutSeconds)), metrics,
+                         opt.testWorkerGate);
+  if (!opt.testWorkerGate.empty())
+    log::warning("test worker gate at ", opt.testWorkerGate,
+                 ": compile workers wait for a test to let each compile go (a test-only option)");
   WorkerPool compilePool("rjitd-compile", jobs);
   WorkerPool hashPool("rjitd-hash", 1);
   // Links take milliseconds (a compile takes up to seconds): two threads keep a burst of loads
@@ -249,6 +254,9 @@ int main(int argc, char** argv) {
   // Test-only and hidden from --help: holds each compile until a test lets it go (see
   // ServiceConfig::compileGate). Off by default; clients cannot reach it.
   app.add_option("--test-compile-gate", opt.testCompileGate)->group("");
+  // Test-only and hidden too: the same hold, inside each compile worker after it has read the
+  // request (see runCompileWorker()), so a test can kill a worker mid-compile.
+  app.add_option("--test-worker-gate", opt.testWorkerGate)->group("");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -258,6 +266,6 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (opt.compileWorkerFd >= 0)
-    return rjitd::service::runCompileWorker(opt.compileWorkerFd);
+    return rjitd::service::runCompileWorker(opt.compileWorkerFd, opt.testWorkerGate);
   return rjitd::service::run(opt);
 }

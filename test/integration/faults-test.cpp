@@ -12,9 +12,11 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <kj/common.h>
 #include <optional>
 #include <sstream>
 
+#include "compile-gate.h"
 #include "fixture.h"
 
 namespace rjit::test {
@@ -33,11 +35,12 @@ protected:
     return options;
   }
 
-  /// rjitd's child processes: its compile workers.
-  std::vector<pid_t> workers() const {
+  /// rjitd's child processes: its compile workers (of the fixture's daemon, or of `other`).
+  std::vector<pid_t> workers(const DaemonProcess* other = nullptr) const {
     std::vector<pid_t> pids;
     std::error_code ec;
-    std::string tasks = "/proc/" + std::to_string(daemon->pid()) + "/task";
+    const DaemonProcess& of = other != nullptr ? *other : *daemon;
+    std::string tasks = "/proc/" + std::to_string(of.pid()) + "/task";
     for (const auto& task : std::filesystem::directory_iterator(tasks, ec)) {
       std::ifstream children(task.path() / "children");
       pid_t pid;
@@ -45,6 +48,15 @@ protected:
         pids.push_back(pid);
     }
     return pids;
+  }
+
+  /// A daemon with one compile worker whose compiles wait at `gate` inside the worker, after it
+  /// has read the request: a test kills the worker mid-compile, whatever the machine's speed.
+  std::unique_ptr<DaemonProcess> startWorkerGated(const CompileGate& gate) const {
+    DaemonOptions options = daemonOptions();
+    for (auto& arg : gate.workerDaemonArgs())
+      options.extraArgs.push_back(arg);
+    return startDaemon(options);
   }
 
   /// The count of `(method, result)` in rjitd's request counters.
@@ -85,18 +97,6 @@ char processState(pid_t pid) {
   std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   size_t end = stat.rfind(')');  // after the command name, which may hold spaces
   return end == std::string::npos || end + 2 >= stat.size() ? 0 : stat[end + 2];
-}
-
-/// Bytes process `pid` has read (rchar of /proc/PID/io); 0 when unreadable.
-uint64_t bytesRead(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/io");
-  std::string key;
-  uint64_t value = 0;
-  while (in >> key >> value) {
-    if (key == "rchar:")
-      return value;
-  }
-  return 0;
 }
 
 size_t openFds(pid_t pid) {
@@ -207,26 +207,72 @@ TEST_P(FaultsTest, WorkerKilledWhileIdleIsReplacedNotBlamed) {
 }
 
 TEST_P(FaultsTest, WorkerKilledMidCompileIsRetriedOnANewWorker) {
-  Client client(clientOptions());
-  Client observer(clientOptions());
-  // Slow to compile at -O2 (see generatedModule), so the worker is killed while it compiles.
-  std::string module = generatedModule(250);
-  auto compiled = std::async(std::launch::async, [&] { expectCompiles(client, module, 2); });
-  // The worker has read the whole request once its read count passes the module's size.
-  pid_t worker = 0;
-  for (unsigned i = 0; i < MAX_POLLS && worker == 0; ++i) {
-    auto pids = workers();
-    if (pids.size() == 1 && bytesRead(pids[0]) > module.size())
-      worker = pids[0];
-  }
-  ASSERT_NE(worker, 0) << "no worker read the module";
-  ASSERT_EQ(::kill(worker, SIGKILL), 0);
+  auto gate = CompileGate::create(work.file("worker-gate.sock"));
+  ASSERT_NE(gate, nullptr);
+  auto gated = startWorkerGated(*gate);
+  ASSERT_NE(gated, nullptr);
+  Client client(clientOptions(gated.get()));
+  Client observer(clientOptions(gated.get()));
+  auto compiled = std::async(std::launch::async, [&] { expectCompiles(client, tinyModule()); });
+  // Before `compiled` waits for the compile, on every way out of the test.
+  KJ_DEFER(gate->open());
+
+  // The worker holds the request it has read: killed now, it dies mid-compile.
+  ASSERT_EQ(gate->waitArrival(), "innocent.ll");
+  auto killed = workers(gated.get());
+  ASSERT_EQ(killed.size(), 1u);
+  ASSERT_EQ(::kill(killed[0], SIGKILL), 0);
+  gate->releaseHeld();
+  // The retry arrives from a new worker, which the gate lets compile.
+  ASSERT_EQ(gate->waitArrival(), "innocent.ll");
+  auto retried = workers(gated.get());
+  ASSERT_EQ(retried.size(), 1u);
+  EXPECT_NE(retried[0], killed[0]);
+  gate->open();
   compiled.get();
 
   auto stats = observer.stats();
   EXPECT_EQ(requestCount(stats, "compile", "invalid-module"), 0u);
   EXPECT_EQ(requestCount(stats, "compile", "ok"), 1u);
   EXPECT_EQ(stats.compileWorkerRestarts, 1u);
+}
+
+TEST_P(FaultsTest, WorkerKilledTwiceMidCompileAnswersOverloaded) {
+  auto gate = CompileGate::create(work.file("worker-gate.sock"));
+  ASSERT_NE(gate, nullptr);
+  auto gated = startWorkerGated(*gate);
+  ASSERT_NE(gated, nullptr);
+  Client client(clientOptions(gated.get()));
+  CompileRequest request;
+  request.module = tinyModule();
+  request.moduleName = "killed.ll";
+  auto compiled =
+      std::async(std::launch::async, [&] { return catchError([&] { client.compile(request); }); });
+  KJ_DEFER(gate->open());
+
+  // Kill the worker mid-compile, then the retry's new worker too: the host is taking workers
+  // away, which says nothing about the module.
+  pid_t previous = 0;
+  for (int kills = 0; kills < 2; ++kills) {
+    ASSERT_EQ(gate->waitArrival(), "killed.ll");
+    auto held = workers(gated.get());
+    ASSERT_EQ(held.size(), 1u);
+    EXPECT_NE(held[0], previous);
+    ASSERT_EQ(::kill(held[0], SIGKILL), 0);
+    gate->releaseHeld();
+    previous = held[0];
+  }
+  auto error = compiled.get();
+  ASSERT_TRUE(error.has_value());
+  EXPECT_EQ(error->kind(), ErrorKind::Overloaded) << error->what();
+
+  auto stats = client.stats();
+  EXPECT_EQ(requestCount(stats, "compile", "invalid-module"), 0u);
+  EXPECT_EQ(requestCount(stats, "compile", "overloaded"), 1u);
+  EXPECT_EQ(stats.compileWorkerRestarts, 2u);
+  // The module was never blamed: with the gate open it compiles on a third worker.
+  gate->open();
+  expectServes(client);
 }
 
 TEST_P(FaultsTest, ClientStringsCannotForgeLogLines) {

@@ -51,6 +51,10 @@ std::vector<std::string> CompileGate::daemonArgs() const {
   return {"--test-compile-gate", path};
 }
 
+std::vector<std::string> CompileGate::workerDaemonArgs() const {
+  return {"--test-worker-gate", path};
+}
+
 void CompileGate::serve() {
   for (;;) {
     pollfd fds[2] = {{listener.get(), POLLIN, 0}, {stopEvent.get(), POLLIN, 0}};

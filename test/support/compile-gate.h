@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
-// The test end of rjitd's test-only compile gate (rjitd --test-compile-gate PATH): holds each
-// compile rjitd starts (or only those of one module) until the test lets it go, so a test sees a
-// compile in flight as an event and decides when it ends, whatever the module's size or the
-// machine's speed.
+// The test end of rjitd's test-only compile gates (rjitd --test-compile-gate PATH, or
+// --test-worker-gate PATH): holds each compile rjitd starts (or only those of one module) until
+// the test lets it go, so a test sees a compile in flight as an event and decides when it ends,
+// whatever the module's size or the machine's speed.
 #pragma once
 
 #include "daemon-process.h"
@@ -19,8 +19,11 @@
 
 namespace rjit::test {
 
-/// A Unix socket rjitd's compile workers connect to before each compile, writing the module's
-/// name (see rjitd::service::ServiceConfig::compileGate). A compile is held while its connection
+/// A Unix socket rjitd connects to before each compile, writing the module's name: from a
+/// compile thread before the compile worker gets the module (daemonArgs(), see
+/// rjitd::service::ServiceConfig::compileGate), or from the compile worker process after it has
+/// read the request (workerDaemonArgs(), see rjitd::service::runCompileWorker). Both speak the
+/// same protocol (rjitd::service::waitAtTestGate). A compile is held while its connection
 /// is open; closing the connection lets it go. A thread of the gate's own takes each arrival as
 /// it comes: it lets the compiles of other modules go at once (when the gate holds only one
 /// module's) and queues the others for waitArrival(). The methods are for one test thread.
@@ -39,6 +42,9 @@ public:
 
   /// rjitd's arguments for this gate: {"--test-compile-gate", path}.
   std::vector<std::string> daemonArgs() const;
+  /// rjitd's arguments for this gate inside the compile workers: {"--test-worker-gate", path}.
+  /// A compile held there has its worker process, which the test can kill.
+  std::vector<std::string> workerDaemonArgs() const;
 
   /// Waits (bounded by SAFETY_BOUND) for the next compile the gate holds to arrive and keeps
   /// holding it; returns its module name. nullopt, with a recorded failure, when none arrives
