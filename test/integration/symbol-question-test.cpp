@@ -86,9 +86,10 @@ RawLoad rawLoad(const std::string& socketPath, Answer answer) {
                    result.kind = outcome.getError().getKind();
                  }
 
-                 auto stats = timer.timeoutAfter(bound, session.statsRequest().send())
-                                  .wait(waitScope)
-                                  .getStats();
+                 // The response owns the message the stats are read from: keep it alive.
+                 auto statsResponse =
+                     timer.timeoutAfter(bound, session.statsRequest().send()).wait(waitScope);
+                 auto stats = statsResponse.getStats();
                  for (auto count : stats.getRequestCounts()) {
                    if (count.getMethod() != "load")
                      continue;
