@@ -7,13 +7,17 @@
 #include <compile-worker.capnp.h>
 #include <csignal>
 #include <cstring>
+#include <fcntl.h>
 #include <kj/debug.h>
 #include <kj/io.h>
 #include <poll.h>
 #include <spawn.h>
+#include <string>
+#include <string_view>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 
 #include "log.h"
@@ -344,6 +348,52 @@ void onLlvmFatalError(const char* reason) {
 
 }  // namespace
 
+namespace {
+
+/// Routes what anything in the worker prints on its stderr (LLVM's errs(), libc) through the
+/// log, escaped, a line at a time: the worker inherits rjitd's stderr, which journald reads,
+/// and LLVM's messages quote text a module chose (names, inline assembly), which must not
+/// forge journal lines (log.h). The log itself keeps the real stderr; a thread of the worker
+/// reads a pipe that stands in for fd 2. On any failure the raw stderr is kept: a worker
+/// without a log would be worse than one whose rare raw lines are unescaped.
+void routeStderrThroughLog() {
+  kj::AutoCloseFd saved(::fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3));
+  int ends[2];
+  if (saved.get() < 0 || ::pipe2(ends, O_CLOEXEC) != 0)
+    return;
+  kj::AutoCloseFd readEnd(ends[0]);
+  kj::AutoCloseFd writeEnd(ends[1]);
+  log::setOutputFd(saved.release());  // the log's descriptor for the worker's life
+  if (::dup2(writeEnd.get(), STDERR_FILENO) < 0) {
+    log::warning("compile worker: cannot route stderr through the log: ", strerror(errno));
+    return;
+  }
+  // A plain int in the thread: kj::AutoCloseFd's destructor is noexcept(false), which
+  // std::thread's state cannot hold; the read end lives as long as the worker anyway.
+  std::thread([readFd = readEnd.release()]() {
+    std::string pending;
+    char buffer[4096];
+    for (;;) {
+      ssize_t n = ::read(readFd, buffer, sizeof(buffer));
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        break;
+      pending.append(buffer, static_cast<size_t>(n));
+      // Whole lines; a line longer than 64 KiB is written in pieces rather than held.
+      for (size_t end; (end = pending.find('\n')) != std::string::npos || pending.size() > 65536;) {
+        size_t take = end != std::string::npos ? end : pending.size();
+        log::warning("compile worker stderr: ", std::string_view(pending).substr(0, take));
+        pending.erase(0, end != std::string::npos ? take + 1 : take);
+      }
+    }
+    if (!pending.empty())
+      log::warning("compile worker stderr: ", pending);
+  }).detach();  // lives as long as the worker process: fd 2 is never closed
+}
+
+}  // namespace
+
 int runCompileWorker(int fd, const std::string& gate) {
   // Die with the daemon, even if it is SIGKILLed.
   prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -353,6 +403,7 @@ int runCompileWorker(int fd, const std::string& gate) {
   std::signal(SIGTERM, SIG_IGN);  // the daemon decides when a worker ends (by closing fd)
   std::signal(SIGINT, SIG_IGN);
   workerFd = fd;
+  routeStderrThroughLog();
   compiler::setFatalErrorHandler(onLlvmFatalError);
   kj::FdInputStream in(fd);
   kj::BufferedInputStreamWrapper buffered(in);

@@ -13,6 +13,8 @@ namespace rjitd::log {
 namespace {
 
 std::atomic<int> minLevel{static_cast<int>(Level::Info)};
+/// Where lines go: stderr, unless a compile worker moved the log off it (setOutputFd).
+std::atomic<int> outputFd{STDERR_FILENO};
 
 // journald sets JOURNAL_STREAM=DEV:INODE for the stream it reads; prefixes only make sense
 // when stderr is still that stream (not redirected by the caller).
@@ -24,7 +26,7 @@ bool stderrIsJournal() {
   if (std::sscanf(env, "%llu:%llu", &dev, &ino) != 2)
     return false;
   struct stat st;
-  if (fstat(STDERR_FILENO, &st) != 0)
+  if (fstat(outputFd.load(), &st) != 0)
     return false;
   return st.st_dev == dev && st.st_ino == ino;
 }
@@ -158,6 +160,10 @@ bool parseLevel(std::string_view text, Level& out) {
   return true;
 }
 
+void setOutputFd(int fd) {
+  outputFd.store(fd);
+}
+
 void write(Level level, std::string_view message) {
   static const bool journal = stderrIsJournal();
   std::string line;
@@ -179,7 +185,7 @@ void write(Level level, std::string_view message) {
   line += '\n';
   // One write per line: atomic with respect to other threads' lines. A failed log write has
   // nowhere to be reported, so its result is deliberately ignored.
-  [[maybe_unused]] ssize_t r = ::write(STDERR_FILENO, line.data(), line.size());
+  [[maybe_unused]] ssize_t r = ::write(outputFd.load(), line.data(), line.size());
 }
 
 }  // namespace rjitd::log

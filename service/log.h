@@ -29,6 +29,11 @@ bool parseLevel(std::string_view text, Level& out);
 /// Other valid UTF-8 text is unchanged.
 std::string escapeControls(std::string_view text);
 
+/// Writes the log to `fd` instead of stderr (a compile worker, whose own stderr is a pipe to
+/// it: see compile-backend.cpp). Call before the first line is written: whether lines carry
+/// journald's prefixes is decided once, from the descriptor in use then. `fd` must stay open.
+void setOutputFd(int fd);
+
 /// Writes one line: `message` passed through escapeControls(), with a level prefix. A
 /// multi-line message (an LLVM diagnostic quoting IR) stays one line with "\n" inside: one
 /// log call is one journal entry at the call's priority, and a client cannot choose a line's

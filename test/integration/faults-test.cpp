@@ -2,7 +2,10 @@
 // Faults an adversarial user or the system can cause, against a real rjitd: running out of file
 // descriptors, compile workers killed from outside, and control characters in client-chosen
 // strings that reach the log. Each ends with rjitd serving normally (the fixture checks).
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -302,6 +305,49 @@ TEST_P(FaultsTest, ClientStringsCannotForgeLogLines) {
     EXPECT_NE(line.rfind(forged, 0), 0u) << "a client forged this log line: " << line;
     EXPECT_EQ(line.find('\x1b'), std::string::npos) << "a raw ESC in: " << line;
     EXPECT_EQ(line.find('\r'), std::string::npos) << "a raw CR in: " << line;
+  }
+}
+
+/// Waits until rjitd's log contains `text`: woken by inotify on each write to the log file (no
+/// polling on a clock), bounded by SAFETY_BOUND per write.
+bool waitForLogLine(const DaemonProcess& daemon, const std::string& text) {
+  kj::AutoCloseFd watch(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+  if (watch.get() < 0 || ::inotify_add_watch(watch.get(), daemon.logPath().c_str(), IN_MODIFY) < 0)
+    return false;
+  for (int writes = 0; writes < 10000; ++writes) {
+    if (daemon.log().find(text) != std::string::npos)
+      return true;
+    pollfd p{watch.get(), POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(SAFETY_BOUND.count())) != 1)
+      return false;
+    char events[4096];
+    while (::read(watch.get(), events, sizeof(events)) > 0) {
+    }
+  }
+  return false;
+}
+
+TEST_P(FaultsTest, WhatAWorkerPrintsOnStderrIsLoggedEscaped) {
+  // LLVM in a compile worker may print to stderr, quoting what a module chose. The worker's
+  // stderr is a pipe into rjitd's log: write to it from outside as LLVM would.
+  Client client(clientOptions());
+  expectCompiles(client, tinyModule());  // a worker exists from now on
+  auto pids = workers();
+  ASSERT_EQ(pids.size(), 1u);
+  std::string path = "/proc/" + std::to_string(pids[0]) + "/fd/2";
+  kj::AutoCloseFd stderrOfWorker(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  ASSERT_GE(stderrOfWorker.get(), 0) << path << ": " << std::strerror(errno);
+  const std::string forged = "<3>rjitd: forged by a worker";
+  const std::string raw = "llvm says\n" + forged + "\x1b[31m\n";
+  ASSERT_EQ(::write(stderrOfWorker.get(), raw.data(), raw.size()),
+            static_cast<ssize_t>(raw.size()));
+  ASSERT_TRUE(waitForLogLine(*daemon, "compile worker stderr: " + forged + "\\x1b[31m"))
+      << daemon->log();
+  std::istringstream lines(daemon->log());
+  std::string line;
+  while (std::getline(lines, line)) {
+    EXPECT_NE(line.rfind(forged, 0), 0u) << "a worker's output forged this log line: " << line;
+    EXPECT_EQ(line.find('\x1b'), std::string::npos) << "a raw ESC in: " << line;
   }
 }
 

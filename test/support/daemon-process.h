@@ -121,6 +121,8 @@ public:
   const TempDir& dir() const { return dir_; }
   /// Everything rjitd wrote to stderr so far.
   std::string log() const;
+  /// The file log() reads (rjitd's stderr), for tests that wait for a line with inotify.
+  const std::string& logPath() const { return logPath_; }
 
   /// Waits (bounded) until rjitd has sent READY=1. Standalone daemons already have; a
   /// socket-activated one sends it after the first connection made it start. Records a failure
