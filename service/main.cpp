@@ -19,6 +19,8 @@
 #include <CLI/CLI.hpp>
 #include <cerrno>
 #include <csignal>
+#include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
@@ -26,6 +28,8 @@
 #include <memory>
 #include <optional>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <systemd/sd-daemon.h>
 #include <thread>
 
@@ -53,6 +57,35 @@ std::string joined(const std::vector<std::string>& items) {
   return out;
 }
 
+/// Sends `assignments` ("STATUS=...") to the service manager, or drops them when its queue is
+/// full. sd_notify() waits for room in the receiver's queue (net.unix.max_dgram_qlen datagrams)
+/// with no bound, on the event loop's thread: a NOTIFY_SOCKET whose owner stopped reading after
+/// READY=1 (a supervisor, a test harness) froze rjitd once the 5 s status updates had filled it,
+/// and so did the STOPPING=1 sent on SIGTERM. Status lines are advisory and systemd reads its
+/// socket at once, so losing one to a full queue is harmless; READY=1, which a unit's start
+/// waits for, still goes through sd_notify(). Addresses other than a path or an abstract name
+/// (`@name`) go through sd_notify() too.
+void notifyWithoutWaiting(const std::string& assignments) {
+  const char* path = std::getenv("NOTIFY_SOCKET");
+  if (path == nullptr || path[0] == '\0')
+    return;
+  sockaddr_un address{};
+  size_t length = std::strlen(path);
+  if ((path[0] != '/' && path[0] != '@') || length >= sizeof(address.sun_path)) {
+    sd_notify(0, assignments.c_str());
+    return;
+  }
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, path, length);
+  if (path[0] == '@')
+    address.sun_path[0] = '\0';  // an abstract name: no terminating NUL in the address
+  socklen_t size = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + length);
+  kj::AutoCloseFd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (fd.get() < 0 || ::sendto(fd.get(), assignments.data(), assignments.size(), MSG_NOSIGNAL,
+                               reinterpret_cast<const sockaddr*>(&address), size) < 0)
+    log::debug("service manager notification not sent (", strerror(errno), "): ", assignments);
+}
+
 void notifyStatus(const DaemonState& state, const std::string& prefix) {
   auto c = state.metrics.totals();
   auto cs = state.service.cacheStats();
@@ -60,7 +93,7 @@ void notifyStatus(const DaemonState& state, const std::string& prefix) {
                        std::to_string(cs.hits) + " cache hits, " + std::to_string(cs.entries) +
                        " cached objects (" + std::to_string(cs.bytes >> 10) + " KiB), " +
                        std::to_string(c.sessions) + " sessions";
-  sd_notify(0, status.c_str());
+  notifyWithoutWaiting(status);
 }
 
 kj::Promise<void> statusLoop(kj::Timer& timer, const DaemonState& state,
@@ -212,7 +245,8 @@ int run(const Options& opt) {
       port.onSignal(SIGTERM).exclusiveJoin(port.onSignal(SIGINT)).wait(io.waitScope).si_signo;
   log::info("received ", signal == SIGTERM ? "SIGTERM" : "SIGINT", "; finishing ",
             state.requests.inProgress(), " requests in progress, refusing new ones");
-  sd_notify(0, "STOPPING=1\nSTATUS=draining");
+  // Without waiting: a full notify queue must not keep rjitd from stopping.
+  notifyWithoutWaiting("STOPPING=1\nSTATUS=draining");
   state.draining = true;
   listeners.stopAccepting();
   state.requests.drained().wait(io.waitScope);

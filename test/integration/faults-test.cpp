@@ -209,6 +209,37 @@ TEST_P(FaultsTest, WorkerKilledWhileIdleIsReplacedNotBlamed) {
   EXPECT_NE(after[0], before[0]);
 }
 
+TEST_P(FaultsTest, ServesAndStopsWhileItsNotifySocketIsFull) {
+  // A supervisor that set NOTIFY_SOCKET and stopped reading after READY=1 (as this harness
+  // does): once its queue is full, rjitd's status updates and its STOPPING=1 find no room.
+  // sd_notify() waited for room on the event loop's thread, so rjitd stopped answering and
+  // ignored SIGTERM.
+  Client client(clientOptions());
+  client.stats();  // connected; a socket-activated rjitd has started
+  ASSERT_TRUE(daemon->waitReady());
+  kj::AutoCloseFd sender(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  ASSERT_GE(sender.get(), 0) << std::strerror(errno);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::string path = daemon->notifySocketPath();
+  ASSERT_LT(path.size(), sizeof addr.sun_path);
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  // The queue holds net.unix.max_dgram_qlen datagrams (10 by default): fill it until it is full.
+  bool full = false;
+  for (unsigned i = 0; i < MAX_POLLS && !full; ++i) {
+    if (::sendto(sender.get(), "X=1", 3, MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr),
+                 sizeof addr) < 0) {
+      ASSERT_EQ(errno, EAGAIN) << std::strerror(errno);
+      full = true;
+    }
+  }
+  ASSERT_TRUE(full) << "the notify socket's queue never filled";
+
+  expectServes(client);
+  auto status = daemon->stop();
+  EXPECT_TRUE(status.exitedWith(0)) << "rjitd after SIGTERM: " << status.describe();
+}
+
 TEST_P(FaultsTest, WorkerKilledMidCompileIsRetriedOnANewWorker) {
   auto gate = CompileGate::create(work.file("worker-gate.sock"));
   ASSERT_NE(gate, nullptr);

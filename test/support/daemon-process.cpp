@@ -133,7 +133,7 @@ bool DaemonProcess::launch() {
 
   // The notify socket: rjitd's sd_notify("READY=1") arrives here. Made once: every rjitd
   // started on a held socket reports to the same one.
-  std::string notifyPath = dir_.file("notify.sock");
+  std::string notifyPath = notifySocketPath();
   if (notifyFd_ == nullptr) {
     notifyFd_ = kj::AutoCloseFd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     sockaddr_un addr{};

@@ -123,6 +123,9 @@ public:
   std::string log() const;
   /// The file log() reads (rjitd's stderr), for tests that wait for a line with inotify.
   const std::string& logPath() const { return logPath_; }
+  /// The harness's socket that rjitd's NOTIFY_SOCKET names (its sd_notify messages arrive
+  /// there; the harness reads it only while waiting for READY=1 or STOPPING=1).
+  std::string notifySocketPath() const { return dir_.file("notify.sock"); }
 
   /// Waits (bounded) until rjitd has sent READY=1. Standalone daemons already have; a
   /// socket-activated one sends it after the first connection made it start. Records a failure
