@@ -50,7 +50,12 @@ if ! sh packaging/install-deps.sh; then
 fi
 
 run_suite build
-run_suite build-asan -Db_sanitize=address,undefined -Db_lundef=false
+# -fno-sanitize=vptr: UBSan's vptr check reports kj's own template classes (XThreadFulfiller,
+# Disposer, FdInputStream, instantiated both in libkj and in our objects) as "not an object of
+# type ..." - false positives across the shared-library boundary - and the type names it
+# demangles for those reports (__cxa_demangle in libstdc++) are never freed, which LeakSanitizer
+# then reports at exit, failing a random test. Every other UBSan check stays on.
+run_suite build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dcpp_args=-fno-sanitize=vptr
 
 # The Debian packages, counted as one test: build them into build-deb/ (as this user), then
 # install them and use them (as root: packaging/test-packages.sh).

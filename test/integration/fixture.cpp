@@ -174,7 +174,8 @@ void DaemonTest::TearDown() {
   if (daemon->mode() == DaemonMode::SocketActivated)
     daemon->waitReady();  // SIGTERM must reach rjitd, not socket-activate before its exec
   auto status = daemon->stop();
-  EXPECT_TRUE(status.exitedWith(0)) << "rjitd after SIGTERM: " << status.describe();
+  EXPECT_TRUE(status.exitedWith(0)) << "rjitd after SIGTERM: " << status.describe() << "\n"
+                                    << daemon->log();
 }
 
 ClientOptions DaemonTest::clientOptions(const DaemonProcess* other) const {
