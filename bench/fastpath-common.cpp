@@ -97,7 +97,7 @@ ChildRun runMeasured(const fs::path& rssRun, const std::vector<std::string>& com
   // Bounded by rss-run, which kills the program at `timeout`; the margin covers rss-run itself.
   std::optional<rjitd::process::CommandResult> result =
       rjitd::process::runCommand(args, rjitbench::childEnvironment(extraEnv), capture.string(),
-                                std::chrono::seconds(timeout) + std::chrono::minutes(1));
+                                 std::chrono::seconds(timeout) + std::chrono::minutes(1));
   if (!result)
     throw std::runtime_error(rssRun.string() + " did not exit a minute past its timeout");
   ChildRun run;

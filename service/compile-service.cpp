@@ -5,8 +5,8 @@
 #include "test-gate.h"
 
 #include <cerrno>
-#include <cstring>
 #include <chrono>
+#include <cstring>
 #include <kj/debug.h>
 #include <kj/io.h>
 #include <unistd.h>

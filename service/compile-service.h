@@ -6,13 +6,13 @@
 
 #include "cache-key.h"
 #include "compile-backend.h"
-#include "worker-pool.h"
 #include "compiled-object.h"
 #include "compiler.h"
 #include "metrics.h"
 #include "object-cache.h"
 #include "outcome.h"
 #include "targets.h"
+#include "worker-pool.h"
 
 #include <cstdint>
 #include <kj/async.h>

@@ -6,10 +6,10 @@
 // `LoadedImage` capability, or the connection closing, frees both.
 #pragma once
 
-#include "worker-pool.h"
 #include "compile-service.h"
 #include "metrics.h"
 #include "outcome.h"
+#include "worker-pool.h"
 
 #include <chrono>
 #include <cstdint>

@@ -2,8 +2,8 @@
 // The `LoadedImage` capability: one module linked for a client, its sealed memfd attached.
 #pragma once
 
-#include "worker-pool.h"
 #include "linker.h"
+#include "worker-pool.h"
 
 #include <cstdint>
 #include <kj/memory.h>

@@ -3,10 +3,10 @@
 // `Session` it hands out, translating between the wire types and CompileService.
 #pragma once
 
-#include "worker-pool.h"
 #include "compile-service.h"
 #include "load-service.h"
 #include "metrics.h"
+#include "worker-pool.h"
 
 #include <chrono>
 #include <cstdint>

@@ -69,8 +69,8 @@ private:
 
 public:
   /// Only create() constructs (the key is private).
-  CompileGate(Key, std::string path, std::optional<std::string> onlyModule, kj::AutoCloseFd listener,
-              kj::AutoCloseFd stopEvent);
+  CompileGate(Key, std::string path, std::optional<std::string> onlyModule,
+              kj::AutoCloseFd listener, kj::AutoCloseFd stopEvent);
 
 private:
   /// The gate's thread: accepts each arrival, reads its module name, and queues it in
@@ -87,11 +87,11 @@ private:
   std::mutex mutex;
   std::condition_variable changed;
   std::deque<std::pair<std::string, kj::AutoCloseFd>> arrivals;  // guarded by mutex
-  bool reading = false;                                   // guarded by mutex: serve() has
-                                                          // accepted one and reads its name
-  bool serving = true;                                    // guarded by mutex
+  bool reading = false;                                          // guarded by mutex: serve() has
+                                                                 // accepted one and reads its name
+  bool serving = true;                                           // guarded by mutex
   std::vector<kj::AutoCloseFd> holding;                          // the test thread's only
-  std::thread thread;                                     // last: it uses everything above
+  std::thread thread;                                            // last: it uses everything above
 };
 
 }  // namespace rjit::test

@@ -2,10 +2,10 @@
 // CompileService with its real collaborators: the LLVM compiler, the object cache and worker
 // threads, driven by a real kj event loop.
 #include "cache-key.h"
-#include "worker-pool.h"
 #include "compile-service.h"
 #include "metrics.h"
 #include "object-cache.h"
+#include "worker-pool.h"
 
 #include <cstdlib>
 #include <gtest/gtest.h>
@@ -112,7 +112,7 @@ TEST_F(CompileServiceTest, IdenticalConcurrentRequestsCompileOnce) {
     compiledHere += s.fromCache ? 0 : 1;
     if (object == nullptr)
       object = s.object.get();
-    EXPECT_EQ(object, s.object.get()); // every waiter gets the one result
+    EXPECT_EQ(object, s.object.get());  // every waiter gets the one result
   }
   EXPECT_EQ(compiledHere, 1);
   EXPECT_EQ(counters().compiles, 1u);
@@ -254,5 +254,5 @@ TEST_F(ProcessBackendTest, LlvmFatalErrorFailsOnlyThatRequest) {
   EXPECT_EQ(metrics.totals().compileWorkerRestarts, 1u);
 }
 
-} // namespace
-} // namespace rjitd::service
+}  // namespace
+}  // namespace rjitd::service

@@ -3,12 +3,12 @@
 // real socket pair: a fault inside rjitd is answered and counted as `internal`, a client gone is
 // not answered, and a client that answers rjitd's symbol question wrongly is the client's
 // fault (`invalid-request`).
-#include "worker-pool.h"
 #include "compile-service.h"
 #include "load-service.h"
 #include "metrics.h"
 #include "object-cache.h"
 #include "rpc-server.h"
+#include "worker-pool.h"
 
 #include <capnp/any.h>
 #include <capnp/rpc-twoparty.h>
