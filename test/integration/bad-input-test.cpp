@@ -267,9 +267,7 @@ TEST_P(BadInputTest, ClientVanishingMidCompileLeavesDaemonServing) {
   // rjitd compiles for it, however fast the machine compiles the module.
   auto gate = CompileGate::create(work.file("compile-gate.sock"));
   ASSERT_NE(gate, nullptr);
-  DaemonOptions options;
-  options.extraArgs = gate->daemonArgs();
-  auto gated = startDaemon(options);
+  auto gated = startGated(*gate);
   ASSERT_NE(gated, nullptr);
 
   CompileRequest request;
@@ -420,9 +418,7 @@ TEST_P(BadInputTest, SigtermLetsInFlightCompileFinish) {
   // SIGTERM arrives however fast the machine compiles it.
   auto gate = CompileGate::create(work.file("compile-gate.sock"));
   ASSERT_NE(gate, nullptr);
-  DaemonOptions options;
-  options.extraArgs = gate->daemonArgs();
-  auto gated = startDaemon(options);
+  auto gated = startGated(*gate);
   ASSERT_NE(gated, nullptr);
 
   CompileRequest request;

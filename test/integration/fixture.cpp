@@ -162,6 +162,12 @@ std::unique_ptr<DaemonProcess> DaemonTest::startDaemon(DaemonOptions options) co
   return DaemonProcess::start(std::move(options));
 }
 
+std::unique_ptr<DaemonProcess> DaemonTest::startGated(const CompileGate& gate) const {
+  DaemonOptions options;
+  options.extraArgs = gate.daemonArgs();
+  return startDaemon(std::move(options));
+}
+
 void DaemonTest::SetUp() {
   daemon = DaemonProcess::start(daemonOptions());
   ASSERT_NE(daemon, nullptr);

@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 #include <remotejit/client.h>
 
+#include "compile-gate.h"
 #include "daemon-process.h"
 #include "temp-dir.h"
 
@@ -88,6 +89,8 @@ protected:
   ClientOptions clientOptions(const DaemonProcess* other = nullptr) const;
   /// Starts another daemon in the test's mode (for non-default flags).
   std::unique_ptr<DaemonProcess> startDaemon(DaemonOptions options) const;
+  /// Starts another daemon whose compiles wait at `gate` (before a worker gets them).
+  std::unique_ptr<DaemonProcess> startGated(const CompileGate& gate) const;
   /// Compiles a fresh module through `client` and checks the result: the daemon still serves.
   void expectServes(Client& client);
   /// Same through a new client of the fixture's daemon.

@@ -531,9 +531,7 @@ TEST_P(LoadTest, ClientThatVanishesMidLoadCostsNothing) {
   // compile gate: the client certainly vanishes mid-load, whatever the machine's speed.
   auto gate = CompileGate::create(work.file("compile-gate.sock"));
   ASSERT_NE(gate, nullptr);
-  DaemonOptions options;
-  options.extraArgs = gate->daemonArgs();
-  auto gated = startDaemon(options);
+  auto gated = startGated(*gate);
   ASSERT_NE(gated, nullptr);
   std::string module = work.file("slow.ll");
   writeFile(module, generatedModule(8));
