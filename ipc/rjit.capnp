@@ -128,9 +128,23 @@ struct Error {
     protocolMismatch @8;
     overloaded @9;
     linkFailed @10;          # load: unresolved or duplicate symbols, an unplaceable object
+    # Remote execute (RemoteModule.call/run): what happened to the call in its executor. Each
+    # ends that executor; the next call gets a fresh one with the session's modules loaded again.
+    timeout @11;             # the call overran its deadline (the client's, capped by
+                             # rjitd --execute-timeout) and rjitd killed the executor
+    crashed @12;             # the code died of a signal (`signal`; its name is in the message)
+    outOfMemory @13;         # the code ran past the executor's memory limit (--executor-memory)
+    exited @14;              # call: the code called exit() (`exitStatus`)
+    outputLimit @15;         # the code wrote more than the executor may (--executor-output)
+    sandboxViolation @16;    # the code made a system call executors may not make (socket,
+                             # fork, execve, open, ptrace, ...), named in the message
+    signatureMismatch @17;   # call: arguments that do not match the symbol's IR signature, or
+                             # a symbol that is not a function the module defines
   }
   message @1 :Text;
   diagnostics @2 :List(Diagnostic);
+  signal @3 :Int32;          # crashed: the signal number (SIGSEGV = 11, ...)
+  exitStatus @4 :Int32;      # exited: the status the code passed to exit()
 }
 
 struct CompileOutcome {
@@ -172,6 +186,11 @@ struct ServerStats {
   loadedImages @18 :UInt32;               # modules loaded by clients and not yet unloaded
   loadedImageBytes @19 :UInt64;
   symbolQuestions @20 :UInt64;            # SymbolResolver calls to clients (rjitd_symbol_questions_total)
+  executes @21 :UInt64;                   # calls and runs answered (rjitd_executes_total)
+  executeFailures @22 :UInt64;            # ... of which did not end with a result
+  executors @23 :UInt32;                  # executor processes running (rjitd_executors)
+  executorRestarts @24 :UInt64;           # executors ended by a call (rjitd_executor_restarts_total)
+  executeCounts @25 :List(RequestCount);  # rjitd_executes_total by (target in `method`, result)
 }
 
 struct RequestCount {
@@ -296,4 +315,160 @@ interface Session {
 
   load @3 (request :LoadRequest) -> (outcome :LoadOutcome);
   # Compiles (or finds in the cache) the module and links it for the client's address space.
+
+  executor @4 (target :TargetSpec) -> (outcome :ExecutorOutcome);
+  # An executor for `target` (cpu and features apply to the modules loaded into it): a process
+  # of its own, private to this session, started when the first module is loaded into it.
+  # Refused with `overloaded` past rjitd --max-executors (all sessions) or the per-connection
+  # limit, and with `unknownTarget` for a target rjitd cannot run.
+}
+
+# --- Remote execute --------------------------------------------------------------------------
+#
+# rjitd never runs user code in its own process. An `Executor` is a sandboxed process (seccomp
+# allow-list, rlimits, no descriptors but its channel and its stdio files) that loads modules
+# through the same linker and loader as the fast path and calls their functions by IR signature
+# (libffi). rjitd enforces each call's deadline by killing the executor; a crash, a deadline, an
+# exit() or a flood of output is an Error of its kind for that call only, and the next call gets
+# a fresh executor with the modules still held loaded again. Releasing a RemoteModule unloads
+# it; releasing the Executor (and every RemoteModule of it) ends the process.
+
+struct Value {
+  # An argument or a result of a call. Integers: `signed` or `unsigned` as the caller means
+  # them; an IR integer parameter takes either if the value fits its width (IR says signedness
+  # only by `signext`/`zeroext`). Results: `signed` unless the IR says `zeroext` (or i1).
+  union {
+    void @0 :Void;           # the result of a void function
+    signed @1 :Int64;
+    unsigned @2 :UInt64;
+    float32 @3 :Float32;     # `float`
+    float64 @4 :Float64;     # `double`
+    string @5 :Text;         # a ptr parameter: a NUL-terminated copy, alive for the call
+    buffer @6 :Buffer;       # a ptr parameter: an array
+    null @7 :Void;           # a ptr parameter: the null pointer
+    pointer @8 :UInt64;      # a ptr result: the address in the executor (only to print)
+  }
+}
+
+struct Buffer {
+  element @0 :Element;
+  enum Element {
+    i8 @0; u8 @1; i16 @2; u16 @3; i32 @4; u32 @5; i64 @6; u64 @7; f32 @8; f64 @9;
+  }
+  count @1 :UInt64;          # elements; count * element size bytes
+  direction @2 :Direction;
+  enum Direction {
+    in @0;                   # read by the callee; not sent back
+    out @1;                  # written by the callee: starts zeroed, sent back
+    inOut @2;                # both
+  }
+  union {
+    bytes @3 :Data;          # copied: the contents (in, inOut; empty for out)
+    segmentOffset @4 :UInt64;
+    # In the session's shared segment (Executor.attachSegment) at this offset: nothing is
+    # copied; the callee reads and writes the client's memory in place.
+  }
+}
+
+struct CallRequest {
+  symbol @0 :Text;
+  arguments @1 :List(Value);
+  timeoutMillis @2 :UInt64;  # the client's deadline; 0 = rjitd's --execute-timeout (also the cap)
+}
+
+struct CallResult {
+  value @0 :Value;
+  buffers @1 :List(Data);
+  # One per `out` or `inOut` argument that was copied (`bytes`), in argument order: its
+  # contents after the call. Segment buffers were written in place and have none.
+}
+
+struct ExecOutput {
+  # What the code wrote to its stdout and stderr during this call or run (at most
+  # rjitd --executor-output bytes each; more is an `outputLimit` error), and the wall time.
+  stdout @0 :Data;
+  stderr @1 :Data;
+  micros @2 :UInt64;
+}
+
+struct CallOutcome {
+  union {
+    ok @0 :CallResult;
+    error @1 :Error;
+  }
+  output @2 :ExecOutput;     # also for errors: what the code wrote before it crashed
+}
+
+struct RunRequest {
+  # Runs the module's `main` (i32(), i32(i32,ptr) or i32(i32,ptr,ptr)) as a program: argv[0]
+  # first, the environment as NAME=VALUE, and stdin's bytes as its standard input. The
+  # executor ends with the program (exit() or main's return run atexit handlers and static
+  # destructors as natively); the next call or run gets a fresh one.
+  argv @0 :List(Text);
+  env @1 :List(Text);
+  stdin @2 :Data;
+  timeoutMillis @3 :UInt64;  # as CallRequest.timeoutMillis
+}
+
+struct RunResult {
+  union {
+    exitStatus @0 :Int32;    # main returned or the program called exit()
+    signal @1 :Int32;        # the program died of this signal (abort(), a crash)
+  }
+  signalName @2 :Text;       # "SIGSEGV", ... ("" for an exit)
+}
+
+struct RunOutcome {
+  union {
+    ok @0 :RunResult;
+    error @1 :Error;         # timeout, outOfMemory, outputLimit, sandboxViolation, ...
+  }
+  output @2 :ExecOutput;
+}
+
+interface RemoteModule {
+  call @0 (request :CallRequest) -> (outcome :CallOutcome);
+  run @1 (request :RunRequest) -> (outcome :RunOutcome);
+}
+
+struct RemoteLoaded {
+  module @0 :RemoteModule;
+  object @1 :CompiledObject;  # key, symbols with IR signatures, diagnostics (no object bytes)
+}
+
+struct RemoteLoadOutcome {
+  union {
+    ok @0 :RemoteLoaded;
+    error @1 :Error;
+  }
+}
+
+interface SharedSegment {
+  # Implemented by a same-host client: a memfd it created, sized and sealed against shrinking
+  # (F_SEAL_SHRINK), attached to this capability (Capability::Client::getFd()). No methods.
+}
+
+struct AttachOutcome {
+  union {
+    ok @0 :Void;
+    error @1 :Error;
+  }
+}
+
+interface Executor {
+  load @0 (request :CompileRequest, key :Data) -> (outcome :RemoteLoadOutcome);
+  # Compiles (or finds in the cache) the module and loads it into the executor. Hash-first:
+  # with `request.module` empty, the cached object with `key` is used, or the answer is
+  # `notFound` and the client sends the module.
+
+  attachSegment @1 (segment :SharedSegment, size :UInt64) -> (outcome :AttachOutcome);
+  # Unix sockets only: the client's shared segment, mapped read-write by the executor, once per
+  # executor. `Buffer.segmentOffset` arguments point into it.
+}
+
+struct ExecutorOutcome {
+  union {
+    ok @0 :Executor;
+    error @1 :Error;
+  }
 }

@@ -42,7 +42,7 @@ template <typename Table> constexpr bool oneToOne(const Table& table) {
 }  // namespace wire_detail
 
 /// Every wire kind and the shared kind it stands for, one to one. Shared kinds missing here
-/// (connection, timeout, configuration, load) arise only in the client and never travel.
+/// (connection, configuration, load) arise only in the client and never travel.
 inline constexpr std::pair<proto::Error::Kind, ErrorKind> WIRE_ERROR_KINDS[] = {
     {proto::Error::Kind::INTERNAL, ErrorKind::Internal},
     {proto::Error::Kind::INVALID_MODULE, ErrorKind::InvalidModule},
@@ -55,6 +55,13 @@ inline constexpr std::pair<proto::Error::Kind, ErrorKind> WIRE_ERROR_KINDS[] = {
     {proto::Error::Kind::PROTOCOL_MISMATCH, ErrorKind::ProtocolMismatch},
     {proto::Error::Kind::OVERLOADED, ErrorKind::Overloaded},
     {proto::Error::Kind::LINK_FAILED, ErrorKind::LinkFailed},
+    {proto::Error::Kind::TIMEOUT, ErrorKind::Timeout},
+    {proto::Error::Kind::CRASHED, ErrorKind::Crashed},
+    {proto::Error::Kind::OUT_OF_MEMORY, ErrorKind::OutOfMemory},
+    {proto::Error::Kind::EXITED, ErrorKind::Exited},
+    {proto::Error::Kind::OUTPUT_LIMIT, ErrorKind::OutputLimit},
+    {proto::Error::Kind::SANDBOX_VIOLATION, ErrorKind::SandboxViolation},
+    {proto::Error::Kind::SIGNATURE_MISMATCH, ErrorKind::SignatureMismatch},
 };
 
 /// The wire code of `kind`. A client-only kind has none and travels as `internal`; the daemon

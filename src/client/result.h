@@ -50,6 +50,12 @@ RJIT_SAME_KIND(Timeout);
 RJIT_SAME_KIND(Configuration);
 RJIT_SAME_KIND(LinkFailed);
 RJIT_SAME_KIND(Load);
+RJIT_SAME_KIND(Crashed);
+RJIT_SAME_KIND(OutOfMemory);
+RJIT_SAME_KIND(Exited);
+RJIT_SAME_KIND(OutputLimit);
+RJIT_SAME_KIND(SandboxViolation);
+RJIT_SAME_KIND(SignatureMismatch);
 #undef RJIT_SAME_KIND
 
 // Severities and symbol kinds too: the wire tables (ipc/wire-enums.h) map the shared ones.

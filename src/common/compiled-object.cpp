@@ -20,6 +20,12 @@ const char* errorKindName(ErrorKind kind) {
   case ErrorKind::Configuration: return "configuration";
   case ErrorKind::LinkFailed: return "link-failed";
   case ErrorKind::Load: return "load";
+  case ErrorKind::Crashed: return "crashed";
+  case ErrorKind::OutOfMemory: return "out-of-memory";
+  case ErrorKind::Exited: return "exited";
+  case ErrorKind::OutputLimit: return "output-limit";
+  case ErrorKind::SandboxViolation: return "sandbox-violation";
+  case ErrorKind::SignatureMismatch: return "signature-mismatch";
   }
   return "unknown";
 }

@@ -11,7 +11,7 @@ namespace rjitd {
 
 /// Why a request failed: the one kind enum of daemon and client. The kinds the wire carries
 /// are mapped to `proto::Error::Kind` by the one table in ipc/wire-enums.h; Connection,
-/// Timeout, Configuration and Load arise only in the client and have no wire code. The
+/// Configuration and Load arise only in the client and have no wire code. The
 /// numbering is the public `rjit::ErrorKind`'s (src/client/include/remotejit/client.h), which
 /// the client maps to this one by a cast its static_asserts check: append new kinds to both.
 enum class ErrorKind : uint8_t {
@@ -26,10 +26,17 @@ enum class ErrorKind : uint8_t {
   ProtocolMismatch,
   Overloaded,
   Connection,     ///< client only: no server could be reached, or the connection broke
-  Timeout,        ///< client only: a call did not finish within its deadline
+  Timeout,        ///< a call did not finish within its deadline (client or executor)
   Configuration,  ///< client only: bad client configuration
   LinkFailed,     ///< unresolved or duplicate symbols, an object the linker cannot place
   Load,           ///< client only: mapping or starting loaded code in the client's process
+  // Remote execute: what happened to a call in its executor (Timeout above is also one).
+  Crashed,            ///< the code died of a signal
+  OutOfMemory,        ///< the code ran past the executor's memory limit
+  Exited,             ///< the called function called exit()
+  OutputLimit,        ///< the code wrote more output than an executor may
+  SandboxViolation,   ///< the code made a system call executors may not make
+  SignatureMismatch,  ///< call arguments that do not match the function's IR signature
 };
 
 /// Short lower-case name of an error kind, for logs, metrics labels and the CLI ("unknown" for

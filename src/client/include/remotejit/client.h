@@ -36,6 +36,13 @@ enum class ErrorKind : uint8_t {
   Configuration,  ///< bad client configuration (RJIT_SERVER, RJIT_TIMEOUT_MS, ...)
   LinkFailed,     ///< the module could not be linked: unresolved or duplicate symbols, ...
   Load,           ///< mapping or starting loaded code in this process failed
+  // Remote execute (RemoteModule::call/run); Timeout is also a call that overran its deadline.
+  Crashed,            ///< the code died of a signal (named in the message)
+  OutOfMemory,        ///< the code ran past the executor's memory limit
+  Exited,             ///< the called function called exit() (status in the message)
+  OutputLimit,        ///< the code wrote more output than an executor may
+  SandboxViolation,   ///< the code made a system call executors may not make (named)
+  SignatureMismatch,  ///< arguments that do not match the function's IR signature
 };
 
 /// Lower-case name of a kind ("invalid-module"), as the CLI prints it.

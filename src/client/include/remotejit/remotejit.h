@@ -56,7 +56,13 @@ enum rjit_error_kind {
   RJIT_ERROR_TIMEOUT = 11,          /**< the call did not finish within the deadline */
   RJIT_ERROR_CONFIGURATION = 12,    /**< bad client options or RJIT_* environment variables */
   RJIT_ERROR_LINK_FAILED = 13,      /**< unresolved or duplicate symbols (named in the message) */
-  RJIT_ERROR_LOAD = 14              /**< mapping or starting loaded code in this process failed */
+  RJIT_ERROR_LOAD = 14,             /**< mapping or starting loaded code in this process failed */
+  RJIT_ERROR_CRASHED = 15,          /**< remote execute: the code died of a signal */
+  RJIT_ERROR_OUT_OF_MEMORY = 16,    /**< remote execute: past the executor's memory limit */
+  RJIT_ERROR_EXITED = 17,           /**< remote execute: the called function called exit() */
+  RJIT_ERROR_OUTPUT_LIMIT = 18,     /**< remote execute: more output than an executor may write */
+  RJIT_ERROR_SANDBOX_VIOLATION = 19, /**< remote execute: a forbidden system call (named) */
+  RJIT_ERROR_SIGNATURE_MISMATCH = 20 /**< remote execute: arguments that do not match */
 };
 
 enum rjit_severity { RJIT_SEVERITY_ERROR = 0, RJIT_SEVERITY_WARNING = 1, RJIT_SEVERITY_NOTE = 2 };
