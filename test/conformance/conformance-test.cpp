@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
-// Conformance of `rjit run` (the same-host fast path): each program in test/conformance, built
-// natively by clang-19 and compiled to IR by clang-19, must behave the same when rjit runs its IR
-// through a real rjitd — the same exit status, stdout and stderr, byte for byte. Every program is
-// run at -O0 and at -O2, twice each: the first run compiles, the second is served from rjitd's
-// cache.
+// Conformance of `rjit run` (the same-host fast path) and `rjit run --remote` (remote execute,
+// in one of rjitd's sandboxed executors): each program in test/conformance, built natively by
+// clang-19 and compiled to IR by clang-19, must behave the same when rjit runs its IR through a
+// real rjitd — the same exit status, stdout and stderr, byte for byte. Every program is run at -O0
+// and at -O2, twice each: the first run compiles, the second is served from rjitd's cache.
 //
 // The generated files (PROGRAM.ll, PROGRAM.bc, PROGRAM-O0.ll, PROGRAM-native) are looked up
 // next to this executable (meson builds them into the same directory), or in
@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <set>
 #include <sstream>
@@ -180,16 +181,54 @@ protected:
     }
   }
 
-  /// `rjit run -O<optLevel> IR -- PROGRAM_ARGS` against the fixture's daemon.
-  CommandResult rjitRun(const std::string& ir, unsigned optLevel) {
+  /// `rjit run [--remote] -O<optLevel> IR -- PROGRAM_ARGS` against the fixture's daemon.
+  CommandResult rjitRun(const std::string& ir, unsigned optLevel, bool remote = false) {
     const char* bin = std::getenv("RJIT_BIN");
     EXPECT_NE(bin, nullptr) << "RJIT_BIN is not set (run the tests through meson test)";
-    std::vector<std::string> argv = {bin != nullptr ? bin : "rjit", "run",
-                                     "-O" + std::to_string(optLevel), ir, "--"};
+    std::vector<std::string> argv = {bin != nullptr ? bin : "rjit", "run"};
+    if (remote)
+      argv.push_back("--remote");
+    argv.insert(argv.end(), {"-O" + std::to_string(optLevel), ir, "--"});
     argv.insert(argv.end(), PROGRAM_ARGS.begin(), PROGRAM_ARGS.end());
     auto env = environmentWith({{"RJIT_SERVER", daemon->endpoint()}},
                                {"RJIT_TIMEOUT_MS", "RJIT_HASH_FIRST_BYTES"});
     return runCommand(work, argv, env);
+  }
+
+  /// The native build's run with PROGRAM_ARGS, checked against the exit status the table
+  /// expects (a wrong native build would make every comparison meaningless).
+  std::optional<CommandResult> runNativeReference(const Case& c) {
+    std::string native = generated(std::string(c.program.name) + "-native");
+    EXPECT_TRUE(std::filesystem::exists(native)) << native << " is missing (built by meson)";
+    std::vector<std::string> nativeArgv = {native};
+    nativeArgv.insert(nativeArgv.end(), PROGRAM_ARGS.begin(), PROGRAM_ARGS.end());
+    CommandResult expected = runCommand(work, nativeArgv);
+    if (!expected.status.exitedWith(c.program.exitCode)) {
+      ADD_FAILURE() << "native " << c.program.name << ": " << expected.status.describe()
+                    << ", expected exit " << c.program.exitCode << "\nstderr:\n"
+                    << expected.err;
+      return std::nullopt;
+    }
+    return expected;
+  }
+
+  /// Runs the case's IR twice through `rjit run` (with `remote`: `rjit run --remote`) and
+  /// compares each run with the native build's.
+  void expectBehavesLikeNativeBuild(bool remote) {
+    const Case& c = GetParam();
+    std::string ir = generated(std::string(c.program.name) + c.irExtension);
+    ASSERT_TRUE(std::filesystem::exists(ir)) << ir << " is missing (built by meson)";
+    auto expected = runNativeReference(c);
+    ASSERT_TRUE(expected.has_value());
+    const char* runs[2][2] = {{"rjit run (first)", "rjit run (again, cached)"},
+                              {"rjit run --remote (first)", "rjit run --remote (again, cached)"}};
+    for (const char* what : runs[remote ? 1 : 0]) {
+      CommandResult actual = rjitRun(ir, c.optLevel, remote);
+      EXPECT_EQ(actual.status.describe(), expected->status.describe())
+          << what << ": exit status differs from the native build's";
+      expectSameOutput("stdout", expected->out, actual.out, what);
+      expectSameOutput("stderr", expected->err, actual.err, what);
+    }
   }
 
   TempDir work;
@@ -197,28 +236,13 @@ protected:
 };
 
 TEST_P(RunConformance, BehavesLikeNativeBuild) {
-  const Case& c = GetParam();
-  std::string native = generated(std::string(c.program.name) + "-native");
-  std::string ir = generated(std::string(c.program.name) + c.irExtension);
-  ASSERT_TRUE(std::filesystem::exists(native)) << native << " is missing (built by meson)";
-  ASSERT_TRUE(std::filesystem::exists(ir)) << ir << " is missing (built by meson)";
+  expectBehavesLikeNativeBuild(/*remote=*/false);
+}
 
-  std::vector<std::string> nativeArgv = {native};
-  nativeArgv.insert(nativeArgv.end(), PROGRAM_ARGS.begin(), PROGRAM_ARGS.end());
-  CommandResult expected = runCommand(work, nativeArgv);
-  // The reference itself: a wrong native build would make every comparison meaningless.
-  ASSERT_TRUE(expected.status.exitedWith(c.program.exitCode))
-      << "native " << c.program.name << ": " << expected.status.describe() << ", expected exit "
-      << c.program.exitCode << "\nstderr:\n"
-      << expected.err;
-
-  for (const char* what : {"rjit run (first)", "rjit run (again, cached)"}) {
-    CommandResult actual = rjitRun(ir, c.optLevel);
-    EXPECT_EQ(actual.status.describe(), expected.status.describe())
-        << what << ": exit status differs from the native build's";
-    expectSameOutput("stdout", expected.out, actual.out, what);
-    expectSameOutput("stderr", expected.err, actual.err, what);
-  }
+/// The same program in one of rjitd's sandboxed executors (`rjit run --remote`): argv, the
+/// environment, stdout, stderr and the exit status are the program's.
+TEST_P(RunConformance, RemoteBehavesLikeNativeBuild) {
+  expectBehavesLikeNativeBuild(/*remote=*/true);
 }
 
 /// Each program of PROGRAMS that `wanted` accepts, from its IR file ending in `irExtension`, at
