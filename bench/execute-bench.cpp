@@ -222,8 +222,8 @@ void coldStart(const Config& config, const std::string& address,
              fixed(load.min(), 2), fixed(load.max(), 2)});
   table.add({"first call", fixed(firstCall.median(), 3), fixed(firstCall.min(), 3),
              fixed(firstCall.max(), 3)});
-  table.add({"cold: all of it", fixed(cold.median(), 2), fixed(cold.min(), 2),
-             fixed(cold.max(), 2)});
+  table.add(
+      {"cold: all of it", fixed(cold.median(), 2), fixed(cold.min(), 2), fixed(cold.max(), 2)});
   table.add({"warm call", fixed(warm.median(), 3), fixed(warm.min(), 3), fixed(warm.max(), 3)});
   std::cout << "\n3. Executor cold start vs a warm call (" << config.cold << " starts)\n";
   table.print(std::cout);
