@@ -270,8 +270,8 @@ void throughput(const Config& config, const std::string& address,
 
 int run(const Config& config) {
   auto self = rjitbench::selfDirectory();
-  std::filesystem::path rjitd =
-      config.rjitd.empty() ? self.parent_path() / "service" / "rjitd" : config.rjitd;
+  std::filesystem::path rjitd = config.rjitd.empty() ? self.parent_path() / "service" / "rjitd"
+                                                     : std::filesystem::path(config.rjitd);
   std::filesystem::path modulePath = self / "execute-typed.ll";
   if (!std::filesystem::exists(modulePath)) {
     std::fprintf(stderr, "%s is missing (ninja -C BUILDDIR bench/execute-typed.ll)\n",
