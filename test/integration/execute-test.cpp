@@ -26,10 +26,10 @@ namespace {
 constexpr unsigned MAX_POLLS = 1'000'000;
 
 /// rjitd's limits for the tests of misbehaving code: a deadline of 1 s (the hang overruns it),
-/// executors of 512 MiB address space (the allocations exhaust it; still room for the executor
+/// executors of 768 MiB address space (the allocations exhaust it; still room for the executor
 /// itself and for a shared segment of up to half of it) and the default 8 MiB of output.
 constexpr const char* EXECUTE_TIMEOUT_SECONDS = "1";
-constexpr uint64_t EXECUTOR_MEMORY = 512ull << 20;
+constexpr uint64_t EXECUTOR_MEMORY = 768ull << 20;
 
 /// rjitd's executor processes' name (/proc/PID/comm).
 constexpr std::string_view EXECUTOR_NAME = "rjitd-executor";
