@@ -3,8 +3,8 @@
 #include "control.h"
 
 #include "call.h"
-#include "fatal-signal.h"
 #include "compiled-object.h"
+#include "fatal-signal.h"
 #include "ir-signature.h"
 #include "program-main.h"
 #include "value.h"
@@ -241,9 +241,9 @@ kj::Promise<void> ControlServer::load(LoadContext context) {
           return;
         }
         uint64_t id = nextId++;
-        modules.emplace(id, LoadedModule{
-                                std::get<std::shared_ptr<rjit::Module::State>>(std::move(mapped)),
-                                imageId});
+        modules.emplace(
+            id, LoadedModule{std::get<std::shared_ptr<rjit::Module::State>>(std::move(mapped)),
+                             imageId});
         outcome.setId(id);
       })
       .attach(kj::mv(job));
@@ -297,8 +297,8 @@ kj::Promise<void> ControlServer::call(CallContext context) {
   }
 
   setPhase(page, StatusPage::UserCode);
-  auto result = marshal::callBySignature(reinterpret_cast<void*>(found->second), symbol,
-                                         signature, arguments);
+  auto result = marshal::callBySignature(reinterpret_cast<void*>(found->second), symbol, signature,
+                                         arguments);
   setPhase(page, StatusPage::Idle);
   flushOutput();
   if (auto* error = std::get_if<marshal::CallError>(&result)) {
@@ -353,9 +353,8 @@ kj::Promise<void> ControlServer::run(RunContext context) {
   ::lseek(STDIN_FILENO, 0, SEEK_SET);
 
   setPhase(page, StatusPage::UserCode);
-  int status = rjitd::cli::callMain(reinterpret_cast<void*>(found->second),
-                                    std::get<size_t>(form), static_cast<int>(storage.size()),
-                                    argv.data(), environ);
+  int status = rjitd::cli::callMain(reinterpret_cast<void*>(found->second), std::get<size_t>(form),
+                                    static_cast<int>(storage.size()), argv.data(), environ);
   // As a native main's return: the modules' atexit handlers and destructors, stdio flushed,
   // then the exit status, which rjitd reads from waitpid. _exit rather than exit: the
   // executor's own static objects (its RPC state) are not torn down under a live call.

@@ -70,8 +70,8 @@ int serve(StatusPage& page, const Options& options) {
   rjit::detail::Config config;
   // Loaded code's reservation counts against RLIMIT_AS like every other mapping: at most a
   // quarter of the executor's address space, so that the code's own data has the rest.
-  config.memoryQuota = std::min<uint64_t>(rjit::detail::DEFAULT_MEMORY_QUOTA,
-                                          options.memoryBytes / 4);
+  config.memoryQuota =
+      std::min<uint64_t>(rjit::detail::DEFAULT_MEMORY_QUOTA, options.memoryBytes / 4);
   config.clientName = "rjitd-executor";
   rjit::detail::HashWorker hasher;  // unused: loads go by key
   rjit::detail::RpcLoader loader(config, hasher);
@@ -87,8 +87,8 @@ int serve(StatusPage& page, const Options& options) {
 
   std::optional<rjit::detail::Result<bool>> hello;
   KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&] {
-                  hello = connection->hello(config.clientName).wait(io.waitScope);
-                })) {
+                 hello = connection->hello(config.clientName).wait(io.waitScope);
+               })) {
     // rjitd went away before it answered (it killed this executor's session meanwhile).
     if (exception->getType() == kj::Exception::Type::DISCONNECTED)
       return 0;
@@ -132,8 +132,7 @@ int main(int argc, char** argv) {
                  "largest size of the stdout and stderr files in bytes (RLIMIT_FSIZE)")
       ->required();
   app.add_option("--cpu-seconds", options.cpuSeconds, "CPU time limit (RLIMIT_CPU)")->required();
-  app.add_option("--open-files", options.openFiles, "descriptor limit (RLIMIT_NOFILE)")
-      ->required();
+  app.add_option("--open-files", options.openFiles, "descriptor limit (RLIMIT_NOFILE)")->required();
   app.add_option("--uid", options.uid, "user to run as (rjitd running as root)");
   app.add_option("--gid", options.gid, "group to run as (rjitd running as root)");
   app.add_option("--test-crash-after-sandbox", options.testCrash)->group("");  // tests only

@@ -11,12 +11,13 @@ namespace rjit::detail {
 
 namespace {
 
-// Retries of one call after its server went away. Every call is idempotent (hello, compile,
-// lookup, stats, load), so repeating one on a fresh connection is safe: a load cut short
-// mapped nothing here, and what rjitd linked for it belongs to the old connection, which frees
-// it when it ends (the retry reserves and links anew on the new connection). Each retry needs a
-// new connection and handshake, so none spins against an address nobody serves (that is a
-// Connection error at once), and all of them share the call's deadline.
+// Retries of one call after its server went away. Every call here is idempotent (hello,
+// compile, lookup, stats, load; remote calls are not, and remote-calls.h never retries), so
+// repeating one on a fresh connection is safe: a load cut short mapped nothing here, and what rjitd
+// linked for it belongs to the old connection, which frees it when it ends (the retry reserves and
+// links anew on the new connection). Each retry needs a new connection and handshake, so none spins
+// against an address nobody serves (that is a Connection error at once), and all of them share the
+// call's deadline.
 //
 // A `shutting-down` answer is the server saying it drains before exiting (rjitd does that on
 // SIGTERM, e.g. `systemctl restart`). A socket-activated rjitd has stopped accepting by then;
@@ -50,7 +51,7 @@ template <typename T> struct ClientCore::Call {
 
 ClientCore::ClientCore(kj::AsyncIoContext& io, const Config& config)
     : io(io), config(config), connector(io, config), rpcLoader(config, hasher),
-      tasks(newTaskSet()) {}
+      remoteCalls(io, config, hasher, connector), tasks(newTaskSet()) {}
 
 ClientCore::~ClientCore() = default;
 
@@ -132,6 +133,7 @@ void ClientCore::shutdown() {
         std::make_exception_ptr(Error(ErrorKind::Connection, "client closed")));
   pending.clear();
   rpcLoader.releaseAll();
+  remoteCalls.reset();
   connector.reset();
 }
 

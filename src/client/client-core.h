@@ -8,6 +8,7 @@
 #include "client-config.h"
 #include "connection.h"
 #include "hash-worker.h"
+#include "remote-calls.h"
 #include "result.h"
 #include "rpc-load.h"
 #include "wire-convert.h"
@@ -45,6 +46,9 @@ public:
   kj::Promise<Result<LoadedParts>> load(const CompileRequest& request,
                                         std::shared_ptr<const LoadOptions> options,
                                         const ModuleRegistry& modules);
+  /// Remote execute: executors, their modules and calls (no retries: see remote-calls.h).
+  RemoteCalls& remote() { return remoteCalls; }
+
   /// What drops the capabilities of unloaded images (ReleaseChannel::open takes it).
   RpcLoader& loader() { return rpcLoader; }
 
@@ -81,6 +85,7 @@ private:
   HashWorker hasher;  // destroyed last: joins its thread after every promise on it is gone
   Connector connector;
   RpcLoader rpcLoader;
+  RemoteCalls remoteCalls;
 
   std::map<uint64_t, std::promise<CompiledObject>> pending;  // compileAsync() futures
   uint64_t nextPending = 0;

@@ -6,6 +6,7 @@
 
 #include "client-config.h"
 #include "client-core.h"
+#include "client-impl.h"
 #include "process-loader.h"
 #include "result.h"
 #include "wire-convert.h"
@@ -41,13 +42,6 @@ kj::AsyncIoContext setupAsyncIoKeepingSigpipe() {
   kj::AsyncIoContext io = kj::setupAsyncIo();
   KJ_SYSCALL(sigaction(SIGPIPE, &previous, nullptr));
   return io;
-}
-
-/// The value of `result`, or its error thrown: the public API's one way to fail.
-template <typename T> T valueOrThrow(detail::Result<T>&& result) {
-  if (Error* error = detail::failed(result))
-    throw std::move(*error);
-  return std::get<T>(std::move(result));
 }
 
 }  // namespace
@@ -103,30 +97,6 @@ uint64_t Module::linkMicros() const {
 void Module::unload() {
   state.reset();
 }
-
-// Hidden although nested in an exported class: nothing of it is public API.
-struct __attribute__((visibility("hidden"))) Client::Impl {
-  explicit Impl(detail::Config config);
-  ~Impl();
-  Impl(const Impl&) = delete;
-  Impl& operator=(const Impl&) = delete;
-
-  /// Runs `work(core)` on the I/O thread and waits for its result; throws its Error.
-  template <typename T, typename Work> T runSync(Work&& work);
-
-  void loop(std::promise<void>& started);
-
-  const detail::Config config;
-  std::thread thread;
-  // Set by the I/O thread before it reports that it started; used only on that thread except
-  // `executor`, which any thread may use.
-  kj::Own<const kj::Executor> executor;
-  detail::ClientCore* core = nullptr;
-  kj::PromiseFulfiller<void>* stop = nullptr;
-  /// Maps loaded modules on callers' threads; its registry outlives the I/O thread (joined in
-  /// the destructor's body), which lends it to the resolvers it runs.
-  detail::ProcessLoader processLoader;
-};
 
 Client::Impl::Impl(detail::Config config) : config(std::move(config)) {
   std::promise<void> started;
@@ -184,20 +154,8 @@ Client::Impl::~Impl() {
   thread.join();
 }
 
-template <typename T, typename Work> T Client::Impl::runSync(Work&& work) {
-  detail::Result<T> result = Error(ErrorKind::Internal, "no result");
-  KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&] {
-                 result = executor->executeSync([&] { return work(*core); });
-               })) {
-    // The I/O thread is gone (it failed), or the work failed to start: a fault of ours.
-    result = Error(ErrorKind::Internal,
-                   "libremotejit-client's I/O thread failed: " + detail::describe(*exception));
-  }
-  return valueOrThrow(std::move(result));
-}
-
 Client::Client(ClientOptions options)
-    : impl(std::make_unique<Impl>(valueOrThrow(detail::resolveConfig(options)))) {}
+    : impl(std::make_shared<Impl>(detail::valueOrThrow(detail::resolveConfig(options)))) {}
 
 Client::~Client() = default;
 
@@ -224,7 +182,7 @@ Module Client::load(const CompileRequest& request, const LoadOptions& options) {
       });
   // Mapped and started on this thread: constructors are user code, and must not run on the I/O
   // thread (they may call back into this client).
-  return Module(valueOrThrow(impl->processLoader.map(std::move(parts), request)));
+  return Module(detail::valueOrThrow(impl->processLoader.map(std::move(parts), request)));
 }
 
 std::future<CompiledObject> Client::compileAsync(CompileRequest request) {

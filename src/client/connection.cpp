@@ -184,8 +184,8 @@ kj::Promise<std::shared_ptr<Connection>> connectTo(kj::AsyncIoContext& io,
 std::shared_ptr<Connection> connectionOverFd(kj::AsyncIoContext& io, kj::AutoCloseFd fd,
                                              rjitd::Endpoint endpoint,
                                              capnp::Capability::Client bootstrap) {
-  kj::Own<kj::AsyncCapabilityStream> stream =
-      io.lowLevelProvider->wrapUnixSocketFd(kj::mv(fd), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  kj::Own<kj::AsyncCapabilityStream> stream = io.lowLevelProvider->wrapUnixSocketFd(
+      kj::mv(fd), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
   kj::AsyncCapabilityStream* capabilityStream = stream.get();
   return std::make_shared<Connection>(std::move(endpoint), kj::mv(stream), capabilityStream,
                                       kj::mv(bootstrap));

@@ -77,24 +77,24 @@ Result<const rjitd::TargetName*> RpcLoader::hostTarget(Connection& connection,
   const rjitd::TargetName* host =
       rjitd::resolveTarget(connection.targets(), HOST_TARGET, info.defaultTriple);
   if (host == nullptr)
-    return Error(ErrorKind::UnknownTarget,
-                 std::string("rjitd at ") + connection.address() +
-                     " does not serve this host's target (" + HOST_TARGET + "); it serves " +
-                     rjitd::describeTargets(connection.targets()));
+    return Error(ErrorKind::UnknownTarget, std::string("rjitd at ") + connection.address() +
+                                               " does not serve this host's target (" +
+                                               HOST_TARGET + "); it serves " +
+                                               rjitd::describeTargets(connection.targets()));
   if (!request.target.empty()) {
     const rjitd::TargetName* asked =
         rjitd::resolveTarget(connection.targets(), request.target, info.defaultTriple);
     if (asked == nullptr || asked->triple != host->triple)
       return Error(ErrorKind::InvalidRequest,
                    "cannot load code for target '" + request.target + "' into this process (" +
-                       HOST_TARGET + "); leave the target empty or use compile() for other targets");
+                       HOST_TARGET +
+                       "); leave the target empty or use compile() for other targets");
   }
   return host;
 }
 
-kj::Promise<Result<LoadedParts>> RpcLoader::loadByKeyOn(Connection& connection,
-                                                        const LoadCall& call,
-                                                        const rjitd::cache::Key& key) {
+kj::Promise<Result<LoadedParts>>
+RpcLoader::loadByKeyOn(Connection& connection, const LoadCall& call, const rjitd::cache::Key& key) {
   Result<const rjitd::TargetName*> target = hostTarget(connection, call.request);
   if (Error* error = failed(target))
     return ready<LoadedParts>(std::move(*error));

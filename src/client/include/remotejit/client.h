@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 /// Marks the public API: the library is built with hidden visibility and exports only these.
@@ -237,6 +238,340 @@ private:
   std::shared_ptr<State> state;
 };
 
+// --- Remote execute ----------------------------------------------------------------------------
+//
+// Code that runs in rjitd's sandboxed executor processes, never in this one: a crash, a hang or
+// an exit() of the code is an ExecError for that call, and the next call gets a fresh executor.
+
+/// The element type of a Buffer (an array argument); the numbers are the wire's.
+enum class ElementType : uint8_t { I8, U8, I16, U16, I32, U32, I64, U64, F32, F64 };
+/// Which way a Buffer's contents travel: In is read by the callee, Out starts zeroed and is
+/// written back after the call, InOut both.
+enum class Direction : uint8_t { In, Out, InOut };
+
+/// Bytes of one element of `element`.
+RJIT_API size_t elementSize(ElementType element);
+
+/// The ElementType of a C++ arithmetic type, for Buffer::as<T>().
+template <typename T> constexpr ElementType elementTypeOf() {
+  static_assert(std::is_arithmetic_v<T> && !std::is_same_v<T, bool> && sizeof(T) <= 8,
+                "Buffer elements are 8- to 64-bit integers, float or double");
+  if constexpr (std::is_floating_point_v<T>) {
+    static_assert(sizeof(T) == 4 || sizeof(T) == 8, "Buffer elements: float or double");
+    return sizeof(T) == 4 ? ElementType::F32 : ElementType::F64;
+  } else {
+    constexpr int log = sizeof(T) == 1 ? 0 : sizeof(T) == 2 ? 1 : sizeof(T) == 4 ? 2 : 3;
+    return static_cast<ElementType>(log * 2 + (std::is_signed_v<T> ? 0 : 1));
+  }
+}
+
+/// An array argument of a remote call: `count` elements of `element`, zeroed when made. Made by
+/// RemoteExecutor::buffer, it lives in the executor's shared segment when the connection is a
+/// Unix socket (the callee reads and writes this memory in place, nothing is copied); otherwise
+/// (TCP, a full segment, or a Buffer constructed directly) it is memory of this process whose
+/// contents are copied to the executor (In, InOut) and, after the call, back into it (Out,
+/// InOut). Move-only; its memory is freed (in the segment too) when it is destroyed. A Buffer
+/// must not be used by this process while a call it is passed to runs.
+class RJIT_API Buffer {
+public:
+  /// An empty buffer (no memory, count 0).
+  Buffer();
+  /// Memory of this process (copied over the connection). Throws Error(InvalidRequest) when
+  /// count * element size overflows.
+  Buffer(ElementType element, size_t count, Direction direction = Direction::InOut);
+  ~Buffer();
+  Buffer(Buffer&&) noexcept;
+  Buffer& operator=(Buffer&&) noexcept;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  void* data();
+  const void* data() const;
+  size_t count() const;
+  /// count() * elementSize(element()).
+  size_t bytes() const;
+  ElementType element() const;
+  Direction direction() const;
+  /// True when the memory is in an executor's shared segment (passed without a copy).
+  bool shared() const;
+
+  /// The elements as T; throws Error(InvalidRequest) when T is not the buffer's element type.
+  template <typename T> T* as() { return static_cast<T*>(typedData(elementTypeOf<T>())); }
+  template <typename T> const T* as() const {
+    return static_cast<const T*>(const_cast<Buffer*>(this)->typedData(elementTypeOf<T>()));
+  }
+
+  struct State;
+
+private:
+  friend class RemoteExecutor;
+  friend struct BufferAccess;
+  explicit Buffer(std::unique_ptr<State> state);
+  void* typedData(ElementType expected);
+  std::unique_ptr<State> state;
+};
+
+/// A value of a remote call: an argument (integers, floating-point numbers, C strings, buffers,
+/// the null pointer) or a result (Void, Signed, Unsigned, Float, Double, or Pointer: an address
+/// in the executor, only to print). The field that matters is the one `kind` names.
+struct Value {
+  enum class Kind : uint8_t {
+    Void,
+    Signed,
+    Unsigned,
+    Float,
+    Double,
+    String,
+    Buffer,
+    Null,
+    Pointer
+  };
+  Kind kind = Kind::Void;
+  int64_t i = 0;                   ///< Signed
+  uint64_t u = 0;                  ///< Unsigned, Pointer
+  float f = 0;                     ///< Float
+  double d = 0;                    ///< Double
+  std::string text;                ///< String
+  rjit::Buffer* buffer = nullptr;  ///< Buffer: not owned; must outlive the call
+  /// Integers: the C++ type's width (1 for bool) that Value::of was given; 0 when unknown.
+  /// RemoteModule::call<R> requires it to be the IR parameter's width; callValues only
+  /// requires the value to fit.
+  uint8_t bits = 0;
+
+  /// Integers (signed or unsigned by their C++ type, bool as an unsigned i1), float, double.
+  template <typename T, std::enable_if_t<std::is_arithmetic_v<T>, int> = 0> static Value of(T v) {
+    Value out;
+    if constexpr (std::is_same_v<T, bool>) {
+      out.kind = Kind::Unsigned;
+      out.u = v ? 1 : 0;
+      out.bits = 1;
+    } else if constexpr (std::is_integral_v<T> && std::is_signed_v<T>) {
+      static_assert(sizeof(T) <= 8, "integers up to 64 bits");
+      out.kind = Kind::Signed;
+      out.i = v;
+      out.bits = sizeof(T) * 8;
+    } else if constexpr (std::is_integral_v<T>) {
+      static_assert(sizeof(T) <= 8, "integers up to 64 bits");
+      out.kind = Kind::Unsigned;
+      out.u = v;
+      out.bits = sizeof(T) * 8;
+    } else if constexpr (std::is_same_v<T, float>) {
+      out.kind = Kind::Float;
+      out.f = v;
+    } else {
+      static_assert(std::is_same_v<T, double>, "float or double (long double is not passed)");
+      out.kind = Kind::Double;
+      out.d = v;
+    }
+    return out;
+  }
+  /// A C string (copied; the callee gets a NUL-terminated copy alive for the call); NULL is
+  /// the null pointer.
+  static Value of(const char* s) {
+    if (s == nullptr)
+      return null();
+    Value out;
+    out.kind = Kind::String;
+    out.text = s;
+    return out;
+  }
+  static Value of(std::string s) {
+    Value out;
+    out.kind = Kind::String;
+    out.text = std::move(s);
+    return out;
+  }
+  static Value of(rjit::Buffer& b) {
+    Value out;
+    out.kind = Kind::Buffer;
+    out.buffer = &b;
+    return out;
+  }
+  static Value of(std::nullptr_t) { return null(); }
+  static Value null() {
+    Value out;
+    out.kind = Kind::Null;
+    return out;
+  }
+};
+
+/// What the code wrote to its stdout and stderr during a call or run (bounded by rjitd's
+/// --executor-output), and the wall time it took in the executor.
+struct ExecOutput {
+  std::string out, err;
+  uint64_t micros = 0;
+};
+
+struct CallResult {
+  Value value;  ///< Void for a void function
+  ExecOutput output;
+};
+
+/// How a program (RemoteModule::run) ended: exitStatus when it exited (main returned or it
+/// called exit()), else signal (and its name, "SIGSEGV") when it died of one.
+struct RunResult {
+  int exitStatus = 0;
+  int signal = 0;
+  std::string signalName;
+  ExecOutput output;
+};
+
+/// A failure of a remote call or run: the kinds of Error (Crashed, Timeout, OutOfMemory,
+/// Exited, OutputLimit, SandboxViolation, SignatureMismatch, Connection, ...) with what the
+/// code wrote before it failed.
+class RJIT_API ExecError : public Error {
+public:
+  ExecError(const Error& error, ExecOutput output = {}, int signal = 0, int exitStatus = 0);
+  const ExecOutput& output() const noexcept { return output_; }
+  /// Crashed: the signal's number (SIGSEGV = 11); else 0.
+  int signal() const noexcept { return signal_; }
+  /// Exited: the status the code passed to exit(); else 0.
+  int exitStatus() const noexcept { return exitStatus_; }
+
+private:
+  ExecOutput output_;
+  int signal_ = 0;
+  int exitStatus_ = 0;
+};
+
+class RemoteExecutor;
+
+/// A module loaded into a remote executor (RemoteExecutor::load). Destroying it unloads it
+/// there. Move-only; thread-safe (calls from several threads are answered one at a time by the
+/// executor). Usable as long as its RemoteExecutor's connection lasts: after the connection to
+/// rjitd broke, every call fails with ExecError(Connection).
+class RJIT_API RemoteModule {
+public:
+  RemoteModule();
+  ~RemoteModule();
+  RemoteModule(RemoteModule&&) noexcept;
+  RemoteModule& operator=(RemoteModule&&) noexcept;
+  RemoteModule(const RemoteModule&) = delete;
+  RemoteModule& operator=(const RemoteModule&) = delete;
+
+  explicit operator bool() const noexcept { return state != nullptr; }
+
+  /// The compile behind it: key, defined symbols with IR signatures, diagnostics (no object
+  /// bytes: the object stays in rjitd).
+  const CompiledObject& object() const;
+
+  /// Calls `symbol` with `args` (each must fit its parameter: integers in the parameter's
+  /// range as either signedness, Float/Double for float/double, String/Buffer/Null for ptr),
+  /// checked here against its IR signature before anything is sent, and within the client's
+  /// deadline (ClientOptions::timeout, which rjitd caps by its --execute-timeout). Copied Out
+  /// and InOut buffers are written back. Throws ExecError: SignatureMismatch naming the symbol,
+  /// its signature and what was given; Crashed, Timeout, OutOfMemory, Exited, OutputLimit,
+  /// SandboxViolation from the executor (with the output); Connection when the connection
+  /// broke (the call is never retried: it may have run).
+  CallResult callValues(std::string_view symbol, std::vector<Value> args);
+
+  /// Typed call: the C++ types of `args` and of R are checked against the IR signature before
+  /// anything is sent: int8_t..int64_t and uint8_t..uint64_t (the IR integer's width; a signed
+  /// type is refused for a `zeroext` parameter and an unsigned one for `signext`), bool (i1),
+  /// float, double, const char* / std::string, Buffer&, std::nullptr_t for ptr; R likewise
+  /// (integers, bool, float, double) or void. Mismatch: ExecError(SignatureMismatch). The
+  /// call's output is dropped (callValues returns it). Throws as callValues.
+  template <typename R, typename... A> R call(std::string_view symbol, A&&... args) {
+    std::vector<Value> values;
+    values.reserve(sizeof...(A));
+    (values.push_back(Value::of(std::forward<A>(args))), ...);
+    Value result = callTyped(symbol, std::move(values), resultType<R>());
+    if constexpr (!std::is_void_v<R>) {
+      if constexpr (std::is_same_v<R, bool>)
+        return (result.kind == Value::Kind::Signed ? result.i : static_cast<int64_t>(result.u)) !=
+               0;
+      else if constexpr (std::is_integral_v<R>)
+        return result.kind == Value::Kind::Signed ? static_cast<R>(result.i)
+                                                  : static_cast<R>(result.u);
+      else if constexpr (std::is_same_v<R, float>)
+        return result.f;
+      else
+        return result.d;
+    }
+  }
+
+  /// Runs the module's `main` (i32(), i32(i32,ptr) or i32(i32,ptr,ptr)) as a program in the
+  /// executor: `argv` (argv[0] first), `env` as NAME=VALUE, `stdinBytes` as its standard input.
+  /// A program that dies of a signal is a RunResult with `signal`, not an error. Throws
+  /// ExecError: SignatureMismatch for a module without a runnable main, Timeout, OutOfMemory,
+  /// OutputLimit, SandboxViolation, Connection.
+  RunResult run(std::vector<std::string> argv, std::vector<std::string> env = {},
+                std::string stdinBytes = {});
+
+  struct State;
+  /// What call<R> expects of the result (Value::Kind Void, Signed, Unsigned, Float or Double,
+  /// and the width of an integer).
+  struct ResultType {
+    Value::Kind kind = Value::Kind::Void;
+    uint8_t bits = 0;
+  };
+
+private:
+  friend class RemoteExecutor;
+  explicit RemoteModule(std::shared_ptr<State> state);
+  template <typename R> static constexpr ResultType resultType() {
+    if constexpr (std::is_void_v<R>)
+      return {Value::Kind::Void, 0};
+    else if constexpr (std::is_same_v<R, bool>)
+      return {Value::Kind::Unsigned, 1};
+    else if constexpr (std::is_integral_v<R>) {
+      static_assert(sizeof(R) <= 8, "integers up to 64 bits");
+      return {std::is_signed_v<R> ? Value::Kind::Signed : Value::Kind::Unsigned,
+              static_cast<uint8_t>(sizeof(R) * 8)};
+    } else if constexpr (std::is_same_v<R, float>)
+      return {Value::Kind::Float, 0};
+    else {
+      static_assert(std::is_same_v<R, double>,
+                    "call<R>: R is void, an integer, bool, float or double");
+      return {Value::Kind::Double, 0};
+    }
+  }
+  Value callTyped(std::string_view symbol, std::vector<Value> args, ResultType result);
+  std::shared_ptr<State> state;
+};
+
+/// An executor process in rjitd for one target, private to this client's connection
+/// (Client::executor). rjitd starts it when the first module is loaded and after a call killed
+/// it. Destroying the handle (and every RemoteModule of it) ends the process. Move-only;
+/// thread-safe. Keeps the client's connection (and I/O thread) alive while it exists.
+class RJIT_API RemoteExecutor {
+public:
+  RemoteExecutor();
+  ~RemoteExecutor();
+  RemoteExecutor(RemoteExecutor&&) noexcept;
+  RemoteExecutor& operator=(RemoteExecutor&&) noexcept;
+  RemoteExecutor(const RemoteExecutor&) = delete;
+  RemoteExecutor& operator=(const RemoteExecutor&) = delete;
+
+  explicit operator bool() const noexcept { return state != nullptr; }
+
+  /// Compiles `request` through rjitd (or its cache) and loads it into the executor; runs its
+  /// static constructors there. `request.target` must be empty or the executor's target.
+  /// Modules of at least hashFirstBytes are first asked for by key. Throws Error: the kinds
+  /// compile() throws, LinkFailed, Connection (the connection broke: make a new executor).
+  RemoteModule load(const CompileRequest& request);
+
+  /// A zeroed buffer of `count` elements: in the shared segment when sharedMemory() (and the
+  /// segment has room), else memory of this process. Throws Error(Configuration) for a bad
+  /// RJIT_SEGMENT_BYTES, Error(Load) when the segment cannot be made.
+  Buffer buffer(ElementType element, size_t count, Direction direction = Direction::InOut);
+
+  /// True when buffers live in a shared segment (the connection is a Unix socket): a memfd of
+  /// RJIT_SEGMENT_BYTES (default 256 MiB, reserved lazily) made on the first buffer() and
+  /// handed to rjitd once, before the first call that passes one.
+  bool sharedMemory() const;
+
+  /// The canonical triple of the executor's target.
+  const std::string& triple() const;
+
+  struct State;
+
+private:
+  friend class Client;
+  explicit RemoteExecutor(std::shared_ptr<State> state);
+  std::shared_ptr<State> state;
+};
+
 /// A connection to rjitd (made lazily, remade after a failure, failing over between servers).
 /// A call cut off by a server that goes away - one answering `shutting-down` or closing the
 /// connection, as rjitd does while it restarts - is retried on a new connection within the
@@ -272,9 +607,17 @@ public:
   /// memory quota, Load when mapping it here fails, and the kinds compile() throws.
   Module load(const CompileRequest& request, const LoadOptions& options = {});
 
-private:
+  /// An executor in rjitd for `target` ("" = the server's default) on this client's
+  /// connection: code loaded into it runs in a sandboxed process of rjitd's, never here.
+  /// Throws Error: UnknownTarget (a target rjitd cannot run), Overloaded (past rjitd's
+  /// --max-executors or its per-connection limit), Connection, Timeout.
+  RemoteExecutor executor(std::string target = "");
+
   struct Impl;
-  std::unique_ptr<Impl> impl;
+
+private:
+  // Shared with the RemoteExecutors made by this client, which keep its connection alive.
+  std::shared_ptr<Impl> impl;
 };
 
 }  // namespace rjit
