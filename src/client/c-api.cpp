@@ -15,10 +15,30 @@
 #include "remotejit/client.h"
 #include "remotejit/remotejit.h"
 
+struct rjit_exec_output {
+  rjit::ExecOutput output;
+};
+
 struct rjit_error {
   rjit::ErrorKind kind;
   std::string message;
   std::vector<rjit::Diagnostic> diagnostics;
+  /// A failed remote call or run: what the code wrote, the signal, the exit status.
+  std::unique_ptr<rjit_exec_output> output = nullptr;
+  int signal = 0;
+  int exitStatus = 0;
+};
+
+struct rjit_executor {
+  rjit::RemoteExecutor executor;
+};
+
+struct rjit_remote_module {
+  rjit::RemoteModule module;
+};
+
+struct rjit_buffer {
+  rjit::Buffer buffer;
 };
 
 struct rjit_client {
@@ -78,13 +98,19 @@ static_assert(static_cast<int>(RJIT_IR_BITCODE) == static_cast<int>(rjit::IrForm
 rjit_error outOfMemory{rjit::ErrorKind::Internal, "out of memory", {}};
 
 void fail(rjit_error** error, rjit::ErrorKind kind, const char* message,
-          const std::vector<rjit::Diagnostic>* diagnostics = nullptr) noexcept {
+          const std::vector<rjit::Diagnostic>* diagnostics = nullptr,
+          const rjit::ExecError* exec = nullptr) noexcept {
   if (error == nullptr)
     return;
   try {
     auto e = std::make_unique<rjit_error>(rjit_error{kind, message, {}});
     if (diagnostics != nullptr)
       e->diagnostics = *diagnostics;
+    if (exec != nullptr) {
+      e->output = std::make_unique<rjit_exec_output>(rjit_exec_output{exec->output()});
+      e->signal = exec->signal();
+      e->exitStatus = exec->exitStatus();
+    }
     *error = e.release();
   } catch (...) {
     // Copying the message or diagnostics ran out of memory: that becomes the error reported.
@@ -100,6 +126,8 @@ auto guarded(rjit_error** error, Body&& body) noexcept -> decltype(body()) {
     *error = nullptr;
   try {
     return body();
+  } catch (const rjit::ExecError& e) {
+    fail(error, e.kind(), e.what(), &e.diagnostics(), &e);
   } catch (const rjit::Error& e) {
     fail(error, e.kind(), e.what(), &e.diagnostics());
   } catch (const std::bad_alloc&) {
@@ -196,6 +224,68 @@ rjit::LoadOptions toLoadOptions(const rjit_load_options* in) {
   out.processSymbols = c.no_process_symbols == 0;
   return out;
 }
+
+template <typename T> T& require(T* handle, const char* what) {
+  if (handle == nullptr)
+    throw rjit::Error(rjit::ErrorKind::InvalidRequest, std::string("no ") + what + " (NULL)");
+  return *handle;
+}
+
+/// A C value as a C++ one; refuses kinds that are not arguments.
+rjit::Value toValue(const rjit_value& in, size_t index) {
+  auto bad = [index](const std::string& why) {
+    return rjit::Error(rjit::ErrorKind::InvalidRequest,
+                       "args[" + std::to_string(index) + "]: " + why);
+  };
+  switch (in.kind) {
+  case RJIT_VALUE_SIGNED: return rjit::Value::of(in.i);
+  case RJIT_VALUE_UNSIGNED: return rjit::Value::of(in.u);
+  case RJIT_VALUE_FLOAT: return rjit::Value::of(in.f);
+  case RJIT_VALUE_DOUBLE: return rjit::Value::of(in.d);
+  case RJIT_VALUE_STRING:
+    if (in.text == nullptr)
+      throw bad("a string with text NULL (use RJIT_VALUE_NULL for the null pointer)");
+    return rjit::Value::of(std::string(in.text));
+  case RJIT_VALUE_BUFFER:
+    if (in.buffer == nullptr)
+      throw bad("a buffer with buffer NULL");
+    return rjit::Value::of(in.buffer->buffer);
+  case RJIT_VALUE_NULL: return rjit::Value::null();
+  default: throw bad("kind " + std::to_string(in.kind) + " is not an argument kind");
+  }
+}
+
+/// A C++ result as a C one: strings are never results, so no pointer outlives the call.
+rjit_value toCValue(const rjit::Value& in) {
+  rjit_value out{};
+  out.kind = static_cast<int>(in.kind);
+  out.i = in.i;
+  out.u = in.u;
+  out.f = in.f;
+  out.d = in.d;
+  return out;
+}
+
+std::vector<std::string> toStrings(const char* const* items, size_t count, const char* what) {
+  if (items == nullptr && count != 0)
+    throw rjit::Error(rjit::ErrorKind::InvalidRequest,
+                      std::string(what) + " is NULL with a count of " + std::to_string(count));
+  std::vector<std::string> out;
+  for (size_t i = 0; i < count; ++i) {
+    if (items[i] == nullptr)
+      throw rjit::Error(rjit::ErrorKind::InvalidRequest,
+                        std::string(what) + "[" + std::to_string(i) + "] is NULL");
+    out.emplace_back(items[i]);
+  }
+  return out;
+}
+
+static_assert(static_cast<int>(RJIT_VALUE_POINTER) == static_cast<int>(rjit::Value::Kind::Pointer));
+static_assert(static_cast<int>(RJIT_VALUE_BUFFER) == static_cast<int>(rjit::Value::Kind::Buffer));
+static_assert(static_cast<int>(RJIT_VALUE_VOID) == static_cast<int>(rjit::Value::Kind::Void));
+static_assert(static_cast<int>(RJIT_ELEMENT_F64) == static_cast<int>(rjit::ElementType::F64));
+static_assert(static_cast<int>(RJIT_ELEMENT_U16) == static_cast<int>(rjit::ElementType::U16));
+static_assert(static_cast<int>(RJIT_DIRECTION_IN_OUT) == static_cast<int>(rjit::Direction::InOut));
 
 rjit_client& requireClient(rjit_client* client) {
   if (client == nullptr)
@@ -306,6 +396,155 @@ void rjit_module_unload(rjit_module* module) {
   // ~Module runs the module's static destructors. Destructors are noexcept, so an exception
   // escaping one terminates the program, as it would in a native build: none reaches C.
   std::unique_ptr<rjit_module> owned(module);
+}
+
+const char* rjit_exec_output_stdout(const rjit_exec_output* output, size_t* size) {
+  if (size != nullptr)
+    *size = output != nullptr ? output->output.out.size() : 0;
+  return output != nullptr ? output->output.out.data() : nullptr;
+}
+
+const char* rjit_exec_output_stderr(const rjit_exec_output* output, size_t* size) {
+  if (size != nullptr)
+    *size = output != nullptr ? output->output.err.size() : 0;
+  return output != nullptr ? output->output.err.data() : nullptr;
+}
+
+uint64_t rjit_exec_output_micros(const rjit_exec_output* output) {
+  return output != nullptr ? output->output.micros : 0;
+}
+
+void rjit_exec_output_free(rjit_exec_output* output) {
+  std::unique_ptr<rjit_exec_output> owned(output);
+}
+
+const rjit_exec_output* rjit_error_output(const rjit_error* error) {
+  return error != nullptr ? error->output.get() : nullptr;
+}
+
+int rjit_error_signal(const rjit_error* error) {
+  return error != nullptr ? error->signal : 0;
+}
+
+int rjit_error_exit_status(const rjit_error* error) {
+  return error != nullptr ? error->exitStatus : 0;
+}
+
+rjit_executor* rjit_executor_new(rjit_client* client, const char* target, rjit_error** error) {
+  return guarded(error, [&] {
+    rjit_client& c = requireClient(client);
+    return std::make_unique<rjit_executor>(rjit_executor{c.client.executor(str(target))}).release();
+  });
+}
+
+void rjit_executor_free(rjit_executor* executor) {
+  std::unique_ptr<rjit_executor> owned(executor);
+}
+
+int rjit_executor_shared_memory(const rjit_executor* executor) {
+  return executor != nullptr && executor->executor.sharedMemory() ? 1 : 0;
+}
+
+rjit_remote_module* rjit_executor_load(rjit_executor* executor, const rjit_compile_request* request,
+                                       rjit_error** error) {
+  return guarded(error, [&] {
+    rjit_executor& e = require(executor, "executor");
+    rjit::CompileRequest compile = toCompileRequest(request);
+    return std::make_unique<rjit_remote_module>(rjit_remote_module{e.executor.load(compile)})
+        .release();
+  });
+}
+
+void rjit_remote_module_free(rjit_remote_module* module) {
+  std::unique_ptr<rjit_remote_module> owned(module);
+}
+
+rjit_buffer* rjit_buffer_new(rjit_executor* executor, int element, size_t count, int direction,
+                             rjit_error** error) {
+  return guarded(error, [&] {
+    if (element < RJIT_ELEMENT_I8 || element > RJIT_ELEMENT_F64)
+      throw rjit::Error(rjit::ErrorKind::InvalidRequest,
+                        "element " + std::to_string(element) + " is not an rjit_element_type");
+    if (direction < RJIT_DIRECTION_IN || direction > RJIT_DIRECTION_IN_OUT)
+      throw rjit::Error(rjit::ErrorKind::InvalidRequest,
+                        "direction " + std::to_string(direction) + " is not an rjit_direction");
+    auto e = static_cast<rjit::ElementType>(element);
+    auto d = static_cast<rjit::Direction>(direction);
+    if (executor == nullptr)
+      return std::make_unique<rjit_buffer>(rjit_buffer{rjit::Buffer(e, count, d)}).release();
+    return std::make_unique<rjit_buffer>(rjit_buffer{executor->executor.buffer(e, count, d)})
+        .release();
+  });
+}
+
+void* rjit_buffer_data(rjit_buffer* buffer) {
+  return buffer != nullptr ? buffer->buffer.data() : nullptr;
+}
+
+size_t rjit_buffer_count(const rjit_buffer* buffer) {
+  return buffer != nullptr ? buffer->buffer.count() : 0;
+}
+
+int rjit_buffer_shared(const rjit_buffer* buffer) {
+  return buffer != nullptr && buffer->buffer.shared() ? 1 : 0;
+}
+
+void rjit_buffer_free(rjit_buffer* buffer) {
+  std::unique_ptr<rjit_buffer> owned(buffer);
+}
+
+int rjit_remote_call(rjit_remote_module* module, const char* symbol, const rjit_value* args,
+                     size_t arg_count, rjit_value* result, rjit_exec_output** output,
+                     rjit_error** error) {
+  if (output != nullptr)
+    *output = nullptr;
+  bool ok = guarded(error, [&] {
+    rjit_remote_module& m = require(module, "remote module");
+    if (symbol == nullptr)
+      throw rjit::Error(rjit::ErrorKind::InvalidRequest, "no symbol (NULL)");
+    if (args == nullptr && arg_count != 0)
+      throw rjit::Error(rjit::ErrorKind::InvalidRequest,
+                        "args is NULL with arg_count " + std::to_string(arg_count));
+    std::vector<rjit::Value> values;
+    for (size_t i = 0; i < arg_count; ++i)
+      values.push_back(toValue(args[i], i));
+    rjit::CallResult answer = m.module.callValues(symbol, std::move(values));
+    auto out = std::make_unique<rjit_exec_output>(rjit_exec_output{std::move(answer.output)});
+    if (result != nullptr)
+      *result = toCValue(answer.value);
+    if (output != nullptr)
+      *output = out.release();
+    return true;
+  });
+  return ok ? 0 : -1;
+}
+
+int rjit_remote_run(rjit_remote_module* module, const char* const* argv, size_t argc,
+                    const char* const* env, size_t env_count, const void* stdin_bytes,
+                    size_t stdin_size, int* exit_status, int* signal, rjit_exec_output** output,
+                    rjit_error** error) {
+  if (output != nullptr)
+    *output = nullptr;
+  bool ok = guarded(error, [&] {
+    rjit_remote_module& m = require(module, "remote module");
+    if (stdin_bytes == nullptr && stdin_size != 0)
+      throw rjit::Error(rjit::ErrorKind::InvalidRequest,
+                        "stdin_bytes is NULL with stdin_size " + std::to_string(stdin_size));
+    std::string input;
+    if (stdin_size != 0)
+      input.assign(static_cast<const char*>(stdin_bytes), stdin_size);
+    rjit::RunResult answer = m.module.run(toStrings(argv, argc, "argv"),
+                                          toStrings(env, env_count, "env"), std::move(input));
+    auto out = std::make_unique<rjit_exec_output>(rjit_exec_output{std::move(answer.output)});
+    if (exit_status != nullptr)
+      *exit_status = answer.exitStatus;
+    if (signal != nullptr)
+      *signal = answer.signal;
+    if (output != nullptr)
+      *output = out.release();
+    return true;
+  });
+  return ok ? 0 : -1;
 }
 
 }  // extern "C"

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* libremotejit-client's C API: compile LLVM IR through rjitd and load it into this process, from
+/* libremotejit-client's C API: compile LLVM IR through rjitd and load it into this process (or
+ * run it in rjitd's executors), from
  * C or any language's FFI. A thin layer over the C++ API (remotejit/client.h), with the same
  * behaviour; see there for what rjitd does with each call.
  *
  * Conventions, for every function here:
- * - Handles (rjit_client, rjit_module, rjit_object, rjit_error) are opaque, created by this
+ * - Handles (rjit_client, rjit_module, rjit_object, rjit_error, rjit_executor, ...) are opaque, created by this
  *   library and freed by the caller with their _free/_unload function, which accept NULL.
  * - A function that can fail takes `rjit_error** error` last. It always writes `*error`: NULL on
  *   success, and on failure a new rjit_error the caller owns and frees with rjit_error_free.
@@ -220,6 +221,130 @@ RJIT_C_API void* rjit_module_symbol(const rjit_module* module, const char* name)
  *  frees the handle; NULL is allowed. Pointers into the module must not be used afterwards, and
  *  no thread may be running its code. */
 RJIT_C_API void rjit_module_unload(rjit_module* module);
+
+/* --- remote execute ----------------------------------------------------------------------- */
+/* Code run in rjitd's sandboxed executor processes, never in this one (see RemoteExecutor in
+ * remotejit/client.h). A crash, a hang past the deadline, an exit() or a flood of output of the
+ * code is an rjit_error of its kind for that call (RJIT_ERROR_CRASHED, _TIMEOUT, _EXITED, ...),
+ * carrying what the code wrote (rjit_error_output), and the next call gets a fresh executor. */
+
+/** What the code wrote to stdout and stderr during a call or run, and the time it took. Owned
+ *  by the caller (rjit_exec_output_free), or by the rjit_error it came with. */
+typedef struct rjit_exec_output rjit_exec_output;
+/** The bytes the code wrote to its stdout (not NUL-terminated; owned by `output`); their
+ *  number through `size` when not NULL. NULL and 0 for NULL. */
+RJIT_C_API const char* rjit_exec_output_stdout(const rjit_exec_output* output, size_t* size);
+RJIT_C_API const char* rjit_exec_output_stderr(const rjit_exec_output* output, size_t* size);
+/** Wall time of the call or run in the executor, in microseconds; 0 for NULL. */
+RJIT_C_API uint64_t rjit_exec_output_micros(const rjit_exec_output* output);
+/** Frees output the caller owns; NULL is allowed. Never for an rjit_error's output. */
+RJIT_C_API void rjit_exec_output_free(rjit_exec_output* output);
+
+/** The output of the failed call or run `error` came from (owned by `error`), or NULL. */
+RJIT_C_API const rjit_exec_output* rjit_error_output(const rjit_error* error);
+/** RJIT_ERROR_CRASHED: the signal the code died of (SIGSEGV = 11); else 0. */
+RJIT_C_API int rjit_error_signal(const rjit_error* error);
+/** RJIT_ERROR_EXITED: the status the code passed to exit(); else 0. */
+RJIT_C_API int rjit_error_exit_status(const rjit_error* error);
+
+/** An executor process in rjitd for one target, private to its client's connection. Owned by
+ *  the caller; rjit_executor_free. Keeps its client's connection alive. Thread-safe. */
+typedef struct rjit_executor rjit_executor;
+/** A module loaded into an executor. Owned by the caller; rjit_remote_module_free. */
+typedef struct rjit_remote_module rjit_remote_module;
+/** An array argument (rjit_buffer_new). Owned by the caller; rjit_buffer_free. */
+typedef struct rjit_buffer rjit_buffer;
+
+/** An executor for `target` (NULL or "": the server's default). Returns NULL on failure:
+ *  RJIT_ERROR_UNKNOWN_TARGET, RJIT_ERROR_OVERLOADED, RJIT_ERROR_CONNECTION, ... */
+RJIT_C_API rjit_executor* rjit_executor_new(rjit_client* client, const char* target,
+                                            rjit_error** error);
+/** Ends the executor once its modules are freed too; NULL is allowed. */
+RJIT_C_API void rjit_executor_free(rjit_executor* executor);
+/** 1 when buffers of this executor live in a shared segment (a Unix socket), else 0. */
+RJIT_C_API int rjit_executor_shared_memory(const rjit_executor* executor);
+/** Compiles `request` through rjitd (or its cache) and loads it into the executor (its
+ *  constructors run there). `request->target` must be NULL/"" or the executor's. Returns NULL
+ *  on failure, with the kinds rjit_compile gives. */
+RJIT_C_API rjit_remote_module* rjit_executor_load(rjit_executor* executor,
+                                                  const rjit_compile_request* request,
+                                                  rjit_error** error);
+/** Unloads the module in the executor and frees the handle; NULL is allowed. */
+RJIT_C_API void rjit_remote_module_free(rjit_remote_module* module);
+
+/** Element types of buffers; the numbers are the wire's. */
+enum rjit_element_type {
+  RJIT_ELEMENT_I8 = 0,
+  RJIT_ELEMENT_U8 = 1,
+  RJIT_ELEMENT_I16 = 2,
+  RJIT_ELEMENT_U16 = 3,
+  RJIT_ELEMENT_I32 = 4,
+  RJIT_ELEMENT_U32 = 5,
+  RJIT_ELEMENT_I64 = 6,
+  RJIT_ELEMENT_U64 = 7,
+  RJIT_ELEMENT_F32 = 8,
+  RJIT_ELEMENT_F64 = 9
+};
+/** RJIT_DIRECTION_IN is read by the callee; _OUT starts zeroed and is written back; _IN_OUT
+ *  both. */
+enum rjit_direction { RJIT_DIRECTION_IN = 0, RJIT_DIRECTION_OUT = 1, RJIT_DIRECTION_IN_OUT = 2 };
+
+/** A zeroed buffer of `count` elements: in `executor`'s shared segment when it has one (the
+ *  callee reads and writes it in place), else memory of this process copied over the
+ *  connection (also when `executor` is NULL). Returns NULL on failure (RJIT_ERROR_INVALID_REQUEST
+ *  for a bad element type or direction or an overflowing size). */
+RJIT_C_API rjit_buffer* rjit_buffer_new(rjit_executor* executor, int element, size_t count,
+                                        int direction, rjit_error** error);
+/** The buffer's memory (count * element size bytes); NULL for NULL. Not to be used while a
+ *  call it is passed to runs. */
+RJIT_C_API void* rjit_buffer_data(rjit_buffer* buffer);
+RJIT_C_API size_t rjit_buffer_count(const rjit_buffer* buffer);
+/** 1 when the buffer is in a shared segment (passed without a copy), else 0. */
+RJIT_C_API int rjit_buffer_shared(const rjit_buffer* buffer);
+/** Frees the buffer (and its segment memory); NULL is allowed. */
+RJIT_C_API void rjit_buffer_free(rjit_buffer* buffer);
+
+enum rjit_value_kind {
+  RJIT_VALUE_VOID = 0,     /**< the result of a void function */
+  RJIT_VALUE_SIGNED = 1,   /**< `i` */
+  RJIT_VALUE_UNSIGNED = 2, /**< `u` */
+  RJIT_VALUE_FLOAT = 3,    /**< `f` */
+  RJIT_VALUE_DOUBLE = 4,   /**< `d` */
+  RJIT_VALUE_STRING = 5,   /**< `text`, NUL-terminated: the callee gets a copy */
+  RJIT_VALUE_BUFFER = 6,   /**< `buffer` */
+  RJIT_VALUE_NULL = 7,     /**< the null pointer */
+  RJIT_VALUE_POINTER = 8   /**< a result: an address in the executor (`u`), only to print */
+};
+/** An argument or result of rjit_remote_call; the field `kind` names is the one that counts. */
+typedef struct rjit_value {
+  int kind; /**< an rjit_value_kind */
+  int64_t i;
+  uint64_t u;
+  float f;
+  double d;
+  const char* text;
+  rjit_buffer* buffer;
+} rjit_value;
+
+/** Calls `symbol` with `arg_count` arguments (checked against its IR signature before anything
+ *  is sent: integers must fit the parameter, a string, buffer or null go to ptr) within the
+ *  client's deadline. Stores the result through `result` and the call's output through `output`
+ *  (a new rjit_exec_output the caller frees) when they are not NULL; copied out/in-out buffers
+ *  are written back. Returns 0, or -1 on failure: RJIT_ERROR_SIGNATURE_MISMATCH, _CRASHED,
+ *  _TIMEOUT, _OUT_OF_MEMORY, _EXITED, _OUTPUT_LIMIT, _SANDBOX_VIOLATION, _CONNECTION (never
+ *  retried), with the output in the error. */
+RJIT_C_API int rjit_remote_call(rjit_remote_module* module, const char* symbol,
+                                const rjit_value* args, size_t arg_count, rjit_value* result,
+                                rjit_exec_output** output, rjit_error** error);
+/** Runs the module's main as a program: `argv` (argc strings, argv[0] first), `env`
+ *  (env_count NAME=VALUE strings), `stdin_size` bytes of standard input. Stores how it ended
+ *  through `exit_status` (when it exited) or `signal` (when a signal ended it; 0 otherwise) and
+ *  its output through `output` when they are not NULL. Returns 0, or -1 on failure
+ *  (RJIT_ERROR_TIMEOUT, _OUTPUT_LIMIT, ...). */
+RJIT_C_API int rjit_remote_run(rjit_remote_module* module, const char* const* argv, size_t argc,
+                               const char* const* env, size_t env_count, const void* stdin_bytes,
+                               size_t stdin_size, int* exit_status, int* signal,
+                               rjit_exec_output** output, rjit_error** error);
 
 #ifdef __cplusplus
 } /* extern "C" */
