@@ -433,6 +433,8 @@ public:
                      std::string("the executor failed inside: ") + e->getDescription().cStr(),
                      {}};
     }
+    if (env.state.draining && !p.killedForDeadline())
+      return shuttingDown();  // killed by the drain (ExecuteEnvironment::killAll)
     Failure f = classifyDeath(*p.waitStatus(), p.snapshot(), p.killedForDeadline(), what);
     noteDeath(p, f.kind);
     return f;

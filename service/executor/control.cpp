@@ -175,6 +175,20 @@ SegmentMapping::~SegmentMapping() {
   ::munmap(base_, size_);
 }
 
+ControlServer::ControlServer(StatusPage& page, rjit::detail::RpcLoader& loader,
+                             rjit::detail::ProcessLoader& processLoader)
+    : page(page), loader(loader), processLoader(processLoader) {
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  connected = kj::mv(paf.fulfiller);
+  handshake = paf.promise.fork();
+}
+
+void ControlServer::setConnection(rjit::detail::Connection& connection) {
+  KJ_REQUIRE(this->connection == nullptr, "ControlServer::setConnection called twice");
+  this->connection = &connection;
+  connected->fulfill();
+}
+
 ControlServer::~ControlServer() {
   unloadAll();
 }
@@ -196,7 +210,10 @@ void ControlServer::unloadAll() {
 }
 
 kj::Promise<void> ControlServer::load(LoadContext context) {
-  KJ_REQUIRE(connection != nullptr, "Control.load before the handshake");
+  return handshake.addBranch().then([this, context]() mutable { return loadNow(context); });
+}
+
+kj::Promise<void> ControlServer::loadNow(LoadContext context) {
   auto params = context.getParams();
   auto outcome = context.getResults().initOutcome();
   capnp::Data::Reader keyBytes = params.getKey();

@@ -39,13 +39,13 @@ class ControlServer final : public proto::executor::Control::Server {
 public:
   /// `page`, `loader` and `processLoader` outlive this object.
   ControlServer(StatusPage& page, rjit::detail::RpcLoader& loader,
-                rjit::detail::ProcessLoader& processLoader)
-      : page(page), loader(loader), processLoader(processLoader) {}
+                rjit::detail::ProcessLoader& processLoader);
   ~ControlServer();
 
-  /// The connection to rjitd loads go over; it owns this object (through its RPC system), so it
-  /// outlives it. Set once, before the first call.
-  void setConnection(rjit::detail::Connection& connection) { this->connection = &connection; }
+  /// The connection to rjitd loads go over, once its handshake has succeeded; it owns this
+  /// object (through its RPC system), so it outlives it. Set once. rjitd may send Control.load
+  /// before the executor's own hello is answered: loads wait for this.
+  void setConnection(rjit::detail::Connection& connection);
 
   kj::Promise<void> load(LoadContext context) override;
   kj::Promise<void> unload(UnloadContext context) override;
@@ -63,11 +63,14 @@ private:
   LoadedModule& module(uint64_t id);
   /// Unloads every module: their destructors run (user code).
   void unloadAll();
+  kj::Promise<void> loadNow(LoadContext context);
 
   StatusPage& page;
   rjit::detail::RpcLoader& loader;
   rjit::detail::ProcessLoader& processLoader;
   rjit::detail::Connection* connection = nullptr;
+  kj::Own<kj::PromiseFulfiller<void>> connected;
+  kj::ForkedPromise<void> handshake = nullptr;
   std::map<uint64_t, LoadedModule> modules;
   uint64_t nextId = 1;
   std::unique_ptr<SegmentMapping> segment;

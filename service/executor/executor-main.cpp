@@ -83,7 +83,6 @@ int serve(StatusPage& page, const Options& options) {
   channel.path = "rjitd's executor channel";
   std::shared_ptr<rjit::detail::Connection> connection = rjit::detail::connectionOverFd(
       io, kj::AutoCloseFd(CHANNEL_FD), std::move(channel), kj::mv(control));
-  controlServer.setConnection(*connection);
 
   std::optional<rjit::detail::Result<bool>> hello;
   KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&] {
@@ -97,6 +96,7 @@ int serve(StatusPage& page, const Options& options) {
   }
   if (auto* error = rjit::detail::failed(*hello))
     return startFailed(std::string("handshake with rjitd failed: ") + error->what());
+  controlServer.setConnection(*connection);  // loads waiting for the handshake go on
   // Serve Control until rjitd closes the channel (it ends the executor that way, or kills it).
   KJ_IF_MAYBE (exception,
                kj::runCatchingExceptions([&] { connection->disconnected().wait(io.waitScope); })) {

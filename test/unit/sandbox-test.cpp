@@ -2,6 +2,7 @@
 // The executor's sandbox (service/executor/sandbox.h) in forked children, and the real
 // rjitd-executor binary on a socketpair: handshake and Control through its seccomp filter,
 // a clean exit when the channel closes, and what a death leaves on the status page.
+#include "daemon-process.h"
 #include "sandbox.h"
 #include "status-page.h"
 
@@ -19,12 +20,14 @@
 #include <kj/async-io.h>
 #include <kj/debug.h>
 #include <kj/io.h>
+#include <optional>
 #include <pthread.h>
 #include <spawn.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -416,6 +419,210 @@ TEST(Executor, BadArgumentsFailBeforeTheSandbox) {
   expectExit(executor.wait(), 2);
   EXPECT_EQ(executor.page->phase.load(), StatusPage::Starting);
   EXPECT_NE(executor.stderrText().find("rjitd-executor: error:"), std::string::npos);
+}
+
+// --- the real executor with a real rjitd -----------------------------------------------------
+
+const char* const MODULE = R"(
+@.hello = private constant [10 x i8] c"hello %d\0A\00"
+declare i32 @printf(ptr, ...)
+declare i32 @socket(i32, i32, i32)
+
+define i64 @add(i64 %a, i64 %b) {
+  %s = add i64 %a, %b
+  ret i64 %s
+}
+
+define i32 @say(i32 %x) {
+  %r = call i32 (ptr, ...) @printf(ptr @.hello, i32 %x)
+  ret i32 %x
+}
+
+define void @crash() {
+  store volatile i32 1, ptr null
+  ret void
+}
+
+define i32 @network() {
+  %fd = call i32 @socket(i32 2, i32 1, i32 0)
+  ret i32 %fd
+}
+
+define i32 @main(i32 %argc, ptr %argv) {
+  %r = call i32 (ptr, ...) @printf(ptr @.hello, i32 %argc)
+  ret i32 3
+}
+)";
+
+/// rjitd's bootstrap for the executor, forwarded to a real rjitd: the executor's session (and
+/// the images it loads, with their descriptors) is that rjitd's, through this process.
+class ProxyRjitd final : public proto::Rjitd::Server {
+public:
+  explicit ProxyRjitd(proto::Rjitd::Client real) : real(kj::mv(real)) {}
+  kj::Promise<void> hello(HelloContext context) override {
+    auto request = real.helloRequest();
+    request.setClient(context.getParams().getClient());
+    return request.send().then(
+        [context](capnp::Response<proto::Rjitd::HelloResults>&& response) mutable {
+          context.getResults().setServer(response.getServer());
+          context.getResults().setSession(response.getSession());
+        });
+  }
+
+private:
+  proto::Rjitd::Client real;
+};
+
+/// A real rjitd with MODULE in its cache, and an executor whose channel leads to it.
+class ExecutorWithRjitd : public ::testing::Test {
+protected:
+  ~ExecutorWithRjitd() noexcept override {}  // kj's destructors may throw; gtest's may not
+
+  void SetUp() override {
+    daemon = rjit::test::DaemonProcess::start();
+    ASSERT_NE(daemon, nullptr);
+    kj::AutoCloseFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    struct sockaddr_un address = {};
+    address.sun_family = AF_UNIX;
+    std::strncpy(address.sun_path, daemon->socketPath().c_str(), sizeof(address.sun_path) - 1);
+    ASSERT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    rjitdStream = io.lowLevelProvider->wrapUnixSocketFd(kj::mv(fd));
+    rjitdClient = kj::heap<capnp::TwoPartyClient>(*rjitdStream, 4);
+    proto::Rjitd::Client real = rjitdClient->bootstrap().castAs<proto::Rjitd>();
+
+    auto hello = real.helloRequest();
+    hello.initClient().setProtocolVersion(proto::PROTOCOL_VERSION);
+    auto session = hello.send().wait(io.waitScope).getSession();
+    auto compile = session.compileRequest();
+    auto request = compile.initRequest();
+    request.setOptLevel(1);
+    request.setFormat(proto::IrFormat::TEXT);
+    request.setModule(
+        capnp::Data::Reader(reinterpret_cast<const kj::byte*>(MODULE), std::strlen(MODULE)));
+    auto compiled = compile.send().wait(io.waitScope);
+    ASSERT_TRUE(compiled.getOutcome().isOk())
+        << compiled.getOutcome().getError().getMessage().cStr();
+    auto k = compiled.getOutcome().getOk().getKey();
+    key.assign(k.begin(), k.end());
+
+    executorStream = io.lowLevelProvider->wrapUnixSocketFd(kj::mv(executor.channel));
+    network =
+        kj::heap<capnp::TwoPartyVatNetwork>(*executorStream, 4, capnp::rpc::twoparty::Side::SERVER);
+    rpc = kj::heap(capnp::makeRpcServer(*network, kj::heap<ProxyRjitd>(kj::mv(real))));
+    capnp::word scratch[4] = {};
+    capnp::MallocMessageBuilder message(scratch);
+    auto vatId = message.getRoot<capnp::rpc::twoparty::VatId>();
+    vatId.setSide(capnp::rpc::twoparty::Side::CLIENT);
+    control = rpc->bootstrap(vatId).castAs<proto::executor::Control>();
+  }
+
+  uint64_t load() {
+    auto request = control.loadRequest();
+    request.setOptLevel(1);
+    request.setKey(capnp::Data::Reader(key.data(), key.size()));
+    std::optional<capnp::Response<proto::executor::Control::LoadResults>> response;
+    auto failure = kj::runCatchingExceptions([&] { response = request.send().wait(io.waitScope); });
+    KJ_IF_MAYBE (e, failure) {
+      int status = executor.wait();
+      ADD_FAILURE() << "the executor died during the load: status " << status << ", signal "
+                    << executor.page->signal.load() << ", system call "
+                    << executor.page->syscall.load() << "; stderr: " << executor.stderrText();
+      kj::throwFatalException(kj::mv(*e));
+    }
+    auto outcome = response->getOutcome();
+    KJ_REQUIRE(outcome.isId(), outcome.getError().getMessage());
+    return outcome.getId();
+  }
+
+  std::string output(int fd) {
+    char buffer[4096];
+    ssize_t n = ::pread(executor.stdio[fd].get(), buffer, sizeof(buffer), 0);
+    return n > 0 ? std::string(buffer, size_t(n)) : std::string();
+  }
+
+  /// A call that does not answer: the executor died. Its wait status.
+  int callThatKills(uint64_t id, const char* symbol, const char* signature) {
+    auto request = control.callRequest();
+    request.setId(id);
+    request.setSymbol(symbol);
+    request.setSignature(signature);
+    auto failure = kj::runCatchingExceptions([&] { request.send().wait(io.waitScope); });
+    KJ_IF_MAYBE (e, failure) {
+      EXPECT_EQ(e->getType(), kj::Exception::Type::DISCONNECTED);
+    } else {
+      ADD_FAILURE() << symbol << " answered";
+    }
+    return executor.wait();
+  }
+
+  ExecutorProcess executor;
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  std::unique_ptr<rjit::test::DaemonProcess> daemon;
+  kj::Own<kj::AsyncCapabilityStream> rjitdStream;
+  kj::Own<capnp::TwoPartyClient> rjitdClient;
+  std::vector<kj::byte> key;
+  kj::Own<kj::AsyncCapabilityStream> executorStream;
+  kj::Own<capnp::TwoPartyVatNetwork> network;
+  kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc;
+  proto::executor::Control::Client control = nullptr;
+};
+
+TEST_F(ExecutorWithRjitd, LoadsAndCallsInsideTheSandbox) {
+  uint64_t id = load();
+  auto call = control.callRequest();
+  call.setId(id);
+  call.setSymbol("add");
+  call.setSignature("i64(i64,i64)");
+  auto args = call.initArguments(2);
+  args[0].setSigned(40);
+  args[1].setUnsigned(2);
+  auto sum = call.send().wait(io.waitScope);
+  ASSERT_TRUE(sum.getOutcome().isOk()) << sum.getOutcome().getError().getMessage().cStr();
+  EXPECT_EQ(sum.getOutcome().getOk().getValue().getSigned(), 42);
+
+  // printf from the executor's libc, flushed to the stdout file before the answer.
+  auto say = control.callRequest();
+  say.setId(id);
+  say.setSymbol("say");
+  say.setSignature("i32(i32)");
+  say.initArguments(1)[0].setSigned(7);
+  auto said = say.send().wait(io.waitScope);
+  ASSERT_TRUE(said.getOutcome().isOk()) << said.getOutcome().getError().getMessage().cStr();
+  EXPECT_EQ(output(1), "hello 7\n");
+  EXPECT_EQ(executor.page->phase.load(), StatusPage::Idle);
+}
+
+TEST_F(ExecutorWithRjitd, CrashInACallIsOnTheStatusPage) {
+  uint64_t id = load();
+  expectSignal(callThatKills(id, "crash", "void()"), SIGSEGV);
+  EXPECT_EQ(executor.page->phase.load(), StatusPage::UserCode);
+  EXPECT_EQ(executor.page->signal.load(), SIGSEGV);
+  EXPECT_EQ(executor.page->faultAddress.load(), 0u);
+}
+
+TEST_F(ExecutorWithRjitd, SocketInACallIsASandboxViolation) {
+  uint64_t id = load();
+  expectSignal(callThatKills(id, "network", "i32()"), SIGSYS);
+  EXPECT_EQ(executor.page->phase.load(), StatusPage::UserCode);
+  EXPECT_EQ(executor.page->syscall.load(), SYS_socket);
+}
+
+TEST_F(ExecutorWithRjitd, RunExitsWithMainsStatus) {
+  uint64_t id = load();
+  auto run = control.runRequest();
+  run.setId(id);
+  auto argv = run.initArgv(2);
+  argv.set(0, "prog");
+  argv.set(1, "x");
+  run.initEnv(1).set(0, "A=b");
+  auto failure = kj::runCatchingExceptions([&] { run.send().wait(io.waitScope); });
+  KJ_IF_MAYBE (e, failure) {
+    EXPECT_EQ(e->getType(), kj::Exception::Type::DISCONNECTED);
+  } else {
+    ADD_FAILURE() << "run answered";
+  }
+  expectExit(executor.wait(), 3);
+  EXPECT_EQ(output(1), "hello 2\n");
 }
 
 }  // namespace
