@@ -362,6 +362,16 @@ TEST_P(ExecuteTest, CallsOverTcpCopyBuffers) {
   EXPECT_FALSE(s.executor->sharedMemory()) << "TCP has no shared segment";
   expectScalarCalls(*s.module);
   expectBufferCalls(*s.executor, *s.module);
+  expectSameRjitd(*tcp);
+}
+
+TEST_P(ExecuteTest, SixtyFourMiBBufferCopiedOverTcp) {
+  auto tcp = startTcpDaemon();
+  ASSERT_NE(tcp, nullptr);
+  ClientOptions options = clientOptions();
+  options.servers = {tcp->tcpEndpoint()};
+  auto s = typedSession(options);
+  ASSERT_FALSE(s.executor->sharedMemory());
   expectBigBuffer(*s.executor, *s.module);
   expectSameRjitd(*tcp);
 }
@@ -694,6 +704,14 @@ TEST_P(ExecuteFaultTest, MallocPastExecutorMemoryIsOutOfMemory) {
 
 TEST_P(ExecuteFaultTest, CxxNewPastExecutorMemoryIsOutOfMemory) {
   expectFault("exec-alloc-cxx.ll", "new_forever", ErrorKind::OutOfMemory);
+}
+
+TEST_P(ExecuteFaultTest, UncaughtCxxExceptionIsCrashedWithSigabrt) {
+  // As natively: the exception reaches std::terminate, which aborts. It must not be caught by
+  // the executor's own code on its way out (the module's state would live on, half updated).
+  auto failure = expectFault("exec-throw.ll", "throw_uncaught", ErrorKind::Crashed);
+  ASSERT_TRUE(failure.has_value());
+  EXPECT_EQ(failure->signal, SIGABRT);
 }
 
 TEST_P(ExecuteFaultTest, ExitInsideAFunctionIsExitedWithItsStatus) {
