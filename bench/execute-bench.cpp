@@ -289,20 +289,28 @@ int run(const Config& config) {
     rjitbench::waitUntilServing(daemon.unixAddress(), nullptr);
     conditions.warnIfBusy();
     std::cout << "execute-bench: " << rjitbench::machineInfo().dump() << "\n";
-    scalarRoundTrip(config, daemon.unixAddress(), request);
-    bigBuffer(config, daemon, request);
-    coldStart(config, daemon.unixAddress(), request);
-    throughput(config, daemon.unixAddress(), request);
-  } catch (const rjit::Error& e) {
-    std::fprintf(stderr, "execute-bench: %s: %s\n", rjit::errorKindName(e.kind()), e.what());
-    return 1;
+    std::cout << "load average before: " << conditions.loadBefore << "\n";
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "execute-bench: %s\n", e.what());
+    std::fprintf(stderr, "execute-bench: rjitd does not serve: %s\n", e.what());
     return 1;
   }
+  // A section that fails is reported and the others still run.
+  bool failed = false;
+  auto section = [&failed](const char* name, auto&& measure) {
+    try {
+      measure();
+    } catch (const rjit::Error& e) {
+      std::cout << name << " failed: " << rjit::errorKindName(e.kind()) << ": " << e.what() << "\n";
+      failed = true;
+    }
+  };
+  section("1. scalar call", [&] { scalarRoundTrip(config, daemon.unixAddress(), request); });
+  section("2. 64 MiB buffer", [&] { bigBuffer(config, daemon, request); });
+  section("3. cold start", [&] { coldStart(config, daemon.unixAddress(), request); });
+  section("4. calls/s", [&] { throughput(config, daemon.unixAddress(), request); });
   conditions.finish();
   std::cout << "\n" << conditions.describe() << "\n";
-  return 0;
+  return failed ? 1 : 0;
 }
 
 }  // namespace
