@@ -527,7 +527,9 @@ public:
       if ((*p)->alive() && module.generation == core->generation) {
         auto request = (*p)->control().unloadRequest();
         request.setId(module.id);
-        core->env.tasks.add(request.send().ignoreResult().attach(kj::addRef(*core)));
+        // Not holding the core: when this was the last reference, the process ends instead
+        // (the unload then fails as DISCONNECTED, which the task set ignores).
+        core->env.tasks.add(request.send().ignoreResult());
       }
     }
   }
