@@ -136,6 +136,35 @@ std::variant<std::string, FileError> readFile(const std::string& path) {
   }
 }
 
+std::variant<std::string, FileError> readBounded(int fd, const std::string& name, size_t limit) {
+  std::string data;
+  char buffer[1 << 16];
+  while (true) {
+    ssize_t n = ::read(fd, buffer, sizeof(buffer));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return failure("read", name, errno);
+    if (n == 0)
+      return data;
+    if (data.size() + static_cast<size_t>(n) > limit)
+      return FileError{"cannot read " + name + ": more than " + std::to_string(limit) + " bytes"};
+    data.append(buffer, static_cast<size_t>(n));
+  }
+}
+
+bool writeAll(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return false;
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
 std::optional<FileError> writeOutput(const std::string& path, std::string_view bytes) {
   // stat, not lstat: a symlink to /dev/null is written through; a symlink to a regular file is
   // replaced by the new file, as before.

@@ -18,6 +18,13 @@ struct FileError {
 /// The whole file (or FIFO, or device: read to its end).
 std::variant<std::string, FileError> readFile(const std::string& path);
 
+/// Everything `fd` gives until its end, at most `limit` bytes: more is a FileError naming
+/// `name` and the limit (the descriptor is left open).
+std::variant<std::string, FileError> readBounded(int fd, const std::string& name, size_t limit);
+
+/// Writes all of `bytes` to `fd` (rjit's stdout or stderr); false when it cannot.
+bool writeAll(int fd, std::string_view bytes);
+
 /// Writes `bytes` to `path`. A regular file (or a new one) is replaced atomically: the bytes go
 /// to a new file PATH.tmp.RANDOM (created exclusively, never through a symlink, removed on
 /// failure), which is renamed over PATH, so readers see the old file or the whole new one and a

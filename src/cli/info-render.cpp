@@ -25,6 +25,14 @@ nlohmann::json errorsByKind(const rjit::ServerStats& stats) {
   return out;
 }
 
+/// {"x86_64-unknown-linux-gnu": {"ok": 9, "crashed": 1}, ...}
+nlohmann::json executesByTarget(const rjit::ServerStats& stats) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& r : stats.executeCounts)
+    out[r.method][r.result] = r.count;
+  return out;
+}
+
 }  // namespace
 
 nlohmann::json infoJson(const rjit::ServerInfo& info, const rjit::ServerStats& stats) {
@@ -71,6 +79,12 @@ nlohmann::json infoJson(const rjit::ServerInfo& info, const rjit::ServerStats& s
         {"loaded_modules", stats.loadedImages},
         {"loaded_bytes", stats.loadedImageBytes},
         {"symbol_questions", stats.symbolQuestions}}},
+      {"execute",
+       {{"total", stats.executes},
+        {"failures", stats.executeFailures},
+        {"executors", stats.executors},
+        {"executor_restarts", stats.executorRestarts},
+        {"by_target", executesByTarget(stats)}}},
       {"requests_by_method", requestsByMethod(stats)},
       {"errors", errorsByKind(stats)},
   };
@@ -162,6 +176,17 @@ std::string infoText(const rjit::ServerInfo& info, const rjit::ServerStats& stat
        n(stats.loads) + " (" + n(stats.links) + " links, " + n(stats.linkFailures) + " failed)");
   line("loaded modules", n(stats.loadedImages) + " (" + n(stats.loadedImageBytes) + " bytes)");
   line("symbol questions", n(stats.symbolQuestions) + " (round trips to clients during loads)");
+  line("executes", n(stats.executes) + " (" + n(stats.executeFailures) + " failed)");
+  line("executors", n(stats.executors) + " (" + n(stats.executorRestarts) + " restarts)");
+  std::map<std::string, std::vector<std::string>> byTarget;
+  for (const auto& r : stats.executeCounts)
+    if (r.count != 0)
+      byTarget[r.method].push_back(r.result + " " + n(r.count));
+  bool firstTarget = true;
+  for (const auto& [target, results] : byTarget) {
+    line(firstTarget ? "executes by target" : "", target + ": " + joined(results));
+    firstTarget = false;
+  }
   line("sessions", n(stats.sessions) + " (" + n(stats.connections) + " connections)");
   line("workers", n(stats.workers) + " (" + n(stats.compileWorkerRestarts) + " restarts)");
   line("uptime", formatUptime(stats.uptimeMillis));

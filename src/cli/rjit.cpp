@@ -9,6 +9,7 @@
 #include "info-render.h"
 #include "ir-signature.h"
 #include "program-main.h"
+#include "remote-values.h"
 #include "remotejit/client.h"
 #include "rjitd-config.h"
 #include "value.h"
@@ -18,6 +19,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <fcntl.h>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -56,7 +58,13 @@ struct LoadArgs {
   std::string symbol;             // call: the function
   std::vector<std::string> args;  // run: the program's arguments; call: the function's
   bool verbose = false;
+  bool remote = false;  // --remote: in an executor of rjitd's, not in this process
+  std::string target;   // --target (with --remote)
 };
+
+/// The most standard input `rjit run --remote` sends (rjitd's --executor-output bounds it
+/// further; this keeps a stream that never ends from filling this process).
+constexpr size_t REMOTE_STDIN_LIMIT = size_t{64} << 20;
 
 /// A failure of the CLI itself (a file, a symbol, an argument): printed like an rjit::Error.
 int fail(const std::string& message) {
@@ -231,6 +239,113 @@ int runCall(const GlobalArgs& global, const LoadArgs& args) {
   return 0;
 }
 
+/// A failure of `rjit call/run --remote` before the call: printed as rjitd's errors are.
+int failRemote(rjit::ErrorKind kind, const std::string& message) {
+  std::cerr << "rjit: error: " << rjit::errorKindName(kind) << ": " << message << "\n";
+  return 1;
+}
+
+/// What the code wrote, to rjit's own stdout and stderr, byte for byte.
+void passOutput(const rjit::ExecOutput& output) {
+  std::cout.flush();
+  rjitd::cli::writeAll(STDOUT_FILENO, output.out);
+  rjitd::cli::writeAll(STDERR_FILENO, output.err);
+}
+
+/// FILE compiled by rjitd (or its cache) and loaded into an executor of rjitd's for --target.
+rjit::RemoteModule loadRemote(rjit::RemoteExecutor& executor, const LoadArgs& args,
+                              std::string module) {
+  rjit::CompileRequest request;
+  request.module = std::move(module);
+  request.moduleName = args.file;
+  request.optLevel = args.optLevel;
+  request.format = parseFormat(args.format);
+  rjit::RemoteModule loaded = executor.load(request);
+  if (args.verbose)
+    for (const rjit::Diagnostic& d : loaded.object().diagnostics)
+      printDiagnostic(args.file, d);
+  return loaded;
+}
+
+/// `rjit call --remote`: the arguments parsed here against the symbol's IR signature, the call
+/// made in rjitd's executor, its output written out, then the result printed as `rjit call`
+/// prints it.
+int runCallRemote(const GlobalArgs& global, const LoadArgs& args) {
+  auto bytes = rjitd::cli::readFile(args.file);
+  if (auto* error = std::get_if<rjitd::cli::FileError>(&bytes))
+    return failRemote(rjit::ErrorKind::InvalidRequest, error->message);
+  rjit::Client client(clientOptions(global));
+  rjit::RemoteExecutor executor = client.executor(args.target);
+  rjit::RemoteModule module = loadRemote(executor, args, std::move(std::get<std::string>(bytes)));
+  const rjit::Symbol* symbol = nullptr;
+  for (const rjit::Symbol& s : module.object().defines)
+    if (s.name == args.symbol)
+      symbol = &s;
+  if (symbol == nullptr)
+    return failRemote(rjit::ErrorKind::SignatureMismatch,
+                      args.file + " defines no global symbol '" + args.symbol + "'");
+  if (symbol->kind != rjit::Symbol::Kind::Function || symbol->signature.empty())
+    return failRemote(rjit::ErrorKind::SignatureMismatch,
+                      "'" + args.symbol + "' in " + args.file + " is not a function");
+  auto signature = rjitd::parseIrSignature(symbol->signature);
+  if (auto* error = std::get_if<rjitd::IrSignatureError>(&signature))
+    return failRemote(rjit::ErrorKind::SignatureMismatch,
+                      "'" + args.symbol + "' in " + args.file + ": " + error->describe());
+  auto arguments = rjitd::marshal::parseArguments(
+      args.symbol, std::get<rjitd::IrSignature>(signature), args.args);
+  if (auto* error = std::get_if<rjitd::marshal::CallError>(&arguments))
+    return failRemote(rjit::ErrorKind::SignatureMismatch, error->message);
+  rjit::CallResult result;
+  try {
+    result = module.callValues(
+        args.symbol,
+        rjitd::cli::toRemoteValues(std::get<std::vector<rjitd::marshal::Value>>(arguments)));
+  } catch (const rjit::ExecError& e) {
+    passOutput(e.output());  // what the code wrote before it failed
+    throw;
+  }
+  passOutput(result.output);
+  if (result.value.kind != rjit::Value::Kind::Void)
+    std::cout << rjitd::marshal::formatValue(rjitd::cli::fromRemoteValue(result.value)) << "\n";
+  return 0;
+}
+
+/// `rjit run --remote`: main run as a program in rjitd's executor, with argv[0] = FILE, rjit's
+/// environment and (when it is not a terminal) rjit's standard input; its output is written
+/// out exactly and its exit status is rjit's (128 + N for a signal N, as a shell shows it).
+int runMainRemote(const GlobalArgs& global, const LoadArgs& args) {
+  auto bytes = rjitd::cli::readFile(args.file);
+  if (auto* error = std::get_if<rjitd::cli::FileError>(&bytes))
+    return failRemote(rjit::ErrorKind::InvalidRequest, error->message);
+  std::string input;
+  // A closed stdin (EBADF) or a terminal gives the program no input.
+  if (fcntl(STDIN_FILENO, F_GETFD) != -1 && isatty(STDIN_FILENO) == 0) {
+    auto read = rjitd::cli::readBounded(STDIN_FILENO, "stdin", REMOTE_STDIN_LIMIT);
+    if (auto* error = std::get_if<rjitd::cli::FileError>(&read))
+      return failRemote(rjit::ErrorKind::TooLarge, error->message);
+    input = std::move(std::get<std::string>(read));
+  }
+  std::vector<std::string> argv{args.file};
+  argv.insert(argv.end(), args.args.begin(), args.args.end());
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e)
+    env.emplace_back(*e);
+  rjit::Client client(clientOptions(global));
+  rjit::RemoteExecutor executor = client.executor(args.target);
+  rjit::RemoteModule module = loadRemote(executor, args, std::move(std::get<std::string>(bytes)));
+  rjit::RunResult result;
+  try {
+    result = module.run(std::move(argv), std::move(env), std::move(input));
+  } catch (const rjit::ExecError& e) {
+    passOutput(e.output());
+    throw;
+  }
+  passOutput(result.output);
+  if (result.signal != 0)
+    return 128 + result.signal;
+  return result.exitStatus & 0xff;
+}
+
 int runInfo(const GlobalArgs& global, const InfoArgs& args) {
   rjit::Client client(clientOptions(global));
   rjit::ServerInfo info = client.serverInfo();
@@ -288,6 +403,10 @@ int main(int argc, char** argv) {
   runCmd->add_option("--format", run.format, "input format (default auto)")
       ->check(CLI::IsMember({"auto", "text", "bitcode"}));
   runCmd->add_flag("-v,--verbose", run.verbose, "print the compile's warnings");
+  runCmd->add_flag("--remote", run.remote,
+                   "run it in a sandboxed executor process of rjitd's instead of this process");
+  runCmd->add_option("--target", run.target,
+                     "with --remote: the executor's target (default: the server's)");
   runCmd->positionals_at_end();
 
   LoadArgs call;
@@ -302,6 +421,10 @@ int main(int argc, char** argv) {
   callCmd->add_option("--format", call.format, "input format (default auto)")
       ->check(CLI::IsMember({"auto", "text", "bitcode"}));
   callCmd->add_flag("-v,--verbose", call.verbose, "print the compile's warnings");
+  callCmd->add_flag("--remote", call.remote,
+                    "call it in a sandboxed executor process of rjitd's instead of this process");
+  callCmd->add_option("--target", call.target,
+                      "with --remote: the executor's target (default: the server's)");
   callCmd->positionals_at_end();
 
   InfoArgs info;
@@ -326,6 +449,9 @@ int main(int argc, char** argv) {
       throw CLI::ExtrasError({"--"});
     std::vector<std::string>& extra = runCmd->parsed() ? run.args : call.args;
     extra.insert(extra.end(), passthrough.begin(), passthrough.end());
+    if ((runCmd->parsed() && !run.target.empty() && !run.remote) ||
+        (callCmd->parsed() && !call.target.empty() && !call.remote))
+      throw CLI::ValidationError("--target", "--target needs --remote (local runs are native)");
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0)
       return app.exit(e);  // --help, --version
@@ -338,12 +464,16 @@ int main(int argc, char** argv) {
     if (compileCmd->parsed())
       return runCompile(global, compile);
     if (runCmd->parsed())
-      return runMain(global, run);
+      return run.remote ? runMainRemote(global, run) : runMain(global, run);
     if (callCmd->parsed())
-      return runCall(global, call);
+      return call.remote ? runCallRemote(global, call) : runCall(global, call);
     return runInfo(global, info);
   } catch (const rjit::Error& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    // Remote calls name the kind ("rjit: error: crashed: ..."), as scripts tell them apart.
+    if ((runCmd->parsed() && run.remote) || (callCmd->parsed() && call.remote))
+      std::cerr << "rjit: error: " << rjit::errorKindName(e.kind()) << ": " << e.what() << "\n";
+    else
+      std::cerr << "error: " << e.what() << "\n";
     const std::string& file = compileCmd->parsed() ? compile.file
                               : runCmd->parsed()   ? run.file
                               : callCmd->parsed()  ? call.file

@@ -121,6 +121,12 @@ ServerStats toServerStats(proto::ServerStats::Reader s) {
     out.requestCounts.push_back({text(r.getMethod()), text(r.getResult()), r.getCount()});
   for (auto e : s.getErrorCounts())
     out.errorCounts.push_back({text(e.getKind()), e.getCount()});
+  out.executes = s.getExecutes();
+  out.executeFailures = s.getExecuteFailures();
+  out.executors = s.getExecutors();
+  out.executorRestarts = s.getExecutorRestarts();
+  for (auto r : s.getExecuteCounts())
+    out.executeCounts.push_back({text(r.getMethod()), text(r.getResult()), r.getCount()});
   return out;
 }
 

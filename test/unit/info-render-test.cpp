@@ -56,6 +56,13 @@ rjit::ServerStats fixedStats() {
                      {"lookup", "ok", 42},
                      {"load", "ok", 0}};
   s.errorCounts = {{"invalid-module", 41}, {"unavailable", 0}};
+  s.executes = 50;
+  s.executeFailures = 51;
+  s.executors = 52;
+  s.executorRestarts = 53;
+  s.executeCounts = {{"x86_64-pc-linux-gnu", "ok", 54},
+                     {"x86_64-pc-linux-gnu", "crashed", 55},
+                     {"x86_64-pc-linux-gnu", "timeout", 0}};
   return s;
 }
 
@@ -90,6 +97,8 @@ TEST(InfoRender, JsonHasEveryFigureUnderItsStableKey) {
     "uptime_ms": 93784005,
     "fast_path": {"loads": 27, "links": 28, "link_failures": 29, "loaded_modules": 30,
                   "loaded_bytes": 31, "symbol_questions": 32},
+    "execute": {"total": 50, "failures": 51, "executors": 52, "executor_restarts": 53,
+                "by_target": {"x86_64-pc-linux-gnu": {"ok": 54, "crashed": 55, "timeout": 0}}},
     "requests_by_method": {"compile": {"ok": 40, "invalid-module": 41}, "lookup": {"ok": 42},
                            "load": {"ok": 0}},
     "errors": {"invalid-module": 41, "unavailable": 0}
@@ -124,6 +133,9 @@ errors              invalid-module 41
 loads               27 (28 links, 29 failed)
 loaded modules      30 (31 bytes)
 symbol questions    32 (round trips to clients during loads)
+executes            50 (51 failed)
+executors           52 (53 restarts)
+executes by target  x86_64-pc-linux-gnu: ok 54, crashed 55
 sessions            23 (25 connections)
 workers             24 (26 restarts)
 uptime              1d 2h 3m 4s
@@ -136,6 +148,8 @@ TEST(InfoRender, TextOfAServerWithNothingToReport) {
   EXPECT_NE(text.find("\ntargets             none\n"), std::string::npos) << text;
   EXPECT_NE(text.find("\nerrors              none\n"), std::string::npos) << text;
   EXPECT_EQ(text.find("requests by method"), std::string::npos) << text;
+  EXPECT_EQ(text.find("executes by target"), std::string::npos) << text;
+  EXPECT_NE(text.find("\nexecutes            0 (0 failed)\n"), std::string::npos) << text;
   EXPECT_NE(text.find("\nuptime              0s\n"), std::string::npos) << text;
 }
 

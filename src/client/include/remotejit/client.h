@@ -165,6 +165,13 @@ struct ServerStats {
   };
   std::vector<RequestCount> requestCounts;  ///< every (method, result) seen
   std::vector<ErrorCount> errorCounts;      ///< every error kind seen
+  // Remote execute.
+  uint64_t executes = 0;          ///< calls and runs answered
+  uint64_t executeFailures = 0;   ///< ... of which did not end with a result
+  uint32_t executors = 0;         ///< executor processes running
+  uint64_t executorRestarts = 0;  ///< executors ended by a call (crash, deadline, ...)
+  /// Calls and runs by (target triple in `method`, result: "ok" or an error kind).
+  std::vector<RequestCount> executeCounts;
 };
 
 /// How a module's references to symbols it does not define are resolved in this process: by
