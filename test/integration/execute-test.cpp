@@ -643,6 +643,14 @@ RJIT_INSTANTIATE_DAEMON_MODES(ExecuteTest);
 /// over, the process is another) and that rjitd is the same process.
 class ExecuteFaultTest : public ExecuteTest {
 protected:
+  /// rjitd_executes_total of `result` ("ok" or an error kind), summed over targets.
+  static uint64_t executeCount(const ServerStats& stats, std::string_view result) {
+    uint64_t total = 0;
+    for (const auto& count : stats.executeCounts)
+      total += count.result == result ? count.count : 0;
+    return total;
+  }
+
   DaemonOptions daemonOptions() const override {
     DaemonOptions options = DaemonTest::daemonOptions();
     options.extraArgs = {"--execute-timeout", EXECUTE_TIMEOUT_SECONDS, "--executor-memory",
@@ -661,6 +669,7 @@ protected:
     EXPECT_EQ(s.module->call<int64_t>("counter"), 2);
     auto before = executorsOf(daemon->pid());
     EXPECT_EQ(before.size(), 1u);
+    ServerStats statsBefore = s.client->stats();
 
     auto failure = catchFailure([&] { faulty.callValues(symbol, std::move(args)); });
     expectKind(failure, kind);
@@ -672,7 +681,13 @@ protected:
     auto after = executorsOf(daemon->pid());
     EXPECT_EQ(after.size(), 1u);
     EXPECT_NE(after, before) << "the call after a fault ran in the same executor process";
-    // The faulty module is loaded again too.
+    // rjitd counted the executor's end and the call's result (rjitd_executor_restarts_total,
+    // rjitd_executes_total{result}).
+    ServerStats statsAfter = s.client->stats();
+    EXPECT_EQ(statsAfter.executorRestarts, statsBefore.executorRestarts + 1);
+    EXPECT_EQ(executeCount(statsAfter, errorKindName(kind)),
+              executeCount(statsBefore, errorKindName(kind)) + 1);
+    EXPECT_EQ(statsAfter.executors, 1u);
     expectSameRjitd(*daemon);
     return failure;
   }
