@@ -443,6 +443,16 @@ define void @crash() {
   ret void
 }
 
+declare ptr @_Znwm(i64)
+
+@sink = global ptr null
+
+define void @exhaust() {
+  %p = call ptr @_Znwm(i64 -1)
+  store volatile ptr %p, ptr @sink
+  ret void
+}
+
 define i32 @network() {
   %fd = call i32 @socket(i32 2, i32 1, i32 0)
   ret i32 %fd
@@ -551,6 +561,7 @@ protected:
       EXPECT_EQ(e->getType(), kj::Exception::Type::DISCONNECTED);
     } else {
       ADD_FAILURE() << symbol << " answered";
+      ::kill(executor.pid, SIGKILL);  // so that the wait below ends
     }
     return executor.wait();
   }
@@ -605,6 +616,14 @@ TEST_F(ExecutorWithRjitd, SocketInACallIsASandboxViolation) {
   expectSignal(callThatKills(id, "network", "i32()"), SIGSYS);
   EXPECT_EQ(executor.page->phase.load(), StatusPage::UserCode);
   EXPECT_EQ(executor.page->syscall.load(), SYS_socket);
+}
+
+TEST_F(ExecutorWithRjitd, BadAllocInACallIsOutOfMemoryOnTheStatusPage) {
+  uint64_t id = load();
+  // operator new's std::bad_alloc must end the process (terminate), not become an RPC error.
+  expectSignal(callThatKills(id, "exhaust", "void()"), SIGABRT);
+  EXPECT_EQ(executor.page->outOfMemory.load(), 1u);
+  EXPECT_EQ(executor.page->signal.load(), SIGABRT);
 }
 
 TEST_F(ExecutorWithRjitd, RunExitsWithMainsStatus) {
