@@ -444,6 +444,16 @@ define void @crash() {
 }
 
 declare ptr @_Znwm(i64)
+declare ptr @localtime(ptr)
+
+define i32 @zone() {
+  %t = alloca i64
+  store i64 0, ptr %t
+  %tm = call ptr @localtime(ptr %t)
+  %ok = icmp ne ptr %tm, null
+  %r = zext i1 %ok to i32
+  ret i32 %r
+}
 
 @sink = global ptr null
 
@@ -600,6 +610,15 @@ TEST_F(ExecutorWithRjitd, LoadsAndCallsInsideTheSandbox) {
   auto said = say.send().wait(io.waitScope);
   ASSERT_TRUE(said.getOutcome().isOk()) << said.getOutcome().getError().getMessage().cStr();
   EXPECT_EQ(output(1), "hello 7\n");
+
+  // The time zone was read before the filter: localtime() needs no file now.
+  auto zone = control.callRequest();
+  zone.setId(id);
+  zone.setSymbol("zone");
+  zone.setSignature("i32()");
+  auto zoned = zone.send().wait(io.waitScope);
+  ASSERT_TRUE(zoned.getOutcome().isOk());
+  EXPECT_EQ(zoned.getOutcome().getOk().getValue().getSigned(), 1);
   EXPECT_EQ(executor.page->phase.load(), StatusPage::Idle);
 }
 
