@@ -71,7 +71,8 @@ fi
 
 # --- what the packages installed ------------------------------------------------------------
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
-for f in /usr/sbin/rjitd /usr/bin/rjit /usr/lib/"$multiarch"/libremotejit-client.so.0 \
+for f in /usr/sbin/rjitd /usr/libexec/rjitd/rjitd-executor /usr/bin/rjit \
+    /usr/lib/"$multiarch"/libremotejit-client.so.0 \
     /usr/lib/"$multiarch"/libremotejit-client.so /usr/include/remotejit/client.h \
     /usr/include/remotejit/remotejit.h /usr/share/rjitd/grafana/rjitd.json \
     /usr/lib/"$multiarch"/pkgconfig/remotejit-client.pc; do

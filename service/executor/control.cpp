@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <system_error>
+#include <type_traits>
 #include <unistd.h>
 
 extern char** environ;
@@ -163,6 +164,23 @@ std::string definedSignature(const rjit::CompiledObject& object, const std::stri
   return {};
 }
 
+/// Runs user code (a call, a main, constructors, destructors) with the page's phase UserCode.
+/// noexcept: an exception the code lets escape must not unwind into kj, which would answer it
+/// as an RPC failure and keep serving from a process in an unknown state; std::terminate ends
+/// the process instead, and its handler records a std::bad_alloc as memory exhaustion
+/// (fatal-signal.h).
+template <typename Body> auto inUserCode(StatusPage& page, Body&& body) noexcept {
+  setPhase(page, StatusPage::UserCode);
+  if constexpr (std::is_void_v<decltype(body())>) {
+    body();
+    setPhase(page, StatusPage::Idle);
+  } else {
+    auto result = body();
+    setPhase(page, StatusPage::Idle);
+    return result;
+  }
+}
+
 /// Flushes what the code wrote: rjitd reads the stdio memfds once the call answers.
 void flushOutput() {
   std::fflush(stdout);
@@ -200,13 +218,11 @@ ControlServer::LoadedModule& ControlServer::module(uint64_t id) {
 }
 
 void ControlServer::unloadAll() {
-  setPhase(page, StatusPage::UserCode);  // destructors
   for (auto& [id, loaded] : modules) {
-    loaded.state.reset();
+    inUserCode(page, [&] { loaded.state.reset(); });  // destructors
     loader.release(loaded.imageId);
   }
   modules.clear();
-  setPhase(page, StatusPage::Idle);
 }
 
 kj::Promise<void> ControlServer::load(LoadContext context) {
@@ -249,9 +265,9 @@ kj::Promise<void> ControlServer::loadNow(LoadContext context) {
         }
         LoadedParts& parts = std::get<LoadedParts>(loaded);
         uint64_t imageId = parts.imageId;
-        setPhase(page, StatusPage::UserCode);  // the module's constructors
-        auto mapped = processLoader.map(std::move(parts), j.request);
-        setPhase(page, StatusPage::Idle);
+        auto mapped = inUserCode(page, [&] {  // the module's constructors
+          return processLoader.map(std::move(parts), j.request);
+        });
         if (Error* error = rjit::detail::failed(mapped)) {
           loader.release(imageId);
           setError(outcome.initError(), *error);
@@ -271,9 +287,7 @@ kj::Promise<void> ControlServer::unload(UnloadContext context) {
   if (it == modules.end())
     return kj::READY_NOW;  // already gone: unloading twice is harmless
   uint64_t imageId = it->second.imageId;
-  setPhase(page, StatusPage::UserCode);  // destructors
-  modules.erase(it);
-  setPhase(page, StatusPage::Idle);
+  inUserCode(page, [&] { modules.erase(it); });  // destructors
   loader.release(imageId);
   return kj::READY_NOW;
 }
@@ -313,10 +327,10 @@ kj::Promise<void> ControlServer::call(CallContext context) {
     arguments.push_back(std::get<marshal::Value>(std::move(argument)));
   }
 
-  setPhase(page, StatusPage::UserCode);
-  auto result = marshal::callBySignature(reinterpret_cast<void*>(found->second), symbol, signature,
-                                         arguments);
-  setPhase(page, StatusPage::Idle);
+  auto result = inUserCode(page, [&] {
+    return marshal::callBySignature(reinterpret_cast<void*>(found->second), symbol, signature,
+                                    arguments);
+  });
   flushOutput();
   if (auto* error = std::get_if<marshal::CallError>(&result)) {
     setError(outcome.initError(), ErrorKind::SignatureMismatch, error->message);
@@ -369,9 +383,10 @@ kj::Promise<void> ControlServer::run(RunContext context) {
   // rjitd wrote stdin into fd 0's file; start reading it from the beginning.
   ::lseek(STDIN_FILENO, 0, SEEK_SET);
 
-  setPhase(page, StatusPage::UserCode);
-  int status = rjitd::cli::callMain(reinterpret_cast<void*>(found->second), std::get<size_t>(form),
-                                    static_cast<int>(storage.size()), argv.data(), environ);
+  int status = inUserCode(page, [&] {
+    return rjitd::cli::callMain(reinterpret_cast<void*>(found->second), std::get<size_t>(form),
+                                static_cast<int>(storage.size()), argv.data(), environ);
+  });
   // As a native main's return: the modules' atexit handlers and destructors, stdio flushed,
   // then the exit status, which rjitd reads from waitpid. _exit rather than exit: the
   // executor's own static objects (its RPC state) are not torn down under a live call.

@@ -19,6 +19,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <kj/async-io.h>
 #include <kj/debug.h>
 #include <optional>
@@ -156,6 +157,9 @@ int main(int argc, char** argv) {
   sandbox.openFiles = options.openFiles;
   sandbox.uid = options.uid;
   sandbox.gid = options.gid;
+  // What the C library would otherwise read from files on first use, which the filter then
+  // refuses: the local time zone (localtime(), strftime(); /etc/localtime).
+  ::tzset();
   if (auto error = applySandbox(sandbox))
     return startFailed("cannot enter the sandbox: " + error->message);
   setPhase(page, StatusPage::Idle);

@@ -143,8 +143,15 @@ std::optional<SandboxError> setLimits(const SandboxOptions& options) {
     const char* name;
     uint64_t soft, hard;
   };
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer has reserved terabytes of shadow address space already: any RLIMIT_AS
+  // would make its allocator fail. Sanitizer builds (tests only) go without the memory limit.
+  const uint64_t memoryBytes = RLIM_INFINITY;
+#else
+  const uint64_t memoryBytes = options.memoryBytes;
+#endif
   const Limit limits[] = {
-      {RLIMIT_AS, "RLIMIT_AS", options.memoryBytes, options.memoryBytes},
+      {RLIMIT_AS, "RLIMIT_AS", memoryBytes, memoryBytes},
       // SIGXCPU at the soft limit (rjitd names it a timeout); SIGKILL a second later if the
       // code ignores it.
       {RLIMIT_CPU, "RLIMIT_CPU", options.cpuSeconds, cpuHard},

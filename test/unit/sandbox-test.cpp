@@ -443,6 +443,26 @@ define void @crash() {
   ret void
 }
 
+declare ptr @_Znwm(i64)
+declare ptr @localtime(ptr)
+
+define i32 @zone() {
+  %t = alloca i64
+  store i64 0, ptr %t
+  %tm = call ptr @localtime(ptr %t)
+  %ok = icmp ne ptr %tm, null
+  %r = zext i1 %ok to i32
+  ret i32 %r
+}
+
+@sink = global ptr null
+
+define void @exhaust() {
+  %p = call ptr @_Znwm(i64 -1)
+  store volatile ptr %p, ptr @sink
+  ret void
+}
+
 define i32 @network() {
   %fd = call i32 @socket(i32 2, i32 1, i32 0)
   ret i32 %fd
@@ -551,6 +571,7 @@ protected:
       EXPECT_EQ(e->getType(), kj::Exception::Type::DISCONNECTED);
     } else {
       ADD_FAILURE() << symbol << " answered";
+      ::kill(executor.pid, SIGKILL);  // so that the wait below ends
     }
     return executor.wait();
   }
@@ -589,6 +610,15 @@ TEST_F(ExecutorWithRjitd, LoadsAndCallsInsideTheSandbox) {
   auto said = say.send().wait(io.waitScope);
   ASSERT_TRUE(said.getOutcome().isOk()) << said.getOutcome().getError().getMessage().cStr();
   EXPECT_EQ(output(1), "hello 7\n");
+
+  // The time zone was read before the filter: localtime() needs no file now.
+  auto zone = control.callRequest();
+  zone.setId(id);
+  zone.setSymbol("zone");
+  zone.setSignature("i32()");
+  auto zoned = zone.send().wait(io.waitScope);
+  ASSERT_TRUE(zoned.getOutcome().isOk());
+  EXPECT_EQ(zoned.getOutcome().getOk().getValue().getSigned(), 1);
   EXPECT_EQ(executor.page->phase.load(), StatusPage::Idle);
 }
 
@@ -605,6 +635,14 @@ TEST_F(ExecutorWithRjitd, SocketInACallIsASandboxViolation) {
   expectSignal(callThatKills(id, "network", "i32()"), SIGSYS);
   EXPECT_EQ(executor.page->phase.load(), StatusPage::UserCode);
   EXPECT_EQ(executor.page->syscall.load(), SYS_socket);
+}
+
+TEST_F(ExecutorWithRjitd, BadAllocInACallIsOutOfMemoryOnTheStatusPage) {
+  uint64_t id = load();
+  // operator new's std::bad_alloc must end the process (terminate), not become an RPC error.
+  expectSignal(callThatKills(id, "exhaust", "void()"), SIGABRT);
+  EXPECT_EQ(executor.page->outOfMemory.load(), 1u);
+  EXPECT_EQ(executor.page->signal.load(), SIGABRT);
 }
 
 TEST_F(ExecutorWithRjitd, RunExitsWithMainsStatus) {
