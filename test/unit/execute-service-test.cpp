@@ -165,9 +165,10 @@ protected:
     return outcome.getOk().getModule();
   }
 
-  capnp::Response<proto::RemoteModule::CallResults>
-  call(proto::RemoteModule::Client m, const char* symbol, std::vector<int64_t> args = {},
-       uint64_t timeoutMillis = 0) {
+  capnp::Response<proto::RemoteModule::CallResults> call(proto::RemoteModule::Client m,
+                                                         const char* symbol,
+                                                         std::vector<int64_t> args = {},
+                                                         uint64_t timeoutMillis = 0) {
     auto request = m.callRequest();
     request.getRequest().setSymbol(symbol);
     request.getRequest().setTimeoutMillis(timeoutMillis);
