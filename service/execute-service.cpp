@@ -350,6 +350,8 @@ public:
         return Outcome<ExecutorProcess*>(p->get());
     }
     process = nullptr;  // a dead one (already reaped) goes
+    if (env.state.draining)
+      return Outcome<ExecutorProcess*>(shuttingDown());  // a request queued behind the drain
     ++generation;
     auto started = ExecutorProcess::start(env.process, env.state, env.lowLevel, env.eventPort,
                                           env.readerOptions, peer + " executor");
@@ -540,10 +542,16 @@ public:
     return edge.respond<Done>(
         Method::Call, target, start,
         [this, context, target, start]() mutable -> kj::Promise<Outcome<Done>> {
-          return serveCall(context).then([this, target, start](Outcome<Done>&& outcome) mutable {
-            core->env.state.metrics.executeDone(target, errorKindOf(outcome), Clock::now() - start);
-            return kj::mv(outcome);
-          });
+          // Counted so that a drain waits for the answer (its executor is killed first).
+          core->env.state.requests.begin();
+          auto done = kj::defer([&state = core->env.state]() { state.requests.end(); });
+          return serveCall(context)
+              .attach(kj::mv(done))
+              .then([this, target, start](Outcome<Done>&& outcome) mutable {
+                core->env.state.metrics.executeDone(target, errorKindOf(outcome),
+                                                    Clock::now() - start);
+                return kj::mv(outcome);
+              });
         },
         [target](Done&) { return target; },
         ErrorSlot([context]() mutable { return context.getResults().getOutcome().initError(); }));
@@ -555,10 +563,16 @@ public:
     return edge.respond<Done>(
         Method::Run, target, start,
         [this, context, target, start]() mutable -> kj::Promise<Outcome<Done>> {
-          return serveRun(context).then([this, target, start](Outcome<Done>&& outcome) mutable {
-            core->env.state.metrics.executeDone(target, errorKindOf(outcome), Clock::now() - start);
-            return kj::mv(outcome);
-          });
+          // Counted so that a drain waits for the answer (its executor is killed first).
+          core->env.state.requests.begin();
+          auto done = kj::defer([&state = core->env.state]() { state.requests.end(); });
+          return serveRun(context)
+              .attach(kj::mv(done))
+              .then([this, target, start](Outcome<Done>&& outcome) mutable {
+                core->env.state.metrics.executeDone(target, errorKindOf(outcome),
+                                                    Clock::now() - start);
+                return kj::mv(outcome);
+              });
         },
         [target](Done&) { return target; },
         ErrorSlot([context]() mutable { return context.getResults().getOutcome().initError(); }));

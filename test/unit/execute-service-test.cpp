@@ -15,9 +15,12 @@
 #include <capnp/rpc-twoparty.h>
 #include <csignal>
 #include <cstdlib>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
 #include <kj/debug.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 namespace rjitd::service {
 namespace {
@@ -70,6 +73,10 @@ loop:
   %p = call ptr @malloc(i64 1048576)
   store volatile i8 1, ptr %p
   br label %loop
+}
+define void @set(ptr %p) {
+  store i32 42, ptr %p
+  ret void
 }
 define i32 @main(i32 %argc, ptr %argv) {
   %r = call i32 @puts(ptr @hello)
@@ -165,9 +172,10 @@ protected:
     return outcome.getOk().getModule();
   }
 
-  capnp::Response<proto::RemoteModule::CallResults>
-  call(proto::RemoteModule::Client m, const char* symbol, std::vector<int64_t> args = {},
-       uint64_t timeoutMillis = 0) {
+  capnp::Response<proto::RemoteModule::CallResults> call(proto::RemoteModule::Client m,
+                                                         const char* symbol,
+                                                         std::vector<int64_t> args = {},
+                                                         uint64_t timeoutMillis = 0) {
     auto request = m.callRequest();
     request.getRequest().setSymbol(symbol);
     request.getRequest().setTimeoutMillis(timeoutMillis);
@@ -269,6 +277,75 @@ TEST_F(ExecuteServiceTest, TheConnectionLimitIsOverloadedAndReleasingEndsTheProc
   (void)s.statsRequest().send().wait(ws());
   EXPECT_EQ(env->execute.executors, 0u);
   EXPECT_EQ(env->metrics.totals().executors, 0u);
+}
+
+/// A client's shared segment (a sealed memfd), as the client library offers it.
+class Segment final : public proto::SharedSegment::Server {
+public:
+  explicit Segment(int fd) : fd(fd) {}
+  kj::Maybe<int> getFd() override { return fd; }
+
+private:
+  int fd;
+};
+
+TEST_F(ExecuteServiceTest, ASegmentBufferIsWrittenInPlace) {
+  // This test's client speaks over a socketpair that carries descriptors.
+  auto pipe = env->io.provider->newCapabilityPipe();
+  capnp::TwoPartyServer server(newBootstrap(env->state, "segment-peer"));
+  server.accept(kj::mv(pipe.ends[0]), 4);
+  capnp::TwoPartyClient client(*pipe.ends[1], 4);
+  auto hello = client.bootstrap().castAs<proto::Rjitd>().helloRequest();
+  hello.initClient().setProtocolVersion(proto::PROTOCOL_VERSION);
+  auto e = executor(hello.send().wait(ws()).getSession());
+  auto m = load(e);
+
+  constexpr size_t SIZE = 1 << 16;
+  kj::AutoCloseFd fd(::memfd_create("segment", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  ASSERT_GE(fd.get(), 0);
+  ASSERT_EQ(::ftruncate(fd.get(), SIZE), 0);
+  ASSERT_EQ(::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+  void* base = ::mmap(nullptr, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+  ASSERT_NE(base, MAP_FAILED);
+  KJ_DEFER(::munmap(base, SIZE));
+  auto attach = e.attachSegmentRequest();
+  attach.setSegment(kj::heap<Segment>(fd.get()));
+  attach.setSize(SIZE);
+  auto attached = attach.send().wait(ws());
+  ASSERT_TRUE(attached.getOutcome().isOk()) << attached.getOutcome().getError().getMessage().cStr();
+
+  auto setInSegment = [&]() {
+    auto request = m.callRequest();
+    request.getRequest().setSymbol("set");
+    auto buffer = request.getRequest().initArguments(1)[0].initBuffer();
+    buffer.setElement(proto::Buffer::Element::I32);
+    buffer.setCount(1);
+    buffer.setDirection(proto::Buffer::Direction::IN_OUT);
+    buffer.setSegmentOffset(64);
+    return request.send().wait(ws());
+  };
+  auto response = setInSegment();
+  ASSERT_TRUE(response.getOutcome().isOk()) << response.getOutcome().getError().getMessage().cStr();
+  EXPECT_EQ(static_cast<const int32_t*>(base)[16], 42);
+  EXPECT_EQ(response.getOutcome().getOk().getBuffers().size(), 0u);  // nothing copied back
+
+  // A new executor after a crash gets the segment again.
+  EXPECT_EQ(errorOf(call(m, "poke")), proto::Error::Kind::CRASHED);
+  static_cast<int32_t*>(base)[16] = 0;
+  auto again = setInSegment();
+  ASSERT_TRUE(again.getOutcome().isOk()) << again.getOutcome().getError().getMessage().cStr();
+  EXPECT_EQ(static_cast<const int32_t*>(base)[16], 42);
+}
+
+TEST_F(ExecuteServiceTest, ASegmentNeedsADescriptor) {
+  auto e = executor(session());  // over a pipe that carries no descriptors
+  kj::AutoCloseFd fd(::memfd_create("segment", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  auto attach = e.attachSegmentRequest();
+  attach.setSegment(kj::heap<Segment>(fd.get()));
+  attach.setSize(4096);
+  auto attached = attach.send().wait(ws());
+  ASSERT_TRUE(attached.getOutcome().isError());
+  EXPECT_EQ(attached.getOutcome().getError().getKind(), proto::Error::Kind::INVALID_REQUEST);
 }
 
 }  // namespace
