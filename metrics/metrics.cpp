@@ -28,8 +28,9 @@ using prometheus::Histogram;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
 
-constexpr std::array<Method, 5> METHODS = {Method::Hello, Method::Compile, Method::Lookup,
-                                           Method::Stats, Method::Load};
+constexpr std::array<Method, 10> METHODS = {
+    Method::Hello,    Method::Compile,    Method::Lookup, Method::Stats, Method::Load,
+    Method::Executor, Method::RemoteLoad, Method::Attach, Method::Call,  Method::Run};
 
 /// The cache tier the cache figures describe (a disk tier will add "disk").
 constexpr const char* MEMORY_TIER = "memory";
@@ -141,6 +142,11 @@ const char* methodName(Method method) {
   case Method::Lookup: return "lookup";
   case Method::Stats: return "stats";
   case Method::Load: return "load";
+  case Method::Executor: return "executor";
+  case Method::RemoteLoad: return "remote-load";
+  case Method::Attach: return "attach";
+  case Method::Call: return "call";
+  case Method::Run: return "run";
   }
   return "unknown";
 }
@@ -179,6 +185,12 @@ struct Metrics::Impl {
   }
   Histogram& linkTime(std::string_view target) {
     return linkDuration.Add({{"target", std::string(target)}}, durationBuckets());
+  }
+  Counter& execute(std::string_view target, std::optional<ErrorKind> error) {
+    return executes.Add({{"target", std::string(target)}, {"result", resultLabel(error)}});
+  }
+  Histogram& executeTime(std::string_view target) {
+    return executeDuration.Add({{"target", std::string(target)}}, durationBuckets());
   }
   Counter& hashFirst(bool hit) { return hashFirstLookups.Add({{"result", hit ? "hit" : "miss"}}); }
 
@@ -235,6 +247,30 @@ struct Metrics::Impl {
                 "(round trips to the client); imports rjitd answered itself need none")
           .Register(*registry)
           .Add({});
+  Family<Counter>& executes =
+      prometheus::BuildCounter()
+          .Name("rjitd_executes_total")
+          .Help("Calls and runs in executor processes answered, by target and result (ok or "
+                "the error kind)")
+          .Register(*registry);
+  Family<Histogram>& executeDuration =
+      prometheus::BuildHistogram()
+          .Name("rjitd_execute_duration_seconds")
+          .Help("Time a call or run took in its executor (a restart and the reload of its "
+                "modules included), by target")
+          .Register(*registry);
+  Gauge& executors = prometheus::BuildGauge()
+                         .Name("rjitd_executors")
+                         .Help("Executor processes running")
+                         .Register(*registry)
+                         .Add({});
+  Family<Counter>& executorRestarts =
+      prometheus::BuildCounter()
+          .Name("rjitd_executor_restarts_total")
+          .Help("Executor processes a call or run ended (the next call starts a fresh one), "
+                "by reason: timeout, crashed, out-of-memory, exited, output-limit, "
+                "sandbox-violation, internal")
+          .Register(*registry);
   Gauge& compilesInFlight = prometheus::BuildGauge()
                                 .Name("rjitd_compiles_in_flight")
                                 .Help("Compiles running or waiting for a compile worker")
@@ -295,6 +331,8 @@ Metrics::Metrics(const BuildInfo& info, const cache::ObjectCache& cache)
     impl->requestTime(Method::Load, target);
     impl->link(target, std::nullopt);
     impl->linkTime(target);
+    impl->execute(target, std::nullopt);
+    impl->executeTime(target);
     impl->compile(target, std::nullopt);
     for (unsigned opt = 0; opt <= 3; ++opt)
       impl->compileTime(target, opt);
@@ -345,6 +383,24 @@ void Metrics::imageReleased(uint64_t bytes) {
 
 void Metrics::symbolQuestionAsked() {
   impl->symbolQuestions.Increment();
+}
+
+void Metrics::executeDone(std::string_view target, std::optional<ErrorKind> error,
+                          Duration elapsed) {
+  impl->execute(target, error).Increment();
+  impl->executeTime(target).Observe(seconds(elapsed));
+}
+
+void Metrics::executorStarted() {
+  impl->executors.Increment();
+}
+
+void Metrics::executorEnded() {
+  impl->executors.Decrement();
+}
+
+void Metrics::executorRestarted(ErrorKind reason) {
+  impl->executorRestarts.Add({{"reason", errorKindName(reason)}}).Increment();
 }
 
 void Metrics::hashFirstLookup(bool hit) {
@@ -405,6 +461,10 @@ Totals Metrics::totals() const {
   t.loadedImages = whole<uint32_t>(impl->loadedImages.Value());
   t.loadedImageBytes = whole<uint64_t>(impl->loadedImageBytes.Value());
   t.symbolQuestions = whole<uint64_t>(impl->symbolQuestions.Value());
+  t.executes = whole<uint64_t>(sum(impl->executes));
+  t.executeFailures = whole<uint64_t>(sum(impl->executes, failed));
+  t.executors = whole<uint32_t>(impl->executors.Value());
+  t.executorRestarts = whole<uint64_t>(sum(impl->executorRestarts));
   auto label = [](const std::vector<ClientMetric::Label>& labels, std::string_view name) {
     for (const auto& l : labels)
       if (l.name == name)
@@ -418,6 +478,10 @@ Totals Metrics::totals() const {
   for (const MetricFamily& f : impl->errors.Collect())
     for (const ClientMetric& m : f.metric)
       t.errorCounts.push_back({label(m.label, "kind"), whole<uint64_t>(m.counter.value)});
+  for (const MetricFamily& f : impl->executes.Collect())
+    for (const ClientMetric& m : f.metric)
+      t.executeCounts.push_back(
+          {label(m.label, "target"), label(m.label, "result"), whole<uint64_t>(m.counter.value)});
   return t;
 }
 

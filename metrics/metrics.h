@@ -26,9 +26,23 @@ class ObjectCache;
 namespace rjitd::metrics {
 
 /// The RPC methods, the `method` label of the request metrics.
-enum class Method : uint8_t { Hello, Compile, Lookup, Stats, Load };
+/// Executor (Session.executor), RemoteLoad (Executor.load), Attach (Executor.attachSegment),
+/// Call and Run (RemoteModule) are the remote-execute methods.
+enum class Method : uint8_t {
+  Hello,
+  Compile,
+  Lookup,
+  Stats,
+  Load,
+  Executor,
+  RemoteLoad,
+  Attach,
+  Call,
+  Run
+};
 
-/// "hello", "compile", "lookup", "stats", "load".
+/// "hello", "compile", "lookup", "stats", "load", "executor", "remote-load", "attach", "call",
+/// "run".
 const char* methodName(Method method);
 
 /// `target` label of a request that names no target (hello, stats, a lookup that missed).
@@ -69,7 +83,11 @@ struct Totals {
   uint64_t linkFailures = 0;
   uint32_t loadedImages = 0;
   uint64_t loadedImageBytes = 0;
-  uint64_t symbolQuestions = 0;  ///< SymbolResolver calls rjitd made to clients
+  uint64_t symbolQuestions = 0;   ///< SymbolResolver calls rjitd made to clients
+  uint64_t executes = 0;          ///< calls and runs answered (rjitd_executes_total)
+  uint64_t executeFailures = 0;   ///< ... that did not end with a result
+  uint32_t executors = 0;         ///< executor processes running
+  uint64_t executorRestarts = 0;  ///< executors ended by a call (rjitd_executor_restarts_total)
   /// rjitd_requests_total by (method, result), and rjitd_errors_total by kind: every series.
   struct RequestCount {
     std::string method, result;
@@ -81,6 +99,8 @@ struct Totals {
   };
   std::vector<RequestCount> requestCounts;
   std::vector<ErrorCount> errorCounts;
+  /// rjitd_executes_total by (target, result): the target in `method`.
+  std::vector<RequestCount> executeCounts;
 };
 
 /// Histogram buckets of every rjitd duration, in seconds: 100 µs (a cache hit over a Unix
@@ -118,6 +138,15 @@ public:
   void imageReleased(uint64_t bytes);
   /// rjitd asked a client for the addresses of its symbols (one SymbolResolver call).
   void symbolQuestionAsked();
+  /// A call or run in an executor was answered (`error`: its error kind, nullopt for a result)
+  /// after `elapsed`. `target` is a served target's short name.
+  void executeDone(std::string_view target, std::optional<ErrorKind> error, Duration elapsed);
+  /// An executor process was started, or ended (reaped) for whatever reason.
+  void executorStarted();
+  void executorEnded();
+  /// A call or run ended its executor (`reason`: timeout, crashed, out-of-memory, exited,
+  /// output-limit, sandbox-violation, internal; a run's normal end is not counted).
+  void executorRestarted(ErrorKind reason);
   /// A hash-first lookup found (or did not find) the object in the cache.
   void hashFirstLookup(bool hit);
   void sessionOpened();

@@ -178,6 +178,13 @@ kj::Promise<CompileService::Shared> CompileService::startCompile(const cache::Ke
           });
 }
 
+bool CompileService::keepCached(const cache::Key& key,
+                                std::shared_ptr<const CompiledObject> object) {
+  if (objects.contains(key))
+    return true;
+  return objects.put(key, std::move(object));
+}
+
 ServeResult CompileService::lookup(const cache::Key& key) {
   auto hit = objects.get(key);
   metrics.hashFirstLookup(hit != nullptr);

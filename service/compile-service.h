@@ -74,6 +74,11 @@ public:
   /// Hash-first: the cached object for `key`, or a Failure of kind NotFound.
   ServeResult lookup(const cache::Key& key);
 
+  /// Puts `object` back under `key` when the cache evicted it, so that a load by key (an
+  /// executor's, which holds the object for its client) finds it. False when the cache cannot
+  /// hold it (an object larger than the whole budget).
+  bool keepCached(const cache::Key& key, std::shared_ptr<const CompiledObject> object);
+
   const std::vector<TargetName>& targets() const { return served; }
   const std::string& defaultTriple() const { return defaultTarget; }
   const ServiceConfig& config() const { return cfg; }

@@ -2,6 +2,9 @@
 // The LoadedImage capability (see loaded-image.h).
 #include "loaded-image.h"
 
+#include <fcntl.h>
+#include <string>
+
 #include <cerrno>
 #include <condition_variable>
 #include <kj/debug.h>
@@ -65,12 +68,23 @@ struct ReadJob {
   }
 };
 
+/// A read-only descriptor of the sealed image file (reopened through /proc/self/fd), or
+/// `memfd` itself when that fails. Clients map the image from the descriptor they receive: a
+/// read-only one maps shared on every kernel (before Linux 6.7 a MAP_SHARED mapping of a
+/// write-sealed memfd from a read-write descriptor fails with EPERM), and a client that may
+/// open no file (an executor under its seccomp filter) need not reopen it itself.
+kj::AutoCloseFd readOnly(kj::AutoCloseFd memfd) {
+  std::string self = "/proc/self/fd/" + std::to_string(memfd.get());
+  kj::AutoCloseFd reopened(::open(self.c_str(), O_RDONLY | O_CLOEXEC));
+  return reopened.get() >= 0 ? kj::mv(reopened) : kj::mv(memfd);
+}
+
 }  // namespace
 
 LoadedImage::LoadedImage(linker::LinkedImage image, uint64_t maxReadBytes, WorkerPool& reads,
                          kj::Own<void> onRelease)
-    : memfd(std::make_shared<const kj::AutoCloseFd>(std::move(image.memfd))), size(image.size),
-      maxReadBytes(maxReadBytes), reads(reads), onRelease(kj::mv(onRelease)) {}
+    : memfd(std::make_shared<const kj::AutoCloseFd>(readOnly(std::move(image.memfd)))),
+      size(image.size), maxReadBytes(maxReadBytes), reads(reads), onRelease(kj::mv(onRelease)) {}
 
 LoadedImage::~LoadedImage() noexcept(false) {}
 

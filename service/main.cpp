@@ -7,6 +7,7 @@
 #include "compile-service.h"
 #include "compiler.h"
 #include "endpoint.h"
+#include "execute-service.h"
 #include "exposer.h"
 #include "listeners.h"
 #include "log.h"
@@ -18,6 +19,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
+#include <charconv>
 #include <csignal>
 #include <cstddef>
 #include <cstdlib>
@@ -27,11 +29,13 @@
 #include <kj/debug.h>
 #include <memory>
 #include <optional>
+#include <pwd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <systemd/sd-daemon.h>
 #include <thread>
+#include <unistd.h>
 
 namespace rjitd::service {
 namespace {
@@ -48,6 +52,67 @@ struct Options {
   std::string testCompileGate;  // test-only: see ServiceConfig::compileGate
   std::string testWorkerGate;   // test-only: see runCompileWorker()
   std::string logLevel = "info";
+  std::string executorPath;  // "" = found next to rjitd or in RJITD_EXECUTOR_DIR
+  uint32_t maxExecutors = 64;
+  uint32_t maxExecutorsPerConnection = 4;
+  uint64_t executorMemory = 1ull << 30;
+  uint64_t executorOutput = 8ull << 20;
+  std::string executeTimeout = "30s";
+  std::string executorUser;  // "" = nobody (used only when rjitd runs as root)
+};
+
+/// A duration as the options take it: a number of seconds, or a number with `ms`, `s` or `m`
+/// ("500ms", "30s", "2m"). nullopt when malformed or zero.
+std::optional<std::chrono::milliseconds> parseDuration(const std::string& text) {
+  uint64_t number = 0;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), number);
+  if (error != std::errc())
+    return std::nullopt;
+  std::string_view unit(end, static_cast<size_t>(text.data() + text.size() - end));
+  uint64_t factor = 0;
+  if (unit.empty() || unit == "s")
+    factor = 1000;
+  else if (unit == "ms")
+    factor = 1;
+  else if (unit == "m")
+    factor = 60000;
+  if (factor == 0 || number == 0 || number > (1ull << 40))
+    return std::nullopt;
+  return std::chrono::milliseconds(number * factor);
+}
+
+/// The executor binary: --executor-path, else rjitd-executor next to rjitd's own binary (or in
+/// its executor/ subdirectory: the build tree), else the installed one.
+std::string findExecutor(const std::string& configured) {
+  if (!configured.empty())
+    return configured;
+  char self[4096];
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n > 0) {
+    std::string dir(self, static_cast<size_t>(n));
+    dir = dir.substr(0, dir.rfind('/'));
+    for (const char* relative : {"/rjitd-executor", "/executor/rjitd-executor"}) {
+      std::string candidate = dir + relative;
+      if (::access(candidate.c_str(), X_OK) == 0)
+        return candidate;
+    }
+  }
+  return std::string(RJITD_EXECUTOR_DIR) + "/rjitd-executor";
+}
+
+/// Logs and counts a background task's failure (an unload sent to a dying executor).
+class TaskErrors final : public kj::TaskSet::ErrorHandler {
+public:
+  explicit TaskErrors(metrics::Metrics& metrics) : metrics(metrics) {}
+  void taskFailed(kj::Exception&& exception) override {
+    if (exception.getType() == kj::Exception::Type::DISCONNECTED)
+      return;  // the executor died (or was killed) first: nothing is left to unload
+    log::warning("executor task failed: ", exception.getDescription().cStr());
+    metrics.daemonError(metrics::DaemonError::Internal);
+  }
+
+private:
+  metrics::Metrics& metrics;
 };
 
 std::string joined(const std::vector<std::string>& items) {
@@ -155,6 +220,49 @@ int run(const Options& opt) {
     return 2;
   }
 
+  auto executeTimeout = parseDuration(opt.executeTimeout);
+  if (!executeTimeout) {
+    std::fprintf(stderr,
+                 "error: --execute-timeout: expected a positive duration such as 30s, "
+                 "500ms or 2m, not '%s'\n",
+                 opt.executeTimeout.c_str());
+    return 2;
+  }
+  if (opt.executorMemory < (16u << 20) || opt.executorOutput == 0 || opt.maxExecutors == 0) {
+    std::fprintf(stderr, "error: --executor-memory must be at least 16M, --executor-output and "
+                         "--max-executors positive\n");
+    return 2;
+  }
+  ExecutorConfig executorConfig;
+  executorConfig.path = findExecutor(opt.executorPath);
+  executorConfig.memoryBytes = opt.executorMemory;
+  executorConfig.outputBytes = opt.executorOutput;
+  // A backstop behind the deadlines (which rjitd enforces by the wall clock), over an
+  // executor's whole life: generous enough for many calls at the longest deadline.
+  executorConfig.cpuSeconds =
+      std::max<uint64_t>(600, 20 * static_cast<uint64_t>(executeTimeout->count() / 1000 + 1));
+  if (::geteuid() == 0) {
+    std::string user = opt.executorUser.empty() ? "nobody" : opt.executorUser;
+    passwd entry{};
+    passwd* found = nullptr;
+    char buffer[4096];
+    if (::getpwnam_r(user.c_str(), &entry, buffer, sizeof buffer, &found) != 0 ||
+        found == nullptr) {
+      std::fprintf(stderr, "error: --executor-user: no user '%s'\n", user.c_str());
+      return 2;
+    }
+    if (found->pw_uid == 0) {
+      std::fprintf(stderr, "error: --executor-user: executors never run as root\n");
+      return 2;
+    }
+    executorConfig.uid = found->pw_uid;
+    executorConfig.gid = found->pw_gid;
+  } else if (!opt.executorUser.empty()) {
+    std::fprintf(stderr, "error: --executor-user needs rjitd to run as root (executors run as "
+                         "rjitd's own user otherwise)\n");
+    return 2;
+  }
+
   // Signals must be captured before any thread starts, so that only the loop receives them.
   kj::UnixEventPort::captureSignal(SIGTERM);
   kj::UnixEventPort::captureSignal(SIGINT);
@@ -197,6 +305,29 @@ int run(const Options& opt) {
   LoadEnvironment load{service,    linkPool,    metrics, io.provider->getTimer(),
                        loadLimits, loadedTotals};
   state.load = &load;
+
+  TaskErrors taskErrors(metrics);
+  kj::TaskSet executeTasks(taskErrors);
+  ExecuteLimits executeLimits;
+  executeLimits.maxExecutors = opt.maxExecutors;
+  executeLimits.maxExecutorsPerConnection = opt.maxExecutorsPerConnection;
+  executeLimits.executorMemory = opt.executorMemory;
+  executeLimits.executorOutput = opt.executorOutput;
+  executeLimits.executeTimeout = *executeTimeout;
+  capnp::ReaderOptions executorReader;
+  // Calls carry copied buffers (up to --executor-memory) and answers carry them back.
+  executorReader.traversalLimitInWords = (opt.executorMemory + (1u << 20)) / 8;
+  ExecuteEnvironment execute{state,
+                             *io.lowLevelProvider,
+                             io.unixEventPort,
+                             io.provider->getTimer(),
+                             executorConfig,
+                             executeLimits,
+                             executorReader,
+                             0,
+                             {},
+                             executeTasks};
+  state.execute = &execute;
 
   // A message carries one module plus a little framing; allow that much and no more.
   capnp::ReaderOptions reader;
@@ -248,6 +379,8 @@ int run(const Options& opt) {
   // Without waiting: a full notify queue must not keep rjitd from stopping.
   notifyWithoutWaiting("STOPPING=1\nSTATUS=draining");
   state.draining = true;
+  // No user code outlives rjitd: the calls they were running answer as their executors die.
+  execute.killAll();
   listeners.stopAccepting();
   state.requests.drained().wait(io.waitScope);
   listeners.closeConnections(5 * kj::SECONDS).wait(io.waitScope);
@@ -282,6 +415,29 @@ int main(int argc, char** argv) {
   app.add_option("--compile-timeout", opt.compileTimeoutSeconds,
                  "longest a single compile may take, in seconds")
       ->capture_default_str();
+  app.add_option("--executor-path", opt.executorPath,
+                 "the rjitd-executor binary (default: next to rjitd, else " RJITD_EXECUTOR_DIR
+                 "/rjitd-executor)");
+  app.add_option("--max-executors", opt.maxExecutors,
+                 "executor processes (remote execute) all clients together may hold")
+      ->capture_default_str();
+  app.add_option("--max-executors-per-connection", opt.maxExecutorsPerConnection,
+                 "executor processes one client connection may hold")
+      ->capture_default_str();
+  app.add_option("--executor-memory", opt.executorMemory,
+                 "address space of each executor process, in bytes (suffixes K, M, G)")
+      ->transform(CLI::AsSizeValue(false))
+      ->default_str("1G");
+  app.add_option("--executor-output", opt.executorOutput,
+                 "stdout and stderr one call may write, and a run's stdin, in bytes (K, M, G)")
+      ->transform(CLI::AsSizeValue(false))
+      ->default_str("8M");
+  app.add_option("--execute-timeout", opt.executeTimeout,
+                 "longest a remote call or run may take (and the cap on a client's deadline): "
+                 "seconds, or with ms, s or m")
+      ->capture_default_str();
+  app.add_option("--executor-user", opt.executorUser,
+                 "user executors run as when rjitd runs as root (default: nobody)");
   app.add_option("--log-level", opt.logLevel, "debug, info, warning or error")
       ->capture_default_str();
   app.add_option("--compile-worker", opt.compileWorkerFd)->group("");  // internal

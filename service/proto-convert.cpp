@@ -107,10 +107,15 @@ void toProto(const Failure& failure, proto::Error::Builder out) {
   out.setKind(toProto(failure.kind));
   out.setMessage(failure.message);
   toProto(failure.diagnostics, out.initDiagnostics(failure.diagnostics.size()));
+  out.setSignal(failure.signal);
+  out.setExitStatus(failure.exitStatus);
 }
 
 Failure fromProto(proto::Error::Reader in) {
-  return Failure{fromProto(in.getKind()), in.getMessage(), fromProto(in.getDiagnostics())};
+  Failure f{fromProto(in.getKind()), in.getMessage(), fromProto(in.getDiagnostics())};
+  f.signal = in.getSignal();
+  f.exitStatus = in.getExitStatus();
+  return f;
 }
 
 void toProto(const CompiledObject& obj, bool withObject, proto::CompiledObject::Builder out) {

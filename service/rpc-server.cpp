@@ -3,9 +3,11 @@
 // answer is settled, failures are written to the wire and unexpected faults become `internal`.
 #include "rpc-server.h"
 
+#include "execute-service.h"
 #include "log.h"
 #include "outcome.h"
 #include "proto-convert.h"
+#include "rpc-edge.h"
 
 #include <capnp/message.h>
 #include <chrono>
@@ -38,88 +40,12 @@ std::string_view requestTargetLabel(const CompileService& service,
   return label;
 }
 
-Failure shuttingDown() {
-  return Failure{ErrorKind::ShuttingDown,
-                 "rjitd is shutting down and accepts no new requests; retry (a restarted or "
-                 "another rjitd will answer)",
-                 {}};
-}
-
-/// Where a method writes its Error (an `initError()` of its results).
-using ErrorSlot = kj::Function<proto::Error::Builder()>;
-
-/// The Error of a call whose results hold an `outcome` (compile, lookup, load).
-template <typename Context> ErrorSlot errorSlotOf(Context context) {
-  return [context]() mutable { return context.getResults().initOutcome().initError(); };
-}
-
-/// The RPC edge of one connection's methods, the one place an answer is settled (see respond).
-class Edge final {
-public:
-  /// Both outlive the edge (they are its owner's).
-  Edge(DaemonState& state, const std::string& peer) : state(state), peer(peer) {}
-
-  /// Runs `serve` (an exception it throws counts as its promise's), writes a value with
-  /// `writeOk`, which returns the request's `target` label, or a Failure into `errorSlot`
-  /// (toProto, the one mapping to the wire), and counts the request in the metrics. Expected
-  /// failures are Failure values; an exception here is a fault inside rjitd: it is logged with
-  /// the method and the peer, counted as `internal` and answered as an Internal Error, never
-  /// as the client's fault. A method without an Error on the wire (no `errorSlot`: hello,
-  /// stats) answers such a fault with an exception instead. DISCONNECTED is the exception: the
-  /// client is gone, so there is nobody to answer and the request is not counted as answered
-  /// (the listener counts how the connection ended).
-  template <typename T>
-  kj::Promise<void> respond(Method method, std::string_view target, Clock::time_point start,
-                            kj::Function<kj::Promise<Outcome<T>>()> serve,
-                            kj::Function<std::string_view(T&)> writeOk,
-                            kj::Maybe<ErrorSlot> errorSlot) {
-    return kj::evalNow([this, method, serve = kj::mv(serve)]() mutable {
-             if (state.faultForTest)
-               state.faultForTest(method);
-             return serve();
-           })
-        .catch_([this, method](kj::Exception&& e) -> Outcome<T> {
-          return internalFailure(method, kj::mv(e));
-        })
-        .then([this, method, target, start, writeOk = kj::mv(writeOk),
-               errorSlot = kj::mv(errorSlot)](Outcome<T>&& outcome) mutable {
-          std::string_view label = target;
-          const Failure* f = failureOf(outcome);
-          if (f == nullptr)
-            label = writeOk(std::get<T>(outcome));
-          else KJ_IF_MAYBE (slot, errorSlot)
-            toProto(*f, (*slot)());
-          state.metrics.requestDone(method, label, errorKindOf(outcome), Clock::now() - start);
-          if (f != nullptr && errorSlot == nullptr)
-            kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
-                                                  kj::str(f->message.c_str())));
-        });
-  }
-
-private:
-  /// The answer to an exception that reached the edge (see respond); rethrows DISCONNECTED.
-  Failure internalFailure(Method method, kj::Exception&& e) {
-    const char* name = metrics::methodName(method);
-    if (e.getType() == kj::Exception::Type::DISCONNECTED) {
-      log::info(name, " from ", peer,
-                " not answered: the client went away: ", e.getDescription().cStr());
-      kj::throwFatalException(kj::mv(e));
-    }
-    log::error("internal: ", name, " from ", peer, " failed: ", e.getDescription().cStr());
-    return Failure{ErrorKind::Internal,
-                   std::string("rjitd failed inside while serving this ") + name +
-                       " request: " + e.getDescription().cStr(),
-                   {}};
-  }
-
-  DaemonState& state;
-  const std::string& peer;
-};
-
 class SessionImpl final : public proto::Session::Server {
 public:
-  SessionImpl(DaemonState& state, std::string peer, std::shared_ptr<ClientImages> images)
-      : state(state), peer(std::move(peer)), images(std::move(images)) {
+  SessionImpl(DaemonState& state, std::string peer, std::shared_ptr<ClientImages> images,
+              std::shared_ptr<ConnectionExecutors> executors)
+      : state(state), peer(std::move(peer)), images(std::move(images)),
+        executors(std::move(executors)) {
     state.metrics.sessionOpened();
   }
   ~SessionImpl() noexcept(false) { state.metrics.sessionClosed(); }
@@ -197,6 +123,27 @@ public:
         [target](Done&) { return target; }, errorSlotOf(context));
   }
 
+  kj::Promise<void> executor(ExecutorContext context) override {
+    Clock::time_point start = Clock::now();
+    std::string_view target =
+        requestTargetLabel(state.service, [&]() { return context.getParams().getTarget(); });
+    return edge.respond<proto::Executor::Client>(
+        Method::Executor, target, start,
+        [this, context]() mutable -> kj::Promise<Outcome<proto::Executor::Client>> {
+          using Result = Outcome<proto::Executor::Client>;
+          if (state.draining)
+            return Result(shuttingDown());
+          if (state.execute == nullptr)
+            return Result(Failure{ErrorKind::UnknownTarget, "this rjitd runs no executors", {}});
+          return openExecutor(*state.execute, executors, context.getParams().getTarget(), peer);
+        },
+        [context, target](proto::Executor::Client& executor) mutable {
+          context.getResults().initOutcome().setOk(kj::mv(executor));
+          return target;
+        },
+        errorSlotOf(context));
+  }
+
   kj::Promise<void> stats(StatsContext context) override {
     return edge.respond<Done>(
         Method::Stats, metrics::NO_TARGET, Clock::now(),
@@ -235,6 +182,16 @@ private:
     out.setLoadedImages(n.loadedImages);
     out.setLoadedImageBytes(n.loadedImageBytes);
     out.setSymbolQuestions(n.symbolQuestions);
+    out.setExecutes(n.executes);
+    out.setExecuteFailures(n.executeFailures);
+    out.setExecutors(n.executors);
+    out.setExecutorRestarts(n.executorRestarts);
+    auto executes = out.initExecuteCounts(n.executeCounts.size());
+    for (size_t i = 0; i < n.executeCounts.size(); ++i) {
+      executes[i].setMethod(n.executeCounts[i].method);
+      executes[i].setResult(n.executeCounts[i].result);
+      executes[i].setCount(n.executeCounts[i].count);
+    }
     auto requests = out.initRequestCounts(n.requestCounts.size());
     for (size_t i = 0; i < n.requestCounts.size(); ++i) {
       requests[i].setMethod(n.requestCounts[i].method);
@@ -257,6 +214,8 @@ private:
   Edge edge{state, peer};
   /// What this connection loaded (shared by its sessions); images handed out keep it alive.
   std::shared_ptr<ClientImages> images;
+  /// The executors this connection holds (shared by its sessions, for the per-connection limit).
+  std::shared_ptr<ConnectionExecutors> executors;
 };
 
 class BootstrapImpl final : public proto::Rjitd::Server {
@@ -301,13 +260,14 @@ private:
     }
     server.setDefaultTriple(state.service.defaultTriple());
     server.initLimits().setMaxModuleBytes(state.service.config().maxModuleBytes);
-    results.setSession(kj::heap<SessionImpl>(state, peer, images));
+    results.setSession(kj::heap<SessionImpl>(state, peer, images, executors));
   }
 
   DaemonState& state;
   std::string peer;
   Edge edge{state, peer};
   std::shared_ptr<ClientImages> images = newClientImages();
+  std::shared_ptr<ConnectionExecutors> executors = std::make_shared<ConnectionExecutors>();
 };
 
 }  // namespace

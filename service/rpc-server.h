@@ -31,6 +31,8 @@ private:
   kj::Vector<kj::Own<kj::PromiseFulfiller<void>>> waiters;
 };
 
+struct ExecuteEnvironment;
+
 /// State shared by every connection; lives on the event-loop thread.
 struct DaemonState {
   CompileService& service;
@@ -42,6 +44,8 @@ struct DaemonState {
   uint32_t workers = 0;
   /// What loads need (set by main before any connection is served).
   LoadEnvironment* load = nullptr;
+  /// What remote execute needs (set by main; without it Session.executor answers unknownTarget).
+  ExecuteEnvironment* execute = nullptr;
   bool draining = false;  ///< SIGTERM seen: new requests are refused with shuttingDown
   RequestTracker requests;
   /// Test seam, empty in rjitd (main never sets it and nothing a client sends reaches it):

@@ -97,7 +97,8 @@ std::string text(capnp::Text::Reader t) {
 }  // namespace
 
 Connection::Connection(rjitd::Endpoint endpoint, kj::Own<kj::AsyncIoStream> stream,
-                       kj::AsyncCapabilityStream* capabilityStream)
+                       kj::AsyncCapabilityStream* capabilityStream,
+                       kj::Maybe<capnp::Capability::Client> bootstrap)
     : endpoint_(std::move(endpoint)), address_(endpoint_.text()), stream(kj::mv(stream)),
       passesFds_(capabilityStream != nullptr) {
   if (capabilityStream != nullptr)
@@ -107,7 +108,12 @@ Connection::Connection(rjitd::Endpoint endpoint, kj::Own<kj::AsyncIoStream> stre
   else
     network = kj::heap<capnp::TwoPartyVatNetwork>(*this->stream, capnp::rpc::twoparty::Side::CLIENT,
                                                   receiveOptions());
-  rpc = kj::heap(capnp::makeRpcClient(*network));
+  KJ_IF_MAYBE (offered, bootstrap) {
+    // Two-party RPC has a bootstrap on each side: the peer reaches ours with bootstrap(CLIENT).
+    rpc = kj::heap(capnp::makeRpcServer(*network, kj::mv(*offered)));
+  } else {
+    rpc = kj::heap(capnp::makeRpcClient(*network));
+  }
   // Noticing the disconnect here means the next call reconnects at once, instead of first
   // failing on a dead connection and retrying.
   watcher = network->onDisconnect()
@@ -173,6 +179,16 @@ kj::Promise<std::shared_ptr<Connection>> connectTo(kj::AsyncIoContext& io,
   return connectTcp(*io.provider, endpoint).then([endpoint](kj::Own<kj::AsyncIoStream> stream) {
     return std::make_shared<Connection>(endpoint, kj::mv(stream), nullptr);
   });
+}
+
+std::shared_ptr<Connection> connectionOverFd(kj::AsyncIoContext& io, kj::AutoCloseFd fd,
+                                             rjitd::Endpoint endpoint,
+                                             capnp::Capability::Client bootstrap) {
+  kj::Own<kj::AsyncCapabilityStream> stream = io.lowLevelProvider->wrapUnixSocketFd(
+      kj::mv(fd), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+  kj::AsyncCapabilityStream* capabilityStream = stream.get();
+  return std::make_shared<Connection>(std::move(endpoint), kj::mv(stream), capabilityStream,
+                                      kj::mv(bootstrap));
 }
 
 kj::Promise<Result<std::shared_ptr<Connection>>> handshake(std::shared_ptr<Connection> connection,

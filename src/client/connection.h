@@ -24,9 +24,12 @@ namespace rjit::detail {
 class Connection final {
 public:
   /// Takes a connected stream; `capabilityStream` is the same stream when it can carry file
-  /// descriptors (Unix sockets), else null.
+  /// descriptors (Unix sockets), else null. `bootstrap`, when given, is what this side offers
+  /// the server as its own bootstrap capability (an executor offers rjitd its Control); a
+  /// client offers none.
   Connection(rjitd::Endpoint endpoint, kj::Own<kj::AsyncIoStream> stream,
-             kj::AsyncCapabilityStream* capabilityStream);
+             kj::AsyncCapabilityStream* capabilityStream,
+             kj::Maybe<capnp::Capability::Client> bootstrap = nullptr);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -36,6 +39,9 @@ public:
   const std::string& address() const { return address_; }
   /// True once the peer has gone away; the next call opens a new connection.
   bool broken() const { return broken_; }
+  /// Resolves when the peer has gone away (or the connection failed): for a process that lives
+  /// only as long as its connection (an executor).
+  kj::Promise<void> disconnected() { return network->onDisconnect(); }
 
   /// Valid after a successful handshake.
   proto::Session::Client& session() { return session_; }
@@ -76,6 +82,13 @@ constexpr unsigned MAX_FDS_PER_MESSAGE = 4;
 /// address cannot be reached.
 kj::Promise<std::shared_ptr<Connection>> connectTo(kj::AsyncIoContext& io,
                                                    const rjitd::Endpoint& endpoint);
+
+/// A connection over `fd`, a Unix stream socket already connected to rjitd (an executor's
+/// channel, which rjitd made with socketpair), offering `bootstrap` to rjitd; no handshake yet.
+/// `endpoint` only names the connection in messages. The caller still calls hello().
+std::shared_ptr<Connection> connectionOverFd(kj::AsyncIoContext& io, kj::AutoCloseFd fd,
+                                             rjitd::Endpoint endpoint,
+                                             capnp::Capability::Client bootstrap);
 
 /// Performs the handshake on a connection from connectTo(). Rejects when the server does not
 /// answer properly (DISCONNECTED when it closed the connection before answering); resolves to

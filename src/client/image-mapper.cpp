@@ -163,8 +163,14 @@ Result<std::unique_ptr<MappedImage>> MappedImage::create(std::shared_ptr<Arena> 
   // mapping as writable (before Linux 6.7, mapping a write-sealed memfd MAP_SHARED from a
   // read-write descriptor fails with EPERM even without PROT_WRITE), and such a mapping can
   // never be mprotect()ed writable. Private (copy-on-write) mappings need no write access.
-  std::string self = "/proc/self/fd/" + std::to_string(fd);
-  kj::AutoCloseFd readOnly(::open(self.c_str(), O_RDONLY | O_CLOEXEC));
+  // rjitd sends a read-only descriptor already (then nothing is opened: an executor, under its
+  // seccomp filter, may open no file); an older rjitd sent the read-write one.
+  kj::AutoCloseFd readOnly;
+  int mode = ::fcntl(fd, F_GETFL);
+  if (mode < 0 || (mode & O_ACCMODE) != O_RDONLY) {
+    std::string self = "/proc/self/fd/" + std::to_string(fd);
+    readOnly = kj::AutoCloseFd(::open(self.c_str(), O_RDONLY | O_CLOEXEC));
+  }
   int source = readOnly.get() >= 0 ? readOnly.get() : fd;
   for (const SegmentSpec& s : spec.segments) {
     if (s.size == 0)

@@ -71,25 +71,42 @@ static_assert(SEGMENT_READ == proto::PROTECTION_READ && SEGMENT_WRITE == proto::
 
 }  // namespace
 
-kj::Promise<Result<LoadedParts>> RpcLoader::loadOn(Connection& connection, const LoadCall& call) {
-  const CompileRequest& request = call.request;
+Result<const rjitd::TargetName*> RpcLoader::hostTarget(Connection& connection,
+                                                       const CompileRequest& request) {
   const ServerInfo& info = connection.info();
   const rjitd::TargetName* host =
       rjitd::resolveTarget(connection.targets(), HOST_TARGET, info.defaultTriple);
   if (host == nullptr)
-    return ready<LoadedParts>(Error(
-        ErrorKind::UnknownTarget,
-        std::string("rjitd at ") + connection.address() + " does not serve this host's target (" +
-            HOST_TARGET + "); it serves " + rjitd::describeTargets(connection.targets())));
+    return Error(ErrorKind::UnknownTarget, std::string("rjitd at ") + connection.address() +
+                                               " does not serve this host's target (" +
+                                               HOST_TARGET + "); it serves " +
+                                               rjitd::describeTargets(connection.targets()));
   if (!request.target.empty()) {
     const rjitd::TargetName* asked =
         rjitd::resolveTarget(connection.targets(), request.target, info.defaultTriple);
     if (asked == nullptr || asked->triple != host->triple)
-      return ready<LoadedParts>(
-          Error(ErrorKind::InvalidRequest,
-                "cannot load code for target '" + request.target + "' into this process (" +
-                    HOST_TARGET + "); leave the target empty or use compile() for other targets"));
+      return Error(ErrorKind::InvalidRequest,
+                   "cannot load code for target '" + request.target + "' into this process (" +
+                       HOST_TARGET +
+                       "); leave the target empty or use compile() for other targets");
   }
+  return host;
+}
+
+kj::Promise<Result<LoadedParts>>
+RpcLoader::loadByKeyOn(Connection& connection, const LoadCall& call, const rjitd::cache::Key& key) {
+  Result<const rjitd::TargetName*> target = hostTarget(connection, call.request);
+  if (Error* error = failed(target))
+    return ready<LoadedParts>(std::move(*error));
+  return sendLoad(connection, call, *std::get<const rjitd::TargetName*>(target), &key);
+}
+
+kj::Promise<Result<LoadedParts>> RpcLoader::loadOn(Connection& connection, const LoadCall& call) {
+  const CompileRequest& request = call.request;
+  Result<const rjitd::TargetName*> target = hostTarget(connection, request);
+  if (Error* error = failed(target))
+    return ready<LoadedParts>(std::move(*error));
+  const rjitd::TargetName* host = std::get<const rjitd::TargetName*>(target);
   Result<Done> size = checkSize(request, connection);
   if (Error* error = failed(size))
     return ready<LoadedParts>(std::move(*error));

@@ -61,12 +61,23 @@ public:
   /// caller may retry.
   kj::Promise<Result<LoadedParts>> loadOn(Connection& connection, const LoadCall& call);
 
+  /// One load of the cached object with `key` on `connection` (which must outlive the
+  /// promise), sending no module bytes: `call.request.module` is ignored. For an executor,
+  /// whose rjitd put the object in its cache just before. Checks the target as loadOn() does;
+  /// a key rjitd does not hold is Error(NotFound). A broken connection rejects (DISCONNECTED).
+  kj::Promise<Result<LoadedParts>> loadByKeyOn(Connection& connection, const LoadCall& call,
+                                               const rjitd::cache::Key& key);
+
   /// Drops the capability of an unloaded image: rjitd frees what it kept for it.
   void release(uint64_t imageId);
   /// Drops every image's capability (the client is closing).
   void releaseAll();
 
 private:
+  /// The host's target among those `connection` serves, after checking that `request` asks
+  /// for it (or for none); else the error.
+  Result<const rjitd::TargetName*> hostTarget(Connection& connection,
+                                              const CompileRequest& request);
   kj::Promise<Result<LoadedParts>> sendLoad(Connection& connection, const LoadCall& call,
                                             const rjitd::TargetName& target,
                                             const rjitd::cache::Key* key);

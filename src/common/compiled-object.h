@@ -78,6 +78,8 @@ struct Failure {
   ErrorKind kind = ErrorKind::Internal;
   std::string message;
   std::vector<Diagnostic> diagnostics;
+  int signal = 0;      ///< Crashed: the signal the code died of
+  int exitStatus = 0;  ///< Exited: the status the code passed to exit()
 };
 
 }  // namespace rjitd

@@ -122,6 +122,9 @@ std::string exercisedExposition() {
   metrics.connectionOpened();
   metrics.compileWorkerLost();
   metrics.daemonError(DaemonError::Connection);
+  metrics.executeDone("x86_64", std::nullopt, milliseconds(1));
+  metrics.executorStarted();
+  metrics.executorRestarted(ErrorKind::Crashed);
   return metrics.exposition();
 }
 
@@ -143,14 +146,16 @@ TEST(DashboardTest, EveryQueryNamesAMetricRjitdExports) {
         "rjitd_request_duration_seconds_bucket", "rjitd_compile_duration_seconds_bucket",
         "rjitd_errors_total", "rjitd_cache_entries", "rjitd_cache_bytes",
         "rjitd_cache_budget_bytes", "rjitd_client_sessions", "rjitd_compiles_in_flight",
-        "rjitd_build_info", "rjitd_link_duration_seconds_bucket", "rjitd_loaded_images"})
+        "rjitd_build_info", "rjitd_link_duration_seconds_bucket", "rjitd_loaded_images",
+        "rjitd_executes_total", "rjitd_execute_duration_seconds_bucket", "rjitd_executors",
+        "rjitd_executor_restarts_total"})
     EXPECT_EQ(named.count(name), 1u) << "the dashboard shows no " << name;
 }
 
 TEST(DashboardTest, TheCheckCatchesAMetricRjitdDoesNotExport) {
   // Guards the test above against passing vacuously.
   Exported exported(exercisedExposition());
-  EXPECT_NE(exported.missing("rjitd_execute_duration_seconds_bucket"), "");
+  EXPECT_NE(exported.missing("rjitd_unload_duration_seconds_bucket"), "");
   EXPECT_NE(exported.missing("rjitd_cache_entries_bucket"), "");  // not a histogram
   EXPECT_NE(exported.missing("rjitd_requests"), "");              // counters end in _total
   EXPECT_EQ(exported.missing("rjitd_compile_duration_seconds_count"), "");

@@ -1,0 +1,379 @@
+// SPDX-License-Identifier: MIT
+#include "executor-process.h"
+
+#include "log.h"
+#include "rpc-server.h"
+#include "status-page.h"
+
+#include <capnp/message.h>
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <kj/debug.h>
+#include <seccomp.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace rjitd::service {
+
+namespace {
+
+using executor::StatusPage;
+
+constexpr size_t PAGE_BYTES = 4096;
+/// Descriptors one message on the channel may carry: a loaded image's memfd (Session.load
+/// answers) or the shared segment (Control.attachSegment).
+constexpr size_t MAX_FDS_PER_MESSAGE = 4;
+
+/// A memfd owned from birth (CLOEXEC: only the dup2 copies reach the executor).
+kj::AutoCloseFd newMemfd(const char* name) {
+  int fd;
+  KJ_SYSCALL(fd = ::memfd_create(name, MFD_CLOEXEC), name);
+  return kj::AutoCloseFd(fd);
+}
+
+/// A CLOEXEC copy of `fd` numbered 5 or more, so that no dup2 onto 0..4 in the child
+/// overwrites a source another dup2 still needs.
+kj::AutoCloseFd above4(int fd) {
+  int copy;
+  KJ_SYSCALL(copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 5));
+  return kj::AutoCloseFd(copy);
+}
+
+std::string hex(uint64_t value) {
+  char text[24];
+  std::snprintf(text, sizeof text, "0x%llx", static_cast<unsigned long long>(value));
+  return text;
+}
+
+std::string describeSignal(int signal) {
+  const char* description = ::sigdescr_np(signal);
+  std::string out = signalName(signal);
+  if (description != nullptr)
+    out += std::string(" (") + description + ")";
+  return out;
+}
+
+/// The Failures a death caused by one of rjitd's limits (or a death rjitd caused) gets, common
+/// to calls and runs; nullopt for a death of the code's own (an exit, a crash).
+std::optional<Failure> limitDeath(int waitStatus, const StatusPage::Phase phase, bool valid,
+                                  const StatusSnapshot& page, bool deadline,
+                                  std::string_view what) {
+  std::string subject(what);
+  if (deadline)
+    return Failure{ErrorKind::Timeout,
+                   subject + " did not finish within its deadline; rjitd killed its executor",
+                   {}};
+  if (!valid || phase == StatusPage::Starting) {
+    std::string how = WIFEXITED(waitStatus)
+                          ? "exited with status " + std::to_string(WEXITSTATUS(waitStatus))
+                          : "died of " + describeSignal(WTERMSIG(waitStatus));
+    return Failure{ErrorKind::Internal,
+                   "the executor " + how + " before its sandbox was ready (see rjitd's log)",
+                   {}};
+  }
+  if (!WIFSIGNALED(waitStatus))
+    return std::nullopt;
+  int signal = WTERMSIG(waitStatus);
+  switch (signal) {
+  case SIGXFSZ:
+    return Failure{ErrorKind::OutputLimit,
+                   subject + " wrote more output than an executor may (rjitd --executor-output)",
+                   {}};
+  case SIGXCPU:
+    return Failure{ErrorKind::Timeout,
+                   subject + " used up its executor's CPU time limit; the executor was ended",
+                   {}};
+  case SIGSYS:
+    return Failure{ErrorKind::SandboxViolation,
+                   subject + " made a system call executors may not make: " +
+                       (page.syscall >= 0 ? syscallName(page.syscall) : "an unknown one"),
+                   {}};
+  default: break;
+  }
+  if (page.outOfMemory || (page.signal == signal && page.errnoAtSignal == ENOMEM))
+    return Failure{ErrorKind::OutOfMemory,
+                   subject + " ran out of memory (the executor's limit is rjitd --executor-memory)",
+                   {}};
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string signalName(int signal) {
+  const char* abbreviation = ::sigabbrev_np(signal);
+  if (abbreviation == nullptr)
+    return "signal " + std::to_string(signal);
+  return std::string("SIG") + abbreviation;
+}
+
+std::string syscallName(int number) {
+  // libseccomp's own table (the one the executor's filter is built from) rather than a copy.
+  char* name = ::seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, number);
+  if (name == nullptr)
+    return "system call " + std::to_string(number);
+  std::string out(name);
+  ::free(name);  // libseccomp hands the name over in malloc'd memory
+  return out;
+}
+
+Failure classifyDeath(int waitStatus, const StatusSnapshot& page, bool deadline,
+                      std::string_view what) {
+  auto phase = static_cast<StatusPage::Phase>(page.phase);
+  if (auto limit = limitDeath(waitStatus, phase, page.valid, page, deadline, what))
+    return *limit;
+  std::string subject(what);
+  if (WIFEXITED(waitStatus)) {
+    Failure f{ErrorKind::Exited,
+              subject + " called exit(" + std::to_string(WEXITSTATUS(waitStatus)) + ")",
+              {}};
+    f.exitStatus = WEXITSTATUS(waitStatus);
+    return f;
+  }
+  int signal = WTERMSIG(waitStatus);
+  std::string message = describeSignal(signal);
+  if (signal == SIGKILL)
+    message += " from outside the executor (the kernel's OOM killer or an operator)";
+  else if (page.signal == signal && (signal == SIGSEGV || signal == SIGBUS))
+    message += " at " + hex(page.faultAddress);
+  Failure f{ErrorKind::Crashed, message + " in " + subject, {}};
+  f.signal = signal;
+  return f;
+}
+
+std::variant<RunEnd, Failure> classifyRunEnd(int waitStatus, const StatusSnapshot& page,
+                                             bool deadline, std::string_view what) {
+  auto phase = static_cast<StatusPage::Phase>(page.phase);
+  if (auto limit = limitDeath(waitStatus, phase, page.valid, page, deadline, what))
+    return *limit;
+  if (WIFEXITED(waitStatus))
+    return RunEnd{WEXITSTATUS(waitStatus), 0, ""};
+  int signal = WTERMSIG(waitStatus);
+  return RunEnd{0, signal, signalName(signal)};
+}
+
+kj::Own<ExecutorProcess> ExecutorProcess::start(const ExecutorConfig& config, DaemonState& state,
+                                                kj::LowLevelAsyncIoProvider& lowLevel,
+                                                kj::UnixEventPort& eventPort,
+                                                capnp::ReaderOptions readerOptions,
+                                                std::string peer) {
+  kj::AutoCloseFd stdinFd = newMemfd("rjitd-executor-stdin");
+  kj::AutoCloseFd stdoutFd = newMemfd("rjitd-executor-stdout");
+  kj::AutoCloseFd stderrFd = newMemfd("rjitd-executor-stderr");
+  kj::AutoCloseFd pageFd = newMemfd("rjitd-executor-status");
+  // O_APPEND on the shared file description: after rjitd truncates the file, the executor's
+  // next write lands at the new end rather than at its old offset (which would leave a hole).
+  for (int fd : {stdoutFd.get(), stderrFd.get()})
+    KJ_SYSCALL(::fcntl(fd, F_SETFL, O_APPEND));
+  KJ_SYSCALL(::ftruncate(pageFd.get(), PAGE_BYTES));
+  void* page = ::mmap(nullptr, PAGE_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, pageFd.get(), 0);
+  KJ_REQUIRE(page != MAP_FAILED, "mapping the executor's status page", strerror(errno));
+  auto unmapOnFailure = kj::defer([&page]() {
+    if (page != nullptr)
+      ::munmap(page, PAGE_BYTES);
+  });
+  int sv[2];
+  KJ_SYSCALL(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), "executor channel");
+  kj::AutoCloseFd ours(sv[0]), theirs(sv[1]);
+
+  kj::AutoCloseFd sources[5] = {above4(stdinFd.get()), above4(stdoutFd.get()),
+                                above4(stderrFd.get()), above4(theirs.get()), above4(pageFd.get())};
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  KJ_DEFER(posix_spawn_file_actions_destroy(&actions));
+  // dup2 clears CLOEXEC on the copies: exactly fds 0..4 survive the exec.
+  for (int target = 0; target < 5; ++target)
+    posix_spawn_file_actions_adddup2(&actions, sources[target].get(), target);
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  KJ_DEFER(posix_spawnattr_destroy(&attributes));
+  // rjitd's loop blocks the signals it captures and ignores SIGPIPE; the executor starts with
+  // every disposition at its default and nothing blocked (SIGXFSZ must kill it), in a session
+  // of its own so that a terminal's ^C reaches rjitd only.
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attributes, &none);
+  posix_spawnattr_setsigdefault(&attributes, &all);
+  posix_spawnattr_setflags(&attributes,
+                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
+
+  std::vector<std::string> args = {config.path,
+                                   "--memory",
+                                   std::to_string(config.memoryBytes),
+                                   "--output",
+                                   std::to_string(config.outputBytes),
+                                   "--cpu-seconds",
+                                   std::to_string(config.cpuSeconds),
+                                   "--open-files",
+                                   std::to_string(config.openFiles)};
+  if (config.uid && config.gid) {
+    args.insert(args.end(),
+                {"--uid", std::to_string(*config.uid), "--gid", std::to_string(*config.gid)});
+  }
+  std::vector<char*> argv;
+  for (auto& a : args)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  char* envp[] = {nullptr};  // an empty environment: nothing of rjitd's leaks into user code
+  pid_t pid;
+  int rc = ::posix_spawn(&pid, config.path.c_str(), &actions, &attributes, argv.data(), envp);
+  KJ_REQUIRE(rc == 0, "cannot start the executor (rjitd --executor-path)", config.path,
+             strerror(rc));
+  theirs = nullptr;
+  // A pidfd of our own child (not yet reaped, so the pid cannot have been reused).
+  int pidFd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidFd < 0) {
+    int error = errno;
+    ::kill(pid, SIGKILL);
+    int status;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    KJ_FAIL_SYSCALL("pidfd_open of the executor", error, pid);
+  }
+  void* mapped = page;
+  page = nullptr;  // owned by the process object from here
+  auto process = kj::heap<ExecutorProcess>(Key(), pid, kj::AutoCloseFd(pidFd), kj::mv(stdinFd),
+                                           kj::mv(stdoutFd), kj::mv(stderrFd), kj::mv(pageFd),
+                                           mapped, eventPort);
+  state.metrics.executorStarted();
+  process->metrics = &state.metrics;
+  process->stream =
+      lowLevel.wrapUnixSocketFd(ours.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP |
+                                                    kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC);
+  process->network = kj::heap<capnp::TwoPartyVatNetwork>(
+      *process->stream, MAX_FDS_PER_MESSAGE, capnp::rpc::twoparty::Side::SERVER, readerOptions);
+  process->rpc = kj::heap(capnp::makeRpcServer(
+      *process->network, capnp::Capability::Client(newBootstrap(state, kj::mv(peer)))));
+  capnp::MallocMessageBuilder message(8);
+  auto vat = message.initRoot<capnp::rpc::twoparty::VatId>();
+  vat.setSide(capnp::rpc::twoparty::Side::CLIENT);
+  process->controlCap = process->rpc->bootstrap(vat).castAs<proto::executor::Control>();
+  log::debug("started executor ", pid, " (", config.path, ")");
+  return process;
+}
+
+ExecutorProcess::ExecutorProcess(Key, pid_t pid, kj::AutoCloseFd pidFd, kj::AutoCloseFd stdinFd,
+                                 kj::AutoCloseFd stdoutFd, kj::AutoCloseFd stderrFd,
+                                 kj::AutoCloseFd pageFd, void* page, kj::UnixEventPort& eventPort)
+    : processId(pid), pidFd(kj::mv(pidFd)), stdinFd(kj::mv(stdinFd)), stdoutFd(kj::mv(stdoutFd)),
+      stderrFd(kj::mv(stderrFd)), pageFd(kj::mv(pageFd)), page(page),
+      observer(eventPort, this->pidFd.get(), kj::UnixEventPort::FdObserver::OBSERVE_READ),
+      exitWatch(watchExit().fork()) {}
+
+ExecutorProcess::~ExecutorProcess() noexcept(false) {
+  if (!status) {
+    ::kill(processId, SIGKILL);
+    int raw = 0;
+    // Bounded: SIGKILL cannot be caught or ignored, so the child is gone within a moment.
+    while (::waitpid(processId, &raw, 0) < 0 && errno == EINTR) {
+    }
+    status = raw;
+    if (metrics != nullptr)
+      metrics->executorEnded();
+  }
+  ::munmap(page, PAGE_BYTES);
+}
+
+kj::Promise<void> ExecutorProcess::watchExit() {
+  return observer.whenBecomesReadable().then([this]() -> kj::Promise<void> {
+    reap();
+    if (status)
+      return kj::READY_NOW;
+    return watchExit();
+  });
+}
+
+void ExecutorProcess::reap() {
+  if (status)
+    return;
+  int raw = 0;
+  pid_t got;
+  do {
+    got = ::waitpid(processId, &raw, WNOHANG);
+  } while (got < 0 && errno == EINTR);
+  if (got != processId)
+    return;
+  status = raw;
+  if (metrics != nullptr)
+    metrics->executorEnded();
+  log::debug("executor ", processId, " ended: ",
+             WIFEXITED(raw) ? "exit " + std::to_string(WEXITSTATUS(raw))
+                            : describeSignal(WTERMSIG(raw)));
+}
+
+void ExecutorProcess::kill(bool forDeadline) {
+  if (status)
+    return;
+  deadlineKill = deadlineKill || forDeadline;
+  ::kill(processId, SIGKILL);
+}
+
+StatusSnapshot ExecutorProcess::snapshot() const {
+  const auto* p = static_cast<const StatusPage*>(page);
+  StatusSnapshot s;
+  s.valid = p->magic.load() == StatusPage::MAGIC;
+  s.phase = p->phase.load();
+  s.signal = p->signal.load();
+  s.errnoAtSignal = p->errnoAtSignal.load();
+  s.syscall = p->syscall.load();
+  s.outOfMemory = p->outOfMemory.load() != 0;
+  s.faultAddress = p->faultAddress.load();
+  return s;
+}
+
+void ExecutorProcess::clearOutput() {
+  KJ_SYSCALL(::ftruncate(stdoutFd.get(), 0));
+  KJ_SYSCALL(::ftruncate(stderrFd.get(), 0));
+}
+
+namespace {
+
+std::string readFile(int fd, uint64_t limit) {
+  struct stat st;
+  KJ_SYSCALL(::fstat(fd, &st));
+  uint64_t size = std::min<uint64_t>(static_cast<uint64_t>(st.st_size), limit);
+  std::string out(size, '\0');
+  uint64_t done = 0;
+  while (done < size) {
+    ssize_t n = ::pread(fd, out.data() + done, size - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR)
+      continue;
+    KJ_REQUIRE(n >= 0, "reading an executor's output", strerror(errno));
+    if (n == 0)
+      break;  // truncated meanwhile (the process is stopped or gone; cannot happen)
+    done += static_cast<uint64_t>(n);
+  }
+  out.resize(done);
+  return out;
+}
+
+}  // namespace
+
+ExecutorOutput ExecutorProcess::readOutput(uint64_t limit) const {
+  return ExecutorOutput{readFile(stdoutFd.get(), limit), readFile(stderrFd.get(), limit)};
+}
+
+void ExecutorProcess::setInput(kj::ArrayPtr<const kj::byte> bytes) {
+  KJ_SYSCALL(::ftruncate(stdinFd.get(), 0));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::pwrite(stdinFd.get(), bytes.begin() + done, bytes.size() - done,
+                         static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR)
+      continue;
+    KJ_REQUIRE(n > 0, "writing an executor's standard input", strerror(errno));
+    done += static_cast<size_t>(n);
+  }
+  // The executor's fd 0 shares this description, so this rewinds its standard input too.
+  KJ_SYSCALL(::lseek(stdinFd.get(), 0, SEEK_SET));
+}
+
+}  // namespace rjitd::service

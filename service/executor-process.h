@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: MIT
+// One executor process (service/executor/, docs/OPERATIONS.md "Executors") as rjitd sees it:
+// spawned with its stdio memfds, its channel and its status page (ipc/executor/executor.capnp),
+// served rjitd's bootstrap and driven through its `Control` bootstrap on that channel, watched
+// for its exit without blocking the event loop, killed on demand and reaped; plus the pure
+// function that names a death (classifyDeath), which execute-service answers with.
+#pragma once
+
+#include "compiled-object.h"
+#include "metrics.h"
+
+#include <capnp/rpc-twoparty.h>
+#include <chrono>
+#include <cstdint>
+#include <executor.capnp.h>
+#include <kj/async-io.h>
+#include <kj/async-unix.h>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <sys/types.h>
+#include <variant>
+
+namespace rjitd::service {
+
+struct DaemonState;
+
+/// How executors are started (rjitd's options; fixed while rjitd runs).
+struct ExecutorConfig {
+  std::string path;                   ///< the rjitd-executor binary
+  uint64_t memoryBytes = 1ull << 30;  ///< RLIMIT_AS (--executor-memory)
+  uint64_t outputBytes = 8ull << 20;  ///< RLIMIT_FSIZE, and what rjitd reads (--executor-output)
+  /// RLIMIT_CPU, a backstop behind the deadlines rjitd enforces: over an executor's whole life.
+  uint64_t cpuSeconds = 600;
+  uint64_t openFiles = 1024;         ///< RLIMIT_NOFILE
+  std::optional<uint32_t> uid, gid;  ///< set when rjitd runs as root (--executor-user)
+};
+
+/// A copy of the status page (ipc/executor/status-page.h) taken after the process died.
+struct StatusSnapshot {
+  bool valid = false;  ///< the executor wrote its magic (it got as far as mapping the page)
+  uint32_t phase = 0;  ///< executor::StatusPage::Phase
+  int32_t signal = 0;
+  int32_t errnoAtSignal = 0;
+  int32_t syscall = -1;
+  bool outOfMemory = false;
+  uint64_t faultAddress = 0;
+};
+
+/// How a run ended normally: main returned or exit() was called (`signal` 0), or the program
+/// died of a signal no limit of rjitd's raised (abort(), a crash).
+struct RunEnd {
+  int exitStatus = 0;
+  int signal = 0;
+  std::string signalName;  ///< "SIGSEGV"; "" for an exit
+};
+
+/// "SIGSEGV", "SIGABRT", ...; "signal 42" for one without a name.
+std::string signalName(int signal);
+
+/// "socket", "openat", ...; "system call 41" when libseccomp does not know the number.
+std::string syscallName(int number);
+
+/// Names the death of an executor during a call (or a load, whose constructors are user code)
+/// from its waitpid() status, its status page and whether rjitd killed it for the deadline.
+/// `what` names the function or module for the message ("add", "module m.ll"). Every death is
+/// a Failure: timeout, exited (exitStatus), outputLimit (SIGXFSZ), sandboxViolation (SIGSYS:
+/// the page's system call), outOfMemory (page flag or ENOMEM at the signal), crashed (signal),
+/// internal for a death before the sandbox was complete (phase Starting) or an unexplained one.
+Failure classifyDeath(int waitStatus, const StatusSnapshot& page, bool deadline,
+                      std::string_view what);
+
+/// The end of a run: RunEnd for an exit or a signal of the program's own; a Failure (as
+/// classifyDeath) for the deadline, a flood of output, a forbidden system call, memory
+/// exhaustion or a death before the program started.
+std::variant<RunEnd, Failure> classifyRunEnd(int waitStatus, const StatusSnapshot& page,
+                                             bool deadline, std::string_view what);
+
+/// What a call wrote to its stdout and stderr (at most ExecutorConfig::outputBytes each).
+struct ExecutorOutput {
+  std::string out, err;
+};
+
+/// One executor process and its channel. Lives on the event-loop thread. The destructor kills
+/// (SIGKILL) and reaps a process still running: no executor outlives its owner.
+class ExecutorProcess final {
+public:
+  /// Spawns `config.path` with the fds 0..4 of ipc/executor/executor.capnp and an empty
+  /// environment, serves rjitd's bootstrap (newBootstrap(state, peer)) on the channel, and takes
+  /// the executor's Control. Throws (a fault inside rjitd) when the process cannot be started.
+  static kj::Own<ExecutorProcess> start(const ExecutorConfig& config, DaemonState& state,
+                                        kj::LowLevelAsyncIoProvider& lowLevel,
+                                        kj::UnixEventPort& eventPort,
+                                        capnp::ReaderOptions readerOptions, std::string peer);
+  ~ExecutorProcess() noexcept(false);
+  ExecutorProcess(const ExecutorProcess&) = delete;
+  ExecutorProcess& operator=(const ExecutorProcess&) = delete;
+
+  proto::executor::Control::Client& control() { return controlCap; }
+  pid_t pid() const { return processId; }
+
+  /// Resolves once the process has exited and been reaped (waitStatus() is then set). Watches a
+  /// pidfd: the event loop never waits in waitpid.
+  kj::Promise<void> exited() { return exitWatch.addBranch(); }
+  bool alive() const { return !status; }
+  /// The waitpid() status once reaped.
+  std::optional<int> waitStatus() const { return status; }
+  /// SIGKILL, unless already reaped; `forDeadline` remembers that rjitd killed it for a deadline.
+  void kill(bool forDeadline);
+  bool killedForDeadline() const { return deadlineKill; }
+  /// The status page as it is now (read after the death for classifyDeath).
+  StatusSnapshot snapshot() const;
+
+  /// Empties the stdout and stderr memfds (before a call).
+  void clearOutput();
+  /// What the process wrote to stdout and stderr since clearOutput(), at most `limit` bytes each.
+  ExecutorOutput readOutput(uint64_t limit) const;
+  /// Makes `bytes` the process's standard input, rewound (before a run).
+  void setInput(kj::ArrayPtr<const kj::byte> bytes);
+
+private:
+  struct Key {
+    explicit Key() = default;
+  };
+
+public:
+  /// Only start() constructs (the key is private).
+  ExecutorProcess(Key, pid_t pid, kj::AutoCloseFd pidFd, kj::AutoCloseFd stdinFd,
+                  kj::AutoCloseFd stdoutFd, kj::AutoCloseFd stderrFd, kj::AutoCloseFd pageFd,
+                  void* page, kj::UnixEventPort& eventPort);
+
+private:
+  kj::Promise<void> watchExit();
+  /// waitpid(WNOHANG) once the pidfd says the process ended.
+  void reap();
+
+  pid_t processId;
+  kj::AutoCloseFd pidFd, stdinFd, stdoutFd, stderrFd, pageFd;
+  void* page;  ///< the status page, mapped shared (one page)
+  std::optional<int> status;
+  bool deadlineKill = false;
+  kj::UnixEventPort::FdObserver observer;
+  kj::ForkedPromise<void> exitWatch;
+  /// Counts the process in rjitd_executors until it is reaped (set by start()).
+  metrics::Metrics* metrics = nullptr;
+  // The channel: declared after the fds so that it is torn down first.
+  kj::Own<kj::AsyncCapabilityStream> stream;
+  kj::Own<capnp::TwoPartyVatNetwork> network;
+  kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc;
+  proto::executor::Control::Client controlCap{nullptr};
+};
+
+}  // namespace rjitd::service

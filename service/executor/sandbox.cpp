@@ -1,0 +1,266 @@
+// SPDX-License-Identifier: MIT
+// The executor's sandbox (see sandbox.h). libseccomp (Debian's libseccomp-dev) builds the BPF
+// filter: hand-written BPF would have to get every architecture's syscall numbers and the
+// x32/i386 entry points right itself.
+#include "sandbox.h"
+
+#include <cerrno>
+#include <grp.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <system_error>
+#include <termios.h>
+#include <unistd.h>
+
+namespace rjitd::executor {
+
+namespace {
+
+// What kj's event loop (epoll, eventfd, signalfd), Cap'n Proto RPC over the inherited Unix
+// socket (with SCM_RIGHTS), the loader (mapping memfds executable), malloc, threads, stdio and
+// a program's ordinary needs (time, signals, random numbers, exit) use. Everything else raises
+// SIGSYS: in particular socket/connect/bind/listen/accept, execve, fork/vfork, ptrace,
+// process_vm_*, mount, chroot, pivot_root, kexec_*, bpf, perf_event_open, module loading,
+// open/openat/openat2/creat (an executor reads no files: what it needs is loaded before the
+// filter), the setuid family, unshare/setns, keyctl, reboot and swapon.
+const char* const ALLOWED[] = {
+    // stdio and descriptors already open (stdin/stdout/stderr memfds, the channel, images)
+    "read",
+    "write",
+    "readv",
+    "writev",
+    "pread64",
+    "pwrite64",
+    "preadv",
+    "pwritev",
+    "lseek",
+    "close",
+    "fstat",
+    "newfstatat",
+    "fcntl",
+    "dup",
+    "dup2",
+    "dup3",
+    // the channel: messages with descriptors attached
+    "recvmsg",
+    "sendmsg",
+    "recvfrom",
+    "sendto",
+    "shutdown",
+    "getsockopt",
+    "getsockname",
+    "getpeername",
+    // kj's event loop
+    "epoll_create1",
+    "epoll_ctl",
+    "epoll_wait",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "eventfd2",
+    "signalfd4",
+    "timerfd_create",
+    "timerfd_settime",
+    "timerfd_gettime",
+    "poll",
+    "ppoll",
+    "select",
+    "pselect6",
+    // memory: malloc, the loader's mappings of image memfds, the shared segment
+    "brk",
+    "mmap",
+    "munmap",
+    "mprotect",
+    "mremap",
+    "madvise",
+    "msync",
+    // threads
+    "futex",
+    "set_robust_list",
+    "rseq",
+    "set_tid_address",
+    "sched_yield",
+    "sched_getaffinity",
+    "exit",
+    // signals (the fatal-signal handler runs on an alternate stack and re-raises)
+    "rt_sigaction",
+    "rt_sigprocmask",
+    "rt_sigreturn",
+    "rt_sigpending",
+    "rt_sigsuspend",
+    "rt_sigtimedwait",
+    "sigaltstack",
+    "restart_syscall",
+    // time, identity, limits, randomness: read-only questions about this process
+    "clock_gettime",
+    "clock_getres",
+    "gettimeofday",
+    "time",
+    "nanosleep",
+    "clock_nanosleep",
+    "getpid",
+    "gettid",
+    "getppid",
+    "getuid",
+    "geteuid",
+    "getgid",
+    "getegid",
+    "getresuid",
+    "getresgid",
+    "getrlimit",
+    "getrusage",
+    "times",
+    "sysinfo",
+    "uname",
+    "getrandom",
+    "exit_group",
+    nullptr,
+};
+
+std::string errnoText(int error) {
+  return std::system_category().message(error);
+}
+
+SandboxError failure(const std::string& what, int error) {
+  return {what + ": " + errnoText(error)};
+}
+
+std::optional<SandboxError> setLimit(int resource, const char* name, uint64_t soft, uint64_t hard) {
+  struct rlimit limit;
+  limit.rlim_cur = soft;
+  limit.rlim_max = hard;
+  if (::setrlimit(resource, &limit) < 0)
+    return failure(std::string("setrlimit(") + name + ", " + std::to_string(soft) + ")", errno);
+  return std::nullopt;
+}
+
+std::optional<SandboxError> setLimits(const SandboxOptions& options) {
+  uint64_t cpuHard = options.cpuSeconds == RLIM_INFINITY ? RLIM_INFINITY : options.cpuSeconds + 1;
+  struct Limit {
+    int resource;
+    const char* name;
+    uint64_t soft, hard;
+  };
+  const Limit limits[] = {
+      {RLIMIT_AS, "RLIMIT_AS", options.memoryBytes, options.memoryBytes},
+      // SIGXCPU at the soft limit (rjitd names it a timeout); SIGKILL a second later if the
+      // code ignores it.
+      {RLIMIT_CPU, "RLIMIT_CPU", options.cpuSeconds, cpuHard},
+      {RLIMIT_FSIZE, "RLIMIT_FSIZE", options.outputBytes, options.outputBytes},
+      {RLIMIT_NOFILE, "RLIMIT_NOFILE", options.openFiles, options.openFiles},
+      {RLIMIT_CORE, "RLIMIT_CORE", 0, 0},
+  };
+  for (const Limit& l : limits)
+    if (auto error = setLimit(l.resource, l.name, l.soft, l.hard))
+      return error;
+  // Counted per real uid: only meaningful (and only harmless to rjitd) under a user of its own.
+  if (options.uid)
+    return setLimit(RLIMIT_NPROC, "RLIMIT_NPROC", MAX_USER_TASKS, MAX_USER_TASKS);
+  return std::nullopt;
+}
+
+std::optional<SandboxError> dropUser(const SandboxOptions& options) {
+  if (options.gid || options.uid) {
+    if (::setgroups(0, nullptr) < 0)
+      return failure("setgroups(0)", errno);
+  }
+  if (options.gid && ::setresgid(*options.gid, *options.gid, *options.gid) < 0)
+    return failure("setresgid(" + std::to_string(*options.gid) + ")", errno);
+  if (options.uid && ::setresuid(*options.uid, *options.uid, *options.uid) < 0)
+    return failure("setresuid(" + std::to_string(*options.uid) + ")", errno);
+  return std::nullopt;
+}
+
+/// "Where the host allows": a user namespace first (so that an unprivileged process may make
+/// the others), then the others alone (root without user namespaces); refusals are not errors.
+void enterNamespaces() {
+  const int others = CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
+  if (::unshare(CLONE_NEWUSER | others) == 0)
+    return;
+  // EPERM (no privilege, or user namespaces disabled), EINVAL (not built into the kernel),
+  // ENOSPC (a namespace count limit): the process stays in the host's namespaces, where the
+  // seccomp filter still refuses sockets.
+  (void)::unshare(others);
+}
+
+std::optional<SandboxError> addRule(scmp_filter_ctx filter, uint32_t action, const char* name,
+                                    unsigned count, const scmp_arg_cmp* conditions) {
+  int number = ::seccomp_syscall_resolve_name(name);
+  if (number == __NR_SCMP_ERROR)
+    return std::nullopt;  // this architecture has no such system call: nothing to allow
+  int result = ::seccomp_rule_add_array(filter, action, number, count, conditions);
+  if (result < 0)
+    return failure(std::string("seccomp_rule_add(") + name + ")", -result);
+  return std::nullopt;
+}
+
+std::optional<SandboxError> installFilter() {
+  scmp_filter_ctx filter = ::seccomp_init(SCMP_ACT_TRAP);
+  if (filter == nullptr)
+    return SandboxError{"seccomp_init failed"};
+  struct Release {
+    scmp_filter_ctx filter;
+    ~Release() { ::seccomp_release(filter); }
+  } release{filter};
+
+  for (const char* const* name = ALLOWED; *name != nullptr; ++name)
+    if (auto error = addRule(filter, SCMP_ACT_ALLOW, *name, 0, nullptr))
+      return error;
+
+  // Threads only: a clone without CLONE_THREAD is a new process (fork, a fork bomb).
+  const scmp_arg_cmp thread[] = {SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD)};
+  if (auto error = addRule(filter, SCMP_ACT_ALLOW, "clone", 1, thread))
+    return error;
+  // clone3 passes its flags in memory, which a filter cannot read: ENOSYS makes glibc fall
+  // back to clone, whose flags it can.
+  if (auto error = addRule(filter, SCMP_ACT_ERRNO(ENOSYS), "clone3", 0, nullptr))
+    return error;
+
+  // Signals to this process only (raise, abort, the handler's re-raise, pthread_kill).
+  const uint64_t self = static_cast<uint64_t>(::getpid());
+  const scmp_arg_cmp own[] = {SCMP_A0(SCMP_CMP_EQ, self)};
+  for (const char* name : {"kill", "tgkill", "tkill"})
+    if (auto error = addRule(filter, SCMP_ACT_ALLOW, name, 1, own))
+      return error;
+
+  // kj marks descriptors close-on-exec and non-blocking with ioctl; stdio asks whether its
+  // streams are terminals (TCGETS). Other requests (TIOCSTI on a terminal, ...) are refused.
+  for (unsigned long request : {FIOCLEX, FIONCLEX, FIONBIO, FIONREAD, TCGETS}) {
+    const scmp_arg_cmp is[] = {SCMP_A1(SCMP_CMP_EQ, request)};
+    if (auto error = addRule(filter, SCMP_ACT_ALLOW, "ioctl", 1, is))
+      return error;
+  }
+  // Reading limits (glibc's pthread_create asks for RLIMIT_STACK); raising them is refused.
+  const scmp_arg_cmp readOnly[] = {SCMP_A2(SCMP_CMP_EQ, 0)};
+  if (auto error = addRule(filter, SCMP_ACT_ALLOW, "prlimit64", 1, readOnly))
+    return error;
+
+  int loaded = ::seccomp_load(filter);
+  if (loaded < 0)
+    return failure("seccomp_load", -loaded);
+  return std::nullopt;
+}
+
+}  // namespace
+
+const char* const* sandboxSyscalls() {
+  return ALLOWED;
+}
+
+std::optional<SandboxError> applySandbox(const SandboxOptions& options) {
+  if (auto error = dropUser(options))
+    return error;
+  if (auto error = setLimits(options))
+    return error;
+  enterNamespaces();
+  // Not dumpable: no core, no ptrace attach, /proc/<pid> owned by root.
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+    return failure("prctl(PR_SET_DUMPABLE)", errno);
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+    return failure("prctl(PR_SET_NO_NEW_PRIVS)", errno);
+  return installFilter();
+}
+
+}  // namespace rjitd::executor

@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: MIT
+// The executor's sandbox, entered once before any user code runs: rlimits, an unprivileged
+// user, namespaces where the host allows them, no new privileges, and a seccomp allow-list.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <sys/types.h>
+
+namespace rjitd::executor {
+
+/// RLIMIT_NPROC for an executor under a uid of its own (--uid): all executors share that user
+/// (`nobody` by default), so the limit counts every executor's threads together; it only backs
+/// up the seccomp filter, which already refuses new processes.
+constexpr uint64_t MAX_USER_TASKS = 4096;
+
+/// What the sandbox limits. A limit of RLIM_INFINITY leaves that resource unlimited (tests).
+struct SandboxOptions {
+  uint64_t memoryBytes = 0;  ///< RLIMIT_AS: address space, reservations included
+  uint64_t outputBytes = 0;  ///< RLIMIT_FSIZE: a write past it raises SIGXFSZ (default action)
+  uint64_t cpuSeconds = 0;   ///< RLIMIT_CPU soft limit (SIGXCPU), hard one second later (SIGKILL)
+  uint64_t openFiles = 0;    ///< RLIMIT_NOFILE
+  /// Switch to this user and group (dropping supplementary groups) first; rjitd passes them
+  /// only when it runs as root. RLIMIT_NPROC (MAX_USER_TASKS) applies only then.
+  std::optional<uid_t> uid;
+  std::optional<gid_t> gid;
+};
+
+/// What applySandbox could not do; the process must not run user code then.
+struct SandboxError {
+  std::string message;  ///< what failed and why, e.g. "setuid(65534): operation not permitted"
+};
+
+/// Applies, in this order: setgroups/setgid/setuid when asked; rlimits (RLIMIT_CORE 0 too);
+/// unshare of user, network, IPC and UTS namespaces (skipped where the host refuses them);
+/// PR_SET_DUMPABLE 0; PR_SET_NO_NEW_PRIVS 1; the seccomp filter (sandboxSyscalls()), last, so
+/// that nothing after it needs a system call it refuses. A forbidden system call then raises
+/// SIGSYS (si_syscall names it), except clone3, which fails with ENOSYS so that glibc creates
+/// threads with clone. Must be called while the process has one thread (unshare of a user
+/// namespace requires it). Returns nullopt on success; on failure the process may be partly
+/// sandboxed and must exit.
+std::optional<SandboxError> applySandbox(const SandboxOptions& options);
+
+/// The system calls the filter allows without conditions, by name (for the docs and tests).
+/// Besides these: clone with CLONE_THREAD; kill, tgkill and tkill to this process only; ioctl
+/// FIOCLEX, FIONCLEX, FIONBIO, FIONREAD and TCGETS; prlimit64 reading only.
+const char* const* sandboxSyscalls();
+
+}  // namespace rjitd::executor

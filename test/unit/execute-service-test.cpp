@@ -1,0 +1,276 @@
+// SPDX-License-Identifier: MIT
+// Remote execute on rjitd's side (service/execute-service.h) with the real service and the real
+// rjitd-executor binary (RJITD_EXECUTOR_BIN) behind it, spoken to over Cap'n Proto: a call's
+// answer and output, a mismatch refused before the executor sees it, each death of its kind
+// followed by a call on a fresh executor, a run's exit status, the per-connection limit, and no
+// executor left once the client lets go.
+#include "compile-service.h"
+#include "execute-service.h"
+#include "load-service.h"
+#include "metrics.h"
+#include "object-cache.h"
+#include "rpc-server.h"
+#include "worker-pool.h"
+
+#include <capnp/rpc-twoparty.h>
+#include <csignal>
+#include <cstdlib>
+#include <gtest/gtest.h>
+#include <kj/async-io.h>
+#include <kj/debug.h>
+
+namespace rjitd::service {
+namespace {
+
+/// Functions that misbehave in each of the ways rjitd names, and some that do not.
+constexpr const char* MODULE = R"(
+@hello = private constant [6 x i8] c"hello\00"
+declare i32 @puts(ptr)
+declare void @exit(i32)
+define i64 @add(i64 %a, i64 %b) {
+  %s = add i64 %a, %b
+  ret i64 %s
+}
+define i32 @greet() {
+  %r = call i32 @puts(ptr @hello)
+  ret i32 7
+}
+define void @poke() {
+  store volatile i32 1, ptr null
+  ret void
+}
+define void @quit() {
+  call void @exit(i32 3)
+  unreachable
+}
+define void @spin() {
+entry:
+  br label %loop
+loop:
+  br label %loop
+}
+declare i32 @socket(i32, i32, i32)
+define i32 @connect() {
+  %r = call i32 @socket(i32 2, i32 1, i32 0)
+  ret i32 %r
+}
+declare i64 @write(i32, ptr, i64)
+define void @flood() {
+entry:
+  br label %loop
+loop:
+  %r = call i64 @write(i32 1, ptr @hello, i64 5)
+  br label %loop
+}
+declare ptr @malloc(i64)
+define void @grow() {
+entry:
+  br label %loop
+loop:
+  %p = call ptr @malloc(i64 1048576)
+  store volatile i8 1, ptr %p
+  br label %loop
+}
+define i32 @main(i32 %argc, ptr %argv) {
+  %r = call i32 @puts(ptr @hello)
+  ret i32 %argc
+}
+)";
+
+class ExecuteServiceTest : public ::testing::Test {
+protected:
+  class TaskErrors final : public kj::TaskSet::ErrorHandler {
+  public:
+    void taskFailed(kj::Exception&& e) override {
+      if (e.getType() != kj::Exception::Type::DISCONNECTED)
+        ADD_FAILURE() << e.getDescription().cStr();
+    }
+  };
+  // Held through a pointer: kj types have noexcept(false) destructors (see rpc-server-test).
+  struct Env {
+    kj::AsyncIoContext io = kj::setupAsyncIo();
+    cache::ObjectCache objects{64 << 20};
+    metrics::Metrics metrics{{"test", "test", {"x86_64", "aarch64"}}, objects};
+    InProcessBackend backend;
+    WorkerPool compilePool{"test-compile", 1};
+    WorkerPool hashPool{"test-hash", 1};
+    WorkerPool linkPool{"test-link", 1};
+    CompileService service{ServiceConfig{.compilerIdentity = "rjitd/test llvm/test"},
+                           objects,
+                           backend,
+                           compilePool,
+                           hashPool,
+                           metrics};
+    LoadLimits limits;
+    LoadedTotals totals;
+    LoadEnvironment load{service, linkPool, metrics, io.provider->getTimer(), limits, totals};
+    DaemonState state{service, metrics, "test", "test"};
+    TaskErrors taskErrors;
+    kj::TaskSet tasks{taskErrors};
+    ExecuteEnvironment execute{state,
+                               *io.lowLevelProvider,
+                               io.unixEventPort,
+                               io.provider->getTimer(),
+                               ExecutorConfig{},
+                               ExecuteLimits{},
+                               capnp::ReaderOptions{},
+                               0,
+                               {},
+                               tasks};
+    kj::TwoWayPipe pipe = io.provider->newTwoWayPipe();
+    kj::Own<capnp::TwoPartyServer> server;
+    kj::Own<capnp::TwoPartyClient> client;
+
+    Env() {
+      state.load = &load;
+      state.execute = &execute;
+      const char* bin = std::getenv("RJITD_EXECUTOR_BIN");
+      execute.process.path = bin != nullptr ? bin : "rjitd-executor";
+      execute.process.memoryBytes = 512ull << 20;
+      execute.limits.executorMemory = 512ull << 20;
+      execute.limits.maxExecutorsPerConnection = 2;
+      execute.process.outputBytes = 1 << 20;
+      execute.limits.executorOutput = 1 << 20;
+      server = kj::heap<capnp::TwoPartyServer>(newBootstrap(state, "test-peer"));
+      server->accept(kj::mv(pipe.ends[0]));
+      client = kj::heap<capnp::TwoPartyClient>(*pipe.ends[1]);
+    }
+  };
+  std::unique_ptr<Env> env = std::make_unique<Env>();
+
+  kj::WaitScope& ws() { return env->io.waitScope; }
+
+  proto::Session::Client session() {
+    auto hello = env->client->bootstrap().castAs<proto::Rjitd>().helloRequest();
+    hello.initClient().setProtocolVersion(proto::PROTOCOL_VERSION);
+    return hello.send().wait(ws()).getSession();
+  }
+
+  proto::Executor::Client executor(proto::Session::Client s) {
+    auto response = s.executorRequest().send().wait(ws());
+    auto outcome = response.getOutcome();
+    KJ_REQUIRE(outcome.isOk(), outcome.getError().getMessage());
+    return outcome.getOk();
+  }
+
+  proto::RemoteModule::Client load(proto::Executor::Client e) {
+    auto request = e.loadRequest();
+    request.getRequest().setModuleName("misbehave.ll");
+    request.getRequest().setOptLevel(0);
+    request.getRequest().setModule(
+        kj::arrayPtr(reinterpret_cast<const kj::byte*>(MODULE), strlen(MODULE)));
+    auto response = request.send().wait(ws());
+    auto outcome = response.getOutcome();
+    KJ_REQUIRE(outcome.isOk(), outcome.getError().getMessage());
+    return outcome.getOk().getModule();
+  }
+
+  capnp::Response<proto::RemoteModule::CallResults> call(proto::RemoteModule::Client m,
+                                                         const char* symbol,
+                                                         std::vector<int64_t> args = {},
+                                                         uint64_t timeoutMillis = 0) {
+    auto request = m.callRequest();
+    request.getRequest().setSymbol(symbol);
+    request.getRequest().setTimeoutMillis(timeoutMillis);
+    auto list = request.getRequest().initArguments(args.size());
+    for (size_t i = 0; i < args.size(); ++i)
+      list[i].setSigned(args[i]);
+    return request.send().wait(ws());
+  }
+
+  proto::Error::Kind errorOf(const capnp::Response<proto::RemoteModule::CallResults>& r) {
+    auto outcome = r.getOutcome();
+    EXPECT_TRUE(outcome.isError());
+    return outcome.isError() ? outcome.getError().getKind() : proto::Error::Kind::INTERNAL;
+  }
+
+  void expectAddWorks(proto::RemoteModule::Client m) {
+    auto r = call(m, "add", {40, 2});
+    ASSERT_TRUE(r.getOutcome().isOk()) << r.getOutcome().getError().getMessage().cStr();
+    EXPECT_EQ(r.getOutcome().getOk().getValue().getSigned(), 42);
+  }
+};
+
+TEST_F(ExecuteServiceTest, CallsAnswerWithTheirValueAndOutput) {
+  auto m = load(executor(session()));
+  expectAddWorks(m);
+  auto greet = call(m, "greet");
+  ASSERT_TRUE(greet.getOutcome().isOk());
+  EXPECT_EQ(greet.getOutcome().getOk().getValue().getSigned(), 7);
+  auto out = greet.getOutcome().getOutput().getStdout();
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(out.begin()), out.size()), "hello\n");
+  EXPECT_EQ(env->metrics.totals().executors, 1u);
+}
+
+TEST_F(ExecuteServiceTest, AMismatchIsRefusedBeforeTheExecutor) {
+  auto m = load(executor(session()));
+  EXPECT_EQ(errorOf(call(m, "add", {1})), proto::Error::Kind::SIGNATURE_MISMATCH);
+  EXPECT_EQ(errorOf(call(m, "hello")), proto::Error::Kind::SIGNATURE_MISMATCH);
+  EXPECT_EQ(env->metrics.totals().executorRestarts, 0u);
+  expectAddWorks(m);
+}
+
+TEST_F(ExecuteServiceTest, EachDeathIsItsKindAndTheNextCallGetsAFreshExecutor) {
+  auto m = load(executor(session()));
+  auto crash = call(m, "poke");
+  EXPECT_EQ(errorOf(crash), proto::Error::Kind::CRASHED);
+  EXPECT_EQ(crash.getOutcome().getError().getSignal(), SIGSEGV);
+  expectAddWorks(m);
+  auto quit = call(m, "quit");
+  EXPECT_EQ(errorOf(quit), proto::Error::Kind::EXITED);
+  EXPECT_EQ(quit.getOutcome().getError().getExitStatus(), 3);
+  expectAddWorks(m);
+  EXPECT_EQ(errorOf(call(m, "spin", {}, 100)), proto::Error::Kind::TIMEOUT);
+  expectAddWorks(m);
+  EXPECT_EQ(env->metrics.totals().executorRestarts, 3u);
+}
+
+TEST_F(ExecuteServiceTest, SandboxOutputAndMemoryLimitsAreTheirKinds) {
+  auto m = load(executor(session()));
+  EXPECT_EQ(errorOf(call(m, "connect")), proto::Error::Kind::SANDBOX_VIOLATION);
+  expectAddWorks(m);
+  auto flood = call(m, "flood");
+  EXPECT_EQ(errorOf(flood), proto::Error::Kind::OUTPUT_LIMIT);
+  EXPECT_EQ(flood.getOutcome().getOutput().getStdout().size(), 1u << 20);
+  expectAddWorks(m);
+  EXPECT_EQ(errorOf(call(m, "grow")), proto::Error::Kind::OUT_OF_MEMORY);
+  expectAddWorks(m);
+}
+
+TEST_F(ExecuteServiceTest, ARunEndsWithItsExitStatus) {
+  auto m = load(executor(session()));
+  auto request = m.runRequest();
+  auto argv = request.getRequest().initArgv(3);
+  argv.set(0, "prog");
+  argv.set(1, "a");
+  argv.set(2, "b");
+  auto response = request.send().wait(ws());
+  auto outcome = response.getOutcome();
+  ASSERT_TRUE(outcome.isOk()) << outcome.getError().getMessage().cStr();
+  ASSERT_TRUE(outcome.getOk().isExitStatus());
+  EXPECT_EQ(outcome.getOk().getExitStatus(), 3);
+  auto out = outcome.getOutput().getStdout();
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(out.begin()), out.size()), "hello\n");
+  expectAddWorks(m);  // a fresh executor with the module loaded again
+}
+
+TEST_F(ExecuteServiceTest, TheConnectionLimitIsOverloadedAndReleasingEndsTheProcesses) {
+  auto s = session();
+  {
+    auto first = load(executor(s));
+    auto second = load(executor(s));
+    expectAddWorks(first);
+    expectAddWorks(second);
+    auto third = s.executorRequest().send().wait(ws());
+    ASSERT_TRUE(third.getOutcome().isError());
+    EXPECT_EQ(third.getOutcome().getError().getKind(), proto::Error::Kind::OVERLOADED);
+    EXPECT_EQ(env->metrics.totals().executors, 2u);
+  }
+  // The capabilities are released: a round trip lets the release messages arrive.
+  (void)s.statsRequest().send().wait(ws());
+  EXPECT_EQ(env->execute.executors, 0u);
+  EXPECT_EQ(env->metrics.totals().executors, 0u);
+}
+
+}  // namespace
+}  // namespace rjitd::service

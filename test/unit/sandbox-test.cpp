@@ -1,0 +1,629 @@
+// SPDX-License-Identifier: MIT
+// The executor's sandbox (service/executor/sandbox.h) in forked children, and the real
+// rjitd-executor binary on a socketpair: handshake and Control through its seccomp filter,
+// a clean exit when the channel closes, and what a death leaves on the status page.
+#include "daemon-process.h"
+#include "sandbox.h"
+#include "status-page.h"
+
+#include "executor.capnp.h"
+#include "rjit.capnp.h"
+
+#include <capnp/rpc-twoparty.h>
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <functional>
+#include <gtest/gtest.h>
+#include <kj/async-io.h>
+#include <kj/debug.h>
+#include <kj/io.h>
+#include <optional>
+#include <pthread.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
+
+namespace rjitd::executor {
+namespace {
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool ASAN = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool ASAN = true;
+#else
+constexpr bool ASAN = false;
+#endif
+#else
+constexpr bool ASAN = false;
+#endif
+
+/// Limits that stay out of the way of the test at hand.
+SandboxOptions roomy() {
+  SandboxOptions options;
+  options.memoryBytes = RLIM_INFINITY;
+  options.outputBytes = RLIM_INFINITY;
+  options.cpuSeconds = RLIM_INFINITY;
+  options.openFiles = 256;
+  return options;
+}
+
+/// Exit statuses of a sandboxed child (any other status or a signal is the test's verdict).
+constexpr int CHILD_OK = 0;
+constexpr int CHILD_NO_SANDBOX = 100;
+constexpr int CHILD_CHECK_FAILED = 101;
+
+/// Runs `body` in a forked child after applySandbox(options) and returns its wait status.
+/// `before` runs in the child before the sandbox (what needs a forbidden call, like a memfd).
+int runSandboxed(
+    const SandboxOptions& options, const std::function<int()>& body,
+    const std::function<void()>& before = [] {}) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    before();
+    if (applySandbox(options))
+      ::_exit(CHILD_NO_SANDBOX);
+    ::_exit(body());
+  }
+  EXPECT_GT(pid, 0);
+  int status = 0;
+  EXPECT_EQ(::waitpid(pid, &status, 0), pid);
+  return status;
+}
+
+void expectSignal(int status, int signal) {
+  ASSERT_TRUE(WIFSIGNALED(status)) << "exited with " << WEXITSTATUS(status);
+  EXPECT_EQ(WTERMSIG(status), signal) << strsignal(WTERMSIG(status));
+}
+
+void expectExit(int status, int code) {
+  ASSERT_TRUE(WIFEXITED(status)) << "died of " << strsignal(WTERMSIG(status));
+  EXPECT_EQ(WEXITSTATUS(status), code);
+}
+
+TEST(Sandbox, AppliesAndExits) {
+  expectExit(runSandboxed(roomy(), [] { return CHILD_OK; }), CHILD_OK);
+}
+
+TEST(Sandbox, SocketDiesOfSigsys) {
+  expectSignal(runSandboxed(roomy(),
+                            [] {
+                              ::socket(AF_UNIX, SOCK_STREAM, 0);
+                              return CHILD_CHECK_FAILED;
+                            }),
+               SIGSYS);
+}
+
+TEST(Sandbox, ForkDiesOfSigsys) {
+  expectSignal(runSandboxed(roomy(),
+                            [] {
+                              pid_t child = ::fork();
+                              if (child == 0)
+                                ::_exit(CHILD_CHECK_FAILED);
+                              return CHILD_CHECK_FAILED;
+                            }),
+               SIGSYS);
+}
+
+TEST(Sandbox, ExecveDiesOfSigsys) {
+  expectSignal(runSandboxed(roomy(),
+                            [] {
+                              char* argv[] = {const_cast<char*>("/bin/true"), nullptr};
+                              ::execve("/bin/true", argv, environ);
+                              return CHILD_CHECK_FAILED;
+                            }),
+               SIGSYS);
+}
+
+TEST(Sandbox, OpenDiesOfSigsys) {
+  expectSignal(runSandboxed(roomy(),
+                            [] {
+                              ::open("/etc/passwd", O_RDONLY | O_CLOEXEC);
+                              return CHILD_CHECK_FAILED;
+                            }),
+               SIGSYS);
+}
+
+TEST(Sandbox, KillOfAnotherProcessDiesOfSigsys) {
+  expectSignal(runSandboxed(roomy(),
+                            [] {
+                              ::kill(::getppid(), 0);
+                              return CHILD_CHECK_FAILED;
+                            }),
+               SIGSYS);
+}
+
+TEST(Sandbox, KillOfItselfWorks) {
+  expectExit(runSandboxed(roomy(), [] { return ::kill(::getpid(), 0) == 0 ? CHILD_OK : 1; }),
+             CHILD_OK);
+}
+
+TEST(Sandbox, Clone3FailsWithEnosys) {
+  expectExit(runSandboxed(roomy(),
+                          [] {
+                            long r = ::syscall(SYS_clone3, nullptr, 0);
+                            return r == -1 && errno == ENOSYS ? CHILD_OK : CHILD_CHECK_FAILED;
+                          }),
+             CHILD_OK);
+}
+
+void* threadBody(void*) {
+  // A new thread's first malloc makes a new arena: that must not need a forbidden call.
+  void* p = std::malloc(1 << 20);
+  std::memset(p, 1, 1 << 20);
+  std::free(p);
+  return reinterpret_cast<void*>(uintptr_t{42});
+}
+
+TEST(Sandbox, ThreadsWork) {
+  expectExit(runSandboxed(roomy(),
+                          [] {
+                            pthread_t thread;
+                            if (::pthread_create(&thread, nullptr, &threadBody, nullptr) != 0)
+                              return CHILD_CHECK_FAILED;
+                            void* result = nullptr;
+                            if (::pthread_join(thread, &result) != 0 ||
+                                result != reinterpret_cast<void*>(uintptr_t{42}))
+                              return CHILD_CHECK_FAILED;
+                            return CHILD_OK;
+                          }),
+             CHILD_OK);
+}
+
+TEST(Sandbox, MallocAndMmapWork) {
+  expectExit(runSandboxed(roomy(),
+                          [] {
+                            void* small = std::malloc(100);
+                            void* large = std::malloc(64 << 20);  // mmap'd by malloc
+                            void* mapped = ::mmap(nullptr, 1 << 20, PROT_READ | PROT_WRITE,
+                                                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                            if (small == nullptr || large == nullptr || mapped == MAP_FAILED)
+                              return CHILD_CHECK_FAILED;
+                            std::memset(large, 1, 64 << 20);
+                            std::memset(mapped, 1, 1 << 20);
+                            if (::mprotect(mapped, 1 << 20, PROT_READ) != 0 ||
+                                ::munmap(mapped, 1 << 20) != 0)
+                              return CHILD_CHECK_FAILED;
+                            std::free(large);
+                            std::free(small);
+                            return CHILD_OK;
+                          }),
+             CHILD_OK);
+}
+
+TEST(Sandbox, WriteToPipeWorks) {
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  kj::AutoCloseFd readEnd(fds[0]), writeEnd(fds[1]);
+  int status = runSandboxed(roomy(), [&] {
+    return ::write(writeEnd.get(), "sandboxed", 9) == 9 ? CHILD_OK : CHILD_CHECK_FAILED;
+  });
+  expectExit(status, CHILD_OK);
+  char buffer[16] = {};
+  EXPECT_EQ(::read(readEnd.get(), buffer, sizeof(buffer)), 9);
+  EXPECT_STREQ(buffer, "sandboxed");
+}
+
+TEST(Sandbox, AllocationPastMemoryLimitFails) {
+  if (ASAN)
+    GTEST_SKIP() << "AddressSanitizer's shadow memory is far larger than any RLIMIT_AS";
+  SandboxOptions options = roomy();
+  options.memoryBytes = 512ull << 20;
+  expectExit(runSandboxed(options,
+                          [] {
+                            void* p = std::malloc(1ull << 30);
+                            return p == nullptr && errno == ENOMEM ? CHILD_OK : CHILD_CHECK_FAILED;
+                          }),
+             CHILD_OK);
+}
+
+TEST(Sandbox, WritePastOutputLimitDiesOfSigxfsz) {
+  SandboxOptions options = roomy();
+  options.outputBytes = 4096;
+  int memfd = -1;
+  expectSignal(runSandboxed(
+                   options,
+                   [&] {
+                     static char bytes[8192];
+                     ::write(memfd, bytes, sizeof(bytes));  // partial up to the limit, then
+                     ::write(memfd, bytes, sizeof(bytes));  // SIGXFSZ at the limit
+                     return CHILD_CHECK_FAILED;
+                   },
+                   [&] { memfd = ::memfd_create("stdout", MFD_CLOEXEC); }),
+               SIGXFSZ);
+}
+
+TEST(Sandbox, ForbiddenSystemCallsAreListedNowhere) {
+  // The allow-list names no call the sandbox exists to refuse.
+  for (const char* const* name = sandboxSyscalls(); *name != nullptr; ++name)
+    for (const char* forbidden :
+         {"socket", "connect", "execve", "fork", "vfork", "clone", "clone3", "ptrace", "open",
+          "openat", "openat2", "creat", "mount", "bpf", "kill", "setuid", "unshare", "prctl"})
+      EXPECT_STRNE(*name, forbidden);
+}
+
+// --- the real executor binary ---------------------------------------------------------------
+
+/// rjitd's side of a freshly spawned rjitd-executor: its five descriptors, and the child.
+class ExecutorProcess {
+public:
+  explicit ExecutorProcess(std::vector<std::string> extraArgs = {}) {
+    const char* binary = std::getenv("RJITD_EXECUTOR_BIN");
+    KJ_REQUIRE(binary != nullptr, "RJITD_EXECUTOR_BIN is not set (run through meson test)");
+    for (int i = 0; i < 3; ++i)
+      stdio[i] = kj::AutoCloseFd(::memfd_create("stdio", MFD_CLOEXEC));
+    statusFd = kj::AutoCloseFd(::memfd_create("status", MFD_CLOEXEC));
+    KJ_SYSCALL(::ftruncate(statusFd.get(), 4096));
+    void* p = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, statusFd.get(), 0);
+    KJ_REQUIRE(p != MAP_FAILED);
+    page = static_cast<StatusPage*>(p);
+    int pair[2];
+    KJ_SYSCALL(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair));
+    channel = kj::AutoCloseFd(pair[0]);
+    kj::AutoCloseFd theirs(pair[1]);
+
+    posix_spawn_file_actions_t actions;
+    ::posix_spawn_file_actions_init(&actions);
+    int sources[] = {stdio[0].get(), stdio[1].get(), stdio[2].get(), theirs.get(), statusFd.get()};
+    for (int fd = 0; fd < 5; ++fd)
+      ::posix_spawn_file_actions_adddup2(&actions, sources[fd], fd);
+    std::vector<std::string> args = {binary,     "--memory",     "1073741824",
+                                     "--output", "8388608",      "--cpu-seconds",
+                                     "60",       "--open-files", "64"};
+    if (ASAN)
+      args[2] = std::to_string(RLIM_INFINITY);
+    args.insert(args.end(), extraArgs.begin(), extraArgs.end());
+    std::vector<char*> argv;
+    for (std::string& a : args)
+      argv.push_back(a.data());
+    argv.push_back(nullptr);
+    char* noEnvironment[] = {nullptr};
+    int spawned = ::posix_spawn(&pid, binary, &actions, nullptr, argv.data(), noEnvironment);
+    ::posix_spawn_file_actions_destroy(&actions);
+    KJ_REQUIRE(spawned == 0, "posix_spawn", strerror(spawned));
+  }
+  ~ExecutorProcess() {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+    ::munmap(page, 4096);
+  }
+
+  /// The wait status once the process has ended.
+  int wait() {
+    int status = 0;
+    EXPECT_EQ(::waitpid(pid, &status, 0), pid);
+    pid = 0;
+    return status;
+  }
+
+  std::string stderrText() {
+    char buffer[4096];
+    ssize_t n = ::pread(stdio[2].get(), buffer, sizeof(buffer), 0);
+    return n > 0 ? std::string(buffer, size_t(n)) : std::string();
+  }
+
+  pid_t pid = 0;
+  kj::AutoCloseFd stdio[3];
+  kj::AutoCloseFd statusFd;
+  kj::AutoCloseFd channel;
+  StatusPage* page = nullptr;
+};
+
+/// rjitd's bootstrap as far as an executor uses it before a load: the handshake.
+class FakeRjitd final : public proto::Rjitd::Server {
+public:
+  kj::Promise<void> hello(HelloContext context) override {
+    auto server = context.getResults().initServer();
+    server.setProtocolVersion(proto::PROTOCOL_VERSION);
+    server.setRjitdVersion("test");
+    context.getResults().setSession(kj::heap<proto::Session::Server>());
+    return kj::READY_NOW;
+  }
+};
+
+/// A client's shared segment: a memfd of `size` bytes.
+class FakeSegment final : public proto::SharedSegment::Server {
+public:
+  explicit FakeSegment(uint64_t size) : fd(::memfd_create("segment", MFD_CLOEXEC)) {
+    KJ_SYSCALL(::ftruncate(fd.get(), static_cast<off_t>(size)));
+  }
+  kj::Maybe<int> getFd() override { return fd.get(); }
+
+private:
+  kj::AutoCloseFd fd;
+};
+
+TEST(Executor, ServesControlThroughItsSandboxAndExitsWhenTheChannelCloses) {
+  ExecutorProcess executor;
+  {
+    kj::AsyncIoContext io = kj::setupAsyncIo();
+    auto stream = io.lowLevelProvider->wrapUnixSocketFd(kj::mv(executor.channel));
+    capnp::TwoPartyVatNetwork network(*stream, 4, capnp::rpc::twoparty::Side::SERVER);
+    auto rpc = capnp::makeRpcServer(network, kj::heap<FakeRjitd>());
+    capnp::word scratch[4] = {};
+    capnp::MallocMessageBuilder message(scratch);
+    auto vatId = message.getRoot<capnp::rpc::twoparty::VatId>();
+    vatId.setSide(capnp::rpc::twoparty::Side::CLIENT);
+    auto control = rpc.bootstrap(vatId).castAs<proto::executor::Control>();
+
+    // A descriptor crosses into the sandbox and is mapped there.
+    auto attach = control.attachSegmentRequest();
+    attach.setSegment(kj::heap<FakeSegment>(1 << 20));
+    attach.setSize(1 << 20);
+    EXPECT_EQ(std::string(attach.send().wait(io.waitScope).getError().cStr()), "");
+    // A second one is refused, by a message.
+    auto again = control.attachSegmentRequest();
+    again.setSegment(kj::heap<FakeSegment>(4096));
+    again.setSize(4096);
+    EXPECT_NE(std::string(again.send().wait(io.waitScope).getError().cStr()), "");
+    // A module it does not hold: rjitd's mistake, answered as an exception.
+    auto call = control.callRequest();
+    call.setId(7);
+    call.setSymbol("f");
+    call.setSignature("void()");
+    auto failure = kj::runCatchingExceptions([&] { call.send().wait(io.waitScope); });
+    KJ_IF_MAYBE (e, failure) {
+      EXPECT_EQ(e->getType(), kj::Exception::Type::FAILED);
+    } else {
+      ADD_FAILURE() << "a call of an unknown module was answered";
+    }
+    auto unload = control.unloadRequest();
+    unload.setId(7);
+    unload.send().wait(io.waitScope);
+    EXPECT_EQ(executor.page->phase.load(), StatusPage::Idle);
+  }  // the channel closes
+  expectExit(executor.wait(), 0);
+  EXPECT_EQ(executor.page->magic.load(), StatusPage::MAGIC);
+  EXPECT_EQ(executor.page->signal.load(), 0);
+  EXPECT_EQ(executor.stderrText(), "");
+}
+
+TEST(Executor, ExitsCleanlyWhenTheChannelClosesBeforeTheHandshake) {
+  ExecutorProcess executor;
+  executor.channel = nullptr;
+  expectExit(executor.wait(), 0);
+  EXPECT_EQ(executor.stderrText(), "");
+}
+
+TEST(Executor, CrashInTheSandboxLeavesItsSignalOnTheStatusPage) {
+  ExecutorProcess executor({"--test-crash-after-sandbox", "segv"});
+  expectSignal(executor.wait(), SIGSEGV);
+  EXPECT_EQ(executor.page->magic.load(), StatusPage::MAGIC);
+  EXPECT_EQ(executor.page->phase.load(), StatusPage::Idle);
+  EXPECT_EQ(executor.page->signal.load(), SIGSEGV);
+  EXPECT_EQ(executor.page->faultAddress.load(), 0u);
+  EXPECT_EQ(executor.page->syscall.load(), -1);
+}
+
+TEST(Executor, ForbiddenSystemCallLeavesItsNumberOnTheStatusPage) {
+  ExecutorProcess executor({"--test-crash-after-sandbox", "socket"});
+  expectSignal(executor.wait(), SIGSYS);
+  EXPECT_EQ(executor.page->signal.load(), SIGSYS);
+  EXPECT_EQ(executor.page->syscall.load(), SYS_socket);
+}
+
+TEST(Executor, BadArgumentsFailBeforeTheSandbox) {
+  ExecutorProcess executor({"--no-such-option"});
+  expectExit(executor.wait(), 2);
+  EXPECT_EQ(executor.page->phase.load(), StatusPage::Starting);
+  EXPECT_NE(executor.stderrText().find("rjitd-executor: error:"), std::string::npos);
+}
+
+// --- the real executor with a real rjitd -----------------------------------------------------
+
+const char* const MODULE = R"(
+@.hello = private constant [10 x i8] c"hello %d\0A\00"
+declare i32 @printf(ptr, ...)
+declare i32 @socket(i32, i32, i32)
+
+define i64 @add(i64 %a, i64 %b) {
+  %s = add i64 %a, %b
+  ret i64 %s
+}
+
+define i32 @say(i32 %x) {
+  %r = call i32 (ptr, ...) @printf(ptr @.hello, i32 %x)
+  ret i32 %x
+}
+
+define void @crash() {
+  store volatile i32 1, ptr null
+  ret void
+}
+
+define i32 @network() {
+  %fd = call i32 @socket(i32 2, i32 1, i32 0)
+  ret i32 %fd
+}
+
+define i32 @main(i32 %argc, ptr %argv) {
+  %r = call i32 (ptr, ...) @printf(ptr @.hello, i32 %argc)
+  ret i32 3
+}
+)";
+
+/// rjitd's bootstrap for the executor, forwarded to a real rjitd: the executor's session (and
+/// the images it loads, with their descriptors) is that rjitd's, through this process.
+class ProxyRjitd final : public proto::Rjitd::Server {
+public:
+  explicit ProxyRjitd(proto::Rjitd::Client real) : real(kj::mv(real)) {}
+  kj::Promise<void> hello(HelloContext context) override {
+    auto request = real.helloRequest();
+    request.setClient(context.getParams().getClient());
+    return request.send().then(
+        [context](capnp::Response<proto::Rjitd::HelloResults>&& response) mutable {
+          context.getResults().setServer(response.getServer());
+          context.getResults().setSession(response.getSession());
+        });
+  }
+
+private:
+  proto::Rjitd::Client real;
+};
+
+/// A real rjitd with MODULE in its cache, and an executor whose channel leads to it.
+class ExecutorWithRjitd : public ::testing::Test {
+protected:
+  ~ExecutorWithRjitd() noexcept override {}  // kj's destructors may throw; gtest's may not
+
+  void SetUp() override {
+    daemon = rjit::test::DaemonProcess::start();
+    ASSERT_NE(daemon, nullptr);
+    kj::AutoCloseFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    struct sockaddr_un address = {};
+    address.sun_family = AF_UNIX;
+    std::strncpy(address.sun_path, daemon->socketPath().c_str(), sizeof(address.sun_path) - 1);
+    ASSERT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    rjitdStream = io.lowLevelProvider->wrapUnixSocketFd(kj::mv(fd));
+    rjitdClient = kj::heap<capnp::TwoPartyClient>(*rjitdStream, 4);
+    proto::Rjitd::Client real = rjitdClient->bootstrap().castAs<proto::Rjitd>();
+
+    auto hello = real.helloRequest();
+    hello.initClient().setProtocolVersion(proto::PROTOCOL_VERSION);
+    auto session = hello.send().wait(io.waitScope).getSession();
+    auto compile = session.compileRequest();
+    auto request = compile.initRequest();
+    request.setOptLevel(1);
+    request.setFormat(proto::IrFormat::TEXT);
+    request.setModule(
+        capnp::Data::Reader(reinterpret_cast<const kj::byte*>(MODULE), std::strlen(MODULE)));
+    auto compiled = compile.send().wait(io.waitScope);
+    ASSERT_TRUE(compiled.getOutcome().isOk())
+        << compiled.getOutcome().getError().getMessage().cStr();
+    auto k = compiled.getOutcome().getOk().getKey();
+    key.assign(k.begin(), k.end());
+
+    executorStream = io.lowLevelProvider->wrapUnixSocketFd(kj::mv(executor.channel));
+    network =
+        kj::heap<capnp::TwoPartyVatNetwork>(*executorStream, 4, capnp::rpc::twoparty::Side::SERVER);
+    rpc = kj::heap(capnp::makeRpcServer(*network, kj::heap<ProxyRjitd>(kj::mv(real))));
+    capnp::word scratch[4] = {};
+    capnp::MallocMessageBuilder message(scratch);
+    auto vatId = message.getRoot<capnp::rpc::twoparty::VatId>();
+    vatId.setSide(capnp::rpc::twoparty::Side::CLIENT);
+    control = rpc->bootstrap(vatId).castAs<proto::executor::Control>();
+  }
+
+  uint64_t load() {
+    auto request = control.loadRequest();
+    request.setOptLevel(1);
+    request.setKey(capnp::Data::Reader(key.data(), key.size()));
+    std::optional<capnp::Response<proto::executor::Control::LoadResults>> response;
+    auto failure = kj::runCatchingExceptions([&] { response = request.send().wait(io.waitScope); });
+    KJ_IF_MAYBE (e, failure) {
+      int status = executor.wait();
+      ADD_FAILURE() << "the executor died during the load: status " << status << ", signal "
+                    << executor.page->signal.load() << ", system call "
+                    << executor.page->syscall.load() << "; stderr: " << executor.stderrText();
+      kj::throwFatalException(kj::mv(*e));
+    }
+    auto outcome = response->getOutcome();
+    KJ_REQUIRE(outcome.isId(), outcome.getError().getMessage());
+    return outcome.getId();
+  }
+
+  std::string output(int fd) {
+    char buffer[4096];
+    ssize_t n = ::pread(executor.stdio[fd].get(), buffer, sizeof(buffer), 0);
+    return n > 0 ? std::string(buffer, size_t(n)) : std::string();
+  }
+
+  /// A call that does not answer: the executor died. Its wait status.
+  int callThatKills(uint64_t id, const char* symbol, const char* signature) {
+    auto request = control.callRequest();
+    request.setId(id);
+    request.setSymbol(symbol);
+    request.setSignature(signature);
+    auto failure = kj::runCatchingExceptions([&] { request.send().wait(io.waitScope); });
+    KJ_IF_MAYBE (e, failure) {
+      EXPECT_EQ(e->getType(), kj::Exception::Type::DISCONNECTED);
+    } else {
+      ADD_FAILURE() << symbol << " answered";
+    }
+    return executor.wait();
+  }
+
+  ExecutorProcess executor;
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  std::unique_ptr<rjit::test::DaemonProcess> daemon;
+  kj::Own<kj::AsyncCapabilityStream> rjitdStream;
+  kj::Own<capnp::TwoPartyClient> rjitdClient;
+  std::vector<kj::byte> key;
+  kj::Own<kj::AsyncCapabilityStream> executorStream;
+  kj::Own<capnp::TwoPartyVatNetwork> network;
+  kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc;
+  proto::executor::Control::Client control = nullptr;
+};
+
+TEST_F(ExecutorWithRjitd, LoadsAndCallsInsideTheSandbox) {
+  uint64_t id = load();
+  auto call = control.callRequest();
+  call.setId(id);
+  call.setSymbol("add");
+  call.setSignature("i64(i64,i64)");
+  auto args = call.initArguments(2);
+  args[0].setSigned(40);
+  args[1].setUnsigned(2);
+  auto sum = call.send().wait(io.waitScope);
+  ASSERT_TRUE(sum.getOutcome().isOk()) << sum.getOutcome().getError().getMessage().cStr();
+  EXPECT_EQ(sum.getOutcome().getOk().getValue().getSigned(), 42);
+
+  // printf from the executor's libc, flushed to the stdout file before the answer.
+  auto say = control.callRequest();
+  say.setId(id);
+  say.setSymbol("say");
+  say.setSignature("i32(i32)");
+  say.initArguments(1)[0].setSigned(7);
+  auto said = say.send().wait(io.waitScope);
+  ASSERT_TRUE(said.getOutcome().isOk()) << said.getOutcome().getError().getMessage().cStr();
+  EXPECT_EQ(output(1), "hello 7\n");
+  EXPECT_EQ(executor.page->phase.load(), StatusPage::Idle);
+}
+
+TEST_F(ExecutorWithRjitd, CrashInACallIsOnTheStatusPage) {
+  uint64_t id = load();
+  expectSignal(callThatKills(id, "crash", "void()"), SIGSEGV);
+  EXPECT_EQ(executor.page->phase.load(), StatusPage::UserCode);
+  EXPECT_EQ(executor.page->signal.load(), SIGSEGV);
+  EXPECT_EQ(executor.page->faultAddress.load(), 0u);
+}
+
+TEST_F(ExecutorWithRjitd, SocketInACallIsASandboxViolation) {
+  uint64_t id = load();
+  expectSignal(callThatKills(id, "network", "i32()"), SIGSYS);
+  EXPECT_EQ(executor.page->phase.load(), StatusPage::UserCode);
+  EXPECT_EQ(executor.page->syscall.load(), SYS_socket);
+}
+
+TEST_F(ExecutorWithRjitd, RunExitsWithMainsStatus) {
+  uint64_t id = load();
+  auto run = control.runRequest();
+  run.setId(id);
+  auto argv = run.initArgv(2);
+  argv.set(0, "prog");
+  argv.set(1, "x");
+  run.initEnv(1).set(0, "A=b");
+  auto failure = kj::runCatchingExceptions([&] { run.send().wait(io.waitScope); });
+  KJ_IF_MAYBE (e, failure) {
+    EXPECT_EQ(e->getType(), kj::Exception::Type::DISCONNECTED);
+  } else {
+    ADD_FAILURE() << "run answered";
+  }
+  expectExit(executor.wait(), 3);
+  EXPECT_EQ(output(1), "hello 2\n");
+}
+
+}  // namespace
+}  // namespace rjitd::executor
