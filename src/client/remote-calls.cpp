@@ -124,9 +124,11 @@ private:
 
 }  // namespace
 
+// The connection is declared first so that it outlives (is destroyed after) the capability
+// into its RPC system.
 struct RemoteCalls::Executor {
-  proto::Executor::Client capability;
   std::shared_ptr<Connection> connection;
+  proto::Executor::Client capability;
   rjitd::TargetName target;
   /// The segment rjitd was given (once per executor); null until then.
   std::shared_ptr<SharedSegment> attached;
@@ -135,8 +137,8 @@ struct RemoteCalls::Executor {
 };
 
 struct RemoteCalls::Module {
-  proto::RemoteModule::Client capability;
   std::shared_ptr<Connection> connection;
+  proto::RemoteModule::Client capability;
   uint64_t executor;
 };
 
@@ -200,7 +202,7 @@ kj::Promise<Result<ExecutorParts>> RemoteCalls::executor(std::string target) {
                 return toError(outcome.getError());
               uint64_t id = nextId++;
               ExecutorParts parts{id, name.triple, connection->passesFds()};
-              executors.emplace(id, kj::heap<Executor>(Executor{outcome.getOk(), connection,
+              executors.emplace(id, kj::heap<Executor>(Executor{connection, outcome.getOk(),
                                                                 kj::mv(name), nullptr, nullptr}));
               return parts;
             });
@@ -282,7 +284,7 @@ kj::Promise<Result<RemoteLoadedParts>> RemoteCalls::sendLoad(uint64_t id,
         if (Error* error = failed(object))
           return ready<RemoteLoadedParts>(std::move(*error));
         uint64_t moduleId = nextId++;
-        modules.emplace(moduleId, kj::heap<Module>(Module{loaded.getModule(), connection, id}));
+        modules.emplace(moduleId, kj::heap<Module>(Module{connection, loaded.getModule(), id}));
         return ready<RemoteLoadedParts>(
             RemoteLoadedParts{moduleId, std::get<CompiledObject>(std::move(object))});
       });

@@ -512,10 +512,7 @@ public:
     Value::Kind kind = Value::Kind::Void;
     uint8_t bits = 0;
   };
-
-private:
-  friend class RemoteExecutor;
-  explicit RemoteModule(std::shared_ptr<State> state);
+  /// What call<R> expects of R.
   template <typename R> static constexpr ResultType resultType() {
     if constexpr (std::is_void_v<R>)
       return {Value::Kind::Void, 0};
@@ -533,6 +530,10 @@ private:
       return {Value::Kind::Double, 0};
     }
   }
+
+private:
+  friend class RemoteExecutor;
+  explicit RemoteModule(std::shared_ptr<State> state);
   Value callTyped(std::string_view symbol, std::vector<Value> args, ResultType result);
   std::shared_ptr<State> state;
 };
