@@ -31,10 +31,11 @@ using rjitbench::Series;
 using rjitbench::Table;
 
 struct Config {
-  std::string rjitd;      ///< default: service/rjitd of this build directory
-  unsigned calls = 2000;  ///< scalar round trips, and calls per client for calls/s
-  unsigned big = 8;       ///< 64 MiB calls per variant
-  unsigned cold = 10;     ///< cold starts
+  std::string rjitd;                   ///< default: service/rjitd of this build directory
+  std::vector<std::string> rjitdArgs;  ///< appended to rjitd's command line
+  unsigned calls = 2000;               ///< scalar round trips, and calls per client for calls/s
+  unsigned big = 8;                    ///< 64 MiB calls per variant
+  unsigned cold = 10;                  ///< cold starts
 };
 
 constexpr uint64_t BIG = 64ull << 20;
@@ -57,7 +58,7 @@ uint16_t freeTcpPort() {
 class ExecuteDaemon {
 public:
   /// False, with the reason on stderr, when rjitd cannot be started.
-  bool start(const std::filesystem::path& binary) {
+  bool start(const std::filesystem::path& binary, const std::vector<std::string>& extraArgs) {
     char pattern[] = "/tmp/rjit-execute-bench.XXXXXX";
     if (::mkdtemp(pattern) == nullptr) {
       std::perror("mkdtemp");
@@ -73,6 +74,7 @@ public:
     tcp_ = "tcp:127.0.0.1:" + std::to_string(port);
     rjitd::process::SpawnOptions options;
     options.argv = {binary.string(), "--listen", unix_, "--listen", tcp_, "--log-level", "warning"};
+    options.argv.insert(options.argv.end(), extraArgs.begin(), extraArgs.end());
     options.env = rjitbench::childEnvironment();
     options.stdoutPath = (dir_ / "rjitd.log").string();
     options.stderrPath = options.stdoutPath;
@@ -158,7 +160,8 @@ void scalarRoundTrip(const Config& config, const std::string& address,
             << "x (goal <= 2x)\n";
 }
 
-/// sum_u8 over a 64 MiB in-buffer: shared segment (Unix) vs copied (TCP), alternately.
+/// A 64 MiB in-buffer through the shared segment (Unix) and copied (TCP), alternately: ends_u8
+/// reads two bytes of it (the crossing alone), sum_u8 every byte.
 void bigBuffer(const Config& config, const ExecuteDaemon& daemon,
                const rjit::CompileRequest& request) {
   Session shared(daemon.unixAddress(), request);
@@ -167,33 +170,40 @@ void bigBuffer(const Config& config, const ExecuteDaemon& daemon,
   rjit::Buffer inCopied = copied.executor->buffer(rjit::ElementType::U8, BIG, rjit::Direction::In);
   std::memset(inShared.data(), 1, BIG);
   std::memset(inCopied.data(), 1, BIG);
-  Series sharedMs, copiedMs;
-  for (unsigned i = 0; i < config.big + 1; ++i) {  // the first of each is a warm-up
-    auto start = Clock::now();
-    uint64_t a = shared.module->call<uint64_t>("sum_u8", inShared, BIG);
-    double sharedTime = msSince(start);
-    start = Clock::now();
-    uint64_t b = copied.module->call<uint64_t>("sum_u8", inCopied, BIG);
-    double copiedTime = msSince(start);
-    if (a != BIG || b != BIG)
-      std::fprintf(stderr, "sum_u8 returned %llu and %llu, not %llu\n",
-                   static_cast<unsigned long long>(a), static_cast<unsigned long long>(b),
-                   static_cast<unsigned long long>(BIG));
-    if (i > 0) {
-      sharedMs.add(sharedTime);
-      copiedMs.add(copiedTime);
-    }
-  }
-  Table table({"64 MiB in-buffer, sum_u8", "median ms", "min ms", "MiB/s"});
+  Table table({"64 MiB in-buffer", "median ms", "min ms", "MiB/s"});
   auto rate = [](const Series& s) { return fixed(64.0 / (s.median() / 1000), 0); };
-  table.add({std::string("shared segment (Unix)") + (inShared.shared() ? "" : " [NOT shared]"),
-             fixed(sharedMs.median(), 2), fixed(sharedMs.min(), 2), rate(sharedMs)});
-  table.add({std::string("copied (TCP)") + (inCopied.shared() ? " [shared?]" : ""),
-             fixed(copiedMs.median(), 2), fixed(copiedMs.min(), 2), rate(copiedMs)});
+  std::vector<std::string> ratios;
+  for (auto [symbol, expected] : {std::pair{"ends_u8", uint64_t{2}}, {"sum_u8", BIG}}) {
+    Series sharedMs, copiedMs;
+    for (unsigned i = 0; i < config.big + 1; ++i) {  // the first of each is a warm-up
+      auto start = Clock::now();
+      uint64_t a = shared.module->call<uint64_t>(symbol, inShared, BIG);
+      double sharedTime = msSince(start);
+      start = Clock::now();
+      uint64_t b = copied.module->call<uint64_t>(symbol, inCopied, BIG);
+      double copiedTime = msSince(start);
+      if (a != expected || b != expected)
+        std::fprintf(stderr, "%s returned %llu and %llu, not %llu\n", symbol,
+                     static_cast<unsigned long long>(a), static_cast<unsigned long long>(b),
+                     static_cast<unsigned long long>(expected));
+      if (i > 0) {
+        sharedMs.add(sharedTime);
+        copiedMs.add(copiedTime);
+      }
+    }
+    table.add({std::string(symbol) + ", shared segment (Unix)" +
+                   (inShared.shared() ? "" : " [NOT shared]"),
+               fixed(sharedMs.median(), 2), fixed(sharedMs.min(), 2), rate(sharedMs)});
+    table.add({std::string(symbol) + ", copied (TCP)" + (inCopied.shared() ? " [shared?]" : ""),
+               fixed(copiedMs.median(), 2), fixed(copiedMs.min(), 2), rate(copiedMs)});
+    ratios.push_back(std::string(symbol) + ": copied / shared " +
+                     fixed(rjitbench::pairedRatio(copiedMs, sharedMs), 1) + "x");
+  }
   std::cout << "\n2. A 64 MiB array argument (" << config.big << " calls each)\n";
   table.print(std::cout);
-  std::cout << "copied / shared: " << fixed(rjitbench::pairedRatio(copiedMs, sharedMs), 1)
-            << "x (goal >= 10x)\n";
+  for (const auto& line : ratios)
+    std::cout << line << "\n";
+  std::cout << "(goal >= 10x)\n";
 }
 
 /// A new client, executor, load and first call (the object is in rjitd's cache after the first
@@ -282,7 +292,7 @@ int run(const Config& config) {
       rjitbench::textRequest("execute-typed", rjitbench::readFile(modulePath), 2);
 
   ExecuteDaemon daemon;
-  if (!daemon.start(rjitd))
+  if (!daemon.start(rjitd, config.rjitdArgs))
     return 1;
   rjitbench::RunConditions conditions;
   try {
@@ -319,6 +329,8 @@ int main(int argc, char** argv) {
   Config config;
   CLI::App app{"execute-bench: remote execute through rjitd's executors (see docs/BENCHMARKS.md)"};
   app.add_option("--rjitd", config.rjitd, "rjitd binary (default: this build's service/rjitd)");
+  app.add_option("--rjitd-arg", config.rjitdArgs,
+                 "an argument for rjitd (repeatable), e.g. --rjitd-arg=--executor-memory=2G");
   app.add_option("--calls", config.calls, "scalar round trips, and calls per client for calls/s")
       ->check(CLI::PositiveNumber);
   app.add_option("--big", config.big, "64 MiB calls per variant")->check(CLI::PositiveNumber);

@@ -119,6 +119,11 @@ uint64_t sum_u8(const uint8_t* bytes, uint64_t count) {
   return sum;
 }
 
+/// The first and last byte: a call whose cost is the crossing of its buffer alone.
+uint64_t ends_u8(const uint8_t* bytes, uint64_t count) {
+  return count == 0 ? 0 : (uint64_t)bytes[0] + bytes[count - 1];
+}
+
 /// Counts calls: state that lives as long as the executor does.
 int64_t counter(void) {
   static int64_t calls;
