@@ -329,6 +329,23 @@ TEST_F(ExecuteServiceTest, OnlyTheHostTargetRunsAndTheTotalLimitHolds) {
   EXPECT_EQ(second.getOutcome().getError().getKind(), proto::Error::Kind::OVERLOADED);
 }
 
+TEST_F(ExecuteServiceTest, ADrainKillsTheExecutorsAndTheirCallsAnswerShuttingDown) {
+  auto s = session();
+  auto m = load(executor(s));
+  auto request = m.callRequest();
+  request.getRequest().setSymbol("spin");
+  auto spinning = request.send();
+  // A round trip after it on the same connection: the call has reached the executor's queue.
+  (void)s.statsRequest().send().wait(ws());
+  env->state.draining = true;
+  env->execute.killAll();
+  auto response = spinning.wait(ws());
+  ASSERT_TRUE(response.getOutcome().isError());
+  EXPECT_EQ(response.getOutcome().getError().getKind(), proto::Error::Kind::SHUTTING_DOWN);
+  EXPECT_EQ(errorOf(call(m, "add", {1, 2})), proto::Error::Kind::SHUTTING_DOWN);
+  EXPECT_EQ(env->metrics.totals().executors, 0u);
+}
+
 /// A client's shared segment (a sealed memfd), as the client library offers it.
 class Segment final : public proto::SharedSegment::Server {
 public:
