@@ -218,6 +218,22 @@ std::optional<Failure> checkCallArguments(std::string_view symbol, const IrSigna
   return std::nullopt;
 }
 
+std::optional<Failure> checkMain(const IrSignature& signature) {
+  auto is = [](const IrType& type, IrType::Kind kind) {
+    return type.kind == kind && (kind != IrType::Kind::Integer || type.bits == 32);
+  };
+  bool ok = is(signature.result, IrType::Kind::Integer) && !signature.variadic;
+  const auto& p = signature.params;
+  if (ok && !p.empty())
+    ok = (p.size() == 2 || p.size() == 3) && is(p[0], IrType::Kind::Integer) &&
+         is(p[1], IrType::Kind::Pointer) && (p.size() == 2 || is(p[2], IrType::Kind::Pointer));
+  if (ok)
+    return std::nullopt;
+  return mismatch(describeFunction("main", signature) +
+                  " cannot be run as a program: main must be i32(), i32(i32, ptr) or "
+                  "i32(i32, ptr, ptr)");
+}
+
 std::optional<Failure> checkSegment(int fd, uint64_t size, uint64_t maxBytes) {
   auto invalid = [](std::string why) {
     return Failure{ErrorKind::InvalidRequest, "shared segment refused: " + why, {}};
@@ -589,6 +605,8 @@ private:
     if (core->env.state.draining)
       return Outcome<Done>(shuttingDown());
     auto request = context.getParams().getRequest();
+    if (auto malformed = checkReadable(request))
+      return Outcome<Done>(kj::mv(*malformed));
     std::string symbol = request.getSymbol();
     auto& limits = core->env.limits;
     if (request.getArguments().size() > limits.maxArguments)
@@ -646,9 +664,13 @@ private:
     if (core->env.state.draining)
       return Outcome<Done>(shuttingDown());
     auto request = context.getParams().getRequest();
+    if (auto malformed = checkReadable(request))
+      return Outcome<Done>(kj::mv(*malformed));
     auto& limits = core->env.limits;
     auto found = findFunction(*module().object, "main");
     if (auto* f = std::get_if<Failure>(&found))
+      return Outcome<Done>(kj::mv(*f));
+    if (auto f = checkMain(std::get<IrSignature>(found)))
       return Outcome<Done>(kj::mv(*f));
     if (request.getStdin().size() > limits.executorOutput)
       return Outcome<Done>(

@@ -103,6 +103,10 @@ std::optional<Failure> checkCallArguments(std::string_view symbol, const IrSigna
                                           uint64_t maxBufferBytes,
                                           std::optional<uint64_t> segmentBytes);
 
+/// nullopt when `signature` is one a program's main may have for a run: i32(), i32(i32,ptr) or
+/// i32(i32,ptr,ptr); otherwise a SignatureMismatch Failure.
+std::optional<Failure> checkMain(const IrSignature& signature);
+
 /// nullopt when `fd` can be a shared segment of `size` bytes: a regular file (a memfd) at
 /// least that large, sealed against shrinking (F_SEAL_SHRINK), `size` at most `maxBytes`.
 /// Otherwise an InvalidRequest or TooLarge Failure saying why.

@@ -354,6 +354,14 @@ int run(const Options& opt) {
   log::info("rjitd ", RJITD_VERSION, " (LLVM ", state.llvmVersion, ") listening on ",
             joined(listeners.describe()), "; ", jobs, " compile workers, cache budget ",
             opt.cacheBytes >> 20, " MiB, max module ", opt.maxModuleBytes >> 20, " MiB");
+  if (::access(executorConfig.path.c_str(), X_OK) != 0)
+    log::warning("no executor binary at ", executorConfig.path, " (", strerror(errno),
+                 "): remote calls will fail until --executor-path names one");
+  else
+    log::info("executors: ", executorConfig.path, ", at most ", opt.maxExecutors, " (",
+              opt.maxExecutorsPerConnection, " per connection), ", opt.executorMemory >> 20,
+              " MiB each, deadline ", executeTimeout->count(), " ms",
+              executorConfig.uid ? ", as uid " + std::to_string(*executorConfig.uid) : "");
   if (exposer) {
     log::info("serving metrics at http://", exposer->address().text(), "/metrics");
     if (!exposer->address().loopback())

@@ -103,6 +103,27 @@ std::optional<Failure> checkReadable(proto::LoadRequest::Reader in) {
   });
 }
 
+std::optional<Failure> checkReadable(proto::CallRequest::Reader in) {
+  return readOrFailure([&]() {
+    (void)in.getSymbol();
+    for (auto value : in.getArguments()) {
+      if (value.isString())
+        (void)value.getString();
+      else if (value.isBuffer() && value.getBuffer().isBytes())
+        (void)value.getBuffer().getBytes();
+    }
+  });
+}
+
+std::optional<Failure> checkReadable(proto::RunRequest::Reader in) {
+  return readOrFailure([&]() {
+    for (auto list : {in.getArgv(), in.getEnv()})
+      for (auto text : list)
+        (void)text;
+    (void)in.getStdin();
+  });
+}
+
 void toProto(const Failure& failure, proto::Error::Builder out) {
   out.setKind(toProto(failure.kind));
   out.setMessage(failure.message);

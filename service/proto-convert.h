@@ -53,5 +53,7 @@ CompileJob toCompileJob(proto::CompileRequest::Reader in);
 std::optional<Failure> checkReadable(proto::CompileRequest::Reader in);
 std::optional<Failure> checkReadable(proto::LookupRequest::Reader in);
 std::optional<Failure> checkReadable(proto::LoadRequest::Reader in);
+std::optional<Failure> checkReadable(proto::CallRequest::Reader in);
+std::optional<Failure> checkReadable(proto::RunRequest::Reader in);
 
 }  // namespace rjitd::service

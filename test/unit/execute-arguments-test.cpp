@@ -175,6 +175,17 @@ TEST(ExecuteArgumentsTest, FindFunctionNeedsAFunctionTheModuleDefines) {
   }
 }
 
+TEST(ExecuteArgumentsTest, MainHasOneOfTheProgramSignatures) {
+  for (const char* ok : {"i32()", "i32(i32,ptr)", "i32(i32,ptr,ptr)"})
+    EXPECT_EQ(checkMain(signatureOf(ok)), std::nullopt) << ok;
+  for (const char* bad : {"void()", "i64()", "i32(i32)", "i32(ptr,ptr)", "i32(i32,ptr,...)",
+                          "i32(i32,ptr,ptr,ptr)"}) {
+    auto failure = checkMain(signatureOf(bad));
+    ASSERT_TRUE(failure.has_value()) << bad;
+    EXPECT_EQ(failure->kind, ErrorKind::SignatureMismatch) << bad;
+  }
+}
+
 kj::AutoCloseFd memfd(uint64_t size, bool seal) {
   kj::AutoCloseFd fd(::memfd_create("segment-test", MFD_CLOEXEC | MFD_ALLOW_SEALING));
   EXPECT_GE(fd.get(), 0);

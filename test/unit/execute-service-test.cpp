@@ -137,6 +137,11 @@ protected:
       execute.limits.executorMemory = 512ull << 20;
       execute.limits.maxExecutorsPerConnection = 2;
       execute.process.outputBytes = 1 << 20;
+      if (::geteuid() == 0) {
+        // As rjitd does when it runs as root (--executor-user's default, nobody).
+        execute.process.uid = 65534;
+        execute.process.gid = 65534;
+      }
       execute.limits.executorOutput = 1 << 20;
       server = kj::heap<capnp::TwoPartyServer>(newBootstrap(state, "test-peer"));
       server->accept(kj::mv(pipe.ends[0]));
@@ -276,6 +281,68 @@ TEST_F(ExecuteServiceTest, TheConnectionLimitIsOverloadedAndReleasingEndsTheProc
   // The capabilities are released: a round trip lets the release messages arrive.
   (void)s.statsRequest().send().wait(ws());
   EXPECT_EQ(env->execute.executors, 0u);
+  EXPECT_EQ(env->metrics.totals().executors, 0u);
+}
+
+TEST_F(ExecuteServiceTest, HashFirstLoadsFindTheCachedObjectOrAskForTheModule) {
+  auto s = session();
+  auto e = executor(s);
+  auto byKey = [&](kj::ArrayPtr<const kj::byte> key) {
+    auto request = e.loadRequest();
+    request.getRequest().setOptLevel(0);
+    request.setKey(key);
+    return request.send().wait(ws());
+  };
+  kj::byte unknown[32] = {1};
+  auto missing = byKey(unknown);
+  ASSERT_TRUE(missing.getOutcome().isError());
+  EXPECT_EQ(missing.getOutcome().getError().getKind(), proto::Error::Kind::NOT_FOUND);
+
+  kj::Array<kj::byte> key;
+  {
+    auto compiled = e.loadRequest();
+    compiled.getRequest().setOptLevel(0);
+    compiled.getRequest().setModule(
+        kj::arrayPtr(reinterpret_cast<const kj::byte*>(MODULE), strlen(MODULE)));
+    auto first = compiled.send().wait(ws());
+    ASSERT_TRUE(first.getOutcome().isOk());
+    key = kj::heapArray(first.getOutcome().getOk().getObject().getKey());
+  }  // released: unloaded, so that the same module may be loaded again
+  auto found = byKey(key);
+  ASSERT_TRUE(found.getOutcome().isOk()) << found.getOutcome().getError().getMessage().cStr();
+  EXPECT_TRUE(found.getOutcome().getOk().getObject().getFromCache());
+  expectAddWorks(found.getOutcome().getOk().getModule());
+}
+
+TEST_F(ExecuteServiceTest, OnlyTheHostTargetRunsAndTheTotalLimitHolds) {
+  auto s = session();
+  auto other = s.executorRequest();
+  other.initTarget().setTriple("aarch64");
+  auto refused = other.send().wait(ws());
+  ASSERT_TRUE(refused.getOutcome().isError());
+  EXPECT_EQ(refused.getOutcome().getError().getKind(), proto::Error::Kind::UNKNOWN_TARGET);
+
+  env->execute.limits.maxExecutors = 1;
+  auto held = executor(s);
+  auto second = s.executorRequest().send().wait(ws());
+  ASSERT_TRUE(second.getOutcome().isError());
+  EXPECT_EQ(second.getOutcome().getError().getKind(), proto::Error::Kind::OVERLOADED);
+}
+
+TEST_F(ExecuteServiceTest, ADrainKillsTheExecutorsAndTheirCallsAnswerShuttingDown) {
+  auto s = session();
+  auto m = load(executor(s));
+  auto request = m.callRequest();
+  request.getRequest().setSymbol("spin");
+  auto spinning = request.send();
+  // A round trip after it on the same connection: the call has reached the executor's queue.
+  (void)s.statsRequest().send().wait(ws());
+  env->state.draining = true;
+  env->execute.killAll();
+  auto response = spinning.wait(ws());
+  ASSERT_TRUE(response.getOutcome().isError());
+  EXPECT_EQ(response.getOutcome().getError().getKind(), proto::Error::Kind::SHUTTING_DOWN);
+  EXPECT_EQ(errorOf(call(m, "add", {1, 2})), proto::Error::Kind::SHUTTING_DOWN);
   EXPECT_EQ(env->metrics.totals().executors, 0u);
 }
 
