@@ -15,6 +15,10 @@ namespace {
 /// client's own timer waits this much longer, for an answer that could not come.
 constexpr uint64_t CALL_GRACE_MILLIS = 5000;
 
+/// Session.executor after a server went away (a broken connection, a `shutting-down` answer):
+/// it is idempotent until the first load, so it is retried on a new connection, a few times.
+constexpr unsigned RETRIES_FOR_EXECUTOR = 2;
+
 kj::StringPtr ptr(const std::string& s) {
   return kj::StringPtr(s.c_str(), s.size());
 }
@@ -175,9 +179,24 @@ kj::Promise<std::variant<T, E>> RemoteCalls::bounded(std::shared_ptr<Connection>
 
 kj::Promise<Result<ExecutorParts>> RemoteCalls::executor(std::string target) {
   uint64_t millis = static_cast<uint64_t>(config.timeout.count());
-  auto connected = connector.connection().then(
-      [this, millis, target = kj::mv(target)](
-          Connector::ConnectionResult&& result) -> kj::Promise<Result<ExecutorParts>> {
+  // The whole of it, connecting and retries included, within the deadline.
+  auto deadline =
+      io.provider->getTimer()
+          .afterDelay(millis * kj::MILLISECONDS)
+          .then([this, millis]() -> Result<ExecutorParts> {
+            connector.abandonConnect();
+            return Error(ErrorKind::Timeout, "no answer from rjitd at " +
+                                                 connector.connectingAddress() + " within " +
+                                                 std::to_string(millis) + " ms (RJIT_TIMEOUT_MS)");
+          });
+  return executorAttempt(kj::mv(target), RETRIES_FOR_EXECUTOR).exclusiveJoin(kj::mv(deadline));
+}
+
+kj::Promise<Result<ExecutorParts>> RemoteCalls::executorAttempt(std::string target,
+                                                                unsigned retries) {
+  return connector.connection().then(
+      [this, target = kj::mv(target), retries](
+          Connector::ConnectionResult&& result) mutable -> kj::Promise<Result<ExecutorParts>> {
         if (auto* error = std::get_if<Error>(&result))
           return ready<ExecutorParts>(std::move(*error));
         std::shared_ptr<Connection> connection =
@@ -193,10 +212,10 @@ kj::Promise<Result<ExecutorParts>> RemoteCalls::executor(std::string target) {
         auto request = connection->session().executorRequest();
         request.initTarget().setTriple(ptr(resolved->triple));
         rjitd::TargetName name = *resolved;
-        kj::Promise<Result<ExecutorParts>> answer = request.send().then(
-            [this, connection, name = kj::mv(name)](
-                capnp::Response<proto::Session::ExecutorResults>&& response) mutable
-            -> Result<ExecutorParts> {
+        return request.send()
+            .then([this, connection, name = kj::mv(name)](
+                      capnp::Response<proto::Session::ExecutorResults>&& response) mutable
+                  -> Result<ExecutorParts> {
               proto::ExecutorOutcome::Reader outcome = response.getOutcome();
               if (outcome.isError())
                 return toError(outcome.getError());
@@ -205,20 +224,29 @@ kj::Promise<Result<ExecutorParts>> RemoteCalls::executor(std::string target) {
               executors.emplace(id, kj::heap<Executor>(Executor{connection, outcome.getOk(),
                                                                 kj::mv(name), nullptr, nullptr}));
               return parts;
-            });
-        return bounded<ExecutorParts, Error>(connection, millis, kj::mv(answer));
+            })
+            .then(
+                [this, target, retries, connection](
+                    Result<ExecutorParts>&& result) mutable -> kj::Promise<Result<ExecutorParts>> {
+                  // Asking for an executor starts nothing yet (rjitd spawns on the first load), so
+                  // a draining server's answer is retried on the next server as compile is.
+                  Error* error = failed(result);
+                  if (error != nullptr && error->kind() == ErrorKind::ShuttingDown && retries > 0) {
+                    connector.forget(connection.get());
+                    return executorAttempt(kj::mv(target), retries - 1);
+                  }
+                  return ready<ExecutorParts>(std::move(result));
+                },
+                [this, target, retries, connection](
+                    kj::Exception&& exception) mutable -> kj::Promise<Result<ExecutorParts>> {
+                  if (exception.getType() == kj::Exception::Type::DISCONNECTED) {
+                    connector.forget(connection.get());
+                    if (retries > 0)
+                      return executorAttempt(kj::mv(target), retries - 1);
+                  }
+                  return ready<ExecutorParts>(toError(exception, connection->address()));
+                });
       });
-  // A connect that never finishes is bounded by the same deadline.
-  auto deadline =
-      io.provider->getTimer()
-          .afterDelay(millis * kj::MILLISECONDS)
-          .then([this, millis]() -> Result<ExecutorParts> {
-            connector.abandonConnect();
-            return Error(ErrorKind::Timeout, "no answer from rjitd at " +
-                                                 connector.connectingAddress() + " within " +
-                                                 std::to_string(millis) + " ms (RJIT_TIMEOUT_MS)");
-          });
-  return connected.exclusiveJoin(kj::mv(deadline));
 }
 
 kj::Promise<Result<RemoteLoadedParts>> RemoteCalls::load(uint64_t id,

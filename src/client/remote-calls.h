@@ -2,8 +2,8 @@
 // Remote execute on the client's I/O thread: the executors and remote modules of this client
 // (capabilities, kept here by id for the public handles), and their calls over the connection
 // each executor belongs to: load (hash-first), attaching the shared segment, call and run.
-// None of these is retried: an executor lives on one connection, and a call that reached it is
-// not idempotent.
+// Only asking for an executor is retried (after its server went away): an executor lives on one
+// connection, and a call that reached it is not idempotent.
 #pragma once
 
 #include "cache-key.h"
@@ -51,7 +51,8 @@ public:
 
   // None of these rejects: every failure is a value.
 
-  /// Session.executor for `target` on the current connection, within the deadline.
+  /// Session.executor for `target` on the current connection, within the deadline; retried on
+  /// a new connection after a broken one or a `shutting-down` answer.
   kj::Promise<Result<ExecutorParts>> executor(std::string target);
   /// Executor.load; `request` must outlive the promise.
   kj::Promise<Result<RemoteLoadedParts>> load(uint64_t executor, const CompileRequest& request);
@@ -74,6 +75,7 @@ public:
 private:
   struct Executor;
   struct Module;
+  kj::Promise<Result<ExecutorParts>> executorAttempt(std::string target, unsigned retries);
   template <typename T, typename E>
   kj::Promise<std::variant<T, E>> bounded(std::shared_ptr<Connection> connection, uint64_t millis,
                                           kj::Promise<std::variant<T, E>> work);

@@ -32,6 +32,31 @@ TEST(WireConvertTest, ServerErrorsKeepTheirKindAndDiagnostics) {
   }
 }
 
+TEST(WireConvertTest, ServerStatsCarryTheExecuteFigures) {
+  capnp::MallocMessageBuilder message;
+  auto s = message.initRoot<proto::ServerStats>();
+  s.setExecutes(7);
+  s.setExecuteFailures(2);
+  s.setExecutors(3);
+  s.setExecutorRestarts(1);
+  auto counts = s.initExecuteCounts(2);
+  counts[0].setMethod("x86_64-unknown-linux-gnu");
+  counts[0].setResult("ok");
+  counts[0].setCount(5);
+  counts[1].setMethod("x86_64-unknown-linux-gnu");
+  counts[1].setResult("crashed");
+  counts[1].setCount(2);
+  ServerStats stats = toServerStats(s.asReader());
+  EXPECT_EQ(stats.executes, 7u);
+  EXPECT_EQ(stats.executeFailures, 2u);
+  EXPECT_EQ(stats.executors, 3u);
+  EXPECT_EQ(stats.executorRestarts, 1u);
+  ASSERT_EQ(stats.executeCounts.size(), 2u);
+  EXPECT_EQ(stats.executeCounts[1].method, "x86_64-unknown-linux-gnu");
+  EXPECT_EQ(stats.executeCounts[1].result, "crashed");
+  EXPECT_EQ(stats.executeCounts[1].count, 2u);
+}
+
 TEST(WireConvertTest, LinkFailedIsLinkFailed) {
   // The wire, shared and public enums number this kind differently.
   capnp::MallocMessageBuilder message;
