@@ -446,6 +446,55 @@ TEST_P(ExecuteTest, KilledClientInTheMiddleOfACallLeavesNoExecutor) {
   expectSameRjitd(*daemon);
 }
 
+TEST_P(ExecuteTest, StoppingRjitdEndsItsExecutors) {
+  auto s = typedSession(clientOptions());
+  EXPECT_EQ(s.module->call<int64_t>("add", int64_t{1}, int64_t{2}), 3);
+  auto executors = executorsOf(daemon->pid());
+  ASSERT_EQ(executors.size(), 1u);
+  ASSERT_TRUE(daemon->waitReady());
+  auto status = daemon->stop();
+  EXPECT_TRUE(status.exitedWith(0)) << status.describe() << "\n" << daemon->log();
+  // No user code outlives rjitd: the executor was killed (and, reparented or reaped, is gone).
+  unsigned polls = 0;
+  while (processState(executors[0]) != 0 && processName(executors[0]) == EXECUTOR_NAME &&
+         ++polls < MAX_POLLS) {
+  }
+  EXPECT_NE(processName(executors[0]), EXECUTOR_NAME)
+      << "executor " << executors[0] << " outlived rjitd (state " << processState(executors[0])
+      << ")";
+}
+
+TEST_P(ExecuteTest, StoppingRjitdEndsAnExecutorInTheMiddleOfACall) {
+  // An executor spinning in user code does not notice its channel closing: rjitd's drain must
+  // kill it, and the call fails (the fixture's deadline is rjitd's default 30 s, far away).
+  auto s = typedSession(clientOptions());
+  RemoteModule hang = s.executor->load(moduleRequest("exec-hang.ll"));
+  auto executors = executorsOf(daemon->pid());
+  ASSERT_EQ(executors.size(), 1u);
+  std::optional<Failure> failure;
+  std::thread caller([&] { failure = catchFailure([&] { hang.callValues("hang", {}); }); });
+  // The executor is in the call once it runs (an idle one sleeps in its event loop).
+  unsigned polls = 0;
+  while (processState(executors[0]) != 'R' && ++polls < MAX_POLLS) {
+  }
+  EXPECT_EQ(processState(executors[0]), 'R') << "the executor never ran the call";
+  ASSERT_TRUE(daemon->waitReady());
+  auto status = daemon->stop();
+  EXPECT_TRUE(status.exitedWith(0)) << status.describe() << "\n" << daemon->log();
+  caller.join();
+  if (failure) {
+    EXPECT_TRUE(failure->kind == ErrorKind::ShuttingDown || failure->kind == ErrorKind::Connection)
+        << errorKindName(failure->kind) << ": " << failure->message;
+  }
+  polls = 0;
+  while (processState(executors[0]) != 0 && processName(executors[0]) == EXECUTOR_NAME &&
+         ++polls < MAX_POLLS) {
+  }
+  EXPECT_NE(processName(executors[0]), EXECUTOR_NAME)
+      << "executor " << executors[0] << " outlived rjitd (state " << processState(executors[0])
+      << ")";
+}
+
 // --- Concurrency --------------------------------------------------------------------------------
 
 TEST_P(ExecuteTest, EightClientsCallAtOnce) {
