@@ -16,6 +16,8 @@
 #include <latch>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "fixture.h"
 
 namespace rjit::test {
@@ -629,6 +631,31 @@ TEST_P(ExecuteTest, CliCallRemoteErrorsNameTheirKind) {
                        daemon->endpoint());
   EXPECT_NE(crash.err.find("SIGSEGV"), std::string::npos) << crash.err;
   EXPECT_EQ(crash.out, "before the crash\n");  // what the code wrote before it died
+}
+
+TEST_P(ExecuteTest, RjitInfoShowsTheExecutes) {
+  std::string file = genPath("exec-typed.ll");
+  auto ok = runRjit(work, {"call", "--remote", file, "add", "1", "2"}, daemon->endpoint());
+  EXPECT_TRUE(ok.status.exitedWith(0)) << ok.err;
+  auto crash = runRjit(work, {"call", "--remote", genPath("exec-crash.ll"), "call_abort"},
+                       daemon->endpoint());
+  EXPECT_TRUE(crash.status.exitedWith(1)) << crash.err;
+  auto result = runRjit(work, {"info", "--json"}, daemon->endpoint());
+  ASSERT_TRUE(result.status.exitedWith(0)) << result.err;
+  auto info = nlohmann::json::parse(result.out, nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(info.is_discarded()) << "not JSON: " << result.out;
+  ASSERT_TRUE(info.contains("execute")) << result.out;
+  const auto& execute = info["execute"];
+  EXPECT_EQ(execute.value("total", 0), 2) << result.out;
+  EXPECT_EQ(execute.value("failures", 0), 1) << result.out;
+  EXPECT_EQ(execute.value("executor_restarts", 0), 1) << result.out;
+  uint64_t oks = 0, crashed = 0;
+  for (const auto& [target, results] : execute["by_target"].items()) {
+    oks += results.value("ok", uint64_t{0});
+    crashed += results.value("crashed", uint64_t{0});
+  }
+  EXPECT_EQ(oks, 1u) << result.out;
+  EXPECT_EQ(crashed, 1u) << result.out;
 }
 
 TEST_P(ExecuteTest, CliRunRemoteIsTheProgram) {
