@@ -383,9 +383,12 @@ kj::Promise<void> ControlServer::run(RunContext context) {
   // rjitd wrote stdin into fd 0's file; start reading it from the beginning.
   ::lseek(STDIN_FILENO, 0, SEEK_SET);
 
+  // clearenv() leaves environ NULL when `env` is empty; a native envp is never NULL.
+  static char* noEnvironment[] = {nullptr};
+  char** envp = environ != nullptr ? environ : noEnvironment;
   int status = inUserCode(page, [&] {
     return rjitd::cli::callMain(reinterpret_cast<void*>(found->second), std::get<size_t>(form),
-                                static_cast<int>(storage.size()), argv.data(), environ);
+                                static_cast<int>(storage.size()), argv.data(), envp);
   });
   // As a native main's return: the modules' atexit handlers and destructors, stdio flushed,
   // then the exit status, which rjitd reads from waitpid. _exit rather than exit: the

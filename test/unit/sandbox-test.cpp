@@ -468,7 +468,8 @@ define i32 @network() {
   ret i32 %fd
 }
 
-define i32 @main(i32 %argc, ptr %argv) {
+define i32 @main(i32 %argc, ptr %argv, ptr %envp) {
+  %first = load volatile ptr, ptr %envp
   %r = call i32 (ptr, ...) @printf(ptr @.hello, i32 %argc)
   ret i32 3
 }
@@ -643,6 +644,17 @@ TEST_F(ExecutorWithRjitd, BadAllocInACallIsOutOfMemoryOnTheStatusPage) {
   expectSignal(callThatKills(id, "exhaust", "void()"), SIGABRT);
   EXPECT_EQ(executor.page->outOfMemory.load(), 1u);
   EXPECT_EQ(executor.page->signal.load(), SIGABRT);
+}
+
+TEST_F(ExecutorWithRjitd, RunWithAnEmptyEnvironmentGetsAnEmptyEnvp) {
+  uint64_t id = load();
+  auto run = control.runRequest();
+  run.setId(id);
+  run.initArgv(1).set(0, "prog");
+  auto failure = kj::runCatchingExceptions([&] { run.send().wait(io.waitScope); });
+  EXPECT_TRUE(failure != nullptr) << "run answered";
+  expectExit(executor.wait(), 3);  // main read envp[0]: a NULL envp would crash it
+  EXPECT_EQ(output(1), "hello 1\n");
 }
 
 TEST_F(ExecutorWithRjitd, RunExitsWithMainsStatus) {
