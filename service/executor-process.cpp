@@ -6,8 +6,10 @@
 #include "status-page.h"
 
 #include <capnp/message.h>
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
