@@ -9,7 +9,6 @@
 #include "value.h"
 
 #include <cerrno>
-#include <cmath>
 #include <cstring>
 #include <fcntl.h>
 #include <kj/debug.h>

@@ -5,9 +5,11 @@
 #include "rpc-server.h"
 #include "status-page.h"
 
+#include <algorithm>
 #include <capnp/message.h>
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
@@ -251,7 +253,7 @@ kj::Own<ExecutorProcess> ExecutorProcess::start(const ExecutorConfig& config, Da
   process->network = kj::heap<capnp::TwoPartyVatNetwork>(
       *process->stream, MAX_FDS_PER_MESSAGE, capnp::rpc::twoparty::Side::SERVER, readerOptions);
   process->rpc = kj::heap(capnp::makeRpcServer(
-      *process->network, capnp::Capability::Client(newBootstrap(state, kj::mv(peer)))));
+      *process->network, capnp::Capability::Client(newBootstrap(state, kj::mv(peer), false))));
   capnp::MallocMessageBuilder message(8);
   auto vat = message.initRoot<capnp::rpc::twoparty::VatId>();
   vat.setSide(capnp::rpc::twoparty::Side::CLIENT);

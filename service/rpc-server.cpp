@@ -135,6 +135,9 @@ public:
             return Result(shuttingDown());
           if (state.execute == nullptr)
             return Result(Failure{ErrorKind::UnknownTarget, "this rjitd runs no executors", {}});
+          if (executors == nullptr)
+            return Result(
+                Failure{ErrorKind::InvalidRequest, "an executor cannot open executors", {}});
           return openExecutor(*state.execute, executors, context.getParams().getTarget(), peer);
         },
         [context, target](proto::Executor::Client& executor) mutable {
@@ -214,13 +217,18 @@ private:
   Edge edge{state, peer};
   /// What this connection loaded (shared by its sessions); images handed out keep it alive.
   std::shared_ptr<ClientImages> images;
-  /// The executors this connection holds (shared by its sessions, for the per-connection limit).
+  /// The executors this connection holds (shared by its sessions, for the per-connection limit);
+  /// null on an executor's own channel, which may open none.
   std::shared_ptr<ConnectionExecutors> executors;
 };
 
 class BootstrapImpl final : public proto::Rjitd::Server {
 public:
-  BootstrapImpl(DaemonState& state, std::string peer) : state(state), peer(std::move(peer)) {}
+  BootstrapImpl(DaemonState& state, std::string peer, bool mayExecute)
+      : state(state), peer(std::move(peer)) {
+    if (!mayExecute)
+      executors = nullptr;
+  }
   // One per connection: every session a client gets from it shares what it loaded, so more
   // handshakes do not buy a client more of rjitd's memory.
 
@@ -289,8 +297,8 @@ kj::Promise<void> RequestTracker::drained() {
   return kj::mv(paf.promise);
 }
 
-kj::Own<proto::Rjitd::Server> newBootstrap(DaemonState& state, std::string peer) {
-  return kj::heap<BootstrapImpl>(state, std::move(peer));
+kj::Own<proto::Rjitd::Server> newBootstrap(DaemonState& state, std::string peer, bool mayExecute) {
+  return kj::heap<BootstrapImpl>(state, std::move(peer), mayExecute);
 }
 
 }  // namespace rjitd::service

@@ -56,6 +56,9 @@ struct DaemonState {
 };
 
 /// The bootstrap capability served on one connection. `peer` describes the client for logs.
-kj::Own<proto::Rjitd::Server> newBootstrap(DaemonState& state, std::string peer);
+/// `mayExecute` false (the channel of an executor, whose user code could speak on it) makes
+/// Session.executor refuse: an executor never opens executors.
+kj::Own<proto::Rjitd::Server> newBootstrap(DaemonState& state, std::string peer,
+                                           bool mayExecute = true);
 
 }  // namespace rjitd::service

@@ -65,6 +65,35 @@ TEST_F(MetricsTest, ServedTargetsStartAtZero) {
     EXPECT_EQ(sample(text, series), std::string(series) + " 0") << text;
 }
 
+TEST_F(MetricsTest, ExecuteFiguresAreReadFromTheirFamilies) {
+  std::string text = metrics.exposition();
+  for (const char* series :
+       {R"(rjitd_executes_total{result="ok",target="x86_64"})",
+        R"(rjitd_execute_duration_seconds_count{target="x86_64"})", R"(rjitd_executors)"})
+    EXPECT_EQ(sample(text, series), std::string(series) + " 0") << text;
+  metrics.executorStarted();
+  metrics.executorStarted();
+  metrics.executorEnded();
+  metrics.executeDone("x86_64", std::nullopt, milliseconds(1));
+  metrics.executeDone("x86_64", ErrorKind::Crashed, milliseconds(1));
+  metrics.executeDone("x86_64", ErrorKind::Crashed, milliseconds(1));
+  metrics.executorRestarted(ErrorKind::Crashed);
+  metrics.executorRestarted(ErrorKind::Timeout);
+  Totals t = metrics.totals();
+  EXPECT_EQ(t.executes, 3u);
+  EXPECT_EQ(t.executeFailures, 2u);
+  EXPECT_EQ(t.executors, 1u);
+  EXPECT_EQ(t.executorRestarts, 2u);
+  uint64_t crashed = 0;
+  for (const auto& c : t.executeCounts)
+    if (c.method == "x86_64" && c.result == "crashed")
+      crashed = c.count;
+  EXPECT_EQ(crashed, 2u);
+  text = metrics.exposition();
+  EXPECT_EQ(sample(text, R"(rjitd_executor_restarts_total{reason="timeout"})"),
+            R"(rjitd_executor_restarts_total{reason="timeout"} 1)");
+}
+
 TEST_F(MetricsTest, TotalsAreReadFromTheFamilies) {
   metrics.requestDone(Method::Compile, "x86_64", std::nullopt, milliseconds(2));
   metrics.requestDone(Method::Compile, "x86_64", ErrorKind::InvalidModule, milliseconds(1));

@@ -346,6 +346,20 @@ TEST_F(ExecuteServiceTest, ADrainKillsTheExecutorsAndTheirCallsAnswerShuttingDow
   EXPECT_EQ(env->metrics.totals().executors, 0u);
 }
 
+TEST_F(ExecuteServiceTest, AnExecutorsChannelOpensNoExecutors) {
+  // What rjitd serves an executor (whose user code could speak on the channel).
+  auto pipe = env->io.provider->newTwoWayPipe();
+  capnp::TwoPartyServer server(newBootstrap(env->state, "executor-channel", false));
+  server.accept(kj::mv(pipe.ends[0]));
+  capnp::TwoPartyClient client(*pipe.ends[1]);
+  auto hello = client.bootstrap().castAs<proto::Rjitd>().helloRequest();
+  hello.initClient().setProtocolVersion(proto::PROTOCOL_VERSION);
+  auto refused = hello.send().wait(ws()).getSession().executorRequest().send().wait(ws());
+  ASSERT_TRUE(refused.getOutcome().isError());
+  EXPECT_EQ(refused.getOutcome().getError().getKind(), proto::Error::Kind::INVALID_REQUEST);
+  EXPECT_EQ(env->execute.executors, 0u);
+}
+
 /// A client's shared segment (a sealed memfd), as the client library offers it.
 class Segment final : public proto::SharedSegment::Server {
 public:
