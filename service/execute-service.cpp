@@ -197,7 +197,8 @@ std::variant<IrSignature, Failure> findFunction(const CompiledObject& object,
 std::optional<Failure> checkCallArguments(std::string_view symbol, const IrSignature& signature,
                                           capnp::List<proto::Value>::Reader arguments,
                                           uint64_t maxBufferBytes,
-                                          std::optional<uint64_t> segmentBytes) {
+                                          std::optional<uint64_t> segmentBytes,
+                                          uint64_t maxCopiedBytes) {
   if (auto error = marshal::checkCallable(symbol, signature))
     return mismatch(error->message);
   std::string given = "(";
@@ -214,6 +215,23 @@ std::optional<Failure> checkCallArguments(std::string_view symbol, const IrSigna
             argumentProblem(arguments[i], signature.params[i], maxBufferBytes, segmentBytes))
       return mismatch(head + "argument " + std::to_string(i + 1) + ": " + *problem);
   }
+  // Each copied buffer fits on its own; together they must fit one call's budget too (out
+  // buffers travel back in the answer).
+  uint64_t copied = 0;
+  for (auto v : arguments) {
+    if (v.isString())
+      copied += v.getString().size();
+    if (v.isBuffer() && !v.getBuffer().isSegmentOffset())
+      copied += v.getBuffer().getCount() * elementBytes(v.getBuffer().getElement());
+  }
+  if (copied > maxCopiedBytes)
+    return Failure{ErrorKind::TooLarge,
+                   describeFunction(symbol, signature) + ": the call's copied buffers and " +
+                       "strings take " + std::to_string(copied) + " bytes, more than one call " +
+                       "may pass (" + std::to_string(maxCopiedBytes) +
+                       " bytes, rjitd --max-call-bytes); pass large arrays in the shared " +
+                       "segment (a Unix-socket client's buffers)",
+                   {}};
   return std::nullopt;
 }
 
@@ -620,7 +638,7 @@ private:
     if (core->segment != nullptr)
       segmentBytes = core->segmentSize;
     if (auto f = checkCallArguments(symbol, signature, request.getArguments(),
-                                    limits.executorMemory, segmentBytes))
+                                    limits.executorMemory, segmentBytes, limits.maxCallBytes))
       return Outcome<Done>(kj::mv(*f));
     auto deadline = callDeadline(request.getTimeoutMillis(), limits.executeTimeout);
     std::string signatureText = formatIrSignature(signature);

@@ -44,6 +44,9 @@ struct ExecuteLimits {
   /// The longest a call, a run or a load's constructors may take (--execute-timeout); also the
   /// cap on the client's own deadline.
   std::chrono::milliseconds executeTimeout{30000};
+  /// Bytes of copied buffers (in and out) and strings one call may pass (--max-call-bytes): the
+  /// request message, and the answer that carries out-buffers back, stay this small.
+  uint64_t maxCallBytes = 256ull << 20;
   /// Arguments one call may pass (a C function has at most a few dozen).
   uint32_t maxArguments = 1024;
   /// Bytes of argv and env one run may pass.
@@ -98,10 +101,12 @@ std::variant<IrSignature, Failure> findFunction(const CompiledObject& object,
 /// `maxBufferBytes`; a segment buffer needs a segment of `segmentBytes` holding it). Otherwise
 /// a SignatureMismatch Failure naming the symbol, its signature, what was given and what is
 /// wrong, e.g. "i64 add(i64, i64) called with (1, string \"x\"): argument 2: expected ...".
+/// A TooLarge Failure when the copied buffers and strings together exceed `maxCopiedBytes`.
 std::optional<Failure> checkCallArguments(std::string_view symbol, const IrSignature& signature,
                                           capnp::List<proto::Value>::Reader arguments,
                                           uint64_t maxBufferBytes,
-                                          std::optional<uint64_t> segmentBytes);
+                                          std::optional<uint64_t> segmentBytes,
+                                          uint64_t maxCopiedBytes = UINT64_MAX);
 
 /// nullopt when `signature` is one a program's main may have for a run: i32(), i32(i32,ptr) or
 /// i32(i32,ptr,ptr); otherwise a SignatureMismatch Failure.

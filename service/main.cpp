@@ -18,6 +18,7 @@
 #include "worker-pool.h"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <csignal>
@@ -57,6 +58,7 @@ struct Options {
   uint32_t maxExecutorsPerConnection = 4;
   uint64_t executorMemory = 1ull << 30;
   uint64_t executorOutput = 8ull << 20;
+  uint64_t maxCallBytes = 256ull << 20;
   std::string executeTimeout = "30s";
   std::string executorUser;  // "" = nobody (used only when rjitd runs as root)
 };
@@ -228,9 +230,10 @@ int run(const Options& opt) {
                  opt.executeTimeout.c_str());
     return 2;
   }
-  if (opt.executorMemory < (16u << 20) || opt.executorOutput == 0 || opt.maxExecutors == 0) {
-    std::fprintf(stderr, "error: --executor-memory must be at least 16M, --executor-output and "
-                         "--max-executors positive\n");
+  if (opt.executorMemory < (16u << 20) || opt.executorOutput == 0 || opt.maxExecutors == 0 ||
+      opt.maxCallBytes == 0) {
+    std::fprintf(stderr, "error: --executor-memory must be at least 16M, --executor-output, "
+                         "--max-call-bytes and --max-executors positive\n");
     return 2;
   }
   ExecutorConfig executorConfig;
@@ -313,6 +316,7 @@ int run(const Options& opt) {
   executeLimits.maxExecutorsPerConnection = opt.maxExecutorsPerConnection;
   executeLimits.executorMemory = opt.executorMemory;
   executeLimits.executorOutput = opt.executorOutput;
+  executeLimits.maxCallBytes = opt.maxCallBytes;
   executeLimits.executeTimeout = *executeTimeout;
   capnp::ReaderOptions executorReader;
   // Calls carry copied buffers (up to --executor-memory) and answers carry them back.
@@ -329,9 +333,12 @@ int run(const Options& opt) {
                              executeTasks};
   state.execute = &execute;
 
-  // A message carries one module plus a little framing; allow that much and no more.
+  // A message carries one module, or one call's copied buffers, plus a little framing; allow that
+  // much and no more. Cap'n Proto charges a Data field against the limit each time it is read,
+  // and a call's buffers are read three times (checked, summed, relayed to the executor).
   capnp::ReaderOptions reader;
-  reader.traversalLimitInWords = (opt.maxModuleBytes + (1u << 20)) / 8;
+  reader.traversalLimitInWords =
+      (std::max(opt.maxModuleBytes, 3 * opt.maxCallBytes) + (1u << 20)) / 8;
   Listeners listeners(io, state, reader);
 
   // Declared after everything it reads (metrics, cache), so it stops serving first.
@@ -440,6 +447,11 @@ int main(int argc, char** argv) {
                  "stdout and stderr one call may write, and a run's stdin, in bytes (K, M, G)")
       ->transform(CLI::AsSizeValue(false))
       ->default_str("8M");
+  app.add_option("--max-call-bytes", opt.maxCallBytes,
+                 "bytes of copied buffers and strings one remote call may pass (K, M, G); "
+                 "same-host clients pass larger arrays in their shared segment")
+      ->transform(CLI::AsSizeValue(false))
+      ->default_str("256M");
   app.add_option("--execute-timeout", opt.executeTimeout,
                  "longest a remote call or run may take (and the cap on a client's deadline): "
                  "seconds, or with ms, s or m")

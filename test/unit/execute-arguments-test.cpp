@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <kj/io.h>
 #include <limits>
+#include <string>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -28,8 +29,10 @@ public:
       : list(message.initRoot<proto::CallRequest>().initArguments(count)) {}
   proto::Value::Builder operator[](size_t i) { return list[i]; }
   std::optional<Failure> check(const char* signature, uint64_t maxBuffer = 1 << 20,
-                               std::optional<uint64_t> segment = std::nullopt) {
-    return checkCallArguments("f", signatureOf(signature), list.asReader(), maxBuffer, segment);
+                               std::optional<uint64_t> segment = std::nullopt,
+                               uint64_t maxCopied = UINT64_MAX) {
+    return checkCallArguments("f", signatureOf(signature), list.asReader(), maxBuffer, segment,
+                              maxCopied);
   }
 
 private:
@@ -51,6 +54,22 @@ TEST(ExecuteArgumentsTest, ScalarsThatFitPass) {
   f[0].setFloat64(1.5);
   f[1].setFloat32(2.5f);
   EXPECT_EQ(f.check("double(float,double)"), std::nullopt);
+}
+
+TEST(ExecuteArgumentsTest, CopiedBuffersAndStringsTogetherOverTheCallBudgetAreTooLarge) {
+  // Each fits alone (1 MiB buffers), but one call may copy at most 1.5 MiB (--max-call-bytes).
+  Arguments a(3);
+  for (unsigned i = 0; i < 2; ++i) {
+    auto b = a[i].initBuffer();
+    b.setElement(proto::Buffer::Element::U8);
+    b.setCount(512 << 10);
+    b.setDirection(proto::Buffer::Direction::OUT);
+  }
+  a[2].setString(std::string(1 << 20, 'x'));
+  EXPECT_EQ(a.check("void(ptr,ptr,ptr)", 1 << 20, std::nullopt, 3 << 20), std::nullopt);
+  auto failure = a.check("void(ptr,ptr,ptr)", 1 << 20, std::nullopt, 3 << 19);
+  ASSERT_TRUE(failure.has_value());
+  EXPECT_EQ(failure->kind, ErrorKind::TooLarge) << failure->message;
 }
 
 TEST(ExecuteArgumentsTest, WrongCountIsAMismatch) {
