@@ -68,6 +68,10 @@ build/src/cli/rjit run "$tmp/hello.ll" -- from-the-fast-path
 echo "==> rjit call hello.ll: one function, arguments converted by its IR signature"
 echo "collatz_steps(27) = $(build/src/cli/rjit call "$tmp/hello.ll" collatz_steps 27)"
 
+echo "==> rjit run --remote / rjit call --remote: the same, executed by rjitd in a sandboxed executor"
+build/src/cli/rjit run --remote "$tmp/hello.ll" -- from-an-executor
+echo "collatz_steps(27) = $(build/src/cli/rjit call --remote "$tmp/hello.ll" collatz_steps 27)"
+
 echo "==> rjit info"
 build/src/cli/rjit info
 
