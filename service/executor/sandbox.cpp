@@ -5,6 +5,11 @@
 #include "sandbox.h"
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -40,7 +45,6 @@ const char* const ALLOWED[] = {
     "close",
     "fstat",
     "newfstatat",
-    "fcntl",
     "dup",
     "dup2",
     "dup3",
@@ -136,6 +140,36 @@ std::optional<SandboxError> setLimit(int resource, const char* name, uint64_t so
   return std::nullopt;
 }
 
+/// Tasks (threads) of processes whose real uid is `uid`, from /proc/<pid>/status; nullopt when
+/// /proc cannot be read. Processes that end meanwhile are skipped.
+std::optional<uint64_t> countUserTasks(uid_t uid) {
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr)
+    return std::nullopt;
+  uint64_t tasks = 0;
+  while (const dirent* entry = ::readdir(proc)) {
+    if (entry->d_name[0] < '1' || entry->d_name[0] > '9')
+      continue;
+    std::string path = std::string("/proc/") + entry->d_name + "/status";
+    FILE* status = std::fopen(path.c_str(), "re");
+    if (status == nullptr)
+      continue;
+    char line[256];
+    long realUid = -1, threads = 0;
+    while (std::fgets(line, sizeof line, status) != nullptr) {
+      if (std::strncmp(line, "Uid:", 4) == 0)
+        realUid = std::strtol(line + 4, nullptr, 10);
+      else if (std::strncmp(line, "Threads:", 8) == 0)
+        threads = std::strtol(line + 8, nullptr, 10);
+    }
+    std::fclose(status);
+    if (realUid == static_cast<long>(uid) && threads > 0)
+      tasks += static_cast<uint64_t>(threads);
+  }
+  ::closedir(proc);
+  return tasks;
+}
+
 std::optional<SandboxError> setLimits(const SandboxOptions& options) {
   uint64_t cpuHard = options.cpuSeconds == RLIM_INFINITY ? RLIM_INFINITY : options.cpuSeconds + 1;
   struct Limit {
@@ -162,10 +196,13 @@ std::optional<SandboxError> setLimits(const SandboxOptions& options) {
   for (const Limit& l : limits)
     if (auto error = setLimit(l.resource, l.name, l.soft, l.hard))
       return error;
-  // Counted per real uid: only meaningful (and only harmless to rjitd) under a user of its own.
-  if (options.uid)
-    return setLimit(RLIMIT_NPROC, "RLIMIT_NPROC", MAX_USER_TASKS, MAX_USER_TASKS);
-  return std::nullopt;
+  // The kernel counts RLIMIT_NPROC over all tasks of the real uid (rjitd's own when executors
+  // run as rjitd's user, as under the unit): the limit is what the user has now plus this
+  // executor's allowance.
+  auto tasks = countUserTasks(::getuid());
+  if (!tasks)
+    return failure("counting the tasks of uid " + std::to_string(::getuid()) + " in /proc", errno);
+  return setLimit(RLIMIT_NPROC, "RLIMIT_NPROC", *tasks + EXECUTOR_TASKS, *tasks + EXECUTOR_TASKS);
 }
 
 std::optional<SandboxError> dropUser(const SandboxOptions& options) {
@@ -239,6 +276,20 @@ std::optional<SandboxError> installFilter() {
     if (auto error = addRule(filter, SCMP_ACT_ALLOW, "ioctl", 1, is))
       return error;
   }
+  // fcntl: descriptor flags, status flags without O_ASYNC, duplicates, seals and locks.
+  // F_SETOWN/F_SETSIG/O_ASYNC are refused: with them the code could have the kernel signal
+  // any process of its user (rjitd itself) when the channel becomes readable.
+  for (int command :
+       {F_GETFD, F_SETFD, F_GETFL, F_DUPFD, F_DUPFD_CLOEXEC, F_GET_SEALS, F_ADD_SEALS, F_GETLK,
+        F_SETLK, F_SETLKW, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW, F_GETPIPE_SZ}) {
+    const scmp_arg_cmp is[] = {SCMP_A1(SCMP_CMP_EQ, static_cast<uint64_t>(command))};
+    if (auto error = addRule(filter, SCMP_ACT_ALLOW, "fcntl", 1, is))
+      return error;
+  }
+  const scmp_arg_cmp setFlags[] = {SCMP_A1(SCMP_CMP_EQ, F_SETFL),
+                                   SCMP_A2(SCMP_CMP_MASKED_EQ, O_ASYNC, 0)};
+  if (auto error = addRule(filter, SCMP_ACT_ALLOW, "fcntl", 2, setFlags))
+    return error;
   // Reading limits (glibc's pthread_create asks for RLIMIT_STACK); raising them is refused.
   const scmp_arg_cmp readOnly[] = {SCMP_A2(SCMP_CMP_EQ, 0)};
   if (auto error = addRule(filter, SCMP_ACT_ALLOW, "prlimit64", 1, readOnly))

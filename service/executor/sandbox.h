@@ -10,10 +10,12 @@
 
 namespace rjitd::executor {
 
-/// RLIMIT_NPROC for an executor under a uid of its own (--uid): all executors share that user
-/// (`nobody` by default), so the limit counts every executor's threads together; it only backs
-/// up the seccomp filter, which already refuses new processes.
-constexpr uint64_t MAX_USER_TASKS = 4096;
+/// Threads an executor may start beyond the tasks its user already has when it starts
+/// (RLIMIT_NPROC, which the kernel counts per user): a thread bomb ends in EAGAIN from
+/// pthread_create, not in a host (or a unit's TasksMax) out of tasks. With rjitd's defaults (64
+/// executors) executors hold at most 64 * 32 tasks of their own. A cgroup per executor
+/// (pids.max) would bound each exactly; that needs a delegated cgroup (not yet).
+constexpr uint64_t EXECUTOR_TASKS = 32;
 
 /// What the sandbox limits. A limit of RLIM_INFINITY leaves that resource unlimited (tests).
 struct SandboxOptions {
@@ -22,7 +24,7 @@ struct SandboxOptions {
   uint64_t cpuSeconds = 0;   ///< RLIMIT_CPU soft limit (SIGXCPU), hard one second later (SIGKILL)
   uint64_t openFiles = 0;    ///< RLIMIT_NOFILE
   /// Switch to this user and group (dropping supplementary groups) first; rjitd passes them
-  /// only when it runs as root. RLIMIT_NPROC (MAX_USER_TASKS) applies only then.
+  /// only when it runs as root.
   std::optional<uid_t> uid;
   std::optional<gid_t> gid;
 };
@@ -44,7 +46,8 @@ std::optional<SandboxError> applySandbox(const SandboxOptions& options);
 
 /// The system calls the filter allows without conditions, by name (for the docs and tests).
 /// Besides these: clone with CLONE_THREAD; kill, tgkill and tkill to this process only; ioctl
-/// FIOCLEX, FIONCLEX, FIONBIO, FIONREAD and TCGETS; prlimit64 reading only.
+/// FIOCLEX, FIONCLEX, FIONBIO, FIONREAD and TCGETS; prlimit64 reading only; fcntl but
+/// F_SETOWN, F_SETSIG, F_SETLEASE, F_NOTIFY and F_SETFL with O_ASYNC.
 const char* const* sandboxSyscalls();
 
 }  // namespace rjitd::executor

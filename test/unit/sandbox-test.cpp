@@ -180,6 +180,68 @@ TEST(Sandbox, ThreadsWork) {
              CHILD_OK);
 }
 
+void* blockOnPipe(void* fd) {
+  char c;
+  (void)::read(static_cast<int>(reinterpret_cast<intptr_t>(fd)), &c, 1);
+  return nullptr;
+}
+
+TEST(Sandbox, ThreadsAreBoundedPerExecutor) {
+  // A thread bomb: threads that stay until the pipe closes, started until pthread_create
+  // refuses. RLIMIT_NPROC is not enforced for root, so as root the child runs as nobody, as
+  // rjitd's executors do.
+  SandboxOptions options = roomy();
+  if (::geteuid() == 0) {
+    options.uid = 65534;
+    options.gid = 65534;
+  }
+  int pipeFds[2];
+  ASSERT_EQ(::pipe2(pipeFds, O_CLOEXEC), 0);
+  int readEnd = pipeFds[0];
+  expectExit(runSandboxed(options,
+                          [readEnd] {
+                            for (uint64_t started = 0; started <= 4 * EXECUTOR_TASKS; ++started) {
+                              pthread_t thread;
+                              int rc = ::pthread_create(
+                                  &thread, nullptr, &blockOnPipe,
+                                  reinterpret_cast<void*>(static_cast<intptr_t>(readEnd)));
+                              if (rc == EAGAIN)
+                                return started <= EXECUTOR_TASKS ? CHILD_OK : CHILD_CHECK_FAILED;
+                              if (rc != 0)
+                                return CHILD_CHECK_FAILED;
+                            }
+                            return CHILD_CHECK_FAILED;  // never refused
+                          }),
+             CHILD_OK);
+  ::close(pipeFds[0]);
+  ::close(pipeFds[1]);
+}
+
+TEST(Sandbox, SignalsOnIoToAnotherProcessAreForbidden) {
+  // F_SETOWN would have the kernel signal rjitd (same user) when the channel becomes readable.
+  expectSignal(runSandboxed(roomy(),
+                            [] {
+                              (void)::fcntl(0, F_SETOWN, ::getppid());
+                              return CHILD_OK;
+                            }),
+               SIGSYS);
+  expectSignal(runSandboxed(roomy(),
+                            [] {
+                              (void)::fcntl(0, F_SETFL, O_ASYNC | O_NONBLOCK);
+                              return CHILD_OK;
+                            }),
+               SIGSYS);
+  // Ordinary status flags stay allowed.
+  expectExit(runSandboxed(roomy(),
+                          [] {
+                            int flags = ::fcntl(0, F_GETFL);
+                            return ::fcntl(0, F_SETFL, flags | O_NONBLOCK) == 0
+                                       ? CHILD_OK
+                                       : CHILD_CHECK_FAILED;
+                          }),
+             CHILD_OK);
+}
+
 TEST(Sandbox, MallocAndMmapWork) {
   expectExit(runSandboxed(roomy(),
                           [] {
