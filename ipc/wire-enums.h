@@ -113,4 +113,44 @@ constexpr ObjectSymbol::Kind fromWireSymbolKind(proto::Symbol::Kind wire) {
   return wire_detail::lookup<0>(WIRE_SYMBOL_KINDS, wire, ObjectSymbol::Kind::Other);
 }
 
+/// Remote execute's buffer element types: size and name ("i8", "f64"), one row each.
+struct WireElement {
+  proto::Buffer::Element wire;
+  uint8_t bytes;
+  const char* name;
+};
+inline constexpr WireElement WIRE_ELEMENTS[] = {
+    {proto::Buffer::Element::I8, 1, "i8"},   {proto::Buffer::Element::U8, 1, "u8"},
+    {proto::Buffer::Element::I16, 2, "i16"}, {proto::Buffer::Element::U16, 2, "u16"},
+    {proto::Buffer::Element::I32, 4, "i32"}, {proto::Buffer::Element::U32, 4, "u32"},
+    {proto::Buffer::Element::I64, 8, "i64"}, {proto::Buffer::Element::U64, 8, "u64"},
+    {proto::Buffer::Element::F32, 4, "f32"}, {proto::Buffer::Element::F64, 8, "f64"},
+};
+
+/// Bytes of one element; 0 for an element this build does not know (a newer peer's).
+constexpr size_t elementBytes(proto::Buffer::Element element) {
+  for (const auto& e : WIRE_ELEMENTS)
+    if (e.wire == element)
+      return e.bytes;
+  return 0;
+}
+
+/// "i8" ... "f64"; "unknown" for an element this build does not know.
+constexpr const char* elementName(proto::Buffer::Element element) {
+  for (const auto& e : WIRE_ELEMENTS)
+    if (e.wire == element)
+      return e.name;
+  return "unknown";
+}
+
+/// "in", "out", "in-out".
+constexpr const char* directionName(proto::Buffer::Direction direction) {
+  switch (direction) {
+  case proto::Buffer::Direction::IN: return "in";
+  case proto::Buffer::Direction::OUT: return "out";
+  case proto::Buffer::Direction::IN_OUT: return "in-out";
+  }
+  return "unknown";
+}
+
 }  // namespace rjitd

@@ -7,6 +7,7 @@
 #include "proto-convert.h"
 #include "rpc-edge.h"
 #include "value.h"
+#include "wire-enums.h"
 
 #include <cerrno>
 #include <cstring>
@@ -27,47 +28,6 @@ using RunContext =
 
 Failure mismatch(std::string message) {
   return Failure{ErrorKind::SignatureMismatch, std::move(message), {}};
-}
-
-size_t elementBytes(proto::Buffer::Element element) {
-  switch (element) {
-  case proto::Buffer::Element::I8:
-  case proto::Buffer::Element::U8: return 1;
-  case proto::Buffer::Element::I16:
-  case proto::Buffer::Element::U16: return 2;
-  case proto::Buffer::Element::I32:
-  case proto::Buffer::Element::U32:
-  case proto::Buffer::Element::F32: return 4;
-  case proto::Buffer::Element::I64:
-  case proto::Buffer::Element::U64:
-  case proto::Buffer::Element::F64: return 8;
-  }
-  return 0;  // an element this rjitd does not know (a newer client)
-}
-
-const char* elementName(proto::Buffer::Element element) {
-  switch (element) {
-  case proto::Buffer::Element::I8: return "i8";
-  case proto::Buffer::Element::U8: return "u8";
-  case proto::Buffer::Element::I16: return "i16";
-  case proto::Buffer::Element::U16: return "u16";
-  case proto::Buffer::Element::I32: return "i32";
-  case proto::Buffer::Element::U32: return "u32";
-  case proto::Buffer::Element::I64: return "i64";
-  case proto::Buffer::Element::U64: return "u64";
-  case proto::Buffer::Element::F32: return "f32";
-  case proto::Buffer::Element::F64: return "f64";
-  }
-  return "unknown";
-}
-
-const char* directionName(proto::Buffer::Direction direction) {
-  switch (direction) {
-  case proto::Buffer::Direction::IN: return "in";
-  case proto::Buffer::Direction::OUT: return "out";
-  case proto::Buffer::Direction::IN_OUT: return "in-out";
-  }
-  return "unknown";
 }
 
 /// A wire value as a message shows it: `1`, `18446744073709551615u`, `1.5f`, `string "x"`,
@@ -169,13 +129,27 @@ std::optional<std::string> argumentProblem(proto::Value::Reader v, const IrType&
 
 }  // namespace
 
-std::string describeFunction(std::string_view symbol, const IrSignature& signature) {
-  std::string out = formatIrType(signature.result) + " " + std::string(symbol) + "(";
-  for (size_t i = 0; i < signature.params.size(); ++i)
-    out += (i == 0 ? "" : ", ") + formatIrType(signature.params[i]);
-  if (signature.variadic)
-    out += signature.params.empty() ? "..." : ", ...";
-  return out + ")";
+std::optional<std::string> answerProblem(capnp::List<proto::Value>::Reader arguments,
+                                         proto::CallOutcome::Reader answer) {
+  if (!answer.isOk())
+    return std::string("neither a result nor an error");
+  auto buffers = answer.getOk().getBuffers();
+  size_t next = 0;
+  for (auto v : arguments) {
+    if (!v.isBuffer() || v.getBuffer().isSegmentOffset() ||
+        v.getBuffer().getDirection() == proto::Buffer::Direction::IN)
+      continue;
+    uint64_t bytes = v.getBuffer().getCount() * elementBytes(v.getBuffer().getElement());
+    if (next >= buffers.size())
+      return "fewer out-buffers than the call passed (" + std::to_string(buffers.size()) + ")";
+    if (buffers[next].size() != bytes)
+      return "out-buffer " + std::to_string(next + 1) + " of " +
+             std::to_string(buffers[next].size()) + " bytes for " + std::to_string(bytes);
+    ++next;
+  }
+  if (next != buffers.size())
+    return "more out-buffers (" + std::to_string(buffers.size()) + ") than the call passed";
+  return std::nullopt;
 }
 
 std::variant<IrSignature, Failure> findFunction(const CompiledObject& object,
@@ -642,39 +616,53 @@ private:
       return Outcome<Done>(kj::mv(*f));
     auto deadline = callDeadline(request.getTimeoutMillis(), limits.executeTimeout);
     std::string signatureText = formatIrSignature(signature);
-    return core->exclusive<Outcome<Done>>(
-        [this, context, symbol, signatureText, deadline]() mutable -> kj::Promise<Outcome<Done>> {
-          return core->ready().then(
-              [this, context, symbol, signatureText,
-               deadline](Outcome<ExecutorProcess*>&& ready) mutable -> kj::Promise<Outcome<Done>> {
-                if (auto* f = failureOf(ready))
-                  return Outcome<Done>(kj::mv(*f));
-                ExecutorProcess& p = *std::get<ExecutorProcess*>(ready);
-                p.clearOutput();
-                Clock::time_point begin = Clock::now();
-                auto call = p.control().callRequest();
-                call.setId(module().id);
-                call.setSymbol(symbol);
-                call.setSignature(signatureText);
-                call.setArguments(context.getParams().getRequest().getArguments());
-                using Response = capnp::Response<proto::executor::Control::CallResults>;
-                return race<Response>(call.send(), p, core->env.timer, deadline)
-                    .then([this, context, &p, symbol,
-                           begin](Raced<Response>&& raced) mutable -> Outcome<Done> {
-                      auto outcome = context.getResults().initOutcome();
-                      writeOutput(p, core->env.limits.executorOutput, Clock::now() - begin,
-                                  outcome.initOutput());
-                      KJ_IF_MAYBE (answer, raced.answer) {
-                        auto answered = answer->getOutcome();
-                        if (answered.isError())
-                          return fromProto(answered.getError());
-                        outcome.setOk(answered.getOk());
-                        return Done{};
-                      }
-                      return core->settleDeath(p, raced.fault, symbol);
-                    });
-              });
-        });
+    return core->exclusive<Outcome<Done>>([this, context, symbol, signatureText,
+                                           deadline]() mutable -> kj::Promise<Outcome<Done>> {
+      return core->ready().then(
+          [this, context, symbol, signatureText,
+           deadline](Outcome<ExecutorProcess*>&& ready) mutable -> kj::Promise<Outcome<Done>> {
+            if (auto* f = failureOf(ready))
+              return Outcome<Done>(kj::mv(*f));
+            ExecutorProcess& p = *std::get<ExecutorProcess*>(ready);
+            p.clearOutput();
+            Clock::time_point begin = Clock::now();
+            auto call = p.control().callRequest();
+            call.setId(module().id);
+            call.setSymbol(symbol);
+            call.setSignature(signatureText);
+            call.setArguments(context.getParams().getRequest().getArguments());
+            using Response = capnp::Response<proto::executor::Control::CallResults>;
+            return race<Response>(call.send(), p, core->env.timer, deadline)
+                .then([this, context, &p, symbol,
+                       begin](Raced<Response>&& raced) mutable -> Outcome<Done> {
+                  auto outcome = context.getResults().initOutcome();
+                  writeOutput(p, core->env.limits.executorOutput, Clock::now() - begin,
+                              outcome.initOutput());
+                  KJ_IF_MAYBE (answer, raced.answer) {
+                    auto answered = answer->getOutcome();
+                    if (answered.isError())
+                      return fromProto(answered.getError());
+                    // User code shares the executor's memory: its answer is checked
+                    // against the request before it is passed on, never trusted.
+                    if (auto wrong = answerProblem(context.getParams().getRequest().getArguments(),
+                                                   answered)) {
+                      p.kill(false);
+                      log::warning("executor ", p.pid(), " answered a call of ", symbol,
+                                   " wrongly: ", *wrong, "; killed it");
+                      return Failure{ErrorKind::Crashed,
+                                     "the executor's answer to " + symbol + " was damaged (" +
+                                         *wrong +
+                                         "): the code may have written over the executor's "
+                                         "memory; the next call gets a fresh executor",
+                                     {}};
+                    }
+                    outcome.setOk(answered.getOk());
+                    return Done{};
+                  }
+                  return core->settleDeath(p, raced.fault, symbol);
+                });
+          });
+    });
   }
 
   kj::Promise<Outcome<Done>> serveRun(RunContext context) {

@@ -46,7 +46,7 @@ struct ExecuteLimits {
   std::chrono::milliseconds executeTimeout{30000};
   /// Bytes of copied buffers (in and out) and strings one call may pass (--max-call-bytes): the
   /// request message, and the answer that carries out-buffers back, stay this small.
-  uint64_t maxCallBytes = 256ull << 20;
+  uint64_t maxCallBytes = 128ull << 20;
   /// Arguments one call may pass (a C function has at most a few dozen).
   uint32_t maxArguments = 1024;
   /// Bytes of argv and env one run may pass.
@@ -87,8 +87,6 @@ Outcome<proto::Executor::Client> openExecutor(ExecuteEnvironment& env,
                                               std::shared_ptr<ConnectionExecutors> connection,
                                               proto::TargetSpec::Reader target, std::string peer);
 
-/// "i64 add(i64, i64)": a function's IR signature as a C-like declaration, for messages.
-std::string describeFunction(std::string_view symbol, const IrSignature& signature);
 
 /// The function `symbol` of `object` and its parsed signature, or a SignatureMismatch Failure
 /// (not defined, not a function, a signature that does not parse).
@@ -110,6 +108,11 @@ std::optional<Failure> checkCallArguments(std::string_view symbol, const IrSigna
 
 /// nullopt when `signature` is one a program's main may have for a run: i32(), i32(i32,ptr) or
 /// i32(i32,ptr,ptr); otherwise a SignatureMismatch Failure.
+/// What is wrong with an executor's answer `answer` to a call with `arguments` (its copied
+/// out and in-out buffers must come back, in order, at their sizes), or nullopt.
+std::optional<std::string> answerProblem(capnp::List<proto::Value>::Reader arguments,
+                                         proto::CallOutcome::Reader answer);
+
 std::optional<Failure> checkMain(const IrSignature& signature);
 
 /// nullopt when `fd` can be a shared segment of `size` bytes: a regular file (a memfd) at

@@ -253,7 +253,9 @@ kj::Own<ExecutorProcess> ExecutorProcess::start(const ExecutorConfig& config, Da
   process->network = kj::heap<capnp::TwoPartyVatNetwork>(
       *process->stream, MAX_FDS_PER_MESSAGE, capnp::rpc::twoparty::Side::SERVER, readerOptions);
   process->rpc = kj::heap(capnp::makeRpcServer(
-      *process->network, capnp::Capability::Client(newBootstrap(state, kj::mv(peer), false))));
+      *process->network,
+      capnp::Capability::Client(newBootstrap(
+          state, kj::mv(peer), false, [greeted = process->greeted]() { *greeted = true; }))));
   capnp::MallocMessageBuilder message(8);
   auto vat = message.initRoot<capnp::rpc::twoparty::VatId>();
   vat.setSide(capnp::rpc::twoparty::Side::CLIENT);
@@ -266,22 +268,49 @@ ExecutorProcess::ExecutorProcess(Key, pid_t pid, kj::AutoCloseFd pidFd, kj::Auto
                                  kj::AutoCloseFd stdoutFd, kj::AutoCloseFd stderrFd,
                                  kj::AutoCloseFd pageFd, void* page, kj::UnixEventPort& eventPort)
     : processId(pid), pidFd(kj::mv(pidFd)), stdinFd(kj::mv(stdinFd)), stdoutFd(kj::mv(stdoutFd)),
-      stderrFd(kj::mv(stderrFd)), pageFd(kj::mv(pageFd)), page(page),
+      stderrFd(kj::mv(stderrFd)), pageFd(kj::mv(pageFd)), page(page), eventPort(eventPort),
       observer(eventPort, this->pidFd.get(), kj::UnixEventPort::FdObserver::OBSERVE_READ),
       exitWatch(watchExit().fork()) {}
 
 ExecutorProcess::~ExecutorProcess() noexcept(false) {
-  if (!status) {
-    ::kill(processId, SIGKILL);
-    int raw = 0;
-    // Bounded: SIGKILL cannot be caught or ignored, so the child is gone within a moment.
+  ::munmap(page, PAGE_BYTES);
+  if (status)
+    return;
+  ::kill(processId, SIGKILL);
+  // Reaped once its pidfd says it is gone, without waiting here: the kernel may take tens of
+  // milliseconds to tear down a large address space, and this runs on the event loop. (When
+  // rjitd exits first, the zombie goes to init.)
+  struct Reaper {
+    Reaper(kj::UnixEventPort& port, kj::AutoCloseFd fd)
+        : fd(kj::mv(fd)),
+          observer(port, this->fd.get(), kj::UnixEventPort::FdObserver::OBSERVE_READ) {}
+    kj::AutoCloseFd fd;
+    kj::UnixEventPort::FdObserver observer;
+  };
+  // A copy of the pidfd: the member's observer is still registered (with epoll) until it goes.
+  int copy = ::fcntl(pidFd.get(), F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) {
+    int raw = 0;  // no descriptor left to watch with: wait here (SIGKILL is quick to take)
     while (::waitpid(processId, &raw, 0) < 0 && errno == EINTR) {
     }
-    status = raw;
     if (metrics != nullptr)
       metrics->executorEnded();
+    return;
   }
-  ::munmap(page, PAGE_BYTES);
+  auto reaper = kj::heap<Reaper>(eventPort, kj::AutoCloseFd(copy));
+  auto gone = reaper->observer.whenBecomesReadable();
+  kj::mv(gone)
+      .then([pid = processId, metrics = metrics]() {
+        int raw = 0;
+        while (::waitpid(pid, &raw, WNOHANG) < 0 && errno == EINTR) {
+        }
+        if (metrics != nullptr)
+          metrics->executorEnded();
+      })
+      .attach(kj::mv(reaper))
+      .detach([](kj::Exception&& e) {
+        log::warning("reaping a killed executor failed: ", e.getDescription().cStr());
+      });
 }
 
 kj::Promise<void> ExecutorProcess::watchExit() {
@@ -315,6 +344,7 @@ void ExecutorProcess::kill(bool forDeadline) {
   if (status)
     return;
   deadlineKill = deadlineKill || forDeadline;
+  killed = true;
   ::kill(processId, SIGKILL);
 }
 
@@ -323,6 +353,8 @@ StatusSnapshot ExecutorProcess::snapshot() const {
   StatusSnapshot s;
   s.valid = p->magic.load() == StatusPage::MAGIC;
   s.phase = p->phase.load();
+  if (*greeted && s.phase == StatusPage::Starting)
+    s.phase = StatusPage::UserCode;  // written by user code: the executor was up (see greeted)
   s.signal = p->signal.load();
   s.errnoAtSignal = p->errnoAtSignal.load();
   s.syscall = p->syscall.load();

@@ -102,7 +102,8 @@ public:
   /// Resolves once the process has exited and been reaped (waitStatus() is then set). Watches a
   /// pidfd: the event loop never waits in waitpid.
   kj::Promise<void> exited() { return exitWatch.addBranch(); }
-  bool alive() const { return !status; }
+  /// False once reaped or killed: a killed process is never given another request.
+  bool alive() const { return !status && !killed; }
   /// The waitpid() status once reaped.
   std::optional<int> waitStatus() const { return status; }
   /// SIGKILL, unless already reaped; `forDeadline` remembers that rjitd killed it for a deadline.
@@ -139,6 +140,12 @@ private:
   void* page;  ///< the status page, mapped shared (one page)
   std::optional<int> status;
   bool deadlineKill = false;
+  bool killed = false;
+  /// The executor shook hands with rjitd: it was sandboxed by then (it sandboxes itself before
+  /// it speaks), so user code, which can write the status page, cannot pass a later death off as
+  /// one in start-up (phase Starting). Shared with the bootstrap's hello hook.
+  std::shared_ptr<bool> greeted = std::make_shared<bool>(false);
+  kj::UnixEventPort& eventPort;
   kj::UnixEventPort::FdObserver observer;
   kj::ForkedPromise<void> exitWatch;
   /// Counts the process in rjitd_executors until it is reaped (set by start()).

@@ -58,7 +58,7 @@ struct Options {
   uint32_t maxExecutorsPerConnection = 4;
   uint64_t executorMemory = 1ull << 30;
   uint64_t executorOutput = 8ull << 20;
-  uint64_t maxCallBytes = 256ull << 20;
+  uint64_t maxCallBytes = 128ull << 20;
   std::string executeTimeout = "30s";
   std::string executorUser;  // "" = nobody (used only when rjitd runs as root)
 };
@@ -240,10 +240,13 @@ int run(const Options& opt) {
   executorConfig.path = findExecutor(opt.executorPath);
   executorConfig.memoryBytes = opt.executorMemory;
   executorConfig.outputBytes = opt.executorOutput;
-  // A backstop behind the deadlines (which rjitd enforces by the wall clock), over an
-  // executor's whole life: generous enough for many calls at the longest deadline.
+  // A backstop behind the deadlines, which rjitd enforces by the wall clock, over an
+  // executor's whole life (an rlimit cannot be renewed per call from outside without
+  // CAP_SYS_RESOURCE): a day of CPU, or 1000 calls at the longest deadline, so that a long
+  // session of legitimate calls never meets it. An executor whose rjitd is gone dies with it
+  // (PR_SET_PDEATHSIG), so nothing relies on this limit alone.
   executorConfig.cpuSeconds =
-      std::max<uint64_t>(600, 20 * static_cast<uint64_t>(executeTimeout->count() / 1000 + 1));
+      std::max<uint64_t>(86400, 1000 * static_cast<uint64_t>(executeTimeout->count() / 1000 + 1));
   if (::geteuid() == 0) {
     std::string user = opt.executorUser.empty() ? "nobody" : opt.executorUser;
     passwd entry{};
@@ -319,8 +322,9 @@ int run(const Options& opt) {
   executeLimits.maxCallBytes = opt.maxCallBytes;
   executeLimits.executeTimeout = *executeTimeout;
   capnp::ReaderOptions executorReader;
-  // Calls carry copied buffers (up to --executor-memory) and answers carry them back.
-  executorReader.traversalLimitInWords = (opt.executorMemory + (1u << 20)) / 8;
+  // Answers carry copied out-buffers back (at most --max-call-bytes, read at most three times:
+  // checked, relayed), executors' own loads far less.
+  executorReader.traversalLimitInWords = (3 * opt.maxCallBytes + (1u << 20)) / 8;
   ExecuteEnvironment execute{state,
                              *io.lowLevelProvider,
                              io.unixEventPort,
@@ -451,7 +455,7 @@ int main(int argc, char** argv) {
                  "bytes of copied buffers and strings one remote call may pass (K, M, G); "
                  "same-host clients pass larger arrays in their shared segment")
       ->transform(CLI::AsSizeValue(false))
-      ->default_str("256M");
+      ->default_str("128M");
   app.add_option("--execute-timeout", opt.executeTimeout,
                  "longest a remote call or run may take (and the cap on a client's deadline): "
                  "seconds, or with ms, s or m")

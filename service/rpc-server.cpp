@@ -50,6 +50,17 @@ public:
   }
   ~SessionImpl() noexcept(false) { state.metrics.sessionClosed(); }
 
+  /// An executor's own channel (no `executors`) is for its loads by key only: user code in the
+  /// executor can speak on it, and must not make rjitd compile (or look up) on its behalf.
+  std::optional<Failure> refusedOnExecutorChannel(const char* what) const {
+    if (executors != nullptr)
+      return std::nullopt;
+    return Failure{ErrorKind::InvalidRequest,
+                   std::string(what) + " on an executor's channel: it loads cached modules by key "
+                                       "only",
+                   {}};
+  }
+
   kj::Promise<void> compile(CompileContext context) override {
     Clock::time_point start = Clock::now();
     std::string_view target = requestTargetLabel(
@@ -61,6 +72,8 @@ public:
             return ServeResult(shuttingDown());
           if (auto malformed = checkReadable(context.getParams().getRequest()))
             return ServeResult(kj::mv(*malformed));
+          if (auto refused = refusedOnExecutorChannel("compile"))
+            return ServeResult(kj::mv(*refused));
           CompileJob job = toCompileJob(context.getParams().getRequest());
           // The module is copied out; free the request message now rather than after the
           // compile.
@@ -85,6 +98,8 @@ public:
             return ServeResult(shuttingDown());
           if (auto malformed = checkReadable(context.getParams().getRequest()))
             return ServeResult(kj::mv(*malformed));
+          if (auto refused = refusedOnExecutorChannel("lookup"))
+            return ServeResult(kj::mv(*refused));
           auto keyBytes = context.getParams().getRequest().getKey();
           auto key = cache::keyFromBytes(
               std::string_view(reinterpret_cast<const char*>(keyBytes.begin()), keyBytes.size()));
@@ -115,6 +130,9 @@ public:
             return Outcome<Done>(shuttingDown());
           if (auto malformed = checkReadable(context.getParams().getRequest()))
             return Outcome<Done>(kj::mv(*malformed));
+          if (context.getParams().getRequest().getCompile().getModule().size() != 0)
+            if (auto refused = refusedOnExecutorChannel("load with a module"))
+              return Outcome<Done>(kj::mv(*refused));
           state.requests.begin();
           auto done = kj::defer([this]() { state.requests.end(); });
           return serveLoad(*state.load, std::string(target), images, context).attach(kj::mv(done));
@@ -224,8 +242,9 @@ private:
 
 class BootstrapImpl final : public proto::Rjitd::Server {
 public:
-  BootstrapImpl(DaemonState& state, std::string peer, bool mayExecute)
-      : state(state), peer(std::move(peer)) {
+  BootstrapImpl(DaemonState& state, std::string peer, bool mayExecute,
+                std::function<void()> onHello)
+      : state(state), peer(std::move(peer)), onHello(std::move(onHello)) {
     if (!mayExecute)
       executors = nullptr;
   }
@@ -237,6 +256,8 @@ public:
         Method::Hello, metrics::NO_TARGET, Clock::now(),
         [this, context]() mutable -> kj::Promise<Outcome<Done>> {
           answerHello(context);
+          if (onHello)
+            onHello();
           return Outcome<Done>(Done{});
         },
         [](Done&) { return metrics::NO_TARGET; }, nullptr);
@@ -276,6 +297,7 @@ private:
   Edge edge{state, peer};
   std::shared_ptr<ClientImages> images = newClientImages();
   std::shared_ptr<ConnectionExecutors> executors = std::make_shared<ConnectionExecutors>();
+  std::function<void()> onHello;
 };
 
 }  // namespace
@@ -297,8 +319,9 @@ kj::Promise<void> RequestTracker::drained() {
   return kj::mv(paf.promise);
 }
 
-kj::Own<proto::Rjitd::Server> newBootstrap(DaemonState& state, std::string peer, bool mayExecute) {
-  return kj::heap<BootstrapImpl>(state, std::move(peer), mayExecute);
+kj::Own<proto::Rjitd::Server> newBootstrap(DaemonState& state, std::string peer, bool mayExecute,
+                                           std::function<void()> onHello) {
+  return kj::heap<BootstrapImpl>(state, std::move(peer), mayExecute, std::move(onHello));
 }
 
 }  // namespace rjitd::service

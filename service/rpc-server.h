@@ -57,8 +57,10 @@ struct DaemonState {
 
 /// The bootstrap capability served on one connection. `peer` describes the client for logs.
 /// `mayExecute` false (the channel of an executor, whose user code could speak on it) makes
-/// Session.executor refuse: an executor never opens executors.
+/// Session.executor refuse: an executor never opens executors. `onHello`, when set, is called
+/// as each handshake is answered (rjitd learns so that an executor is up and sandboxed).
 kj::Own<proto::Rjitd::Server> newBootstrap(DaemonState& state, std::string peer,
-                                           bool mayExecute = true);
+                                           bool mayExecute = true,
+                                           std::function<void()> onHello = {});
 
 }  // namespace rjitd::service

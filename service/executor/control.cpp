@@ -49,22 +49,6 @@ std::string text(capnp::Text::Reader t) {
   return std::string(t.cStr(), t.size());
 }
 
-uint64_t elementSize(proto::Buffer::Element element) {
-  switch (element) {
-  case proto::Buffer::Element::I8:
-  case proto::Buffer::Element::U8: return 1;
-  case proto::Buffer::Element::I16:
-  case proto::Buffer::Element::U16: return 2;
-  case proto::Buffer::Element::I32:
-  case proto::Buffer::Element::U32:
-  case proto::Buffer::Element::F32: return 4;
-  case proto::Buffer::Element::I64:
-  case proto::Buffer::Element::U64:
-  case proto::Buffer::Element::F64: return 8;
-  }
-  return 0;  // an element this build does not know
-}
-
 /// A copied buffer argument: malloc'd memory the callee gets a pointer to.
 struct CopiedBuffer {
   void* data = nullptr;
@@ -104,7 +88,7 @@ std::variant<marshal::Value, ArgumentError> toArgument(proto::Value::Reader valu
   default: return ArgumentError{ErrorKind::SignatureMismatch, "a void or pointer value"};
   }
   proto::Buffer::Reader buffer = value.getBuffer();
-  uint64_t size = elementSize(buffer.getElement());
+  uint64_t size = elementBytes(buffer.getElement());
   uint64_t bytes = 0;
   if (size == 0 || __builtin_mul_overflow(buffer.getCount(), size, &bytes))
     return ArgumentError{ErrorKind::SignatureMismatch, "a buffer of an unknown element type or "

@@ -13,6 +13,7 @@
 #include <grp.h>
 #include <sched.h>
 #include <seccomp.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -313,6 +314,10 @@ std::optional<SandboxError> applySandbox(const SandboxOptions& options) {
   if (auto error = setLimits(options))
     return error;
   enterNamespaces();
+  // Ends with rjitd, which enforces its deadlines. Set after the user and namespace changes,
+  // which clear it.
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+    return failure("prctl(PR_SET_PDEATHSIG)", errno);
   // Not dumpable: no core, no ptrace attach, /proc/<pid> owned by root.
   if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
     return failure("prctl(PR_SET_DUMPABLE)", errno);

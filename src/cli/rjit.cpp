@@ -241,7 +241,7 @@ int runCall(const GlobalArgs& global, const LoadArgs& args) {
 
 /// A failure of `rjit call/run --remote` before the call: printed as rjitd's errors are.
 int failRemote(rjit::ErrorKind kind, const std::string& message) {
-  std::cerr << "rjit: error: " << rjit::errorKindName(kind) << ": " << message << "\n";
+  std::cerr << "error: " << rjit::errorKindName(kind) << ": " << message << "\n";
   return 1;
 }
 
@@ -469,9 +469,9 @@ int main(int argc, char** argv) {
       return call.remote ? runCallRemote(global, call) : runCall(global, call);
     return runInfo(global, info);
   } catch (const rjit::Error& e) {
-    // Remote calls name the kind ("rjit: error: crashed: ..."), as scripts tell them apart.
+    // Remote calls name the kind ("error: crashed: ..."), as scripts tell them apart.
     if ((runCmd->parsed() && run.remote) || (callCmd->parsed() && call.remote))
-      std::cerr << "rjit: error: " << rjit::errorKindName(e.kind()) << ": " << e.what() << "\n";
+      std::cerr << "error: " << rjit::errorKindName(e.kind()) << ": " << e.what() << "\n";
     else
       std::cerr << "error: " << e.what() << "\n";
     const std::string& file = compileCmd->parsed() ? compile.file

@@ -94,15 +94,6 @@ rjitd::marshal::Value toMarshal(const Value& value) {
   return M::voidValue();
 }
 
-std::string describeFunction(std::string_view symbol, const rjitd::IrSignature& signature) {
-  std::string out = rjitd::formatIrType(signature.result) + " " + std::string(symbol) + "(";
-  for (size_t i = 0; i < signature.params.size(); ++i)
-    out += (i == 0 ? "" : ", ") + rjitd::formatIrType(signature.params[i]);
-  if (signature.variadic)
-    out += signature.params.empty() ? "..." : ", ...";
-  return out + ")";
-}
-
 std::variant<rjitd::IrSignature, std::string> functionSignature(const CompiledObject& object,
                                                                 std::string_view symbol) {
   const Symbol* found = nullptr;

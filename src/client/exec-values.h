@@ -38,7 +38,6 @@ std::optional<std::string> checkArguments(std::string_view symbol,
                                           const std::vector<Value>& args, bool typed,
                                           const RemoteModule::ResultType* result);
 
-/// "i64 add(i64, i64)".
-std::string describeFunction(std::string_view symbol, const rjitd::IrSignature& signature);
+using rjitd::describeFunction;  ///< "i64 add(i64, i64)" (src/common/ir-signature.h)
 
 }  // namespace rjit::detail

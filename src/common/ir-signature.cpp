@@ -223,4 +223,13 @@ std::variant<IrSignature, IrSignatureError> parseIrSignature(std::string_view te
   return signature;
 }
 
+std::string describeFunction(std::string_view symbol, const IrSignature& signature) {
+  std::string out = formatIrType(signature.result) + " " + std::string(symbol) + "(";
+  for (size_t i = 0; i < signature.params.size(); ++i)
+    out += (i == 0 ? "" : ", ") + formatIrType(signature.params[i]);
+  if (signature.variadic)
+    out += signature.params.empty() ? "..." : ", ...";
+  return out + ")";
+}
+
 }  // namespace rjitd

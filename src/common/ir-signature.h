@@ -76,6 +76,10 @@ std::string formatIrType(const IrType& type);
 /// "signext " or "zeroext " prefix.
 std::string formatIrSignature(const IrSignature& signature);
 
+/// "i64 add(i64, i64)": a function's signature as a C-like declaration, for messages (the
+/// daemon's and the client's checks of call arguments name the function this way).
+std::string describeFunction(std::string_view symbol, const IrSignature& signature);
+
 /// Parses what formatIrSignature writes (and what the compiler wrote before it existed). Types
 /// it does not model (structs, vectors, arrays, other floating-point types, pointers in other
 /// address spaces) come back as Kind::Other with their spelling, so that every signature the

@@ -72,6 +72,36 @@ TEST(ExecuteArgumentsTest, CopiedBuffersAndStringsTogetherOverTheCallBudgetAreTo
   EXPECT_EQ(failure->kind, ErrorKind::TooLarge) << failure->message;
 }
 
+TEST(ExecuteArgumentsTest, AnExecutorsAnswerMustReturnEachCopiedOutBufferAtItsSize) {
+  capnp::MallocMessageBuilder request;
+  auto arguments = request.initRoot<proto::CallRequest>().initArguments(3);
+  auto out = arguments[0].initBuffer();
+  out.setElement(proto::Buffer::Element::I32);
+  out.setCount(4);
+  out.setDirection(proto::Buffer::Direction::OUT);
+  auto in = arguments[1].initBuffer();  // `in`: nothing comes back
+  in.setElement(proto::Buffer::Element::U8);
+  in.setCount(3);
+  in.initBytes(3);
+  arguments[2].setSigned(1);
+  auto answerWith = [&](std::initializer_list<size_t> sizes) {
+    auto message = kj::heap<capnp::MallocMessageBuilder>();
+    auto buffers = message->initRoot<proto::CallOutcome>().initOk().initBuffers(sizes.size());
+    size_t i = 0;
+    for (size_t size : sizes)
+      buffers.init(i++, size);
+    return message;
+  };
+  auto good = answerWith({16});
+  EXPECT_EQ(answerProblem(arguments.asReader(), good->getRoot<proto::CallOutcome>().asReader()),
+            std::nullopt);
+  for (auto sizes : {std::initializer_list<size_t>{}, {15}, {16, 3}}) {
+    auto bad = answerWith(sizes);
+    EXPECT_NE(answerProblem(arguments.asReader(), bad->getRoot<proto::CallOutcome>().asReader()),
+              std::nullopt);
+  }
+}
+
 TEST(ExecuteArgumentsTest, WrongCountIsAMismatch) {
   Arguments a(1);
   a[0].setSigned(1);

@@ -281,6 +281,10 @@ TEST_F(ExecuteServiceTest, TheConnectionLimitIsOverloadedAndReleasingEndsTheProc
   // The capabilities are released: a round trip lets the release messages arrive.
   (void)s.statsRequest().send().wait(ws());
   EXPECT_EQ(env->execute.executors, 0u);
+  // The processes are killed at once and reaped when their pidfds say they are gone (the event
+  // loop never waits for that): bounded wait for the gauge.
+  for (int i = 0; i < 1000 && env->metrics.totals().executors != 0; ++i)
+    env->io.provider->getTimer().afterDelay(10 * kj::MILLISECONDS).wait(ws());
   EXPECT_EQ(env->metrics.totals().executors, 0u);
 }
 
@@ -354,10 +358,23 @@ TEST_F(ExecuteServiceTest, AnExecutorsChannelOpensNoExecutors) {
   capnp::TwoPartyClient client(*pipe.ends[1]);
   auto hello = client.bootstrap().castAs<proto::Rjitd>().helloRequest();
   hello.initClient().setProtocolVersion(proto::PROTOCOL_VERSION);
-  auto refused = hello.send().wait(ws()).getSession().executorRequest().send().wait(ws());
+  auto channelSession = hello.send().wait(ws()).getSession();
+  auto refused = channelSession.executorRequest().send().wait(ws());
   ASSERT_TRUE(refused.getOutcome().isError());
   EXPECT_EQ(refused.getOutcome().getError().getKind(), proto::Error::Kind::INVALID_REQUEST);
   EXPECT_EQ(env->execute.executors, 0u);
+  // Nor does it compile or look up for the code in the executor: loads by key only.
+  auto compile = channelSession.compileRequest();
+  compile.getRequest().setModule(
+      kj::arrayPtr(reinterpret_cast<const kj::byte*>(MODULE), strlen(MODULE)));
+  auto compiled = compile.send().wait(ws());
+  ASSERT_TRUE(compiled.getOutcome().isError());
+  EXPECT_EQ(compiled.getOutcome().getError().getKind(), proto::Error::Kind::INVALID_REQUEST);
+  auto lookup = channelSession.lookupRequest();
+  lookup.getRequest().initKey(32);
+  auto looked = lookup.send().wait(ws());
+  ASSERT_TRUE(looked.getOutcome().isError());
+  EXPECT_EQ(looked.getOutcome().getError().getKind(), proto::Error::Kind::INVALID_REQUEST);
 }
 
 /// A client's shared segment (a sealed memfd), as the client library offers it.
