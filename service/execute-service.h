@@ -87,7 +87,6 @@ Outcome<proto::Executor::Client> openExecutor(ExecuteEnvironment& env,
                                               std::shared_ptr<ConnectionExecutors> connection,
                                               proto::TargetSpec::Reader target, std::string peer);
 
-
 /// The function `symbol` of `object` and its parsed signature, or a SignatureMismatch Failure
 /// (not defined, not a function, a signature that does not parse).
 std::variant<IrSignature, Failure> findFunction(const CompiledObject& object,

@@ -31,6 +31,7 @@ struct StatusPage {
   std::atomic<uint64_t> faultAddress;
 };
 static_assert(sizeof(StatusPage) <= 4096);
-static_assert(std::atomic<uint32_t>::is_always_lock_free && std::atomic<uint64_t>::is_always_lock_free);
+static_assert(std::atomic<uint32_t>::is_always_lock_free &&
+              std::atomic<uint64_t>::is_always_lock_free);
 
 }  // namespace rjitd::executor

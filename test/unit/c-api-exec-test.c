@@ -87,8 +87,7 @@ int main(void) {
   expectKind(error, RJIT_ERROR_INVALID_REQUEST);
   EXPECT(rjit_buffer_new(NULL, RJIT_ELEMENT_U8, 1, 3, &error) == NULL);
   expectKind(error, RJIT_ERROR_INVALID_REQUEST);
-  EXPECT(rjit_buffer_new(NULL, RJIT_ELEMENT_F64, SIZE_MAX / 4, RJIT_DIRECTION_IN, &error) ==
-         NULL);
+  EXPECT(rjit_buffer_new(NULL, RJIT_ELEMENT_F64, SIZE_MAX / 4, RJIT_DIRECTION_IN, &error) == NULL);
   expectKind(error, RJIT_ERROR_INVALID_REQUEST);
 
   if (failures != 0) {

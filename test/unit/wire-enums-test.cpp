@@ -37,8 +37,7 @@ TEST(ErrorKindsTest, RoundTripsBothWays) {
 }
 
 TEST(ErrorKindsTest, ClientOnlyKindsTravelAsInternal) {
-  for (ErrorKind kind :
-       {ErrorKind::Connection, ErrorKind::Configuration, ErrorKind::Load})
+  for (ErrorKind kind : {ErrorKind::Connection, ErrorKind::Configuration, ErrorKind::Load})
     EXPECT_EQ(toWireKind(kind), proto::Error::Kind::INTERNAL) << errorKindName(kind);
   // Timeout is the client's own deadline and also an executor call's (remote execute).
   EXPECT_EQ(toWireKind(ErrorKind::Timeout), proto::Error::Kind::TIMEOUT);
