@@ -544,36 +544,30 @@ public:
   }
 
   kj::Promise<void> call(CallContext context) override {
-    Clock::time_point start = Clock::now();
-    std::string_view target = core->label();
-    return edge.respond<Done>(
-        Method::Call, target, start,
-        [this, context, target, start]() mutable -> kj::Promise<Outcome<Done>> {
-          // Counted so that a drain waits for the answer (its executor is killed first).
-          core->env.state.requests.begin();
-          auto done = kj::defer([&state = core->env.state]() { state.requests.end(); });
-          return serveCall(context)
-              .attach(kj::mv(done))
-              .then([this, target, start](Outcome<Done>&& outcome) mutable {
-                core->env.state.metrics.executeDone(target, errorKindOf(outcome),
-                                                    Clock::now() - start);
-                return kj::mv(outcome);
-              });
-        },
-        [target](Done&) { return target; },
+    return respondExecute(
+        Method::Call, [this, context]() mutable { return serveCall(context); },
         ErrorSlot([context]() mutable { return context.getResults().getOutcome().initError(); }));
   }
 
   kj::Promise<void> run(RunContext context) override {
+    return respondExecute(
+        Method::Run, [this, context]() mutable { return serveRun(context); },
+        ErrorSlot([context]() mutable { return context.getResults().getOutcome().initError(); }));
+  }
+
+private:
+  /// A call or a run through the RPC edge: counted as a request in progress (a drain waits for
+  /// its answer; its executor is killed first) and in rjitd_executes_total by its result.
+  kj::Promise<void> respondExecute(Method method, kj::Function<kj::Promise<Outcome<Done>>()> serve,
+                                   ErrorSlot errorSlot) {
     Clock::time_point start = Clock::now();
     std::string_view target = core->label();
     return edge.respond<Done>(
-        Method::Run, target, start,
-        [this, context, target, start]() mutable -> kj::Promise<Outcome<Done>> {
-          // Counted so that a drain waits for the answer (its executor is killed first).
+        method, target, start,
+        [this, target, start, serve = kj::mv(serve)]() mutable -> kj::Promise<Outcome<Done>> {
           core->env.state.requests.begin();
           auto done = kj::defer([&state = core->env.state]() { state.requests.end(); });
-          return serveRun(context)
+          return serve()
               .attach(kj::mv(done))
               .then([this, target, start](Outcome<Done>&& outcome) mutable {
                 core->env.state.metrics.executeDone(target, errorKindOf(outcome),
@@ -581,11 +575,9 @@ public:
                 return kj::mv(outcome);
               });
         },
-        [target](Done&) { return target; },
-        ErrorSlot([context]() mutable { return context.getResults().getOutcome().initError(); }));
+        [target](Done&) { return target; }, kj::mv(errorSlot));
   }
 
-private:
   ExecutorCore::Module& module() {
     auto found = core->modules.find(serial);
     KJ_ASSERT(found != core->modules.end(), "a RemoteModule outlived its entry");

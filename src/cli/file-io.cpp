@@ -2,6 +2,7 @@
 // The files `rjit` reads and writes (see file-io.h).
 #include "file-io.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -9,6 +10,7 @@
 #include <fcntl.h>
 #include <kj/exception.h>
 #include <kj/io.h>
+#include <limits>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <system_error>
@@ -119,25 +121,14 @@ std::variant<std::string, FileError> readFile(const std::string& path) {
   kj::AutoCloseFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0)
     return failure("read", path, errno);
-  std::string data;
-  struct stat st;
-  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
-    data.reserve(static_cast<size_t>(st.st_size));
-  char buffer[1 << 16];
-  while (true) {
-    ssize_t n = ::read(fd, buffer, sizeof(buffer));
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0)
-      return failure("read", path, errno);
-    if (n == 0)
-      return data;
-    data.append(buffer, static_cast<size_t>(n));
-  }
+  return readBounded(fd, path, std::numeric_limits<size_t>::max());
 }
 
 std::variant<std::string, FileError> readBounded(int fd, const std::string& name, size_t limit) {
   std::string data;
+  struct stat st;
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+    data.reserve(std::min(static_cast<size_t>(st.st_size), limit));
   char buffer[1 << 16];
   while (true) {
     ssize_t n = ::read(fd, buffer, sizeof(buffer));
