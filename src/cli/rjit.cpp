@@ -150,19 +150,25 @@ int runCompile(const GlobalArgs& global, const CompileArgs& args) {
   return 0;
 }
 
-/// Loads `module` (FILE's bytes); the compile's warnings go to stderr only with -v (`rjit run`'s
-/// stderr is the program's).
-rjit::Module loadModule(rjit::Client& client, const LoadArgs& args, std::string module) {
+/// Loads `module` (FILE's bytes) with `load` (Client::load here, RemoteExecutor::load in an
+/// executor); the compile's warnings go to stderr only with -v (`rjit run`'s stderr is the
+/// program's).
+template <typename Load> auto loadWith(Load&& load, const LoadArgs& args, std::string module) {
   rjit::CompileRequest request;
   request.module = std::move(module);
   request.moduleName = args.file;
   request.optLevel = args.optLevel;
   request.format = parseFormat(args.format);
-  rjit::Module loaded = client.load(request);
+  auto loaded = load(request);
   if (args.verbose)
     for (const rjit::Diagnostic& d : loaded.object().diagnostics)
       printDiagnostic(args.file, d);
   return loaded;
+}
+
+rjit::Module loadModule(rjit::Client& client, const LoadArgs& args, std::string module) {
+  return loadWith([&](const rjit::CompileRequest& r) { return client.load(r); }, args,
+                  std::move(module));
 }
 
 const rjit::Symbol* findDefinition(const rjit::Module& module, const std::string& name) {
@@ -255,16 +261,8 @@ void passOutput(const rjit::ExecOutput& output) {
 /// FILE compiled by rjitd (or its cache) and loaded into an executor of rjitd's for --target.
 rjit::RemoteModule loadRemote(rjit::RemoteExecutor& executor, const LoadArgs& args,
                               std::string module) {
-  rjit::CompileRequest request;
-  request.module = std::move(module);
-  request.moduleName = args.file;
-  request.optLevel = args.optLevel;
-  request.format = parseFormat(args.format);
-  rjit::RemoteModule loaded = executor.load(request);
-  if (args.verbose)
-    for (const rjit::Diagnostic& d : loaded.object().diagnostics)
-      printDiagnostic(args.file, d);
-  return loaded;
+  return loadWith([&](const rjit::CompileRequest& r) { return executor.load(r); }, args,
+                  std::move(module));
 }
 
 /// `rjit call --remote`: the arguments parsed here against the symbol's IR signature, the call
