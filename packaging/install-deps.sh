@@ -17,7 +17,15 @@ PACKAGES="
   curl
   prometheus
   debhelper dpkg-dev fakeroot
+  g++-aarch64-linux-gnu qemu-user
+  libcapnp-dev:arm64 libffi-dev:arm64 nettle-dev:arm64 libseccomp-dev:arm64
+  libgtest-dev:arm64 libgmock-dev:arm64
 "
+# The last lines are AArch64 (issue 11): the cross compiler, qemu-user (the dynamic build: 99 MB
+# installed against qemu-user-static's 379 MB, ../shared/notes/toolchain-probe.md) and the
+# arm64 libraries the cross build (cross-aarch64.ini) links, through Debian's multiarch
+# (`dpkg --add-architecture arm64`; libcapnp-dev:arm64 pulls libssl-dev:arm64, which moves the
+# host's libssl to the same Debian revision).
 
 missing=""
 for p in $PACKAGES; do
@@ -39,5 +47,12 @@ if [ "$(id -u)" -ne 0 ]; then
   fi
 fi
 echo "install-deps: installing:$missing"
+case "$missing" in
+  *:arm64*)
+    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+      $SUDO dpkg --add-architecture arm64
+    fi
+    ;;
+esac
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
