@@ -29,7 +29,7 @@ PACKAGES="
 
 missing=""
 for p in $PACKAGES; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+  if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
     missing="$missing $p"
   fi
 done
