@@ -94,7 +94,12 @@ kj::Promise<ServeResult> CompileService::compile(CompileJob job) {
 
 kj::Promise<ServeResult> CompileService::serveKeyed(cache::Key key, CompileJob job,
                                                     compiler::CompileOptions options) {
-  if (auto hit = objects.get(key))
+  const TargetName* target = resolveTarget(served, options.triple, defaultTarget);
+  KJ_ASSERT(target != nullptr, "compile() resolved the target to a canonical triple",
+            options.triple);
+  auto hit = objects.get(key);
+  metrics.cacheLookup(metrics::CacheTier::Memory, target->name, hit != nullptr);
+  if (hit)
     return ServeResult(Served{key, kj::mv(hit), true});
 
   bool joined = true;
@@ -185,9 +190,16 @@ bool CompileService::keepCached(const cache::Key& key,
   return objects.put(key, std::move(object));
 }
 
-ServeResult CompileService::lookup(const cache::Key& key) {
+ServeResult CompileService::lookup(const cache::Key& key, std::string_view missTarget) {
   auto hit = objects.get(key);
-  metrics.hashFirstLookup(hit != nullptr);
+  // A hit is labelled with the target of the object found: the key names none.
+  std::string_view target = missTarget;
+  if (hit) {
+    const TargetName* found = resolveTarget(served, hit->triple, defaultTarget);
+    target = found != nullptr ? std::string_view(found->name) : metrics::UNKNOWN_TARGET;
+  }
+  metrics.cacheLookup(metrics::CacheTier::Memory, target, hit != nullptr);
+  metrics.hashFirstLookup(target, hit != nullptr);
   if (hit)
     return Served{key, kj::mv(hit), true};
   return failure(ErrorKind::NotFound, "no cached object for key " + cache::toHex(key));

@@ -71,8 +71,10 @@ public:
   /// Serves one compile request. Input errors are a Failure, never an exception.
   kj::Promise<ServeResult> compile(CompileJob job);
 
-  /// Hash-first: the cached object for `key`, or a Failure of kind NotFound.
-  ServeResult lookup(const cache::Key& key);
+  /// Hash-first (a lookup or a load by key): the cached object for `key`, or a Failure of kind
+  /// NotFound. A miss is counted under `missTarget` (the target the request named: a served
+  /// target's short name, or NO_TARGET), a hit under the found object's target.
+  ServeResult lookup(const cache::Key& key, std::string_view missTarget = metrics::NO_TARGET);
 
   /// Puts `object` back under `key` when the cache evicted it, so that a load by key (an
   /// executor's, which holds the object for its client) finds it. False when the cache cannot

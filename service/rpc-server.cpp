@@ -182,11 +182,11 @@ private:
     cache.setEntries(c.entries);
     cache.setBytes(c.bytes);
     cache.setBudgetBytes(c.budgetBytes);
-    cache.setHits(c.hits);
-    cache.setMisses(c.misses);
     cache.setEvictions(c.evictions);
     // The same figures the metrics endpoint serves: read from the metrics, never kept twice.
     metrics::Totals n = state.metrics.totals();
+    cache.setHits(n.cacheHits);
+    cache.setMisses(n.cacheMisses);
     out.setCompiles(n.compiles);
     out.setCompileFailures(n.compileFailures);
     out.setCompilesInFlight(n.compilesInFlight);
@@ -223,6 +223,26 @@ private:
     for (size_t i = 0; i < n.errorCounts.size(); ++i) {
       errors[i].setKind(n.errorCounts[i].kind);
       errors[i].setCount(n.errorCounts[i].count);
+    }
+    auto targets = out.initTargets(n.targets.size());
+    for (size_t i = 0; i < n.targets.size(); ++i) {
+      const metrics::Totals::TargetTotals& t = n.targets[i];
+      auto w = targets[i];
+      w.setTarget(t.target);
+      w.setCacheLookups(t.cacheLookups);
+      w.setCacheHits(t.cacheHits);
+      w.setCompiles(t.compiles);
+      w.setCompileFailures(t.compileFailures);
+      w.setLoads(t.loads);
+      w.setLoadFailures(t.loadFailures);
+      w.setLinks(t.links);
+      w.setLinkFailures(t.linkFailures);
+      w.setExecutes(t.executes);
+      w.setExecuteFailures(t.executeFailures);
+      w.setCompileSeconds(t.compileSeconds);
+      w.setLoadSeconds(t.loadSeconds);
+      w.setLinkSeconds(t.linkSeconds);
+      w.setExecuteSeconds(t.executeSeconds);
     }
     out.setWorkers(state.workers);
     out.setUptimeMillis(std::chrono::duration_cast<std::chrono::milliseconds>(
