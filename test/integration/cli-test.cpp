@@ -132,8 +132,8 @@ TEST_P(CliTest, InfoShowsFiguresPerTarget) {
   writeFile(file, "define i32 @main() {\n  ret i32 7\n}\n");
   auto run = rjit({"run", file});
   EXPECT_TRUE(run.status.exitedWith(7)) << run.status.describe() << "\n" << run.err;
-  expectSuccess(rjit({"compile", genPath("checksum-aarch64.ll"), "--target", "aarch64", "-O1",
-                      "-o", work.file("checksum.o")}));
+  expectSuccess(rjit({"compile", genPath("checksum-aarch64.ll"), "--target", "aarch64", "-O1", "-o",
+                      work.file("checksum.o")}));
 
   auto result = rjit({"info", "--json"});
   expectSuccess(result);
