@@ -82,6 +82,9 @@ public:
   bool keepCached(const cache::Key& key, std::shared_ptr<const CompiledObject> object);
 
   const std::vector<TargetName>& targets() const { return served; }
+  /// The `target` label for `spec` (a short name, alias or triple; "" = the default): the
+  /// served target's short name, or UNKNOWN_TARGET. The view lives as long as the service.
+  std::string_view targetLabel(std::string_view spec) const;
   const std::string& defaultTriple() const { return defaultTarget; }
   const ServiceConfig& config() const { return cfg; }
   cache::CacheStats cacheStats() const { return objects.stats(); }
@@ -92,7 +95,7 @@ private:
   kj::Promise<ServeResult> serveKeyed(cache::Key key, CompileJob job,
                                       compiler::CompileOptions options);
   kj::Promise<Shared> startCompile(const cache::Key& key, CompileJob job,
-                                   compiler::CompileOptions options);
+                                   compiler::CompileOptions options, std::string targetName);
 
   const ServiceConfig cfg;
   cache::ObjectCache& objects;

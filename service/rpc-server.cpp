@@ -21,14 +21,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using metrics::Method;
 
-/// The `target` label for a request naming `spec` (a short name, alias or triple; "" = the
-/// default): the served target's short name, or UNKNOWN_TARGET. The view stays valid as long as
-/// the service.
-std::string_view targetLabel(const CompileService& service, std::string_view spec) {
-  const TargetName* target = resolveTarget(service.targets(), spec, service.defaultTriple());
-  return target != nullptr ? std::string_view(target->name) : metrics::UNKNOWN_TARGET;
-}
-
 /// The `target` label of a request's TargetSpec, read before the edge checks the message: a
 /// malformed one (checkReadable answers it) is labelled UNKNOWN_TARGET.
 std::string_view requestTargetLabel(const CompileService& service,
@@ -36,7 +28,7 @@ std::string_view requestTargetLabel(const CompileService& service,
   std::string_view label = metrics::UNKNOWN_TARGET;
   // Why the catch: the message is checked inside the edge; here only the label is at stake.
   (void)kj::runCatchingExceptions(
-      [&]() { label = targetLabel(service, spec().getTriple().cStr()); });
+      [&]() { label = service.targetLabel(spec().getTriple().cStr()); });
   return label;
 }
 
@@ -114,7 +106,7 @@ public:
           toProto(served, context.getParams().getRequest().getWantObject(),
                   context.getResults().initOutcome().initOk());
           // Known only now: a lookup names no target, the object it finds does.
-          return targetLabel(state.service, served.object->triple);
+          return state.service.targetLabel(served.object->triple);
         },
         errorSlotOf(context));
   }
