@@ -191,6 +191,28 @@ struct ServerStats {
   executors @23 :UInt32;                  # executor processes running (rjitd_executors)
   executorRestarts @24 :UInt64;           # executors ended by a call (rjitd_executor_restarts_total)
   executeCounts @25 :List(RequestCount);  # rjitd_executes_total by (target in `method`, result)
+  targets @26 :List(TargetStats);         # per served target, zeros included
+}
+
+struct TargetStats {
+  # One served target's figures, from the metric families' series with its `target` label.
+  # The `...Seconds` are sums of the latency histograms, whose counts are the matching totals
+  # (compiles, loads, links, executes): seconds / count is the mean.
+  target @0 :Text;           # the target's short name ("x86_64", "aarch64")
+  cacheLookups @1 :UInt64;   # rjitd_cache_lookups_total, every tier
+  cacheHits @2 :UInt64;
+  compiles @3 :UInt64;       # rjitd_compiles_total
+  compileFailures @4 :UInt64;
+  loads @5 :UInt64;          # rjitd_requests_total{method="load"}
+  loadFailures @6 :UInt64;
+  links @7 :UInt64;          # rjitd_links_total
+  linkFailures @8 :UInt64;
+  executes @9 :UInt64;       # rjitd_executes_total
+  executeFailures @10 :UInt64;
+  compileSeconds @11 :Float64;  # rjitd_compile_duration_seconds_sum, every opt level
+  loadSeconds @12 :Float64;     # rjitd_request_duration_seconds_sum{method="load"}
+  linkSeconds @13 :Float64;     # rjitd_link_duration_seconds_sum
+  executeSeconds @14 :Float64;  # rjitd_execute_duration_seconds_sum
 }
 
 struct RequestCount {

@@ -15,6 +15,8 @@
 #include <array>
 #include <cmath>
 #include <functional>
+#include <map>
+#include <utility>
 
 namespace rjitd::metrics {
 
@@ -31,9 +33,6 @@ using prometheus::MetricType;
 constexpr std::array<Method, 10> METHODS = {
     Method::Hello,    Method::Compile,    Method::Lookup, Method::Stats, Method::Load,
     Method::Executor, Method::RemoteLoad, Method::Attach, Method::Call,  Method::Run};
-
-/// The cache tier the cache figures describe (a disk tier will add "disk").
-constexpr const char* MEMORY_TIER = "memory";
 
 std::string resultLabel(std::optional<ErrorKind> error) {
   return error ? errorKindName(*error) : "ok";
@@ -67,6 +66,18 @@ double sum(const Family<T>& family,
   return total;
 }
 
+/// Sum of a histogram family's observations (in seconds) over the series whose labels pass
+/// `keep`.
+double observedSeconds(const Family<Histogram>& family,
+                       const std::function<bool(const std::vector<ClientMetric::Label>&)>& keep) {
+  double total = 0;
+  for (const MetricFamily& f : family.Collect())
+    for (const ClientMetric& m : f.metric)
+      if (keep(m.label))
+        total += m.histogram.sample_sum;
+  return total;
+}
+
 bool hasLabel(const std::vector<ClientMetric::Label>& labels, std::string_view name,
               std::string_view value) {
   for (const auto& l : labels) {
@@ -93,8 +104,9 @@ MetricFamily family(std::string name, std::string help, MetricType type,
   return MetricFamily{std::move(name), std::move(help), type, {std::move(m)}};
 }
 
-/// The registry's families followed by the cache's figures, read from one stats() call so
-/// that they are consistent with each other.
+/// The registry's families followed by the cache's size figures, read from one stats() call
+/// so that they are consistent with each other. Its lookups are counted by the call sites
+/// (rjitd_cache_lookups_total): only they know the target a lookup was for.
 class Collector final : public prometheus::Collectable {
 public:
   Collector(std::shared_ptr<prometheus::Registry> registry, const cache::ObjectCache& cache)
@@ -103,19 +115,7 @@ public:
   std::vector<MetricFamily> Collect() const override {
     std::vector<MetricFamily> out = registry->Collect();
     cache::CacheStats s = cache.stats();
-    std::vector<ClientMetric::Label> tier = {{"tier", MEMORY_TIER}};
-    MetricFamily lookups{"rjitd_cache_lookups_total",
-                         "Cache lookups (compile requests and hash-first lookups) by tier and "
-                         "result",
-                         MetricType::Counter,
-                         {}};
-    for (auto [result, value] : {std::pair{"hit", s.hits}, std::pair{"miss", s.misses}}) {
-      ClientMetric m;
-      m.label = {{"result", result}, {"tier", MEMORY_TIER}};
-      m.counter.value = static_cast<double>(value);
-      lookups.metric.push_back(std::move(m));
-    }
-    out.push_back(std::move(lookups));
+    std::vector<ClientMetric::Label> tier = {{"tier", cacheTierName(CacheTier::Memory)}};
     out.push_back(family("rjitd_cache_entries", "Objects in the cache", MetricType::Gauge, tier,
                          static_cast<double>(s.entries)));
     out.push_back(family("rjitd_cache_bytes", "Bytes the cached objects occupy", MetricType::Gauge,
@@ -151,6 +151,13 @@ const char* methodName(Method method) {
   return "unknown";
 }
 
+const char* cacheTierName(CacheTier tier) {
+  switch (tier) {
+  case CacheTier::Memory: return "memory";
+  }
+  return "memory";
+}
+
 const std::vector<double>& durationBuckets() {
   static const std::vector<double> buckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
                                               0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
@@ -159,14 +166,16 @@ const std::vector<double>& durationBuckets() {
 }
 
 struct Metrics::Impl {
-  explicit Impl(const cache::ObjectCache& cache)
+  Impl(const cache::ObjectCache& cache, std::vector<std::string> targets)
       : registry(std::make_shared<prometheus::Registry>()),
-        collector(std::make_shared<Collector>(registry, cache)) {}
+        collector(std::make_shared<Collector>(registry, cache)), targets(std::move(targets)) {}
 
   // Family<T>::Add returns the existing series for known labels, so call sites add with their
   // labels each time: series appear when first used and no table of pointers can go stale.
-  Counter& request(Method method, std::optional<ErrorKind> error) {
-    return requests.Add({{"method", methodName(method)}, {"result", resultLabel(error)}});
+  Counter& request(Method method, std::string_view target, std::optional<ErrorKind> error) {
+    return requests.Add({{"method", methodName(method)},
+                         {"target", std::string(target)},
+                         {"result", resultLabel(error)}});
   }
   Histogram& requestTime(Method method, std::string_view target) {
     return requestDuration.Add({{"method", methodName(method)}, {"target", std::string(target)}},
@@ -192,15 +201,25 @@ struct Metrics::Impl {
   Histogram& executeTime(std::string_view target) {
     return executeDuration.Add({{"target", std::string(target)}}, durationBuckets());
   }
-  Counter& hashFirst(bool hit) { return hashFirstLookups.Add({{"result", hit ? "hit" : "miss"}}); }
+  Counter& cacheLookup(CacheTier tier, std::string_view target, bool hit) {
+    return cacheLookups.Add({{"tier", cacheTierName(tier)},
+                             {"target", std::string(target)},
+                             {"result", hit ? "hit" : "miss"}});
+  }
+  Counter& hashFirst(std::string_view target, bool hit) {
+    return hashFirstLookups.Add(
+        {{"target", std::string(target)}, {"result", hit ? "hit" : "miss"}});
+  }
 
   std::shared_ptr<prometheus::Registry> registry;
   std::shared_ptr<Collector> collector;
+  /// The served targets' short names (BuildInfo::targets): the per-target totals list these.
+  const std::vector<std::string> targets;
 
   Family<Counter>& requests =
       prometheus::BuildCounter()
           .Name("rjitd_requests_total")
-          .Help("Requests answered, by RPC method and result (ok or the error kind)")
+          .Help("Requests answered, by RPC method, target and result (ok or the error kind)")
           .Register(*registry);
   Family<Histogram>& requestDuration =
       prometheus::BuildHistogram()
@@ -281,11 +300,16 @@ struct Metrics::Impl {
                              .Help("Bytes of module bodies received by compile requests")
                              .Register(*registry)
                              .Add({});
+  Family<Counter>& cacheLookups =
+      prometheus::BuildCounter()
+          .Name("rjitd_cache_lookups_total")
+          .Help("Cache lookups (compile requests and lookups by key) by tier, target and result")
+          .Register(*registry);
   Family<Counter>& hashFirstLookups =
       prometheus::BuildCounter()
           .Name("rjitd_hash_first_lookups_total")
           .Help("Hash-first lookups (a client asking by key before sending a large module), by "
-                "result")
+                "target and result")
           .Register(*registry);
   Gauge& sessions = prometheus::BuildGauge()
                         .Name("rjitd_client_sessions")
@@ -317,15 +341,24 @@ struct Metrics::Impl {
 };
 
 Metrics::Metrics(const BuildInfo& info, const cache::ObjectCache& cache)
-    : impl(std::make_unique<Impl>(cache)) {
+    : impl(std::make_unique<Impl>(cache, info.targets)) {
   impl->buildInfo.Add({{"version", info.rjitdVersion}, {"llvm_version", info.llvmVersion}}).Set(1);
   // Series every running rjitd has, so that rate() and the dashboard start from zero.
-  for (Method m : METHODS)
-    impl->request(m, std::nullopt);
+  impl->request(Method::Hello, NO_TARGET, std::nullopt);
+  impl->request(Method::Stats, NO_TARGET, std::nullopt);
+  impl->hashFirst(NO_TARGET, false);
+  impl->cacheLookup(CacheTier::Memory, NO_TARGET, false);
   impl->requestTime(Method::Hello, NO_TARGET);
   impl->requestTime(Method::Stats, NO_TARGET);
   impl->requestTime(Method::Lookup, NO_TARGET);
   for (const std::string& target : info.targets) {
+    for (Method m : METHODS)
+      if (m != Method::Hello && m != Method::Stats)
+        impl->request(m, target, std::nullopt);
+    for (bool hit : {true, false}) {
+      impl->cacheLookup(CacheTier::Memory, target, hit);
+      impl->hashFirst(target, hit);
+    }
     impl->requestTime(Method::Compile, target);
     impl->requestTime(Method::Lookup, target);
     impl->requestTime(Method::Load, target);
@@ -337,15 +370,13 @@ Metrics::Metrics(const BuildInfo& info, const cache::ObjectCache& cache)
     for (unsigned opt = 0; opt <= 3; ++opt)
       impl->compileTime(target, opt);
   }
-  impl->hashFirst(true);
-  impl->hashFirst(false);
 }
 
 Metrics::~Metrics() = default;
 
 void Metrics::requestDone(Method method, std::string_view target, std::optional<ErrorKind> error,
                           Duration elapsed) {
-  impl->request(method, error).Increment();
+  impl->request(method, target, error).Increment();
   impl->requestTime(method, target).Observe(seconds(elapsed));
   if (error)
     impl->errors.Add({{"kind", errorKindName(*error)}}).Increment();
@@ -403,8 +434,12 @@ void Metrics::executorRestarted(ErrorKind reason) {
   impl->executorRestarts.Add({{"reason", errorKindName(reason)}}).Increment();
 }
 
-void Metrics::hashFirstLookup(bool hit) {
-  impl->hashFirst(hit).Increment();
+void Metrics::cacheLookup(CacheTier tier, std::string_view target, bool hit) {
+  impl->cacheLookup(tier, target, hit).Increment();
+}
+
+void Metrics::hashFirstLookup(std::string_view target, bool hit) {
+  impl->hashFirst(target, hit).Increment();
 }
 
 void Metrics::sessionOpened() {
@@ -471,10 +506,14 @@ Totals Metrics::totals() const {
         return l.value;
     return std::string();
   };
+  // Summed over targets: ServerStats.requestCounts is by (method, result); the per-target
+  // figures are in t.targets.
+  std::map<std::pair<std::string, std::string>, double> byMethod;
   for (const MetricFamily& f : impl->requests.Collect())
     for (const ClientMetric& m : f.metric)
-      t.requestCounts.push_back(
-          {label(m.label, "method"), label(m.label, "result"), whole<uint64_t>(m.counter.value)});
+      byMethod[{label(m.label, "method"), label(m.label, "result")}] += m.counter.value;
+  for (const auto& [key, count] : byMethod)
+    t.requestCounts.push_back({key.first, key.second, whole<uint64_t>(count)});
   for (const MetricFamily& f : impl->errors.Collect())
     for (const ClientMetric& m : f.metric)
       t.errorCounts.push_back({label(m.label, "kind"), whole<uint64_t>(m.counter.value)});
@@ -482,6 +521,35 @@ Totals Metrics::totals() const {
     for (const ClientMetric& m : f.metric)
       t.executeCounts.push_back(
           {label(m.label, "target"), label(m.label, "result"), whole<uint64_t>(m.counter.value)});
+  t.cacheHits = whole<uint64_t>(sum(impl->cacheLookups, hit));
+  t.cacheMisses = whole<uint64_t>(sum(impl->cacheLookups)) - t.cacheHits;
+  for (const std::string& target : impl->targets) {
+    auto of = [&target](const std::vector<ClientMetric::Label>& labels) {
+      return hasLabel(labels, "target", target);
+    };
+    auto both = [](auto a, auto b) {
+      return
+          [a, b](const std::vector<ClientMetric::Label>& labels) { return a(labels) && b(labels); };
+    };
+    auto loadOf = both(of, method(Method::Load));
+    Totals::TargetTotals x;
+    x.target = target;
+    x.cacheLookups = whole<uint64_t>(sum(impl->cacheLookups, of));
+    x.cacheHits = whole<uint64_t>(sum(impl->cacheLookups, both(of, hit)));
+    x.compiles = whole<uint64_t>(sum(impl->compiles, of));
+    x.compileFailures = whole<uint64_t>(sum(impl->compiles, both(of, failed)));
+    x.loads = whole<uint64_t>(sum(impl->requests, loadOf));
+    x.loadFailures = whole<uint64_t>(sum(impl->requests, both(loadOf, failed)));
+    x.links = whole<uint64_t>(sum(impl->links, of));
+    x.linkFailures = whole<uint64_t>(sum(impl->links, both(of, failed)));
+    x.executes = whole<uint64_t>(sum(impl->executes, of));
+    x.executeFailures = whole<uint64_t>(sum(impl->executes, both(of, failed)));
+    x.compileSeconds = observedSeconds(impl->compileDuration, of);
+    x.loadSeconds = observedSeconds(impl->requestDuration, loadOf);
+    x.linkSeconds = observedSeconds(impl->linkDuration, of);
+    x.executeSeconds = observedSeconds(impl->executeDuration, of);
+    t.targets.push_back(std::move(x));
+  }
   return t;
 }
 

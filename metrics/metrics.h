@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // rjitd's Prometheus metrics: one registry with every rjitd metric family, updated by the
-// daemon's call sites, plus the cache figures read from the object cache when scraped. The
+// daemon's call sites, plus the cache's size figures read from the object cache when scraped. The
 // counters `rjit info` shows (ServerStats) are read back from here, so both show one figure.
 // This header carries no prometheus-cpp types: only metrics/*.cpp include prometheus-cpp.
 #pragma once
@@ -51,6 +51,13 @@ inline constexpr std::string_view NO_TARGET = "none";
 /// strings never become label values: that would let clients create unbounded series.
 inline constexpr std::string_view UNKNOWN_TARGET = "unknown";
 
+/// The cache tier a lookup asked (the `tier` label): only the memory tier today; a disk tier
+/// will add its value here.
+enum class CacheTier : uint8_t { Memory };
+
+/// "memory".
+const char* cacheTierName(CacheTier tier);
+
 /// Errors that are not the answer to a request; counted in rjitd_errors_total with these kinds.
 enum class DaemonError : uint8_t {
   Connection,  ///< a client connection ended with an error instead of a clean close
@@ -88,7 +95,8 @@ struct Totals {
   uint64_t executeFailures = 0;   ///< ... that did not end with a result
   uint32_t executors = 0;         ///< executor processes running
   uint64_t executorRestarts = 0;  ///< executors ended by a call (rjitd_executor_restarts_total)
-  /// rjitd_requests_total by (method, result), and rjitd_errors_total by kind: every series.
+  /// rjitd_requests_total by (method, result), summed over targets, and rjitd_errors_total by
+  /// kind: every series.
   struct RequestCount {
     std::string method, result;
     uint64_t count = 0;
@@ -101,6 +109,22 @@ struct Totals {
   std::vector<ErrorCount> errorCounts;
   /// rjitd_executes_total by (target, result): the target in `method`.
   std::vector<RequestCount> executeCounts;
+  uint64_t cacheHits = 0;  ///< rjitd_cache_lookups_total, every tier and target
+  uint64_t cacheMisses = 0;
+  /// The figures of one served target. `...Seconds` are the sums of the latency histograms,
+  /// whose counts are the matching totals (compiles, loads, links, executes): their quotient
+  /// is the mean.
+  struct TargetTotals {
+    std::string target;  ///< a served target's short name
+    uint64_t cacheLookups = 0, cacheHits = 0;
+    uint64_t compiles = 0, compileFailures = 0;
+    uint64_t loads = 0, loadFailures = 0;  ///< load requests answered (rjitd_requests_total)
+    uint64_t links = 0, linkFailures = 0;
+    uint64_t executes = 0, executeFailures = 0;
+    double compileSeconds = 0, loadSeconds = 0, linkSeconds = 0, executeSeconds = 0;
+  };
+  /// One per served target (BuildInfo::targets, in that order), zeros included.
+  std::vector<TargetTotals> targets;
 };
 
 /// Histogram buckets of every rjitd duration, in seconds: 100 µs (a cache hit over a Unix
@@ -147,8 +171,13 @@ public:
   /// A call or run ended its executor (`reason`: timeout, crashed, out-of-memory, exited,
   /// output-limit, sandbox-violation, internal; a run's normal end is not counted).
   void executorRestarted(ErrorKind reason);
-  /// A hash-first lookup found (or did not find) the object in the cache.
-  void hashFirstLookup(bool hit);
+  /// A lookup in the object cache's `tier` found (or did not find) the object. `target` is
+  /// the found object's target, or on a miss the target the request named (NO_TARGET when it
+  /// named none, as a hash-first lookup by key does).
+  void cacheLookup(CacheTier tier, std::string_view target, bool hit);
+  /// A hash-first lookup found (or did not find) the object in the cache; `target` as for
+  /// cacheLookup().
+  void hashFirstLookup(std::string_view target, bool hit);
   void sessionOpened();
   void sessionClosed();
   void connectionOpened();

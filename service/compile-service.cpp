@@ -94,14 +94,23 @@ kj::Promise<ServeResult> CompileService::compile(CompileJob job) {
 
 kj::Promise<ServeResult> CompileService::serveKeyed(cache::Key key, CompileJob job,
                                                     compiler::CompileOptions options) {
-  if (auto hit = objects.get(key))
+  const TargetName* target = resolveTarget(served, options.triple, defaultTarget);
+  KJ_ASSERT(target != nullptr, "compile() resolved the target to a canonical triple",
+            options.triple);
+  std::string targetName = target->name;
+  auto hit = objects.get(key);
+  metrics.cacheLookup(metrics::CacheTier::Memory, targetName, hit != nullptr);
+  if (hit)
     return ServeResult(Served{key, kj::mv(hit), true});
 
   bool joined = true;
   auto it = inFlight.find(key);
   if (it == inFlight.end()) {
     joined = false;
-    it = inFlight.emplace(key, startCompile(key, kj::mv(job), kj::mv(options)).fork()).first;
+    it = inFlight
+             .emplace(key,
+                      startCompile(key, kj::mv(job), kj::mv(options), kj::mv(targetName)).fork())
+             .first;
     // Drop the entry once the compile settles. Erasing from a branch's continuation is safe:
     // the branch itself keeps the fork hub alive while it runs.
     cleanup.add(it->second.addBranch().then([this, key](Shared&&) { inFlight.erase(key); },
@@ -121,13 +130,10 @@ kj::Promise<ServeResult> CompileService::serveKeyed(cache::Key key, CompileJob j
 
 kj::Promise<CompileService::Shared> CompileService::startCompile(const cache::Key& key,
                                                                  CompileJob job,
-                                                                 compiler::CompileOptions options) {
+                                                                 compiler::CompileOptions options,
+                                                                 std::string targetName) {
   using Clock = std::chrono::steady_clock;
   using Timed = std::pair<compiler::CompileResult, Clock::duration>;
-  const TargetName* target = resolveTarget(served, options.triple, defaultTarget);
-  KJ_ASSERT(target != nullptr, "compile() resolved the target to a canonical triple",
-            options.triple);
-  std::string targetName = target->name;
   unsigned optLevel = options.optLevel;
   metrics.compileStarted();
   Clock::time_point submitted = Clock::now();
@@ -178,6 +184,11 @@ kj::Promise<CompileService::Shared> CompileService::startCompile(const cache::Ke
           });
 }
 
+std::string_view CompileService::targetLabel(std::string_view spec) const {
+  const TargetName* target = resolveTarget(served, spec, defaultTarget);
+  return target != nullptr ? std::string_view(target->name) : metrics::UNKNOWN_TARGET;
+}
+
 bool CompileService::keepCached(const cache::Key& key,
                                 std::shared_ptr<const CompiledObject> object) {
   if (objects.contains(key))
@@ -185,9 +196,12 @@ bool CompileService::keepCached(const cache::Key& key,
   return objects.put(key, std::move(object));
 }
 
-ServeResult CompileService::lookup(const cache::Key& key) {
+ServeResult CompileService::lookup(const cache::Key& key, std::string_view missTarget) {
   auto hit = objects.get(key);
-  metrics.hashFirstLookup(hit != nullptr);
+  // A hit is labelled with the target of the object found: the key names none.
+  std::string_view target = hit ? targetLabel(hit->triple) : missTarget;
+  metrics.cacheLookup(metrics::CacheTier::Memory, target, hit != nullptr);
+  metrics.hashFirstLookup(target, hit != nullptr);
   if (hit)
     return Served{key, kj::mv(hit), true};
   return failure(ErrorKind::NotFound, "no cached object for key " + cache::toHex(key));

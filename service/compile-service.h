@@ -71,8 +71,10 @@ public:
   /// Serves one compile request. Input errors are a Failure, never an exception.
   kj::Promise<ServeResult> compile(CompileJob job);
 
-  /// Hash-first: the cached object for `key`, or a Failure of kind NotFound.
-  ServeResult lookup(const cache::Key& key);
+  /// Hash-first (a lookup or a load by key): the cached object for `key`, or a Failure of kind
+  /// NotFound. A miss is counted under `missTarget` (the target the request named: a served
+  /// target's short name, or NO_TARGET), a hit under the found object's target.
+  ServeResult lookup(const cache::Key& key, std::string_view missTarget = metrics::NO_TARGET);
 
   /// Puts `object` back under `key` when the cache evicted it, so that a load by key (an
   /// executor's, which holds the object for its client) finds it. False when the cache cannot
@@ -80,6 +82,9 @@ public:
   bool keepCached(const cache::Key& key, std::shared_ptr<const CompiledObject> object);
 
   const std::vector<TargetName>& targets() const { return served; }
+  /// The `target` label for `spec` (a short name, alias or triple; "" = the default): the
+  /// served target's short name, or UNKNOWN_TARGET. The view lives as long as the service.
+  std::string_view targetLabel(std::string_view spec) const;
   const std::string& defaultTriple() const { return defaultTarget; }
   const ServiceConfig& config() const { return cfg; }
   cache::CacheStats cacheStats() const { return objects.stats(); }
@@ -90,7 +95,7 @@ private:
   kj::Promise<ServeResult> serveKeyed(cache::Key key, CompileJob job,
                                       compiler::CompileOptions options);
   kj::Promise<Shared> startCompile(const cache::Key& key, CompileJob job,
-                                   compiler::CompileOptions options);
+                                   compiler::CompileOptions options, std::string targetName);
 
   const ServiceConfig cfg;
   cache::ObjectCache& objects;

@@ -806,7 +806,7 @@ private:
                                      "a load without a module needs a 32-byte key, not " +
                                          std::to_string(keyBytes.size()) + " bytes",
                                      {}});
-      served = env.state.service.lookup(*key);
+      served = env.state.service.lookup(*key, core->label());
     } else {
       context.releaseParams();
       served = env.state.service.compile(kj::mv(job));

@@ -333,7 +333,7 @@ kj::Promise<Outcome<Done>> serveLoad(LoadEnvironment& env, std::string target,
     if (!parsed)
       return Answer(invalid("load key is " + std::to_string(key.size()) +
                             " bytes; a key is a 32-byte SHA-256 digest"));
-    served = env.service.lookup(*parsed);
+    served = env.service.lookup(*parsed, s.target);
   } else {
     served = env.service.compile(kj::mv(job));
   }

@@ -21,14 +21,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using metrics::Method;
 
-/// The `target` label for a request naming `spec` (a short name, alias or triple; "" = the
-/// default): the served target's short name, or UNKNOWN_TARGET. The view stays valid as long as
-/// the service.
-std::string_view targetLabel(const CompileService& service, std::string_view spec) {
-  const TargetName* target = resolveTarget(service.targets(), spec, service.defaultTriple());
-  return target != nullptr ? std::string_view(target->name) : metrics::UNKNOWN_TARGET;
-}
-
 /// The `target` label of a request's TargetSpec, read before the edge checks the message: a
 /// malformed one (checkReadable answers it) is labelled UNKNOWN_TARGET.
 std::string_view requestTargetLabel(const CompileService& service,
@@ -36,7 +28,7 @@ std::string_view requestTargetLabel(const CompileService& service,
   std::string_view label = metrics::UNKNOWN_TARGET;
   // Why the catch: the message is checked inside the edge; here only the label is at stake.
   (void)kj::runCatchingExceptions(
-      [&]() { label = targetLabel(service, spec().getTriple().cStr()); });
+      [&]() { label = service.targetLabel(spec().getTriple().cStr()); });
   return label;
 }
 
@@ -114,7 +106,7 @@ public:
           toProto(served, context.getParams().getRequest().getWantObject(),
                   context.getResults().initOutcome().initOk());
           // Known only now: a lookup names no target, the object it finds does.
-          return targetLabel(state.service, served.object->triple);
+          return state.service.targetLabel(served.object->triple);
         },
         errorSlotOf(context));
   }
@@ -182,11 +174,11 @@ private:
     cache.setEntries(c.entries);
     cache.setBytes(c.bytes);
     cache.setBudgetBytes(c.budgetBytes);
-    cache.setHits(c.hits);
-    cache.setMisses(c.misses);
     cache.setEvictions(c.evictions);
     // The same figures the metrics endpoint serves: read from the metrics, never kept twice.
     metrics::Totals n = state.metrics.totals();
+    cache.setHits(n.cacheHits);
+    cache.setMisses(n.cacheMisses);
     out.setCompiles(n.compiles);
     out.setCompileFailures(n.compileFailures);
     out.setCompilesInFlight(n.compilesInFlight);
@@ -223,6 +215,26 @@ private:
     for (size_t i = 0; i < n.errorCounts.size(); ++i) {
       errors[i].setKind(n.errorCounts[i].kind);
       errors[i].setCount(n.errorCounts[i].count);
+    }
+    auto targets = out.initTargets(n.targets.size());
+    for (size_t i = 0; i < n.targets.size(); ++i) {
+      const metrics::Totals::TargetTotals& t = n.targets[i];
+      auto w = targets[i];
+      w.setTarget(t.target);
+      w.setCacheLookups(t.cacheLookups);
+      w.setCacheHits(t.cacheHits);
+      w.setCompiles(t.compiles);
+      w.setCompileFailures(t.compileFailures);
+      w.setLoads(t.loads);
+      w.setLoadFailures(t.loadFailures);
+      w.setLinks(t.links);
+      w.setLinkFailures(t.linkFailures);
+      w.setExecutes(t.executes);
+      w.setExecuteFailures(t.executeFailures);
+      w.setCompileSeconds(t.compileSeconds);
+      w.setLoadSeconds(t.loadSeconds);
+      w.setLinkSeconds(t.linkSeconds);
+      w.setExecuteSeconds(t.executeSeconds);
     }
     out.setWorkers(state.workers);
     out.setUptimeMillis(std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -3,6 +3,7 @@
 #include "info-render.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <string>
 #include <vector>
@@ -30,6 +31,31 @@ nlohmann::json executesByTarget(const rjit::ServerStats& stats) {
   nlohmann::json out = nlohmann::json::object();
   for (const auto& r : stats.executeCounts)
     out[r.method][r.result] = r.count;
+  return out;
+}
+
+/// Mean milliseconds of `count` operations that took `seconds` in all; null when none ran.
+nlohmann::json meanMillis(double seconds, uint64_t count) {
+  if (count == 0)
+    return nullptr;
+  return seconds * 1000 / static_cast<double>(count);
+}
+
+nlohmann::json counted(uint64_t total, uint64_t failures, double seconds) {
+  return {{"total", total}, {"failures", failures}, {"mean_ms", meanMillis(seconds, total)}};
+}
+
+/// {"x86_64": {"cache": {...}, "compiles": {...}, "loads": ..., "links": ..., "executes": ...}}
+nlohmann::json perTarget(const rjit::ServerStats& stats) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& t : stats.targets)
+    out[t.target] = {
+        {"cache", {{"lookups", t.cacheLookups}, {"hits", t.cacheHits}}},
+        {"compiles", counted(t.compiles, t.compileFailures, t.compileSeconds)},
+        {"loads", counted(t.loads, t.loadFailures, t.loadSeconds)},
+        {"links", counted(t.links, t.linkFailures, t.linkSeconds)},
+        {"executes", counted(t.executes, t.executeFailures, t.executeSeconds)},
+    };
   return out;
 }
 
@@ -87,6 +113,7 @@ nlohmann::json infoJson(const rjit::ServerInfo& info, const rjit::ServerStats& s
         {"by_target", executesByTarget(stats)}}},
       {"requests_by_method", requestsByMethod(stats)},
       {"errors", errorsByKind(stats)},
+      {"per_target", perTarget(stats)},
   };
 }
 
@@ -103,6 +130,17 @@ std::string formatUptime(uint64_t millis) {
   if (days != 0 || hours != 0 || minutes != 0)
     out += std::to_string(minutes) + "m ";
   return out + std::to_string(seconds % 60) + "s";
+}
+
+/// "12 (1 failed)", then ", mean 3.250 ms" when any ran.
+std::string countedText(uint64_t total, uint64_t failures, double seconds) {
+  std::string out = std::to_string(total) + " (" + std::to_string(failures) + " failed)";
+  if (total != 0) {
+    char mean[32];
+    std::snprintf(mean, sizeof mean, ", mean %.3f ms", seconds * 1000 / static_cast<double>(total));
+    out += mean;
+  }
+  return out;
 }
 
 std::string joined(const std::vector<std::string>& items) {
@@ -186,6 +224,14 @@ std::string infoText(const rjit::ServerInfo& info, const rjit::ServerStats& stat
   for (const auto& [target, results] : byTarget) {
     line(firstTarget ? "executes by target" : "", target + ": " + joined(results));
     firstTarget = false;
+  }
+  for (const auto& t : stats.targets) {
+    line("target " + t.target,
+         "cache " + n(t.cacheLookups) + " lookups (" + n(t.cacheHits) + " hits)");
+    line("", "compiles " + countedText(t.compiles, t.compileFailures, t.compileSeconds));
+    line("", "loads " + countedText(t.loads, t.loadFailures, t.loadSeconds));
+    line("", "links " + countedText(t.links, t.linkFailures, t.linkSeconds));
+    line("", "executes " + countedText(t.executes, t.executeFailures, t.executeSeconds));
   }
   line("sessions", n(stats.sessions) + " (" + n(stats.connections) + " connections)");
   line("workers", n(stats.workers) + " (" + n(stats.compileWorkerRestarts) + " restarts)");

@@ -127,6 +127,12 @@ ServerStats toServerStats(proto::ServerStats::Reader s) {
   out.executorRestarts = s.getExecutorRestarts();
   for (auto r : s.getExecuteCounts())
     out.executeCounts.push_back({text(r.getMethod()), text(r.getResult()), r.getCount()});
+  for (proto::TargetStats::Reader t : s.getTargets())
+    out.targets.push_back({text(t.getTarget()), t.getCacheLookups(), t.getCacheHits(),
+                           t.getCompiles(), t.getCompileFailures(), t.getLoads(),
+                           t.getLoadFailures(), t.getLinks(), t.getLinkFailures(), t.getExecutes(),
+                           t.getExecuteFailures(), t.getCompileSeconds(), t.getLoadSeconds(),
+                           t.getLinkSeconds(), t.getExecuteSeconds()});
   return out;
 }
 

@@ -125,6 +125,51 @@ TEST_P(CliTest, InfoJsonShowsCacheHitAfterRepeatedCompile) {
   EXPECT_EQ(info["compiles"]["failures"].get<uint64_t>(), 0u);
 }
 
+TEST_P(CliTest, InfoShowsFiguresPerTarget) {
+  // x86_64: a compile and a load (rjit run without --remote loads through the fast path);
+  // aarch64: a compile only.
+  std::string file = work.file("main0.ll");
+  writeFile(file, "define i32 @main() {\n  ret i32 7\n}\n");
+  auto run = rjit({"run", file});
+  EXPECT_TRUE(run.status.exitedWith(7)) << run.status.describe() << "\n" << run.err;
+  expectSuccess(rjit({"compile", genPath("checksum-aarch64.ll"), "--target", "aarch64", "-O1", "-o",
+                      work.file("checksum.o")}));
+
+  auto result = rjit({"info", "--json"});
+  expectSuccess(result);
+  auto info = nlohmann::json::parse(result.out, nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(info.is_discarded()) << "not JSON: " << result.out;
+  ASSERT_TRUE(info["per_target"].contains("x86_64")) << result.out;
+  ASSERT_TRUE(info["per_target"].contains("aarch64")) << result.out;
+  const auto& x86 = info["per_target"]["x86_64"];
+  EXPECT_EQ(x86["compiles"]["total"], 1) << result.out;
+  EXPECT_EQ(x86["compiles"]["failures"], 0) << result.out;
+  EXPECT_EQ(x86["loads"]["total"], 1) << result.out;
+  EXPECT_EQ(x86["links"]["total"], 1) << result.out;
+  EXPECT_EQ(x86["links"]["failures"], 0) << result.out;
+  EXPECT_EQ(x86["cache"]["lookups"], 1) << result.out;  // the load's, a miss
+  EXPECT_EQ(x86["cache"]["hits"], 0) << result.out;
+  EXPECT_EQ(x86["executes"]["total"], 0) << result.out;
+  for (const char* figure : {"compiles", "loads", "links"})
+    EXPECT_GT(x86[figure]["mean_ms"].get<double>(), 0) << figure << ": " << result.out;
+  EXPECT_TRUE(x86["executes"]["mean_ms"].is_null()) << result.out;
+  const auto& arm = info["per_target"]["aarch64"];
+  EXPECT_EQ(arm["compiles"]["total"], 1) << result.out;
+  EXPECT_EQ(arm["compiles"]["failures"], 0) << result.out;
+  EXPECT_GT(arm["compiles"]["mean_ms"].get<double>(), 0) << result.out;
+  EXPECT_EQ(arm["cache"]["lookups"], 1) << result.out;
+  EXPECT_EQ(arm["cache"]["hits"], 0) << result.out;
+  EXPECT_EQ(arm["loads"]["total"], 0) << result.out;
+  EXPECT_EQ(arm["links"]["total"], 0) << result.out;
+
+  auto text = rjit({"info"});
+  expectSuccess(text);
+  EXPECT_NE(text.out.find("\ntarget aarch64      cache 1 lookups (0 hits)\n"
+                          "                    compiles 1 (0 failed), mean "),
+            std::string::npos)
+      << text.out;
+}
+
 TEST_P(CliTest, InfoTextShowsVersions) {
   auto jsonResult = rjit({"info", "--json"});
   expectSuccess(jsonResult);

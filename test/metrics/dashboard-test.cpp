@@ -117,7 +117,9 @@ std::string exercisedExposition() {
   metrics.moduleReceived(10);
   metrics.compileStarted();
   metrics.compileDone("x86_64", 2, std::nullopt, milliseconds(5));
-  metrics.hashFirstLookup(true);
+  metrics.hashFirstLookup("x86_64", true);
+  for (const char* target : {"x86_64", "aarch64"})
+    metrics.cacheLookup(CacheTier::Memory, target, false);
   metrics.sessionOpened();
   metrics.connectionOpened();
   metrics.compileWorkerLost();

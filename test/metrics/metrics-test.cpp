@@ -6,6 +6,7 @@
 #include "metrics.h"
 #include "object-cache.h"
 
+#include <algorithm>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <kj/exception.h>
@@ -57,11 +58,21 @@ TEST_F(MetricsTest, BuildInfoNamesTheVersions) {
 TEST_F(MetricsTest, ServedTargetsStartAtZero) {
   std::string text = metrics.exposition();
   for (const char* series :
-       {R"(rjitd_requests_total{method="compile",result="ok"})",
+       {R"(rjitd_requests_total{method="compile",result="ok",target="aarch64"})",
+        R"(rjitd_requests_total{method="load",result="ok",target="aarch64"})",
+        R"(rjitd_requests_total{method="load",result="ok",target="x86_64"})",
+        R"(rjitd_requests_total{method="hello",result="ok",target="none"})",
         R"(rjitd_compiles_total{result="ok",target="aarch64"})",
         R"(rjitd_compile_duration_seconds_count{opt_level="3",target="x86_64"})",
         R"(rjitd_request_duration_seconds_count{method="compile",target="aarch64"})",
-        R"(rjitd_hash_first_lookups_total{result="miss"})"})
+        R"(rjitd_links_total{result="ok",target="aarch64"})",
+        R"(rjitd_link_duration_seconds_count{target="aarch64"})",
+        R"(rjitd_executes_total{result="ok",target="aarch64"})",
+        R"(rjitd_cache_lookups_total{result="hit",target="aarch64",tier="memory"})",
+        R"(rjitd_cache_lookups_total{result="miss",target="x86_64",tier="memory"})",
+        R"(rjitd_cache_lookups_total{result="miss",target="none",tier="memory"})",
+        R"(rjitd_hash_first_lookups_total{result="hit",target="aarch64"})",
+        R"(rjitd_hash_first_lookups_total{result="miss",target="none"})"})
     EXPECT_EQ(sample(text, series), std::string(series) + " 0") << text;
 }
 
@@ -108,9 +119,9 @@ TEST_F(MetricsTest, TotalsAreReadFromTheFamilies) {
   EXPECT_EQ(metrics.totals().compilesInFlight, 2u);
   metrics.compileDone("x86_64", 2, std::nullopt, milliseconds(30));
   metrics.compileDone("aarch64", 0, ErrorKind::InvalidModule, milliseconds(3));
-  metrics.hashFirstLookup(true);
-  metrics.hashFirstLookup(false);
-  metrics.hashFirstLookup(false);
+  metrics.hashFirstLookup("x86_64", true);
+  metrics.hashFirstLookup("aarch64", false);
+  metrics.hashFirstLookup(NO_TARGET, false);
   metrics.sessionOpened();
   metrics.sessionOpened();
   metrics.sessionClosed();
@@ -132,8 +143,11 @@ TEST_F(MetricsTest, TotalsAreReadFromTheFamilies) {
   std::string text = metrics.exposition();
   EXPECT_EQ(sample(text, R"(rjitd_errors_total{kind="invalid-module"})"),
             R"(rjitd_errors_total{kind="invalid-module"} 1)");
-  EXPECT_EQ(sample(text, R"(rjitd_requests_total{method="compile",result="unknown-target"})"),
-            R"(rjitd_requests_total{method="compile",result="unknown-target"} 1)");
+  EXPECT_EQ(sample(text, R"(rjitd_requests_total{method="compile",result="unknown-target",)"
+                         R"(target="unknown"})"),
+            R"(rjitd_requests_total{method="compile",result="unknown-target",target="unknown"} 1)");
+  EXPECT_EQ(sample(text, R"(rjitd_hash_first_lookups_total{result="miss",target="aarch64"})"),
+            R"(rjitd_hash_first_lookups_total{result="miss",target="aarch64"} 1)");
   EXPECT_EQ(sample(text, R"(rjitd_compile_duration_seconds_count{opt_level="0",target="aarch64"})"),
             R"(rjitd_compile_duration_seconds_count{opt_level="0",target="aarch64"} 1)");
 }
@@ -164,10 +178,8 @@ TEST_F(MetricsTest, DurationsUseBucketsFrom100MicrosecondsTo60Seconds) {
   EXPECT_EQ(durationBuckets().back(), 60.0);
 }
 
-TEST_F(MetricsTest, CacheFiguresAreReadWhenScraped) {
+TEST_F(MetricsTest, CacheSizesAreReadWhenScraped) {
   ASSERT_TRUE(objects.put(key(1), object(1000)));
-  EXPECT_NE(objects.get(key(1)), nullptr);
-  EXPECT_EQ(objects.get(key(2)), nullptr);
   cache::CacheStats s = objects.stats();
   std::string text = metrics.exposition();
   EXPECT_EQ(sample(text, R"(rjitd_cache_entries{tier="memory"})"),
@@ -176,14 +188,93 @@ TEST_F(MetricsTest, CacheFiguresAreReadWhenScraped) {
             R"(rjitd_cache_bytes{tier="memory"} )" + std::to_string(s.bytes));
   EXPECT_EQ(sample(text, R"(rjitd_cache_budget_bytes{tier="memory"})"),
             R"(rjitd_cache_budget_bytes{tier="memory"} 1048576)");
-  EXPECT_EQ(sample(text, R"(rjitd_cache_lookups_total{result="hit",tier="memory"})"),
-            R"(rjitd_cache_lookups_total{result="hit",tier="memory"} 1)");
-  EXPECT_EQ(sample(text, R"(rjitd_cache_lookups_total{result="miss",tier="memory"})"),
-            R"(rjitd_cache_lookups_total{result="miss",tier="memory"} 1)");
   EXPECT_EQ(sample(text, R"(rjitd_cache_evictions_total{tier="memory"})"),
             R"(rjitd_cache_evictions_total{tier="memory"} 0)");
-  EXPECT_THAT(text, HasSubstr("# TYPE rjitd_cache_lookups_total counter"));
   EXPECT_THAT(text, HasSubstr("# TYPE rjitd_cache_entries gauge"));
+}
+
+TEST_F(MetricsTest, CacheLookupsAreCountedPerTierAndTarget) {
+  metrics.cacheLookup(CacheTier::Memory, "x86_64", true);
+  metrics.cacheLookup(CacheTier::Memory, "x86_64", false);
+  metrics.cacheLookup(CacheTier::Memory, "aarch64", true);
+  metrics.cacheLookup(CacheTier::Memory, NO_TARGET, false);
+  std::string text = metrics.exposition();
+  EXPECT_EQ(
+      sample(text, R"(rjitd_cache_lookups_total{result="hit",target="x86_64",tier="memory"})"),
+      R"(rjitd_cache_lookups_total{result="hit",target="x86_64",tier="memory"} 1)");
+  EXPECT_EQ(sample(text, R"(rjitd_cache_lookups_total{result="miss",target="none",tier="memory"})"),
+            R"(rjitd_cache_lookups_total{result="miss",target="none",tier="memory"} 1)");
+  EXPECT_THAT(text, HasSubstr("# TYPE rjitd_cache_lookups_total counter"));
+  Totals t = metrics.totals();
+  EXPECT_EQ(t.cacheHits, 2u);
+  EXPECT_EQ(t.cacheMisses, 2u);
+}
+
+TEST_F(MetricsTest, PerTargetTotalsListEveryServedTarget) {
+  EXPECT_EQ(metrics.totals().targets.size(), 2u);  // zeros before any request
+  metrics.cacheLookup(CacheTier::Memory, "aarch64", false);
+  metrics.compileStarted();
+  metrics.compileDone("aarch64", 2, std::nullopt, milliseconds(40));
+  metrics.requestDone(Method::Compile, "aarch64", std::nullopt, milliseconds(41));
+  metrics.cacheLookup(CacheTier::Memory, "x86_64", true);
+  metrics.cacheLookup(CacheTier::Memory, "x86_64", false);
+  metrics.linkDone("x86_64", std::nullopt, milliseconds(4));
+  metrics.linkDone("x86_64", ErrorKind::LinkFailed, milliseconds(2));
+  metrics.requestDone(Method::Load, "x86_64", std::nullopt, milliseconds(6));
+  metrics.requestDone(Method::Load, "x86_64", ErrorKind::LinkFailed, milliseconds(4));
+  metrics.executeDone("x86_64", ErrorKind::Crashed, milliseconds(8));
+  metrics.requestDone(Method::Load, UNKNOWN_TARGET, ErrorKind::UnknownTarget, milliseconds(1));
+
+  Totals t = metrics.totals();
+  ASSERT_EQ(t.targets.size(), 2u);
+  const Totals::TargetTotals& x86 = t.targets[0];
+  const Totals::TargetTotals& arm = t.targets[1];
+  EXPECT_EQ(x86.target, "x86_64");
+  EXPECT_EQ(arm.target, "aarch64");
+  EXPECT_EQ(arm.cacheLookups, 1u);
+  EXPECT_EQ(arm.cacheHits, 0u);
+  EXPECT_EQ(arm.compiles, 1u);
+  EXPECT_EQ(arm.compileFailures, 0u);
+  EXPECT_DOUBLE_EQ(arm.compileSeconds, 0.040);
+  EXPECT_EQ(arm.loads, 0u);
+  EXPECT_EQ(x86.cacheLookups, 2u);
+  EXPECT_EQ(x86.cacheHits, 1u);
+  EXPECT_EQ(x86.compiles, 0u);
+  EXPECT_EQ(x86.loads, 2u);  // the unknown target's load is nobody's
+  EXPECT_EQ(x86.loadFailures, 1u);
+  EXPECT_DOUBLE_EQ(x86.loadSeconds, 0.010);
+  EXPECT_EQ(x86.links, 2u);
+  EXPECT_EQ(x86.linkFailures, 1u);
+  EXPECT_DOUBLE_EQ(x86.linkSeconds, 0.006);
+  EXPECT_EQ(x86.executes, 1u);
+  EXPECT_EQ(x86.executeFailures, 1u);
+  EXPECT_DOUBLE_EQ(x86.executeSeconds, 0.008);
+  // The (method, result) counts are summed over targets.
+  uint64_t loadsOk = 0;
+  for (const auto& r : t.requestCounts)
+    if (r.method == "load" && r.result == "ok")
+      loadsOk += r.count;
+  EXPECT_EQ(loadsOk, 1u);
+}
+
+TEST_F(MetricsTest, SeriesStayBoundedWhateverTheTargetsAsked) {
+  // Call sites label with served targets, NO_TARGET or UNKNOWN_TARGET only; so the families'
+  // series are fixed by the served targets: more requests add none.
+  auto round = [this]() {
+    metrics.requestDone(Method::Load, UNKNOWN_TARGET, ErrorKind::UnknownTarget, milliseconds(1));
+    metrics.cacheLookup(CacheTier::Memory, "aarch64", true);
+    metrics.cacheLookup(CacheTier::Memory, NO_TARGET, false);
+    metrics.hashFirstLookup(NO_TARGET, false);
+  };
+  auto lines = [this]() {
+    std::string text = metrics.exposition();
+    return std::count(text.begin(), text.end(), '\n');
+  };
+  round();
+  auto once = lines();
+  for (int i = 0; i < 100; ++i)
+    round();
+  EXPECT_EQ(lines(), once);
 }
 
 HttpAddress parsed(std::string_view text) {
@@ -229,7 +320,8 @@ TEST_F(MetricsTest, ExposerServesTheExpositionOverHttp) {
   auto response = rjit::test::httpGet(exposer->address().port, "/metrics", &error);
   ASSERT_TRUE(response) << error;
   EXPECT_EQ(response->status, 200);
-  EXPECT_THAT(response->body, HasSubstr(R"(rjitd_requests_total{method="hello",result="ok"} 1)"));
+  EXPECT_THAT(response->body,
+              HasSubstr(R"(rjitd_requests_total{method="hello",result="ok",target="none"} 1)"));
   EXPECT_THAT(response->body, HasSubstr(R"(rjitd_cache_entries{tier="memory"} 0)"));
 }
 

@@ -28,6 +28,7 @@
 #include <poll.h>
 #include <regex>
 #include <remotejit/client.h>
+#include <set>
 #include <sstream>
 #include <string>
 #include <sys/eventfd.h>
@@ -418,14 +419,25 @@ TEST_F(PrometheusTest, PrometheusScrapesWhatRjitdDid) {
   prometheus->waitFor(R"(sum(rjitd_requests_total{method="lookup"}))", is(2));
   auto& p = *prometheus;
   EXPECT_EQ(p.value(R"(sum(rjitd_requests_total{method="compile"}))"), 5);
-  EXPECT_EQ(p.value(R"(rjitd_requests_total{method="compile",result="ok"})"), 3);
-  EXPECT_EQ(p.value(R"(rjitd_requests_total{method="compile",result="invalid-module"})"), 2);
-  EXPECT_EQ(p.value(R"(rjitd_requests_total{method="lookup",result="ok"})"), 1);
-  EXPECT_EQ(p.value(R"(rjitd_requests_total{method="lookup",result="not-found"})"), 1);
+  EXPECT_EQ(p.value(R"(sum(rjitd_requests_total{method="compile",result="ok"}))"), 3);
+  EXPECT_EQ(p.value(R"(sum(rjitd_requests_total{method="compile",result="invalid-module"}))"), 2);
+  EXPECT_EQ(
+      p.value(R"(rjitd_requests_total{method="compile",result="invalid-module",target="aarch64"})"),
+      1);
+  EXPECT_EQ(p.value(R"(sum(rjitd_requests_total{method="lookup",result="ok"}))"), 1);
+  EXPECT_EQ(p.value(R"(rjitd_requests_total{method="lookup",result="ok",target="x86_64"})"), 1);
+  EXPECT_EQ(p.value(R"(rjitd_requests_total{method="lookup",result="not-found",target="none"})"),
+            1);
   EXPECT_EQ(p.value(R"(rjitd_errors_total{kind="invalid-module"})"), 2);
-  EXPECT_EQ(p.value(R"(rjitd_cache_lookups_total{tier="memory",result="hit"})"), 2);
-  EXPECT_EQ(p.value(R"(rjitd_cache_lookups_total{tier="memory",result="miss"})"), 5);
-  EXPECT_EQ(p.value(R"(rjitd_hash_first_lookups_total{result="hit"})"), 1);
+  EXPECT_EQ(p.value(R"(sum(rjitd_cache_lookups_total{tier="memory",result="hit"}))"), 2);
+  EXPECT_EQ(p.value(R"(sum(rjitd_cache_lookups_total{tier="memory",result="miss"}))"), 5);
+  // The misses: add, bad and mul's compile for x86_64, crc for aarch64, mul's lookup by key
+  // (which names no target).
+  EXPECT_EQ(p.value(R"(rjitd_cache_lookups_total{result="miss",target="x86_64"})"), 3);
+  EXPECT_EQ(p.value(R"(rjitd_cache_lookups_total{result="miss",target="aarch64"})"), 1);
+  EXPECT_EQ(p.value(R"(rjitd_cache_lookups_total{result="miss",target="none"})"), 1);
+  EXPECT_EQ(p.value(R"(rjitd_hash_first_lookups_total{result="hit",target="x86_64"})"), 1);
+  EXPECT_EQ(p.value(R"(rjitd_hash_first_lookups_total{result="miss",target="none"})"), 1);
   EXPECT_EQ(p.value(R"(sum(rjitd_compiles_total))"), 4);
   EXPECT_EQ(p.value(R"(rjitd_compiles_total{target="x86_64",result="ok"})"), 2);
   EXPECT_EQ(p.value(R"(rjitd_compiles_total{target="aarch64",result="invalid-module"})"), 1);
@@ -489,27 +501,25 @@ TEST_F(PrometheusTest, RjitInfoShowsTheScrapedFigures) {
        "rjitd_cache_bytes"},
       {"cache budget", stats["cache"]["budget_bytes"], R"(rjitd_cache_budget_bytes{tier="memory"})",
        "rjitd_cache_budget_bytes"},
-      {"cache hits", stats["cache"]["hits"],
-       R"(rjitd_cache_lookups_total{result="hit",tier="memory"})",
-       R"(rjitd_cache_lookups_total{result="hit"})"},
-      {"cache misses", stats["cache"]["misses"],
-       R"(rjitd_cache_lookups_total{result="miss",tier="memory"})",
-       R"(rjitd_cache_lookups_total{result="miss"})"},
+      {"cache hits", stats["cache"]["hits"], nullptr,
+       R"(sum(rjitd_cache_lookups_total{result="hit"}))"},
+      {"cache misses", stats["cache"]["misses"], nullptr,
+       R"(sum(rjitd_cache_lookups_total{result="miss"}))"},
       {"cache evictions", stats["cache"]["evictions"],
        R"(rjitd_cache_evictions_total{tier="memory"})", "rjitd_cache_evictions_total"},
       {"requests", stats["requests"], nullptr,
        R"(sum(rjitd_requests_total{method=~"compile|lookup"}))"},
       {"lookups", stats["lookups"], nullptr, "sum(rjitd_hash_first_lookups_total)"},
-      {"lookup hits", stats["lookup_hits"], R"(rjitd_hash_first_lookups_total{result="hit"})",
-       R"(rjitd_hash_first_lookups_total{result="hit"})"},
+      {"lookup hits", stats["lookup_hits"], nullptr,
+       R"(sum(rjitd_hash_first_lookups_total{result="hit"}))"},
       {"module bytes", stats["module_bytes_received"], "rjitd_module_bytes_received_total",
        "rjitd_module_bytes_received_total"},
       {"compile requests ok", stats["requests_by_method"]["compile"]["ok"],
-       R"(rjitd_requests_total{method="compile",result="ok"})",
-       R"(rjitd_requests_total{method="compile",result="ok"})"},
+       R"(rjitd_requests_total{method="compile",result="ok",target="x86_64"})",
+       R"(sum(rjitd_requests_total{method="compile",result="ok"}))"},
       {"compile requests invalid-module", stats["requests_by_method"]["compile"]["invalid-module"],
-       R"(rjitd_requests_total{method="compile",result="invalid-module"})",
-       R"(rjitd_requests_total{method="compile",result="invalid-module"})"},
+       R"(rjitd_requests_total{method="compile",result="invalid-module",target="x86_64"})",
+       R"(sum(rjitd_requests_total{method="compile",result="invalid-module"}))"},
       {"errors invalid-module", stats["errors"]["invalid-module"],
        R"(rjitd_errors_total{kind="invalid-module"})",
        R"(rjitd_errors_total{kind="invalid-module"})"},
@@ -524,6 +534,23 @@ TEST_F(PrometheusTest, RjitInfoShowsTheScrapedFigures) {
        "rjitd_loaded_image_bytes"},
       {"symbol questions", stats["fast_path"]["symbol_questions"], "rjitd_symbol_questions_total",
        "rjitd_symbol_questions_total"},
+      {"x86_64 cache lookups", stats["per_target"]["x86_64"]["cache"]["lookups"], nullptr,
+       R"(sum(rjitd_cache_lookups_total{target="x86_64"}))"},
+      {"x86_64 cache hits", stats["per_target"]["x86_64"]["cache"]["hits"],
+       R"(rjitd_cache_lookups_total{result="hit",target="x86_64",tier="memory"})",
+       R"(sum(rjitd_cache_lookups_total{result="hit",target="x86_64"}))"},
+      {"x86_64 compiles", stats["per_target"]["x86_64"]["compiles"]["total"], nullptr,
+       R"(sum(rjitd_compiles_total{target="x86_64"}))"},
+      {"x86_64 loads", stats["per_target"]["x86_64"]["loads"]["total"],
+       R"(rjitd_requests_total{method="load",result="ok",target="x86_64"})",
+       R"(sum(rjitd_requests_total{method="load",target="x86_64"}))"},
+      {"x86_64 links", stats["per_target"]["x86_64"]["links"]["total"],
+       R"(rjitd_links_total{result="ok",target="x86_64"})",
+       R"(sum(rjitd_links_total{target="x86_64"}))"},
+      {"aarch64 cache lookups", stats["per_target"]["aarch64"]["cache"]["lookups"], nullptr,
+       R"(sum(rjitd_cache_lookups_total{target="aarch64"}))"},
+      {"aarch64 compiles", stats["per_target"]["aarch64"]["compiles"]["total"], nullptr,
+       R"(sum(rjitd_compiles_total{target="aarch64"}))"},
   };
   for (const Figure& f : figures) {
     ASSERT_TRUE(f.shown.is_number()) << f.what << " missing from rjit info --json:\n" << info.out;
@@ -565,6 +592,75 @@ TEST_F(PrometheusTest, EveryDashboardQueryEvaluates) {
   auto build = prometheus->query(expand(R"(rjitd_build_info{instance=~"$instance"})"));
   ASSERT_TRUE(build && build->size() == 1);
   EXPECT_EQ((*build)[0].at("metric").value("version", ""), RJITD_VERSION);
+}
+
+TEST_F(PrometheusTest, PerTargetPanelsShowBothTargets) {
+  // Every dashboard query filtered by $target must return a series for each served target,
+  // with traffic for both: x86_64 compiles and a load, aarch64 a compile, then a cache hit.
+  json dashboard = json::parse(readFile(RJIT_DASHBOARD));
+  std::vector<std::pair<std::string, std::string>> exprs;  // (panel, expr)
+  for (const json& panel : dashboard.at("panels"))
+    for (const json& target : panel.value("targets", json::array())) {
+      std::string expr = target.at("expr").get<std::string>();
+      if (expr.find(R"(target=~"$target")") != std::string::npos)
+        exprs.emplace_back(panel.value("title", ""), expr);
+    }
+  ASSERT_GE(exprs.size(), 10u);
+  auto expand = [](std::string expr) {
+    expr = std::regex_replace(expr, std::regex(R"(\$__rate_interval)"), "1m");
+    return std::regex_replace(expr, std::regex(R"(\$(instance|target))"), ".*");
+  };
+  Client client(clientOptions());
+  client.compile(request(ADD, "add.ll"));
+  Module loaded = client.load(request(MUL, "mul.ll"));
+  EXPECT_EQ(loaded.lookup<int(int, int)>("mul")(6, 7), 42);
+  EXPECT_FALSE(client.compile(request(ADD, "add.ll", "aarch64")).fromCache);
+  EXPECT_TRUE(client.compile(request(ADD, "add.ll", "aarch64")).fromCache);
+  prometheus->waitFor(R"(sum(rjitd_cache_lookups_total{target="aarch64"}))",
+                      [](double v) { return v == 2; });
+
+  // The served targets' series exist from rjitd's start, so each query has both as soon as
+  // rate() has two samples; a query is checked once, then after each scrape (bounded).
+  auto targetsOf = [](const json& result) {
+    std::set<std::string> out;
+    for (const json& series : result)
+      out.insert(series.at("metric").value("target", ""));
+    return out;
+  };
+  for (const auto& [panel, expr] : exprs) {
+    std::set<std::string> seen;
+    for (unsigned waited = 0; waited < MAX_SCRAPES_WAITED; ++waited) {
+      uint64_t scrapes = relay->scrapes();
+      std::string error;
+      auto result = prometheus->query(expand(expr), &error);
+      ASSERT_TRUE(result) << "panel '" << panel << "': " << expand(expr) << ": " << error;
+      seen = targetsOf(*result);
+      if (seen.count("x86_64") != 0 && seen.count("aarch64") != 0)
+        break;
+      if (!relay->waitScrapeAfter(scrapes))
+        break;
+    }
+    EXPECT_EQ(seen.count("x86_64"), 1u) << "panel '" << panel << "': " << expand(expr);
+    EXPECT_EQ(seen.count("aarch64"), 1u) << "panel '" << panel << "': " << expand(expr);
+  }
+
+  // The figures, as the per-target panels compute them: aarch64's lookups were a miss and a
+  // hit; x86_64's a miss each (one compile, one load).
+  auto& p = *prometheus;
+  auto ratio = [&p](const std::string& target, double expected) {
+    return p.waitFor(R"(sum(increase(rjitd_cache_lookups_total{result="hit",target=")" + target +
+                         R"("}[10m])) / sum(increase(rjitd_cache_lookups_total{target=")" + target +
+                         R"("}[10m])))",
+                     [expected](double v) { return std::abs(v - expected) < 1e-9; });
+  };
+  auto arm = ratio("aarch64", 0.5);
+  EXPECT_TRUE(arm && std::abs(*arm - 0.5) < 1e-9) << (arm ? *arm : -1);
+  auto x86 = ratio("x86_64", 0);
+  EXPECT_TRUE(x86 && *x86 == 0) << (x86 ? *x86 : -1);
+  EXPECT_EQ(p.value(R"(sum(rjitd_requests_total{method="load",target="x86_64"}))"), 1);
+  EXPECT_EQ(p.value(R"(sum(rjitd_requests_total{method="load",target="aarch64"}))"), 0);
+  EXPECT_EQ(p.value(R"(sum(rjitd_compiles_total{target="aarch64"}))"), 1);
+  EXPECT_EQ(p.value(R"(sum(rjitd_links_total{target="x86_64"}))"), 1);
 }
 
 }  // namespace

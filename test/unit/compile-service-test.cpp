@@ -152,8 +152,12 @@ TEST_F(CompileServiceTest, CompilesAreTimedByTargetAndLevel) {
   EXPECT_NE(text.find(R"(rjitd_compiles_total{result="invalid-module",target="aarch64"} 1)"),
             std::string::npos)
       << text;
-  EXPECT_NE(text.find(R"(rjitd_cache_lookups_total{result="hit",tier="memory"} 1)"),
+  EXPECT_NE(text.find(R"(rjitd_cache_lookups_total{result="hit",target="x86_64",tier="memory"} 1)"),
             std::string::npos)
+      << text;
+  EXPECT_NE(
+      text.find(R"(rjitd_cache_lookups_total{result="miss",target="aarch64",tier="memory"} 1)"),
+      std::string::npos)
       << text;
   EXPECT_EQ(counters().compiles, 2u);
   EXPECT_EQ(counters().compileFailures, 1u);
@@ -167,8 +171,17 @@ TEST_F(CompileServiceTest, LookupFindsOnlyWhatWasCompiled) {
   EXPECT_EQ(served(hit).object, served(r).object);
   cache::Key other{};
   EXPECT_EQ(failed(service.lookup(other)).kind, ErrorKind::NotFound);
-  EXPECT_EQ(counters().lookups, 2u);
+  EXPECT_EQ(failed(service.lookup(other, "aarch64")).kind, ErrorKind::NotFound);
+  EXPECT_EQ(counters().lookups, 3u);
   EXPECT_EQ(counters().lookupHits, 1u);
+  // A hit is counted under the found object's target; a miss under the one the request named.
+  std::string text = env->metrics.exposition();
+  for (const char* series :
+       {R"(rjitd_hash_first_lookups_total{result="hit",target="x86_64"} 1)",
+        R"(rjitd_hash_first_lookups_total{result="miss",target="none"} 1)",
+        R"(rjitd_hash_first_lookups_total{result="miss",target="aarch64"} 1)",
+        R"(rjitd_cache_lookups_total{result="miss",target="none",tier="memory"} 1)"})
+    EXPECT_NE(text.find(series), std::string::npos) << series << "\n" << text;
 }
 
 class SmallLimitsTest : public CompileServiceTest {

@@ -63,6 +63,9 @@ rjit::ServerStats fixedStats() {
   s.executeCounts = {{"x86_64-pc-linux-gnu", "ok", 54},
                      {"x86_64-pc-linux-gnu", "crashed", 55},
                      {"x86_64-pc-linux-gnu", "timeout", 0}};
+  // Seconds chosen so that every mean (seconds * 1000 / count) is a short, exact decimal.
+  s.targets = {{"x86_64", 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 0.124, 0.032, 0.0165, 0.68},
+               {"aarch64", 70, 71, 72, 73, 0, 0, 0, 0, 0, 0, 0.18, 0, 0, 0}};
   return s;
 }
 
@@ -101,7 +104,19 @@ TEST(InfoRender, JsonHasEveryFigureUnderItsStableKey) {
                 "by_target": {"x86_64-pc-linux-gnu": {"ok": 54, "crashed": 55, "timeout": 0}}},
     "requests_by_method": {"compile": {"ok": 40, "invalid-module": 41}, "lookup": {"ok": 42},
                            "load": {"ok": 0}},
-    "errors": {"invalid-module": 41, "unavailable": 0}
+    "errors": {"invalid-module": 41, "unavailable": 0},
+    "per_target": {
+      "x86_64": {"cache": {"lookups": 60, "hits": 61},
+                 "compiles": {"total": 62, "failures": 63, "mean_ms": 2.0},
+                 "loads": {"total": 64, "failures": 65, "mean_ms": 0.5},
+                 "links": {"total": 66, "failures": 67, "mean_ms": 0.25},
+                 "executes": {"total": 68, "failures": 69, "mean_ms": 10.0}},
+      "aarch64": {"cache": {"lookups": 70, "hits": 71},
+                  "compiles": {"total": 72, "failures": 73, "mean_ms": 2.5},
+                  "loads": {"total": 0, "failures": 0, "mean_ms": null},
+                  "links": {"total": 0, "failures": 0, "mean_ms": null},
+                  "executes": {"total": 0, "failures": 0, "mean_ms": null}}
+    }
   })");
   EXPECT_EQ(infoJson(fixedInfo(), fixedStats()), expected)
       << infoJson(fixedInfo(), fixedStats()).dump(2);
@@ -136,6 +151,16 @@ symbol questions    32 (round trips to clients during loads)
 executes            50 (51 failed)
 executors           52 (53 restarts)
 executes by target  x86_64-pc-linux-gnu: ok 54, crashed 55
+target x86_64       cache 60 lookups (61 hits)
+                    compiles 62 (63 failed), mean 2.000 ms
+                    loads 64 (65 failed), mean 0.500 ms
+                    links 66 (67 failed), mean 0.250 ms
+                    executes 68 (69 failed), mean 10.000 ms
+target aarch64      cache 70 lookups (71 hits)
+                    compiles 72 (73 failed), mean 2.500 ms
+                    loads 0 (0 failed)
+                    links 0 (0 failed)
+                    executes 0 (0 failed)
 sessions            23 (25 connections)
 workers             24 (26 restarts)
 uptime              1d 2h 3m 4s
@@ -149,6 +174,7 @@ TEST(InfoRender, TextOfAServerWithNothingToReport) {
   EXPECT_NE(text.find("\nerrors              none\n"), std::string::npos) << text;
   EXPECT_EQ(text.find("requests by method"), std::string::npos) << text;
   EXPECT_EQ(text.find("executes by target"), std::string::npos) << text;
+  EXPECT_EQ(text.find("\ntarget "), std::string::npos) << text;  // an older rjitd sends none
   EXPECT_NE(text.find("\nexecutes            0 (0 failed)\n"), std::string::npos) << text;
   EXPECT_NE(text.find("\nuptime              0s\n"), std::string::npos) << text;
 }

@@ -57,6 +57,50 @@ TEST(WireConvertTest, ServerStatsCarryTheExecuteFigures) {
   EXPECT_EQ(stats.executeCounts[1].count, 2u);
 }
 
+TEST(WireConvertTest, ServerStatsCarryEveryPerTargetFigure) {
+  // Every figure distinct, so that one converted into another's field is caught.
+  capnp::MallocMessageBuilder message;
+  auto s = message.initRoot<proto::ServerStats>();
+  auto targets = s.initTargets(2);
+  targets[0].setTarget("x86_64");
+  targets[1].setTarget("aarch64");
+  auto t = targets[1];
+  t.setCacheLookups(1);
+  t.setCacheHits(2);
+  t.setCompiles(3);
+  t.setCompileFailures(4);
+  t.setLoads(5);
+  t.setLoadFailures(6);
+  t.setLinks(7);
+  t.setLinkFailures(8);
+  t.setExecutes(9);
+  t.setExecuteFailures(10);
+  t.setCompileSeconds(11.5);
+  t.setLoadSeconds(12.5);
+  t.setLinkSeconds(13.5);
+  t.setExecuteSeconds(14.5);
+  ServerStats stats = toServerStats(s.asReader());
+  ASSERT_EQ(stats.targets.size(), 2u);
+  EXPECT_EQ(stats.targets[0].target, "x86_64");
+  EXPECT_EQ(stats.targets[0].compiles, 0u);
+  const ServerStats::TargetStats& a = stats.targets[1];
+  EXPECT_EQ(a.target, "aarch64");
+  EXPECT_EQ(a.cacheLookups, 1u);
+  EXPECT_EQ(a.cacheHits, 2u);
+  EXPECT_EQ(a.compiles, 3u);
+  EXPECT_EQ(a.compileFailures, 4u);
+  EXPECT_EQ(a.loads, 5u);
+  EXPECT_EQ(a.loadFailures, 6u);
+  EXPECT_EQ(a.links, 7u);
+  EXPECT_EQ(a.linkFailures, 8u);
+  EXPECT_EQ(a.executes, 9u);
+  EXPECT_EQ(a.executeFailures, 10u);
+  EXPECT_EQ(a.compileSeconds, 11.5);
+  EXPECT_EQ(a.loadSeconds, 12.5);
+  EXPECT_EQ(a.linkSeconds, 13.5);
+  EXPECT_EQ(a.executeSeconds, 14.5);
+}
+
 TEST(WireConvertTest, LinkFailedIsLinkFailed) {
   // The wire, shared and public enums number this kind differently.
   capnp::MallocMessageBuilder message;

@@ -172,6 +172,19 @@ struct ServerStats {
   uint64_t executorRestarts = 0;  ///< executors ended by a call (crash, deadline, ...)
   /// Calls and runs by (target triple in `method`, result: "ok" or an error kind).
   std::vector<RequestCount> executeCounts;
+  /// One served target's figures. The `...Seconds` are total time spent (sums of rjitd's
+  /// latency histograms); divided by the matching count they give the mean.
+  struct TargetStats {
+    std::string target;  ///< short name: "x86_64", "aarch64"
+    uint64_t cacheLookups = 0, cacheHits = 0;
+    uint64_t compiles = 0, compileFailures = 0;
+    uint64_t loads = 0, loadFailures = 0;  ///< load requests answered
+    uint64_t links = 0, linkFailures = 0;
+    uint64_t executes = 0, executeFailures = 0;
+    double compileSeconds = 0, loadSeconds = 0, linkSeconds = 0, executeSeconds = 0;
+  };
+  /// Per served target, in the server's order (empty from an rjitd older than this client).
+  std::vector<TargetStats> targets;
 };
 
 /// How a module's references to symbols it does not define are resolved in this process: by
