@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -657,14 +658,98 @@ TEST_P(LoadTest, HashFirstLoadSendsNoBodyWhenCached) {
   EXPECT_EQ(second.lookup<int(int, int)>("add")(1, 1), 2);
 }
 
+/// A function `int f(int x)` returning 2 * x, written as machine code into a page in the middle
+/// of a 6 GiB reservation of its own: whatever address a module's image gets, the function lies
+/// at least 3 GiB away from it, beyond a direct call's reach (AArch64 CALL26: +-128 MiB; x86-64
+/// small code model PC32: +-2 GiB), so a loaded module can call it only through a stub that
+/// loads its address from the GOT.
+class FarFunction final {
+public:
+  FarFunction() {
+    void* area =
+        ::mmap(nullptr, RESERVED, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (area == MAP_FAILED) {
+      ADD_FAILURE() << "cannot reserve " << RESERVED << " bytes: " << std::strerror(errno);
+      return;
+    }
+    reservation = area;
+#if defined(__aarch64__)
+    const uint32_t code[] = {0x0b000000,   // add w0, w0, w0
+                             0xd65f03c0};  // ret
+#elif defined(__x86_64__)
+    const unsigned char code[] = {0x8d, 0x04, 0x3f,  // lea eax, [rdi + rdi]
+                                  0xc3};             // ret
+#else
+#error "FarFunction has no machine code for this architecture"
+#endif
+    // Written while writable, then made executable only (W^X, as loaded images are).
+    char* start = static_cast<char*>(area) + RESERVED / 2;
+    if (::mprotect(start, PAGE, PROT_READ | PROT_WRITE) != 0) {
+      ADD_FAILURE() << "cannot make the far function's page writable: " << std::strerror(errno);
+      return;
+    }
+    std::memcpy(start, code, sizeof code);
+    if (::mprotect(start, PAGE, PROT_READ | PROT_EXEC) != 0) {
+      ADD_FAILURE() << "cannot make the far function's page executable: " << std::strerror(errno);
+      return;
+    }
+    __builtin___clear_cache(start, start + sizeof code);
+    page = start;
+  }
+  ~FarFunction() {
+    if (reservation != nullptr)
+      ::munmap(reservation, RESERVED);
+  }
+  FarFunction(const FarFunction&) = delete;
+  FarFunction& operator=(const FarFunction&) = delete;
+
+  /// nullptr after a recorded failure.
+  void* address() const {
+    return page;
+  }
+  /// How far `code` is from the function.
+  uint64_t distanceTo(const void* code) const {
+    auto a = reinterpret_cast<uint64_t>(page), b = reinterpret_cast<uint64_t>(code);
+    return a > b ? a - b : b - a;
+  }
+
+private:
+  static constexpr size_t RESERVED = size_t{6} << 30;
+  static constexpr size_t PAGE = 1 << 16;  // the largest page size either architecture uses
+  void* reservation = nullptr;
+  void* page = nullptr;
+};
+
+TEST_P(LoadTest, ImportBeyondDirectCallReachIsCalledThroughAStub) {
+  FarFunction far;
+  ASSERT_NE(far.address(), nullptr);
+  Client client(clientOptions());
+  LoadOptions offered;
+  offered.symbols["host_twice"] = far.address();
+  for (unsigned opt : {0u, 2u}) {
+    SCOPED_TRACE("-O" + std::to_string(opt));
+    Module module = client.load(moduleRequest("fastpath-imports.ll", opt), offered);
+    auto twicePlusOne = module.lookup<int(int)>("twice_plus_one");
+    EXPECT_GE(far.distanceTo(reinterpret_cast<const void*>(twicePlusOne)), uint64_t{3} << 30);
+    EXPECT_EQ(twicePlusOne(20), 41);
+    EXPECT_EQ(twicePlusOne(-4), -7);
+  }
+}
+
 TEST_P(LoadTest, LoadRejectsAnotherArchitecture) {
+  // The target rjitd serves that this process is not (the cross build runs this on aarch64).
+#if defined(__aarch64__)
+  const std::string other = "x86_64";
+#else
+  const std::string other = "aarch64";
+#endif
   Client client(clientOptions());
   CompileRequest request = moduleRequest("fastpath.ll");
-  request.target = "aarch64";
+  request.target = other;
   auto error = catchError([&] { client.load(request); });
   ASSERT_TRUE(error);
   EXPECT_EQ(error->kind(), ErrorKind::InvalidRequest);
-  EXPECT_NE(std::string(error->what()).find("aarch64"), std::string::npos) << error->what();
+  EXPECT_NE(std::string(error->what()).find(other), std::string::npos) << error->what();
 }
 
 RJIT_INSTANTIATE_DAEMON_MODES(LoadTest);

@@ -58,7 +58,15 @@ static void printError(const char* what, const rjit_error* error) {
   }
 }
 
-// A request for a module read from `path`; all other fields zero: the defaults.
+// The architecture this program runs on, which its modules' IR is for (the cross build's tests
+// run it on aarch64 against an x86_64 rjitd, whose default target is x86_64).
+#if defined(__aarch64__)
+#define HOST_TARGET "aarch64"
+#else
+#define HOST_TARGET "x86_64"
+#endif
+
+// A request for a module read from `path`, for this host; all other fields zero: the defaults.
 static rjit_compile_request requestFor(const char* path, const char* bytes, size_t size) {
   rjit_compile_request request;
   memset(&request, 0, sizeof request);
@@ -66,6 +74,7 @@ static rjit_compile_request requestFor(const char* path, const char* bytes, size
   request.module = bytes;
   request.module_size = size;
   request.module_name = path;
+  request.target = HOST_TARGET;
   return request;
 }
 
