@@ -182,8 +182,8 @@ json toJson(const std::vector<WarmResult>& warm, const std::vector<CallResult>& 
   for (const CallResult& r : calls)
     out["calls"].push_back({{"function", r.kernel.name},
                             {"calls_per_batch", r.timing.callsPerBatch},
-                            {"fast_best_ns_per_call", r.timing.aNs.toJson()},
-                            {"c_best_ns_per_call", r.timing.bNs.toJson()},
+                            {"fast_best_ns_per_call", r.timing.aNs.ms},
+                            {"c_best_ns_per_call", r.timing.bNs.ms},
                             {"ratio_median", r.timing.pairRatio.median()},
                             {"identical_sums", r.timing.identical}});
   return out;
