@@ -22,6 +22,7 @@
 #include <remotejit/client.h>
 
 #include <CLI/CLI.hpp>
+#include <kj/debug.h>
 
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -32,7 +33,6 @@
 #include <iostream>
 #include <map>
 #include <random>
-#include <stdexcept>
 
 // The kernels as the build's C compiler built them (fastpath-kernels.c is part of this program).
 extern "C" {
@@ -96,8 +96,7 @@ WarmResult measureWarm(rjit::Client& client, const std::string& bytes, unsigned 
     rjit::Module module = client.load(request);
     void* p = module.address("fp_sort");
     r.load.add(msSince(start));
-    if (p == nullptr)
-      throw std::runtime_error("fp_sort not found after a load");
+    KJ_REQUIRE(p != nullptr, "fp_sort not found after a load");
     if (!module.object().fromCache)
       ++r.unexpected;
     start = Clock::now();
@@ -123,8 +122,7 @@ std::vector<CallResult> measureCalls(rjit::Client& client, const std::string& by
     if (k.module != "kernels")
       continue;
     void* fast = module.address(k.name);
-    if (fast == nullptr)
-      throw std::runtime_error(k.name + " not found after a load");
+    KJ_REQUIRE(fast != nullptr, "not found after a load", k.name);
     CallResult r{k, rjitbench::timePair(k, fast, nativeKernels().at(k.name), config.callRounds,
                                         config.callBatchMs, [&](unsigned done, unsigned total) {
                                           std::fprintf(stderr, "\r%s calls: %u/%u%s",
@@ -192,9 +190,9 @@ json toJson(const std::vector<WarmResult>& warm, const std::vector<CallResult>& 
 int run(const Config& config) {
   std::filesystem::path self = rjitbench::selfDirectory();
   std::filesystem::path modulePath = self / "fastpath-kernels.ll";
-  if (!std::filesystem::exists(modulePath))
-    throw std::runtime_error(modulePath.string() + " is missing (ninja -C BUILDDIR " +
-                             "bench/fastpath-kernels.ll)");
+  KJ_REQUIRE(std::filesystem::exists(modulePath),
+             "the kernels' IR is missing (ninja -C BUILDDIR bench/fastpath-kernels.ll)",
+             modulePath.string());
   std::string text = rjitbench::readFile(modulePath);
 
   std::optional<rjitbench::Daemon> daemon;
@@ -245,8 +243,7 @@ int run(const Config& config) {
     conditions.toJson(out);
     std::ofstream file(config.jsonPath);
     file << out.dump(2) << "\n";
-    if (!file)
-      throw std::runtime_error("cannot write " + config.jsonPath);
+    KJ_REQUIRE(file.good(), "cannot write the JSON", config.jsonPath);
   }
   return right ? 0 : 1;
 }
@@ -275,10 +272,14 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
+  // The bench's own checks are kj exceptions; the client library's errors and bench-common's
+  // are std::exceptions. Either ends the run with its message.
   try {
     return run(config);
+  } catch (const kj::Exception& e) {
+    std::fprintf(stderr, "\nerror: %s\n", e.getDescription().cStr());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "\nerror: %s\n", e.what());
-    return 1;
   }
+  return 1;
 }
