@@ -2,9 +2,13 @@
 // execute-bench: remote execute through a real rjitd and its executors. A scalar call
 // add(i64,i64) against a bare stats() round trip on the same connection; a 64 MiB array argument
 // through the shared segment (Unix) against copied over TCP; an executor's cold start (spawn,
-// sandbox, load, first call) against a warm call; calls per second with 1 and 8 clients. Prints
-// figures; asserts nothing (docs/BENCHMARKS.md says how to read them).
+// sandbox, load, first call) against a warm call; calls per second with 1 and 8 clients. All of
+// it for the executor of one target (--target; default: this host's), so that an aarch64
+// executor under qemu compares with the x86_64 one. Prints figures; asserts nothing
+// (docs/BENCHMARKS.md says how to read them).
 #include "bench-common.h"
+
+#include "targets.h"
 
 #include <remotejit/client.h>
 
@@ -13,6 +17,7 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -33,6 +38,7 @@ using rjitbench::Table;
 struct Config {
   std::string rjitd;                   ///< default: service/rjitd of this build directory
   std::vector<std::string> rjitdArgs;  ///< appended to rjitd's command line
+  std::string target;                  ///< the executors' target; "" = this host's
   unsigned calls = 2000;               ///< scalar round trips, and calls per client for calls/s
   unsigned big = 8;                    ///< 64 MiB calls per variant
   unsigned cold = 10;                  ///< cold starts
@@ -109,7 +115,8 @@ rjit::ClientOptions clientOptions(const std::string& address) {
   return options;
 }
 
-/// A client with an executor and the benchmark module loaded in it (warm: one call made).
+/// A client with an executor for `request.target` and the benchmark module loaded in it (warm:
+/// one call made).
 struct Session {
   std::unique_ptr<rjit::Client> client;
   std::optional<rjit::RemoteExecutor> executor;
@@ -117,7 +124,7 @@ struct Session {
 
   Session(const std::string& address, const rjit::CompileRequest& request) {
     client = std::make_unique<rjit::Client>(clientOptions(address));
-    executor.emplace(client->executor());
+    executor.emplace(client->executor(request.target));
     module.emplace(executor->load(request));
     module->call<int64_t>("add", int64_t{1}, int64_t{2});
   }
@@ -216,7 +223,7 @@ void coldStart(const Config& config, const std::string& address,
     rjit::Client client(clientOptions(address));
     client.serverInfo();  // connected: the connection is not part of the executor's start
     auto start = Clock::now();
-    rjit::RemoteExecutor executor = client.executor();
+    rjit::RemoteExecutor executor = client.executor(request.target);
     rjit::RemoteModule module = executor.load(request);
     load.add(msSince(start));
     auto callStart = Clock::now();
@@ -278,18 +285,45 @@ void throughput(const Config& config, const std::string& address,
   table.print(std::cout);
 }
 
+/// This process's architecture as uname(2) names it ("aarch64" under qemu-aarch64 too).
+std::string hostMachine() {
+  struct utsname names {};
+  uname(&names);
+  return names.machine;
+}
+
+/// The target `spec` names (short name, alias or triple; "" = this host's), or nullptr.
+const rjitd::TargetName* targetNamed(const std::string& spec) {
+  std::string hostTriple;
+  for (const rjitd::TargetName& t : rjitd::knownTargets())
+    if (t.name == hostMachine())
+      hostTriple = t.triple;
+  return rjitd::resolveTarget(rjitd::knownTargets(), spec, hostTriple);
+}
+
 int run(const Config& config) {
   auto self = rjitbench::selfDirectory();
   std::filesystem::path rjitd = config.rjitd.empty() ? self.parent_path() / "service" / "rjitd"
                                                      : std::filesystem::path(config.rjitd);
-  std::filesystem::path modulePath = self / "execute-typed.ll";
+  const rjitd::TargetName* target = targetNamed(config.target);
+  if (target == nullptr) {
+    std::fprintf(stderr, "unknown target %s: known are %s\n", config.target.c_str(),
+                 rjitd::describeTargets(rjitd::knownTargets()).c_str());
+    return 1;
+  }
+  // The module compiled for the target (bench/meson.build): the IR names its triple, which
+  // must agree with the request's target.
+  std::filesystem::path modulePath =
+      self / (target->name == hostMachine() ? std::string("execute-typed.ll")
+                                            : "execute-typed-" + target->name + ".ll");
   if (!std::filesystem::exists(modulePath)) {
-    std::fprintf(stderr, "%s is missing (ninja -C BUILDDIR bench/execute-typed.ll)\n",
-                 modulePath.c_str());
+    std::fprintf(stderr, "%s is missing (ninja -C BUILDDIR bench/%s)\n", modulePath.c_str(),
+                 modulePath.filename().c_str());
     return 1;
   }
   rjit::CompileRequest request =
       rjitbench::textRequest("execute-typed", rjitbench::readFile(modulePath), 2);
+  request.target = target->name;
 
   ExecuteDaemon daemon;
   if (!daemon.start(rjitd, config.rjitdArgs))
@@ -298,7 +332,8 @@ int run(const Config& config) {
   try {
     rjitbench::waitUntilServing(daemon.unixAddress(), nullptr);
     conditions.warnIfBusy();
-    std::cout << "execute-bench: " << rjitbench::machineInfo().dump() << "\n";
+    std::cout << "execute-bench: executors for " << target->triple << "; "
+              << rjitbench::machineInfo().dump() << "\n";
     std::cout << "load average before: " << conditions.loadBefore << "\n";
   } catch (const std::exception& e) {
     std::fprintf(stderr, "execute-bench: rjitd does not serve: %s\n", e.what());
@@ -331,6 +366,9 @@ int main(int argc, char** argv) {
   app.add_option("--rjitd", config.rjitd, "rjitd binary (default: this build's service/rjitd)");
   app.add_option("--rjitd-arg", config.rjitdArgs,
                  "an argument for rjitd (repeatable), e.g. --rjitd-arg=--executor-memory=2G");
+  app.add_option("--target", config.target,
+                 "the executors' target: x86_64, aarch64, an alias or a triple (default: this "
+                 "host's; rjitd must serve it, e.g. --rjitd-arg for its aarch64 executor)");
   app.add_option("--calls", config.calls, "scalar round trips, and calls per client for calls/s")
       ->check(CLI::PositiveNumber);
   app.add_option("--big", config.big, "64 MiB calls per variant")->check(CLI::PositiveNumber);

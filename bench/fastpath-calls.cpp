@@ -4,57 +4,13 @@
 // alternating batches (see fastpath-bench.cpp).
 #include "fastpath.h"
 
+#include "call-pair.h"
+
 #include <algorithm>
-#include <limits>
 #include <stdexcept>
 
 namespace fastpath {
 namespace {
-
-using IntFn = int (*)(int);
-using BufferFn = int (*)(const unsigned char*, int);
-
-constexpr int CHECKSUM_BYTES = 4096;
-
-/// The timed loops. noinline, and called with either pointer, so that both variants run the
-/// very same machine code around the call. The argument cycles through 1..limit.
-__attribute__((noinline)) uint64_t loopInt(IntFn f, uint64_t calls, int limit) {
-  uint64_t sum = 0;
-  int x = 1;
-  for (uint64_t i = 0; i < calls; ++i) {
-    sum += static_cast<unsigned>(f(x));
-    if (++x > limit)
-      x = 1;
-  }
-  return sum;
-}
-
-__attribute__((noinline)) uint64_t loopBuffer(BufferFn f, uint64_t calls,
-                                              const unsigned char* data) {
-  uint64_t sum = 0;
-  for (uint64_t i = 0; i < calls; ++i)
-    sum += static_cast<unsigned>(f(data, CHECKSUM_BYTES - static_cast<int>(i & 15)));
-  return sum;
-}
-
-struct Kernel {
-  std::string name;    ///< the function
-  std::string module;  ///< "kernels" or "stb"
-  std::string what;
-  bool buffer = false;  ///< int(const unsigned char*, int); else int(int)
-  int limit = 1;        ///< int(int): arguments cycle through 1..limit
-};
-
-const std::vector<Kernel>& kernels() {
-  static const std::vector<Kernel> list = {
-      {"fp_mix", "kernels", "a few integer ops: mostly the call itself", false, 1 << 20},
-      {"fp_collatz", "kernels", "loop, data-dependent trip count (~100)", false, 100000},
-      {"fp_checksum", "kernels", "vectorizable loop over a 4 KiB buffer", true, 0},
-      {"fp_sort", "kernels", "heap sort of 512 ints on the stack", false, 1 << 20},
-      {"stb_bench_decode", "stb", "stb_image: decode a 64x48 BMP (malloc, free)", false, 1 << 20},
-  };
-  return list;
-}
 
 std::string spreadRatio(const Series& s) {
   return fixed(s.median(), 3) + " [" + fixed(s.min(), 3) + ", " + fixed(s.max(), 3) + "]";
@@ -76,15 +32,8 @@ std::vector<CallResult> measureCalls(Bench& bench, const std::vector<IrModule>& 
     fast.emplace(m.name, client.load(req));
     local.emplace(m.name, rjitbench::LljitModule(req.module, bench.lljitOptions(m, level)));
   }
-  std::vector<unsigned char> buffer(CHECKSUM_BYTES);
-  uint32_t x = 12345;
-  for (auto& b : buffer) {
-    x = x * 1103515245u + 12345u;
-    b = static_cast<unsigned char>(x >> 16);
-  }
-
   std::vector<CallResult> results;
-  for (const Kernel& k : kernels()) {
+  for (const rjitbench::CallKernel& k : rjitbench::callKernels()) {
     if (fast.count(k.module) == 0)
       continue;
     CallResult r;
@@ -98,57 +47,19 @@ std::vector<CallResult> measureCalls(Bench& bench, const std::vector<IrModule>& 
       throw std::runtime_error(k.name + " not found");
     r.fastOffset = reinterpret_cast<uintptr_t>(a) % 4096;
     r.lljitOffset = reinterpret_cast<uintptr_t>(b) % 4096;
-    auto batch = [&](void* f, uint64_t n) {
-      return k.buffer ? loopBuffer(reinterpret_cast<BufferFn>(f), n, buffer.data())
-                      : loopInt(reinterpret_cast<IntFn>(f), n, k.limit);
-    };
-    // Calibrate on the LLJIT pointer: batches of about callBatchMs.
-    uint64_t n = 16;
     double target = std::max(1.0, config.callBatchMs * std::min(1.0, config.scale));
-    for (int round = 0; round < 30; ++round) {
-      auto start = Clock::now();
-      batch(b, n);
-      double ms = msSince(start);
-      if (ms >= target / 4 || n >= (uint64_t{1} << 32))
-        break;
-      n = ms <= 0 ? n * 8 : std::min(n * 8, static_cast<uint64_t>(n * target / ms) + 1);
-    }
-    {
-      auto start = Clock::now();
-      batch(b, n);
-      double ms = std::max(msSince(start), 1e-3);
-      n = std::max<uint64_t>(1, static_cast<uint64_t>(static_cast<double>(n) * target / ms));
-    }
-    r.callsPerBatch = n;
-    batch(a, n);  // warm-up of the fast-path code
-    // Rounds of six batches, A B B A A B (odd rounds B A A B B A): each variant's best of
-    // three in a round is its time for that round (a batch that another process preempted
-    // is never the best), and the round's ratio compares the two bests.
     unsigned rounds = scaled(config.callRounds, std::min(1.0, config.scale));
-    auto deadline = Clock::now() +
-                    std::chrono::milliseconds(static_cast<long>(rounds * target * 6 * 3) + 10000);
-    static constexpr int ORDER[6] = {0, 1, 1, 0, 0, 1};
-    for (unsigned round = 0; round < rounds && Clock::now() < deadline; ++round) {
-      double best[2] = {std::numeric_limits<double>::max(), std::numeric_limits<double>::max()};
-      uint64_t sums[2] = {0, 0};
-      for (int j = 0; j < 6; ++j) {
-        int which = round % 2 == 0 ? ORDER[j] : 1 - ORDER[j];
-        auto start = Clock::now();
-        uint64_t sum = batch(which == 0 ? a : b, n);
-        double ms = msSince(start);
-        best[which] = std::min(best[which], ms);
-        (which == 0 ? r.fastAllNs : r.lljitAllNs).add(ms * 1e6 / static_cast<double>(n));
-        if (sums[which] != 0 && sums[which] != sum)
-          r.identical = false;  // the same code on the same inputs
-        sums[which] = sum;
-      }
-      r.fastNs.add(best[0] * 1e6 / static_cast<double>(n));
-      r.lljitNs.add(best[1] * 1e6 / static_cast<double>(n));
-      r.pairRatio.add(ratio(best[0], best[1]));
-      if (sums[0] != sums[1])
-        r.identical = false;
-      progress(k.name + " -O" + std::to_string(level) + " calls", round + 1, rounds);
-    }
+    rjitbench::PairTiming t =
+        rjitbench::timePair(k, a, b, rounds, target, [&](unsigned done, unsigned total) {
+          progress(k.name + " -O" + std::to_string(level) + " calls", done, total);
+        });
+    r.callsPerBatch = t.callsPerBatch;
+    r.fastNs = std::move(t.aNs);
+    r.lljitNs = std::move(t.bNs);
+    r.fastAllNs = std::move(t.aAllNs);
+    r.lljitAllNs = std::move(t.bAllNs);
+    r.pairRatio = std::move(t.pairRatio);
+    r.identical = t.identical;
     if (!r.identical)
       bench.problem(k.name + " -O" + std::to_string(level) +
                     ": the fast path and LLJIT computed different sums");
