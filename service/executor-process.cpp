@@ -4,6 +4,7 @@
 #include "log.h"
 #include "rpc-server.h"
 #include "status-page.h"
+#include "targets.h"
 
 #include <algorithm>
 #include <capnp/message.h>
@@ -14,6 +15,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <kj/debug.h>
+#include <linux/landlock.h>
 #include <seccomp.h>
 #include <spawn.h>
 #include <sys/mman.h>
@@ -161,7 +163,49 @@ std::variant<RunEnd, Failure> classifyRunEnd(int waitStatus, const StatusSnapsho
   return RunEnd{0, signal, signalName(signal)};
 }
 
-kj::Own<ExecutorProcess> ExecutorProcess::start(const ExecutorConfig& config, DaemonState& state,
+std::vector<EmulatedTarget> findEmulatedTargets(const std::string& executorPath,
+                                                const std::string& guest,
+                                                const std::string& emulator) {
+  std::vector<EmulatedTarget> found;
+#if defined(__x86_64__)
+  const TargetName* aarch64 = resolveTarget(knownTargets(), "aarch64", "");
+  if (aarch64 == nullptr)
+    return found;
+  EmulatedTarget target;
+  target.triple = aarch64->triple;
+  target.name = aarch64->name;
+  target.guest = guest;
+  if (target.guest.empty())
+    target.guest = executorPath.substr(0, executorPath.rfind('/') + 1) + "aarch64/rjitd-executor";
+  target.emulator = emulator;
+  // The static qemu first: it opens no host library after the launcher's exec, so the
+  // launcher's Landlock rules need not allow any (a dynamic one works too).
+  for (const char* candidate : {"/usr/bin/qemu-aarch64-static", "/usr/bin/qemu-aarch64"})
+    if (target.emulator.empty() && ::access(candidate, X_OK) == 0)
+      target.emulator = candidate;
+  // The launcher's sandbox confines files with Landlock (any ABI).
+  long landlock =
+      ::syscall(SYS_landlock_create_ruleset, nullptr, 0, LANDLOCK_CREATE_RULESET_VERSION);
+  if (target.emulator.empty())
+    target.unavailable = "no qemu-aarch64 (apt install qemu-user-static, or rjitd --qemu-aarch64)";
+  else if (::access(target.emulator.c_str(), X_OK) != 0)
+    target.unavailable =
+        "no emulator at " + target.emulator + " (rjitd --qemu-aarch64): " + strerror(errno);
+  else if (::access(target.guest.c_str(), R_OK) != 0)
+    target.unavailable = "no aarch64 rjitd-executor at " + target.guest +
+                         " (rjitd --aarch64-executor): " + strerror(errno);
+  else if (landlock < 1)
+    target.unavailable = "the kernel has no Landlock, which the sandbox of an emulated executor "
+                         "needs to confine its files";
+  found.push_back(std::move(target));
+#else
+  (void)executorPath, (void)guest, (void)emulator;  // rjitd runs aarch64 code natively only
+#endif
+  return found;
+}
+
+kj::Own<ExecutorProcess> ExecutorProcess::start(const ExecutorConfig& config,
+                                                const EmulatedTarget* emulated, DaemonState& state,
                                                 kj::LowLevelAsyncIoProvider& lowLevel,
                                                 kj::UnixEventPort& eventPort,
                                                 capnp::ReaderOptions readerOptions,
@@ -220,6 +264,8 @@ kj::Own<ExecutorProcess> ExecutorProcess::start(const ExecutorConfig& config, Da
     args.insert(args.end(),
                 {"--uid", std::to_string(*config.uid), "--gid", std::to_string(*config.gid)});
   }
+  if (emulated != nullptr)
+    args.insert(args.end(), {"--emulator", emulated->emulator, "--guest", emulated->guest});
   std::vector<char*> argv;
   for (auto& a : args)
     argv.push_back(a.data());
@@ -260,7 +306,10 @@ kj::Own<ExecutorProcess> ExecutorProcess::start(const ExecutorConfig& config, Da
   auto vat = message.initRoot<capnp::rpc::twoparty::VatId>();
   vat.setSide(capnp::rpc::twoparty::Side::CLIENT);
   process->controlCap = process->rpc->bootstrap(vat).castAs<proto::executor::Control>();
-  log::debug("started executor ", pid, " (", config.path, ")");
+  log::debug("started executor ", pid, " (", config.path,
+             emulated != nullptr ? " launching " + emulated->guest + " under " + emulated->emulator
+                                 : std::string(),
+             ")");
   return process;
 }
 
