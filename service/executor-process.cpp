@@ -293,6 +293,7 @@ kj::Own<ExecutorProcess> ExecutorProcess::start(const ExecutorConfig& config,
                                            mapped, eventPort);
   state.metrics.executorStarted();
   process->metrics = &state.metrics;
+  process->emulated = emulated != nullptr;
   process->stream =
       lowLevel.wrapUnixSocketFd(ours.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP |
                                                     kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC);
@@ -441,7 +442,18 @@ std::string readFile(int fd, uint64_t limit) {
 }  // namespace
 
 ExecutorOutput ExecutorProcess::readOutput(uint64_t limit) const {
-  return ExecutorOutput{readFile(stdoutFd.get(), limit), readFile(stderrFd.get(), limit)};
+  ExecutorOutput output{readFile(stdoutFd.get(), limit), readFile(stderrFd.get(), limit)};
+  if (emulated && status && WIFSIGNALED(*status)) {
+    // qemu-user 7.2 (linux-user/signal.c, dump_core_and_abort) writes this one line to the
+    // guest's stderr just before it kills itself with the guest's signal.
+    constexpr std::string_view REPORT = "qemu: uncaught target signal ";
+    std::string& err = output.err;
+    size_t start = err.size() >= 2 ? err.rfind('\n', err.size() - 2) : std::string::npos;
+    start = start == std::string::npos ? 0 : start + 1;
+    if (err.compare(start, REPORT.size(), REPORT) == 0 && err.back() == '\n')
+      err.resize(start);
+  }
+  return output;
 }
 
 void ExecutorProcess::setInput(kj::ArrayPtr<const kj::byte> bytes) {

@@ -143,6 +143,8 @@ public:
   /// Empties the stdout and stderr memfds (before a call).
   void clearOutput();
   /// What the process wrote to stdout and stderr since clearOutput(), at most `limit` bytes each.
+  /// An emulated executor's death by a signal leaves qemu's own report ("qemu: uncaught target
+  /// signal 11 ...") at the end of stderr: it is not the code's output and is left out.
   ExecutorOutput readOutput(uint64_t limit) const;
   /// Makes `bytes` the process's standard input, rewound (before a run).
   void setInput(kj::ArrayPtr<const kj::byte> bytes);
@@ -169,6 +171,7 @@ private:
   std::optional<int> status;
   bool deadlineKill = false;
   bool killed = false;
+  bool emulated = false;  ///< qemu's process (set by start())
   /// The executor shook hands with rjitd: it was sandboxed by then (it sandboxes itself before
   /// it speaks), so user code, which can write the status page, cannot pass a later death off as
   /// one in start-up (phase Starting). Shared with the bootstrap's hello hook.
