@@ -163,6 +163,24 @@ std::variant<RunEnd, Failure> classifyRunEnd(int waitStatus, const StatusSnapsho
   return RunEnd{0, signal, signalName(signal)};
 }
 
+namespace {
+
+/// Whether this process (and so its children) may make memory writable and executable, as
+/// qemu's translator does with its code buffer (mmap read+write, then mprotect to add exec).
+/// systemd's MemoryDenyWriteExecute=yes is a seccomp filter that every child inherits and
+/// that refuses exactly that: qemu then fails at start ("mprotect of jit buffer").
+[[maybe_unused]] bool canMapWriteExecute() {
+  void* probe =
+      ::mmap(nullptr, PAGE_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (probe == MAP_FAILED)
+    return true;  // no memory to probe with: let the executor's start say what fails
+  bool allowed = ::mprotect(probe, PAGE_BYTES, PROT_READ | PROT_WRITE | PROT_EXEC) == 0;
+  ::munmap(probe, PAGE_BYTES);
+  return allowed;
+}
+
+}  // namespace
+
 std::vector<EmulatedTarget> findEmulatedTargets(const std::string& executorPath,
                                                 const std::string& guest,
                                                 const std::string& emulator) {
@@ -186,6 +204,7 @@ std::vector<EmulatedTarget> findEmulatedTargets(const std::string& executorPath,
   // The launcher's sandbox confines files with Landlock (any ABI).
   long landlock =
       ::syscall(SYS_landlock_create_ruleset, nullptr, 0, LANDLOCK_CREATE_RULESET_VERSION);
+  int landlockError = errno;
   if (target.emulator.empty())
     target.unavailable = "no qemu-aarch64 (apt install qemu-user-static, or rjitd --qemu-aarch64)";
   else if (::access(target.emulator.c_str(), X_OK) != 0)
@@ -195,8 +214,16 @@ std::vector<EmulatedTarget> findEmulatedTargets(const std::string& executorPath,
     target.unavailable = "no aarch64 rjitd-executor at " + target.guest +
                          " (rjitd --aarch64-executor): " + strerror(errno);
   else if (landlock < 1)
-    target.unavailable = "the kernel has no Landlock, which the sandbox of an emulated executor "
-                         "needs to confine its files";
+    target.unavailable = std::string("Landlock, which the sandbox of an emulated executor needs "
+                                     "to confine its files, is unavailable (") +
+                         strerror(landlockError) +
+                         "; under rjitd.service: SystemCallFilter=landlock_create_ruleset "
+                         "landlock_add_rule landlock_restrict_self)";
+  else if (!canMapWriteExecute())
+    target.unavailable =
+        "rjitd may not map memory writable and executable (MemoryDenyWriteExecute=yes, which "
+        "its executors inherit), and qemu's translator must (docs/OPERATIONS.md, \"aarch64 "
+        "executors\")";
   found.push_back(std::move(target));
 #else
   (void)executorPath, (void)guest, (void)emulator;  // rjitd runs aarch64 code natively only
