@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <kj/io.h>
 #include <linux/landlock.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -130,8 +131,8 @@ const char* const ALLOWED[] = {
 // running the aarch64 rjitd-executor under the launcher (docs/OPERATIONS.md "aarch64
 // executors"). Besides these: openat for reading, conditioned in addEmulatorRules.
 const char* const EMULATOR_EXTRA[] = {
-    // the launcher's own exec of the emulator (Landlock: the emulator is the only file that
-    // can be executed, so a guest's execve can only start the same sandboxed emulator again)
+    // the launcher's own exec of the emulator (Landlock: only the emulator and the x86_64
+    // loader can be executed, so a guest's execve starts nothing outside this sandbox)
     "execve",
     // qemu looks every path up under its -L prefix first (access), and reads /proc/self/exe
     "access",
@@ -301,24 +302,21 @@ constexpr uint64_t LANDLOCK_HANDLED =
     LANDLOCK_ACCESS_FS_MAKE_SOCK | LANDLOCK_ACCESS_FS_MAKE_FIFO | LANDLOCK_ACCESS_FS_MAKE_BLOCK |
     LANDLOCK_ACCESS_FS_MAKE_SYM;
 
-/// Allows `access` to the file or tree at `path` in `ruleset`; a path that does not exist is
-/// skipped (a static qemu needs no library directory).
+/// Allows `access` to the file or tree at `path` in `ruleset`. A path that does not exist is an
+/// error when `required`, else skipped (a static qemu needs no library directory).
 std::optional<SandboxError> allowPath(int ruleset, const std::string& path, uint64_t access,
                                       bool required) {
-  int fd = ::open(path.c_str(), O_PATH | O_CLOEXEC);
-  if (fd < 0) {
+  kj::AutoCloseFd fd(::open(path.c_str(), O_PATH | O_CLOEXEC));
+  if (fd.get() < 0) {
     if (!required && errno == ENOENT)
       return std::nullopt;
     return failure("open(" + path + ")", errno);
   }
   struct landlock_path_beneath_attr rule = {};
   rule.allowed_access = access;
-  rule.parent_fd = fd;
-  long added = ::syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &rule, 0);
-  int error = errno;
-  ::close(fd);
-  if (added < 0)
-    return failure("landlock_add_rule(" + path + ")", error);
+  rule.parent_fd = fd.get();
+  if (::syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &rule, 0) < 0)
+    return failure("landlock_add_rule(" + path + ")", errno);
   return std::nullopt;
 }
 
@@ -334,26 +332,24 @@ std::optional<SandboxError> restrictFiles(const EmulatorFiles& files) {
     return failure("landlock_create_ruleset (the kernel must have Landlock for an emulated "
                    "executor's sandbox)",
                    errno);
-  int ruleset = static_cast<int>(created);
-  struct Close {
-    int fd;
-    ~Close() { ::close(fd); }
-  } closeRuleset{ruleset};
+  kj::AutoCloseFd rulesetFd(static_cast<int>(created));  // Landlock's fds are CLOEXEC
+  int ruleset = rulesetFd.get();
   const uint64_t read = LANDLOCK_ACCESS_FS_READ_FILE;
   if (auto error = allowPath(ruleset, files.emulator, read | LANDLOCK_ACCESS_FS_EXECUTE, true))
     return error;
   if (auto error = allowPath(ruleset, files.guest, read, true))
     return error;
   // Libraries, read only: a dynamically linked guest's (qemu opens them for its loader) and a
-  // dynamic qemu's, in Debian's multiarch directories; the kernel opens a dynamic qemu's own
+  // dynamic qemu's, in Debian's multiarch directories; the kernel opens a dynamic qemu's
   // loader for execution. Public files of the system; missing ones are skipped.
-  for (const char* path : {"/etc/ld.so.cache", "/usr/lib/aarch64-linux-gnu",
-                           "/lib/aarch64-linux-gnu", "/lib/ld-linux-aarch64.so.1"})
+  for (const char* path :
+       {"/etc/ld.so.cache", "/usr/lib/aarch64-linux-gnu", "/lib/aarch64-linux-gnu",
+        "/lib/ld-linux-aarch64.so.1", "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"})
     if (auto error = allowPath(ruleset, path, read, false))
       return error;
-  for (const char* path : {"/lib64", "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"})
-    if (auto error = allowPath(ruleset, path, read | LANDLOCK_ACCESS_FS_EXECUTE, false))
-      return error;
+  if (auto error = allowPath(ruleset, "/lib64/ld-linux-x86-64.so.2",
+                             read | LANDLOCK_ACCESS_FS_EXECUTE, false))
+    return error;
   if (::syscall(SYS_landlock_restrict_self, ruleset, 0) < 0)
     return failure("landlock_restrict_self", errno);
   return std::nullopt;

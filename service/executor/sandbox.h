@@ -19,8 +19,9 @@ constexpr uint64_t EXECUTOR_TASKS = 32;
 
 /// Address space qemu-user itself needs besides its guest's (RLIMIT_AS counts the host process):
 /// its translation buffer, its own heap and threads. Measured with qemu 7.2 running the idle
-/// aarch64 rjitd-executor: VmPeak 256 MiB (qemu-aarch64-static), 298 MiB (qemu-aarch64); twice
-/// that, so that the guest's allocations, not qemu's, meet the limit first.
+/// aarch64 rjitd-executor: VmPeak 256-312 MiB (qemu-aarch64-static), 298-322 MiB
+/// (qemu-aarch64); about 1.6 times that, so that the guest's allocations, not qemu's, meet the
+/// limit first.
 constexpr uint64_t EMULATOR_ADDRESS_SPACE = 512ull << 20;
 
 /// The launcher profile (docs/OPERATIONS.md "aarch64 executors"): the sandbox is entered on the

@@ -527,6 +527,14 @@ TEST(Launcher, Aarch64ExecutorServesControlUnderQemuAndExitsWhenTheChannelCloses
   expectServesControlAndExits(executor);
 }
 
+TEST(Launcher, Aarch64ExecutorServesControlUnderADynamicallyLinkedQemu) {
+  SKIP_WITHOUT_AARCH64_EXECUTOR();
+  // qemu-aarch64 (qemu-user) loads host libraries after the launcher's exec: the profile's
+  // Landlock rules let it read them and execute its loader.
+  ExecutorProcess executor({"--emulator", "/usr/bin/qemu-aarch64", "--guest", aarch64Executor()});
+  expectServesControlAndExits(executor);
+}
+
 TEST(Launcher, CrashInTheGuestKillsQemuWithItsSignalAndLeavesItOnTheStatusPage) {
   SKIP_WITHOUT_AARCH64_EXECUTOR();
   // qemu re-raises a guest's fatal signal on itself: rjitd's pidfd sees the guest's signal.
