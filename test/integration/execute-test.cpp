@@ -6,6 +6,8 @@
 // client, concurrent clients, TCP and Unix, the shared segment, programs, and the limits.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <kj/common.h>
 #include <kj/io.h>
 #include <latch>
 #include <sstream>
@@ -1267,6 +1270,61 @@ TEST_P(Aarch64UnavailableTest, ExecutorForAarch64NamesWhatIsMissing) {
 }
 
 RJIT_INSTANTIATE_DAEMON_MODES(Aarch64UnavailableTest);
+
+/// The kernel's MemoryDenyWriteExecute (prctl PR_SET_MDWE, Linux 6.3; what systemd 253 and
+/// later use for MemoryDenyWriteExecute=yes, inherited like systemd 252's seccomp filter by
+/// every child): not in Debian 12's kernel headers.
+constexpr int SET_MDWE = 65;
+constexpr unsigned long MDWE_REFUSE_EXEC_GAIN = 1;
+
+TEST(Aarch64UnderMemoryDenyWriteExecute, RjitdSaysWhyAndX86ExecuteStillWorks) {
+  // rjitd started with W+X memory denied to it and its children: qemu could never start, so
+  // rjitd answers aarch64 executors with the reason; x86_64 executors map sealed memfds
+  // read+execute, which the kernel still allows.
+  const char* rjitd = std::getenv("RJITD_BIN");
+  const char* executor = std::getenv("RJITD_EXECUTOR_BIN");
+  ASSERT_NE(rjitd, nullptr);
+  ASSERT_NE(executor, nullptr);
+  TempDir dir;
+  std::string socket = dir.file("rjitd.sock");
+  std::vector<std::string> args = {rjitd, "--listen", "unix:" + socket, "--log-level", "warning",
+                                   // any readable file: only the missing W+X memory may fail
+                                   "--aarch64-executor", executor};
+  std::vector<char*> argv;
+  for (auto& a : args)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (::prctl(SET_MDWE, MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0)
+      ::_exit(126);
+    ::execv(rjitd, argv.data());
+    ::_exit(127);
+  }
+  KJ_DEFER({
+    ::kill(pid, SIGTERM);
+    ::waitpid(pid, nullptr, 0);
+  });
+  bool listening = false;
+  for (unsigned polls = 0; polls < MAX_POLLS && !listening; ++polls) {
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, WNOHANG), 0) << "rjitd ended: status " << status;
+    listening = ::access(socket.c_str(), F_OK) == 0;
+  }
+  ASSERT_TRUE(listening) << "rjitd did not listen within the polling bound";
+
+  ClientOptions options;
+  options.servers = {"unix:" + socket};
+  Client client(options);
+  auto failure = catchFailure([&] { client.executor("aarch64"); });
+  expectKind(failure, ErrorKind::UnknownTarget);
+  ASSERT_TRUE(failure.has_value());
+  EXPECT_NE(failure->message.find("MemoryDenyWriteExecute"), std::string::npos) << failure->message;
+  RemoteExecutor x86 = client.executor();
+  RemoteModule module = x86.load(moduleRequest("exec-typed.ll"));
+  EXPECT_EQ(module.call<int64_t>("add", int64_t{2}, int64_t{40}), 42);
+}
 
 }  // namespace
 }  // namespace rjit::test
