@@ -342,9 +342,11 @@ std::optional<SandboxError> restrictFiles(const EmulatorFiles& files) {
   // Libraries, read only: a dynamically linked guest's (qemu opens them for its loader) and a
   // dynamic qemu's, in Debian's multiarch directories; the kernel opens a dynamic qemu's
   // loader for execution. Public files of the system; missing ones are skipped.
-  for (const char* path :
-       {"/etc/ld.so.cache", "/usr/lib/aarch64-linux-gnu", "/lib/aarch64-linux-gnu",
-        "/lib/ld-linux-aarch64.so.1", "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"})
+  // And the local time zone, which the native executor reads before its filter (tzset): the
+  // guest reads it under this sandbox, and local times must print the same on both targets.
+  for (const char* path : {"/etc/localtime", "/etc/ld.so.cache", "/usr/lib/aarch64-linux-gnu",
+                           "/lib/aarch64-linux-gnu", "/lib/ld-linux-aarch64.so.1",
+                           "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"})
     if (auto error = allowPath(ruleset, path, read, false))
       return error;
   if (auto error = allowPath(ruleset, "/lib64/ld-linux-x86-64.so.2",
