@@ -501,8 +501,15 @@ TEST(Executor, BadArgumentsFailBeforeTheSandbox) {
 
 // --- the launcher: the aarch64 executor under qemu ---------------------------------------------
 
-/// qemu-user for the launcher tests (packaging/install-deps.sh installs qemu-user-static).
-constexpr const char* QEMU_AARCH64 = "/usr/bin/qemu-aarch64-static";
+/// qemu-user for the launcher tests, as rjitd chooses it: the static build when installed, else
+/// the dynamic one (packaging/install-deps.sh installs qemu-user).
+std::string qemuAarch64() {
+  for (const char* candidate : {"/usr/bin/qemu-aarch64-static", "/usr/bin/qemu-aarch64"})
+    if (::access(candidate, X_OK) == 0)
+      return candidate;
+  ADD_FAILURE() << "no qemu-aarch64 (packaging/install-deps.sh installs qemu-user)";
+  return "/usr/bin/qemu-aarch64";
+}
 
 /// The aarch64 rjitd-executor of the cross build (meson -Daarch64_executor), "" when not built.
 std::string aarch64Executor() {
@@ -512,7 +519,7 @@ std::string aarch64Executor() {
 
 /// The launcher's options for the aarch64 executor, then `extra`.
 std::vector<std::string> launcherArgs(std::vector<std::string> extra = {}) {
-  std::vector<std::string> args = {"--emulator", QEMU_AARCH64, "--guest", aarch64Executor()};
+  std::vector<std::string> args = {"--emulator", qemuAarch64(), "--guest", aarch64Executor()};
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
 }
@@ -557,7 +564,7 @@ TEST(Launcher, ForbiddenSystemCallOfTheGuestLeavesTheHostNumberOnTheStatusPage) 
 }
 
 TEST(Launcher, MissingGuestFailsBeforeTheSandbox) {
-  ExecutorProcess executor({"--emulator", QEMU_AARCH64, "--guest", "/nonexistent/rjitd-executor"});
+  ExecutorProcess executor({"--emulator", qemuAarch64(), "--guest", "/nonexistent/rjitd-executor"});
   expectExit(executor.wait(), 1);
   EXPECT_EQ(executor.page->phase.load(), StatusPage::Starting);
   EXPECT_NE(executor.stderrText().find("rjitd-executor: error:"), std::string::npos)
@@ -573,13 +580,13 @@ TEST(Launcher, LaunchedWithoutTheLauncherRefusesToServe) {
       << executor.stderrText();
 }
 
-/// The launcher profile with real files: qemu-aarch64-static as the emulator, this test as
-/// the "guest" (any readable file does).
+/// The launcher profile with real files: qemu-aarch64 as the emulator, this test as the
+/// "guest" (any readable file does).
 SandboxOptions emulatorProfile() {
   SandboxOptions options = roomy();
   char self[4096];
   ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
-  options.emulator = EmulatorFiles{QEMU_AARCH64, std::string(self, n > 0 ? size_t(n) : 0)};
+  options.emulator = EmulatorFiles{qemuAarch64(), std::string(self, n > 0 ? size_t(n) : 0)};
   return options;
 }
 
@@ -620,9 +627,10 @@ TEST(EmulatorProfile, OpeningAnotherFileForReadingIsRefusedByLandlock) {
 TEST(EmulatorProfile, TheEmulatorAndTheGuestCanBeRead) {
   SandboxOptions options = emulatorProfile();
   std::string guest = options.emulator->guest;
+  std::string qemu = options.emulator->emulator;
   expectExit(runSandboxed(options,
-                          [&guest] {
-                            int emulator = ::open(QEMU_AARCH64, O_RDONLY | O_CLOEXEC);
+                          [&guest, &qemu] {
+                            int emulator = ::open(qemu.c_str(), O_RDONLY | O_CLOEXEC);
                             int self = ::open(guest.c_str(), O_RDONLY | O_CLOEXEC);
                             return emulator >= 0 && self >= 0 ? CHILD_OK : CHILD_CHECK_FAILED;
                           }),
