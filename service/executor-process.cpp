@@ -98,7 +98,12 @@ std::optional<Failure> limitDeath(int waitStatus, const StatusPage::Phase phase,
   case SIGSYS:
     return Failure{ErrorKind::SandboxViolation,
                    subject + " made a system call executors may not make: " +
-                       (page.syscall >= 0 ? syscallName(page.syscall) : "an unknown one"),
+                       (page.syscall >= 0 ? syscallName(page.syscall)
+                        // qemu 7.2 blocks every host signal around the host fork it makes for
+                        // a guest's fork, so the filter's SIGSYS kills it without the guest's
+                        // handler; other refused calls are recorded.
+                        : page.emulated ? "one qemu could not record (a fork, most likely)"
+                                        : "an unknown one"),
                    {}};
   default: break;
   }
@@ -428,6 +433,7 @@ void ExecutorProcess::kill(bool forDeadline) {
 StatusSnapshot ExecutorProcess::snapshot() const {
   const auto* p = static_cast<const StatusPage*>(page);
   StatusSnapshot s;
+  s.emulated = emulated;
   s.valid = p->magic.load() == StatusPage::MAGIC;
   s.phase = p->phase.load();
   if (*greeted && s.phase == StatusPage::Starting)

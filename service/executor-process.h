@@ -70,6 +70,8 @@ struct StatusSnapshot {
   int32_t syscall = -1;
   bool outOfMemory = false;
   uint64_t faultAddress = 0;
+  /// The executor ran under qemu (not a field of the page: ExecutorProcess knows it).
+  bool emulated = false;
 };
 
 /// How a run ended normally: main returned or exit() was called (`signal` 0), or the program

@@ -1124,9 +1124,15 @@ TEST_P(Aarch64ExecuteTest, ExitInsideAFunctionIsExitedWithItsStatus) {
 }
 
 TEST_P(Aarch64ExecuteTest, ForkBombIsSandboxViolation) {
-  // qemu makes the guest's fork a host clone without CLONE_THREAD, which the filter refuses.
-  expectNamesSyscall(expectFault("exec-sandbox.ll", "fork_bomb", ErrorKind::SandboxViolation),
-                     {"clone", "fork"});
+  // qemu makes the guest's fork a host clone without CLONE_THREAD, which the filter refuses;
+  // qemu has blocked its signals then, so the guest's handler cannot record the call, and the
+  // message says so.
+  auto failure = expectFault("exec-sandbox.ll", "fork_bomb", ErrorKind::SandboxViolation);
+  ASSERT_TRUE(failure.has_value());
+  EXPECT_NE(failure->message.find("a system call executors may not make: one qemu could not "
+                                  "record (a fork, most likely)"),
+            std::string::npos)
+      << failure->message;
 }
 
 TEST_P(Aarch64ExecuteTest, SocketIsSandboxViolation) {
