@@ -317,9 +317,10 @@ public:
   };
 
   ExecutorCore(ExecuteEnvironment& env, std::shared_ptr<ConnectionExecutors> connection,
-               const TargetName& target, std::string cpu, std::string features, std::string peer)
-      : env(env), connection(std::move(connection)), target(target), cpu(std::move(cpu)),
-        features(std::move(features)), peer(std::move(peer)) {
+               const TargetName& target, const EmulatedTarget* emulated, std::string cpu,
+               std::string features, std::string peer)
+      : env(env), connection(std::move(connection)), target(target), emulated(emulated),
+        cpu(std::move(cpu)), features(std::move(features)), peer(std::move(peer)) {
     ++env.executors;
     ++this->connection->alive;
     env.cores.insert(this);
@@ -360,8 +361,8 @@ public:
     if (env.state.draining)
       return Outcome<ExecutorProcess*>(shuttingDown());  // a request queued behind the drain
     ++generation;
-    auto started = ExecutorProcess::start(env.process, env.state, env.lowLevel, env.eventPort,
-                                          env.readerOptions, peer + " executor");
+    auto started = ExecutorProcess::start(env.process, emulated, env.state, env.lowLevel,
+                                          env.eventPort, env.readerOptions, peer + " executor");
     ExecutorProcess* p = started.get();
     process = kj::mv(started);
     kj::Promise<Outcome<Done>> step = Outcome<Done>(Done{});
@@ -492,6 +493,8 @@ public:
   ExecuteEnvironment& env;
   std::shared_ptr<ConnectionExecutors> connection;
   const TargetName& target;  // one of the service's targets, which outlive rjitd's serving
+  /// How its processes start: natively (nullptr) or under an emulator (in env.process).
+  const EmulatedTarget* emulated;
   std::string cpu, features, peer;
   kj::Maybe<kj::Own<ExecutorProcess>> process;
   uint64_t generation = 0;
@@ -911,12 +914,24 @@ Outcome<proto::Executor::Client> openExecutor(ExecuteEnvironment& env,
                    "rjitd does not serve target '" + name +
                        "'; it serves: " + describeTargets(service.targets()),
                    {}};
-  // The default target is the host's: only its code runs in a process on this host.
+  // The default target is the host's, run natively; another architecture's code runs under
+  // its emulator when rjitd was given one (ExecutorConfig::emulated).
   const TargetName* host = resolveTarget(service.targets(), "", service.defaultTriple());
-  if (host == nullptr || host->triple != target->triple)
-    return Failure{ErrorKind::UnknownTarget,
-                   "rjitd cannot execute " + target->name + " code on this host",
-                   {}};
+  const EmulatedTarget* emulated = nullptr;
+  if (host == nullptr || host->triple != target->triple) {
+    for (const EmulatedTarget& candidate : env.process.emulated)
+      if (candidate.triple == target->triple)
+        emulated = &candidate;
+    if (emulated == nullptr)
+      return Failure{ErrorKind::UnknownTarget,
+                     "rjitd cannot execute " + target->name + " code on this host",
+                     {}};
+    if (!emulated->unavailable.empty())
+      return Failure{ErrorKind::UnknownTarget,
+                     "rjitd cannot execute " + target->name +
+                         " code here: " + emulated->unavailable,
+                     {}};
+  }
   if (env.executors >= env.limits.maxExecutors)
     return Failure{ErrorKind::Overloaded,
                    "rjitd runs " + std::to_string(env.executors) +
@@ -927,8 +942,8 @@ Outcome<proto::Executor::Client> openExecutor(ExecuteEnvironment& env,
                    "this connection holds " + std::to_string(connection->alive) +
                        " executors, the limit per connection (--max-executors-per-connection)",
                    {}};
-  auto core = kj::refcounted<ExecutorCore>(env, std::move(connection), *target, spec.getCpu(),
-                                           spec.getFeatures(), std::move(peer));
+  auto core = kj::refcounted<ExecutorCore>(env, std::move(connection), *target, emulated,
+                                           spec.getCpu(), spec.getFeatures(), std::move(peer));
   return proto::Executor::Client(kj::heap<ExecutorImpl>(kj::mv(core)));
 }
 

@@ -4,6 +4,7 @@
 #include "log.h"
 #include "rpc-server.h"
 #include "status-page.h"
+#include "targets.h"
 
 #include <algorithm>
 #include <capnp/message.h>
@@ -14,6 +15,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <kj/debug.h>
+#include <linux/landlock.h>
 #include <seccomp.h>
 #include <spawn.h>
 #include <sys/mman.h>
@@ -96,7 +98,12 @@ std::optional<Failure> limitDeath(int waitStatus, const StatusPage::Phase phase,
   case SIGSYS:
     return Failure{ErrorKind::SandboxViolation,
                    subject + " made a system call executors may not make: " +
-                       (page.syscall >= 0 ? syscallName(page.syscall) : "an unknown one"),
+                       (page.syscall >= 0 ? syscallName(page.syscall)
+                        // qemu 7.2 blocks every host signal around the host fork it makes for
+                        // a guest's fork, so the filter's SIGSYS kills it without the guest's
+                        // handler; other refused calls are recorded.
+                        : page.emulated ? "one qemu could not record (a fork, most likely)"
+                                        : "an unknown one"),
                    {}};
   default: break;
   }
@@ -161,7 +168,76 @@ std::variant<RunEnd, Failure> classifyRunEnd(int waitStatus, const StatusSnapsho
   return RunEnd{0, signal, signalName(signal)};
 }
 
-kj::Own<ExecutorProcess> ExecutorProcess::start(const ExecutorConfig& config, DaemonState& state,
+namespace {
+
+/// Whether this process (and so its children) may make memory writable and executable, as
+/// qemu's translator does with its code buffer (mmap read+write, then mprotect to add exec).
+/// systemd's MemoryDenyWriteExecute=yes is a seccomp filter that every child inherits and
+/// that refuses exactly that: qemu then fails at start ("mprotect of jit buffer").
+[[maybe_unused]] bool canMapWriteExecute() {
+  void* probe =
+      ::mmap(nullptr, PAGE_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (probe == MAP_FAILED)
+    return true;  // no memory to probe with: let the executor's start say what fails
+  bool allowed = ::mprotect(probe, PAGE_BYTES, PROT_READ | PROT_WRITE | PROT_EXEC) == 0;
+  ::munmap(probe, PAGE_BYTES);
+  return allowed;
+}
+
+}  // namespace
+
+std::vector<EmulatedTarget> findEmulatedTargets(const std::string& executorPath,
+                                                const std::string& guest,
+                                                const std::string& emulator) {
+  std::vector<EmulatedTarget> found;
+#if defined(__x86_64__)
+  const TargetName* aarch64 = resolveTarget(knownTargets(), "aarch64", "");
+  if (aarch64 == nullptr)
+    return found;
+  EmulatedTarget target;
+  target.triple = aarch64->triple;
+  target.name = aarch64->name;
+  target.guest = guest;
+  if (target.guest.empty())
+    target.guest = executorPath.substr(0, executorPath.rfind('/') + 1) + "aarch64/rjitd-executor";
+  target.emulator = emulator;
+  // The static qemu first: it opens no host library after the launcher's exec, so the
+  // launcher's Landlock rules need not allow any (a dynamic one works too).
+  for (const char* candidate : {"/usr/bin/qemu-aarch64-static", "/usr/bin/qemu-aarch64"})
+    if (target.emulator.empty() && ::access(candidate, X_OK) == 0)
+      target.emulator = candidate;
+  // The launcher's sandbox confines files with Landlock (any ABI).
+  long landlock =
+      ::syscall(SYS_landlock_create_ruleset, nullptr, 0, LANDLOCK_CREATE_RULESET_VERSION);
+  int landlockError = errno;
+  if (target.emulator.empty())
+    target.unavailable = "no qemu-aarch64 (apt install qemu-user-static, or rjitd --qemu-aarch64)";
+  else if (::access(target.emulator.c_str(), X_OK) != 0)
+    target.unavailable =
+        "no emulator at " + target.emulator + " (rjitd --qemu-aarch64): " + strerror(errno);
+  else if (::access(target.guest.c_str(), R_OK) != 0)
+    target.unavailable = "no aarch64 rjitd-executor at " + target.guest +
+                         " (rjitd --aarch64-executor): " + strerror(errno);
+  else if (landlock < 1)
+    target.unavailable = std::string("Landlock, which the sandbox of an emulated executor needs "
+                                     "to confine its files, is unavailable (") +
+                         strerror(landlockError) +
+                         "; under rjitd.service: SystemCallFilter=landlock_create_ruleset "
+                         "landlock_add_rule landlock_restrict_self)";
+  else if (!canMapWriteExecute())
+    target.unavailable =
+        "rjitd may not map memory writable and executable (MemoryDenyWriteExecute=yes, which "
+        "its executors inherit), and qemu's translator must (docs/OPERATIONS.md, \"aarch64 "
+        "executors\")";
+  found.push_back(std::move(target));
+#else
+  (void)executorPath, (void)guest, (void)emulator;  // rjitd runs aarch64 code natively only
+#endif
+  return found;
+}
+
+kj::Own<ExecutorProcess> ExecutorProcess::start(const ExecutorConfig& config,
+                                                const EmulatedTarget* emulated, DaemonState& state,
                                                 kj::LowLevelAsyncIoProvider& lowLevel,
                                                 kj::UnixEventPort& eventPort,
                                                 capnp::ReaderOptions readerOptions,
@@ -220,6 +296,8 @@ kj::Own<ExecutorProcess> ExecutorProcess::start(const ExecutorConfig& config, Da
     args.insert(args.end(),
                 {"--uid", std::to_string(*config.uid), "--gid", std::to_string(*config.gid)});
   }
+  if (emulated != nullptr)
+    args.insert(args.end(), {"--emulator", emulated->emulator, "--guest", emulated->guest});
   std::vector<char*> argv;
   for (auto& a : args)
     argv.push_back(a.data());
@@ -247,6 +325,7 @@ kj::Own<ExecutorProcess> ExecutorProcess::start(const ExecutorConfig& config, Da
                                            mapped, eventPort);
   state.metrics.executorStarted();
   process->metrics = &state.metrics;
+  process->emulated = emulated != nullptr;
   process->stream =
       lowLevel.wrapUnixSocketFd(ours.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP |
                                                     kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC);
@@ -260,7 +339,10 @@ kj::Own<ExecutorProcess> ExecutorProcess::start(const ExecutorConfig& config, Da
   auto vat = message.initRoot<capnp::rpc::twoparty::VatId>();
   vat.setSide(capnp::rpc::twoparty::Side::CLIENT);
   process->controlCap = process->rpc->bootstrap(vat).castAs<proto::executor::Control>();
-  log::debug("started executor ", pid, " (", config.path, ")");
+  log::debug("started executor ", pid, " (", config.path,
+             emulated != nullptr ? " launching " + emulated->guest + " under " + emulated->emulator
+                                 : std::string(),
+             ")");
   return process;
 }
 
@@ -351,6 +433,7 @@ void ExecutorProcess::kill(bool forDeadline) {
 StatusSnapshot ExecutorProcess::snapshot() const {
   const auto* p = static_cast<const StatusPage*>(page);
   StatusSnapshot s;
+  s.emulated = emulated;
   s.valid = p->magic.load() == StatusPage::MAGIC;
   s.phase = p->phase.load();
   if (*greeted && s.phase == StatusPage::Starting)
@@ -392,7 +475,18 @@ std::string readFile(int fd, uint64_t limit) {
 }  // namespace
 
 ExecutorOutput ExecutorProcess::readOutput(uint64_t limit) const {
-  return ExecutorOutput{readFile(stdoutFd.get(), limit), readFile(stderrFd.get(), limit)};
+  ExecutorOutput output{readFile(stdoutFd.get(), limit), readFile(stderrFd.get(), limit)};
+  if (emulated && status && WIFSIGNALED(*status)) {
+    // qemu-user 7.2 (linux-user/signal.c, dump_core_and_abort) writes this one line to the
+    // guest's stderr just before it kills itself with the guest's signal.
+    constexpr std::string_view REPORT = "qemu: uncaught target signal ";
+    std::string& err = output.err;
+    size_t start = err.size() >= 2 ? err.rfind('\n', err.size() - 2) : std::string::npos;
+    start = start == std::string::npos ? 0 : start + 1;
+    if (err.compare(start, REPORT.size(), REPORT) == 0 && err.back() == '\n')
+      err.resize(start);
+  }
+  return output;
 }
 
 void ExecutorProcess::setInput(kj::ArrayPtr<const kj::byte> bytes) {

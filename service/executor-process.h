@@ -20,10 +20,24 @@
 #include <string_view>
 #include <sys/types.h>
 #include <variant>
+#include <vector>
 
 namespace rjitd::service {
 
 struct DaemonState;
+
+/// Executors for a target of another architecture than rjitd's (docs/OPERATIONS.md "aarch64
+/// executors"): rjitd starts its own rjitd-executor as the launcher, which enters the sandbox on
+/// the host and executes `emulator` with `guest`.
+struct EmulatedTarget {
+  std::string triple;    ///< the target's canonical triple (TargetName::triple)
+  std::string name;      ///< its short name, for messages ("aarch64")
+  std::string guest;     ///< that architecture's rjitd-executor (--aarch64-executor)
+  std::string emulator;  ///< qemu-user for it (--qemu-aarch64)
+  /// Empty when executors of this target can run here; else what is missing, which a request
+  /// for this target is answered with (and rjitd logs at start).
+  std::string unavailable;
+};
 
 /// How executors are started (rjitd's options; fixed while rjitd runs).
 struct ExecutorConfig {
@@ -34,7 +48,18 @@ struct ExecutorConfig {
   uint64_t cpuSeconds = 600;
   uint64_t openFiles = 1024;         ///< RLIMIT_NOFILE
   std::optional<uint32_t> uid, gid;  ///< set when rjitd runs as root (--executor-user)
+  /// The foreign targets rjitd knows how to execute (aarch64 on an x86_64 host).
+  std::vector<EmulatedTarget> emulated;
 };
+
+/// The foreign targets this build of rjitd can execute and whether it can here: aarch64 on an
+/// x86_64 host, its executor `guest` ("" = aarch64/rjitd-executor next to `executorPath`, the
+/// installed layout) under `emulator` ("" = the first of /usr/bin/qemu-aarch64-static and
+/// /usr/bin/qemu-aarch64 that exists). Checks the files and the kernel's Landlock (the
+/// launcher's sandbox needs it) and says in `unavailable` what is missing.
+std::vector<EmulatedTarget> findEmulatedTargets(const std::string& executorPath,
+                                                const std::string& guest,
+                                                const std::string& emulator);
 
 /// A copy of the status page (ipc/executor/status-page.h) taken after the process died.
 struct StatusSnapshot {
@@ -45,6 +70,8 @@ struct StatusSnapshot {
   int32_t syscall = -1;
   bool outOfMemory = false;
   uint64_t faultAddress = 0;
+  /// The executor ran under qemu (not a field of the page: ExecutorProcess knows it).
+  bool emulated = false;
 };
 
 /// How a run ended normally: main returned or exit() was called (`signal` 0), or the program
@@ -87,8 +114,11 @@ class ExecutorProcess final {
 public:
   /// Spawns `config.path` with the fds 0..4 of ipc/executor/executor.capnp and an empty
   /// environment, serves rjitd's bootstrap (newBootstrap(state, peer)) on the channel, and takes
-  /// the executor's Control. Throws (a fault inside rjitd) when the process cannot be started.
-  static kj::Own<ExecutorProcess> start(const ExecutorConfig& config, DaemonState& state,
+  /// the executor's Control. With `emulated`, config.path is the launcher of that target's
+  /// executor under qemu (the pid is then qemu's, after the launcher's exec). Throws (a fault
+  /// inside rjitd) when the process cannot be started.
+  static kj::Own<ExecutorProcess> start(const ExecutorConfig& config,
+                                        const EmulatedTarget* emulated, DaemonState& state,
                                         kj::LowLevelAsyncIoProvider& lowLevel,
                                         kj::UnixEventPort& eventPort,
                                         capnp::ReaderOptions readerOptions, std::string peer);
@@ -115,6 +145,8 @@ public:
   /// Empties the stdout and stderr memfds (before a call).
   void clearOutput();
   /// What the process wrote to stdout and stderr since clearOutput(), at most `limit` bytes each.
+  /// An emulated executor's death by a signal leaves qemu's own report ("qemu: uncaught target
+  /// signal 11 ...") at the end of stderr: it is not the code's output and is left out.
   ExecutorOutput readOutput(uint64_t limit) const;
   /// Makes `bytes` the process's standard input, rewound (before a run).
   void setInput(kj::ArrayPtr<const kj::byte> bytes);
@@ -141,6 +173,7 @@ private:
   std::optional<int> status;
   bool deadlineKill = false;
   bool killed = false;
+  bool emulated = false;  ///< qemu's process (set by start())
   /// The executor shook hands with rjitd: it was sandboxed by then (it sandboxes itself before
   /// it speaks), so user code, which can write the status page, cannot pass a later death off as
   /// one in start-up (phase Starting). Shared with the bootstrap's hello hook.

@@ -60,7 +60,9 @@ struct Options {
   uint64_t executorOutput = 8ull << 20;
   uint64_t maxCallBytes = 128ull << 20;
   std::string executeTimeout = "30s";
-  std::string executorUser;  // "" = nobody (used only when rjitd runs as root)
+  std::string executorUser;     // "" = nobody (used only when rjitd runs as root)
+  std::string aarch64Executor;  // "" = aarch64/rjitd-executor next to the executor
+  std::string qemuAarch64;      // "" = qemu-aarch64-static or qemu-aarch64 in /usr/bin
 };
 
 /// A duration as the options take it: a number of seconds, or a number with `ms`, `s` or `m`
@@ -240,6 +242,8 @@ int run(const Options& opt) {
   executorConfig.path = findExecutor(opt.executorPath);
   executorConfig.memoryBytes = opt.executorMemory;
   executorConfig.outputBytes = opt.executorOutput;
+  executorConfig.emulated =
+      findEmulatedTargets(executorConfig.path, opt.aarch64Executor, opt.qemuAarch64);
   // A backstop behind the deadlines, which rjitd enforces by the wall clock, over an
   // executor's whole life (an rlimit cannot be renewed per call from outside without
   // CAP_SYS_RESOURCE): a day of CPU, or 1000 calls at the longest deadline, so that a long
@@ -373,6 +377,12 @@ int run(const Options& opt) {
               opt.maxExecutorsPerConnection, " per connection), ", opt.executorMemory >> 20,
               " MiB each, deadline ", executeTimeout->count(), " ms",
               executorConfig.uid ? ", as uid " + std::to_string(*executorConfig.uid) : "");
+  for (const EmulatedTarget& emulated : executorConfig.emulated) {
+    if (emulated.unavailable.empty())
+      log::info(emulated.name, " executors: ", emulated.guest, " under ", emulated.emulator);
+    else
+      log::info(emulated.name, " execute unavailable: ", emulated.unavailable);
+  }
   if (exposer) {
     log::info("serving metrics at http://", exposer->address().text(), "/metrics");
     if (!exposer->address().loopback())
@@ -437,6 +447,12 @@ int main(int argc, char** argv) {
   app.add_option("--executor-path", opt.executorPath,
                  "the rjitd-executor binary (default: next to rjitd, else " RJITD_EXECUTOR_DIR
                  "/rjitd-executor)");
+  app.add_option("--aarch64-executor", opt.aarch64Executor,
+                 "the aarch64 rjitd-executor, run under qemu for aarch64 code (default: "
+                 "aarch64/rjitd-executor next to the executor)");
+  app.add_option("--qemu-aarch64", opt.qemuAarch64,
+                 "qemu-user for aarch64 executors (default: /usr/bin/qemu-aarch64-static, else "
+                 "/usr/bin/qemu-aarch64)");
   app.add_option("--max-executors", opt.maxExecutors,
                  "executor processes (remote execute) all clients together may hold")
       ->capture_default_str();

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT
 // rjitd-executor: the sandboxed process in which rjitd runs a session's code (issue 10;
 // ipc/executor/executor.capnp). Started by rjitd only, with fds 0-2 its stdio memfds, 3 the
-// channel to rjitd and 4 the status page; it sandboxes itself before it reads a message.
+// channel to rjitd and 4 the status page; it sandboxes itself before it reads a message. For
+// code of another architecture it is the launcher (--emulator): it enters the sandbox on the
+// host and executes qemu-user with that architecture's rjitd-executor (--launched), which
+// serves as usual (docs/OPERATIONS.md "aarch64 executors").
 #include "control.h"
 #include "fatal-signal.h"
 #include "sandbox.h"
@@ -20,12 +23,16 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <fcntl.h>
 #include <kj/async-io.h>
 #include <kj/debug.h>
 #include <optional>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <vector>
 
 namespace rjitd::executor {
 
@@ -49,6 +56,11 @@ struct Options {
   /// Test only (test/unit/sandbox-test.cpp): die right after the sandbox, by a NULL write
   /// ("segv") or a forbidden system call ("socket").
   std::string testCrash;
+  /// The launcher: qemu-user and the guest rjitd-executor it runs (both set, or neither).
+  std::string emulator;
+  std::string guest;
+  /// The guest under the launcher: the sandbox is in place already (checked, not entered).
+  bool launched = false;
 };
 
 int startFailed(const std::string& message) {
@@ -64,6 +76,53 @@ int startFailed(const std::string& message) {
     *nowhere = 1;  // SIGSEGV at address 0
   }
   ::_exit(EXIT_START_FAILED);  // not reached when the sandbox works
+}
+
+/// The launcher: enters the sandbox's launcher profile (rlimits sized for qemu, Landlock, the
+/// filter for qemu's host system calls) and executes the emulator with the guest executor and
+/// fds 0-4 as they are. Returns only when that fails.
+int launch(const Options& options) {
+  SandboxOptions sandbox;
+  // RLIMIT_AS counts qemu's own mappings (its translation buffer) besides the guest's.
+  sandbox.memoryBytes = options.memoryBytes >= RLIM_INFINITY - EMULATOR_ADDRESS_SPACE
+                            ? RLIM_INFINITY
+                            : options.memoryBytes + EMULATOR_ADDRESS_SPACE;
+  sandbox.outputBytes = options.outputBytes;
+  sandbox.cpuSeconds = options.cpuSeconds;
+  sandbox.openFiles = options.openFiles;
+  sandbox.uid = options.uid;
+  sandbox.gid = options.gid;
+  sandbox.emulator = EmulatorFiles{options.emulator, options.guest};
+  std::vector<std::string> args = {options.emulator, options.guest,
+                                   "--memory",       std::to_string(options.memoryBytes),
+                                   "--output",       std::to_string(options.outputBytes),
+                                   "--cpu-seconds",  std::to_string(options.cpuSeconds),
+                                   "--open-files",   std::to_string(options.openFiles),
+                                   "--launched"};
+  if (!options.testCrash.empty())
+    args.insert(args.end(), {"--test-crash-after-sandbox", options.testCrash});
+  std::vector<char*> argv;
+  for (auto& a : args)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  if (auto error = applySandbox(sandbox))
+    return startFailed("cannot enter the sandbox: " + error->message);
+  char* noEnvironment[] = {nullptr};  // nothing of rjitd's, and no QEMU_* settings
+  ::execve(options.emulator.c_str(), argv.data(), noEnvironment);
+  return startFailed("cannot execute the emulator " + options.emulator + ": " +
+                     std::strerror(errno));
+}
+
+/// The guest under the launcher: qemu refuses a guest's seccomp and would apply its rlimits to
+/// itself, so the sandbox is the launcher's; this checks that there was one (no new privileges
+/// is set by it and survives the exec) and makes the process undumpable again (the exec of
+/// qemu made it dumpable).
+std::optional<std::string> checkLaunched() {
+  if (::prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1)
+    return std::string("--launched, but not started by the launcher (no new privileges is off)");
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+    return std::string("prctl(PR_SET_DUMPABLE): ") + std::strerror(errno);
+  return std::nullopt;
 }
 
 int serve(StatusPage& page, const Options& options) {
@@ -126,7 +185,10 @@ int main(int argc, char** argv) {
   // No inherited descriptor but the five rjitd passes, whatever it (or a test) leaked.
   if (::close_range(STATUS_PAGE_FD + 1, ~0U, 0) < 0)
     return startFailed(std::string("close_range: ") + std::strerror(errno));
-  auto mapped = mapStatusPage(kj::AutoCloseFd(STATUS_PAGE_FD));
+  // The page is mapped from a copy: a launcher passes fd 4 itself on to the guest.
+  kj::AutoCloseFd pageFd(STATUS_PAGE_FD);
+  auto mapped =
+      mapStatusPage(kj::AutoCloseFd(::fcntl(STATUS_PAGE_FD, F_DUPFD_CLOEXEC, STATUS_PAGE_FD + 1)));
   if (auto* error = std::get_if<std::string>(&mapped))
     return startFailed(*error);
   StatusPage& page = *std::get<StatusPage*>(mapped);
@@ -147,6 +209,13 @@ int main(int argc, char** argv) {
   app.add_option("--uid", options.uid, "user to run as (rjitd running as root)");
   app.add_option("--gid", options.gid, "group to run as (rjitd running as root)");
   app.add_option("--test-crash-after-sandbox", options.testCrash)->group("");  // tests only
+  auto* emulator =
+      app.add_option("--emulator", options.emulator,
+                     "launcher: run GUEST under this qemu-user, sandboxed on the host");
+  app.add_option("--guest", options.guest, "launcher: the other architecture's rjitd-executor")
+      ->needs(emulator);
+  emulator->needs("--guest");
+  app.add_flag("--launched", options.launched)->group("");  // set by the launcher only
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -159,6 +228,9 @@ int main(int argc, char** argv) {
   struct stat channel;
   if (::fstat(CHANNEL_FD, &channel) < 0 || !S_ISSOCK(channel.st_mode))
     return startFailed("fd 3 is not rjitd's channel (a Unix socket)");
+  if (!options.emulator.empty())
+    return launch(options);  // fds 0-4 go on to the guest
+  pageFd = nullptr;          // the mapping keeps the page: no descriptor of it stays open
 
   SandboxOptions sandbox;
   sandbox.memoryBytes = options.memoryBytes;
@@ -170,8 +242,12 @@ int main(int argc, char** argv) {
   // What the C library would otherwise read from files on first use, which the filter then
   // refuses: the local time zone (localtime(), strftime(); /etc/localtime).
   ::tzset();
-  if (auto error = applySandbox(sandbox))
+  if (options.launched) {
+    if (auto error = checkLaunched())
+      return startFailed(*error);
+  } else if (auto error = applySandbox(sandbox)) {
     return startFailed("cannot enter the sandbox: " + error->message);
+  }
   setPhase(page, StatusPage::Idle);
   if (!options.testCrash.empty())
     testCrash(options.testCrash);

@@ -11,12 +11,15 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <kj/io.h>
+#include <linux/landlock.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <system_error>
 #include <termios.h>
 #include <unistd.h>
@@ -121,6 +124,29 @@ const char* const ALLOWED[] = {
     "uname",
     "getrandom",
     "exit_group",
+    nullptr,
+};
+
+// What the emulator needs beyond ALLOWED, measured with strace -f on qemu-aarch64(-static) 7.2
+// running the aarch64 rjitd-executor under the launcher (docs/OPERATIONS.md "aarch64
+// executors"). Besides these: openat for reading, conditioned in addEmulatorRules.
+const char* const EMULATOR_EXTRA[] = {
+    // the launcher's own exec of the emulator (Landlock: only the emulator and the x86_64
+    // loader can be executed, so a guest's execve starts nothing outside this sandbox)
+    "execve",
+    // qemu looks every path up under its -L prefix first (access), and reads /proc/self/exe
+    "access",
+    "faccessat",
+    "faccessat2",
+    "readlink",
+    "readlinkat",
+    // a static qemu's C library sets up its thread pointer
+    "arch_prctl",
+    // the guest executor closes every descriptor above 4 at start, as the native one does
+    "close_range",
+    // a dynamic qemu's start-up (its libraries ask for the process's NUMA policy)
+    "get_mempolicy",
+    "set_mempolicy",
     nullptr,
 };
 
@@ -241,7 +267,97 @@ std::optional<SandboxError> addRule(scmp_filter_ctx filter, uint32_t action, con
   return std::nullopt;
 }
 
-std::optional<SandboxError> installFilter() {
+/// The launcher profile's rules beyond the native ones (see emulatorSyscalls()).
+std::optional<SandboxError> addEmulatorRules(scmp_filter_ctx filter) {
+  for (const char* const* name = EMULATOR_EXTRA; *name != nullptr; ++name)
+    if (auto error = addRule(filter, SCMP_ACT_ALLOW, *name, 0, nullptr))
+      return error;
+  // Files opened for reading only: qemu reads the guest's ELF (and a dynamic qemu its
+  // libraries) after the exec. A guest's open reaches the host as this same call, so it is
+  // allowed too; Landlock (restrictFiles) leaves it nothing to open but those files.
+  const scmp_arg_cmp readOnly[] = {
+      SCMP_A2(SCMP_CMP_MASKED_EQ, O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND, 0)};
+  if (auto error = addRule(filter, SCMP_ACT_ALLOW, "openat", 1, readOnly))
+    return error;
+  // qemu lowers RLIMIT_CORE to 0 before it kills itself with a guest's fatal signal (its
+  // hard limit is 0 already: nothing can be raised).
+  const scmp_arg_cmp core[] = {SCMP_A1(SCMP_CMP_EQ, RLIMIT_CORE)};
+  if (auto error = addRule(filter, SCMP_ACT_ALLOW, "prlimit64", 1, core))
+    return error;
+  // The guest executor makes itself undumpable (the exec made qemu dumpable again) and checks
+  // that it runs with no new privileges (the launcher's sandbox is in place).
+  const scmp_arg_cmp undumpable[] = {SCMP_A0(SCMP_CMP_EQ, PR_SET_DUMPABLE),
+                                     SCMP_A1(SCMP_CMP_EQ, 0)};
+  if (auto error = addRule(filter, SCMP_ACT_ALLOW, "prctl", 2, undumpable))
+    return error;
+  const scmp_arg_cmp askNoNewPrivs[] = {SCMP_A0(SCMP_CMP_EQ, PR_GET_NO_NEW_PRIVS)};
+  return addRule(filter, SCMP_ACT_ALLOW, "prctl", 1, askNoNewPrivs);
+}
+
+/// Every file access Landlock ABI 1 knows: all of them are refused but what a rule allows.
+constexpr uint64_t LANDLOCK_HANDLED =
+    LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE | LANDLOCK_ACCESS_FS_READ_FILE |
+    LANDLOCK_ACCESS_FS_READ_DIR | LANDLOCK_ACCESS_FS_REMOVE_DIR | LANDLOCK_ACCESS_FS_REMOVE_FILE |
+    LANDLOCK_ACCESS_FS_MAKE_CHAR | LANDLOCK_ACCESS_FS_MAKE_DIR | LANDLOCK_ACCESS_FS_MAKE_REG |
+    LANDLOCK_ACCESS_FS_MAKE_SOCK | LANDLOCK_ACCESS_FS_MAKE_FIFO | LANDLOCK_ACCESS_FS_MAKE_BLOCK |
+    LANDLOCK_ACCESS_FS_MAKE_SYM;
+
+/// Allows `access` to the file or tree at `path` in `ruleset`. A path that does not exist is an
+/// error when `required`, else skipped (a static qemu needs no library directory).
+std::optional<SandboxError> allowPath(int ruleset, const std::string& path, uint64_t access,
+                                      bool required) {
+  kj::AutoCloseFd fd(::open(path.c_str(), O_PATH | O_CLOEXEC));
+  if (fd.get() < 0) {
+    if (!required && errno == ENOENT)
+      return std::nullopt;
+    return failure("open(" + path + ")", errno);
+  }
+  struct landlock_path_beneath_attr rule = {};
+  rule.allowed_access = access;
+  rule.parent_fd = fd.get();
+  if (::syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &rule, 0) < 0)
+    return failure("landlock_add_rule(" + path + ")", errno);
+  return std::nullopt;
+}
+
+/// Landlock for the launcher profile: the emulator may be read and executed, the guest
+/// executor read; a dynamically linked emulator also reads the host's libraries. Nothing else
+/// can be opened, executed or created, by qemu or by the code it runs. Needs no new privileges
+/// (set before).
+std::optional<SandboxError> restrictFiles(const EmulatorFiles& files) {
+  struct landlock_ruleset_attr attributes = {};
+  attributes.handled_access_fs = LANDLOCK_HANDLED;
+  long created = ::syscall(SYS_landlock_create_ruleset, &attributes, sizeof attributes, 0);
+  if (created < 0)
+    return failure("landlock_create_ruleset (the kernel must have Landlock for an emulated "
+                   "executor's sandbox)",
+                   errno);
+  kj::AutoCloseFd rulesetFd(static_cast<int>(created));  // Landlock's fds are CLOEXEC
+  int ruleset = rulesetFd.get();
+  const uint64_t read = LANDLOCK_ACCESS_FS_READ_FILE;
+  if (auto error = allowPath(ruleset, files.emulator, read | LANDLOCK_ACCESS_FS_EXECUTE, true))
+    return error;
+  if (auto error = allowPath(ruleset, files.guest, read, true))
+    return error;
+  // Libraries, read only: a dynamically linked guest's (qemu opens them for its loader) and a
+  // dynamic qemu's, in Debian's multiarch directories; the kernel opens a dynamic qemu's
+  // loader for execution. Public files of the system; missing ones are skipped.
+  // And the local time zone, which the native executor reads before its filter (tzset): the
+  // guest reads it under this sandbox, and local times must print the same on both targets.
+  for (const char* path : {"/etc/localtime", "/etc/ld.so.cache", "/usr/lib/aarch64-linux-gnu",
+                           "/lib/aarch64-linux-gnu", "/lib/ld-linux-aarch64.so.1",
+                           "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"})
+    if (auto error = allowPath(ruleset, path, read, false))
+      return error;
+  if (auto error = allowPath(ruleset, "/lib64/ld-linux-x86-64.so.2",
+                             read | LANDLOCK_ACCESS_FS_EXECUTE, false))
+    return error;
+  if (::syscall(SYS_landlock_restrict_self, ruleset, 0) < 0)
+    return failure("landlock_restrict_self", errno);
+  return std::nullopt;
+}
+
+std::optional<SandboxError> installFilter(bool emulated) {
   scmp_filter_ctx filter = ::seccomp_init(SCMP_ACT_TRAP);
   if (filter == nullptr)
     return SandboxError{"seccomp_init failed"};
@@ -296,6 +412,10 @@ std::optional<SandboxError> installFilter() {
   if (auto error = addRule(filter, SCMP_ACT_ALLOW, "prlimit64", 1, readOnly))
     return error;
 
+  if (emulated)
+    if (auto error = addEmulatorRules(filter))
+      return error;
+
   int loaded = ::seccomp_load(filter);
   if (loaded < 0)
     return failure("seccomp_load", -loaded);
@@ -306,6 +426,10 @@ std::optional<SandboxError> installFilter() {
 
 const char* const* sandboxSyscalls() {
   return ALLOWED;
+}
+
+const char* const* emulatorSyscalls() {
+  return EMULATOR_EXTRA;
 }
 
 std::optional<SandboxError> applySandbox(const SandboxOptions& options) {
@@ -323,7 +447,10 @@ std::optional<SandboxError> applySandbox(const SandboxOptions& options) {
     return failure("prctl(PR_SET_DUMPABLE)", errno);
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
     return failure("prctl(PR_SET_NO_NEW_PRIVS)", errno);
-  return installFilter();
+  if (options.emulator)
+    if (auto error = restrictFiles(*options.emulator))
+      return error;
+  return installFilter(options.emulator.has_value());
 }
 
 }  // namespace rjitd::executor

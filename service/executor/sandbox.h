@@ -17,6 +17,21 @@ namespace rjitd::executor {
 /// (pids.max) would bound each exactly; that needs a delegated cgroup (not yet).
 constexpr uint64_t EXECUTOR_TASKS = 32;
 
+/// Address space qemu-user itself needs besides its guest's (RLIMIT_AS counts the host process):
+/// its translation buffer, its own heap and threads. Measured with qemu 7.2 running the idle
+/// aarch64 rjitd-executor: VmPeak 256-312 MiB (qemu-aarch64-static), 298-322 MiB
+/// (qemu-aarch64); about 1.6 times that, so that the guest's allocations, not qemu's, meet the
+/// limit first.
+constexpr uint64_t EMULATOR_ADDRESS_SPACE = 512ull << 20;
+
+/// The launcher profile (docs/OPERATIONS.md "aarch64 executors"): the sandbox is entered on the
+/// host by the x86_64 executor, which then executes the emulator with the guest executor, so
+/// that the filter sees the emulator's host system calls (qemu-user refuses a guest's seccomp).
+struct EmulatorFiles {
+  std::string emulator;  ///< qemu-user (qemu-aarch64-static), executed once after the sandbox
+  std::string guest;     ///< the guest's rjitd-executor, which the emulator reads at start
+};
+
 /// What the sandbox limits. A limit of RLIM_INFINITY leaves that resource unlimited (tests).
 struct SandboxOptions {
   uint64_t memoryBytes = 0;  ///< RLIMIT_AS: address space, reservations included
@@ -27,6 +42,9 @@ struct SandboxOptions {
   /// only when it runs as root.
   std::optional<uid_t> uid;
   std::optional<gid_t> gid;
+  /// Set: the launcher profile for `emulator`. memoryBytes is then the emulator's whole limit
+  /// (the guest's plus EMULATOR_ADDRESS_SPACE).
+  std::optional<EmulatorFiles> emulator;
 };
 
 /// What applySandbox could not do; the process must not run user code then.
@@ -49,5 +67,13 @@ std::optional<SandboxError> applySandbox(const SandboxOptions& options);
 /// FIOCLEX, FIONCLEX, FIONBIO, FIONREAD and TCGETS; prlimit64 reading only; fcntl but
 /// F_SETOWN, F_SETSIG, F_SETLEASE, F_NOTIFY and F_SETFL with O_ASYNC.
 const char* const* sandboxSyscalls();
+
+/// What the launcher profile allows beyond sandboxSyscalls(), without conditions (for the docs
+/// and tests). Besides these: openat with read-only flags (no O_WRONLY, O_RDWR, O_CREAT,
+/// O_TRUNC), prlimit64 of RLIMIT_CORE, prctl PR_SET_DUMPABLE 0 and PR_GET_NO_NEW_PRIVS. Which
+/// files can be opened and executed at all is then decided by Landlock: the emulator (read,
+/// execute), the guest executor (read) and nothing else; applySandbox fails on a kernel
+/// without Landlock rather than run user code that could read every file its user can.
+const char* const* emulatorSyscalls();
 
 }  // namespace rjitd::executor

@@ -6,6 +6,8 @@
 // client, concurrent clients, TCP and Unix, the shared segment, programs, and the limits.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <kj/common.h>
 #include <kj/io.h>
 #include <latch>
 #include <sstream>
@@ -48,8 +51,16 @@ constexpr bool EXECUTOR_MEMORY_LIMITED = false;
 constexpr bool EXECUTOR_MEMORY_LIMITED = true;
 #endif
 
-/// rjitd's executor processes' name (/proc/PID/comm).
+/// rjitd's executor processes' name (/proc/PID/comm); an aarch64 executor is qemu's process
+/// ("qemu-aarch64" or "qemu-aarch64-st", the static one's name cut to 15 characters).
 constexpr std::string_view EXECUTOR_NAME = "rjitd-executor";
+constexpr std::string_view EMULATED_EXECUTOR_NAME = "qemu-aarch64";
+
+/// The aarch64 rjitd-executor of the cross build (meson -Daarch64_executor), "" when not built.
+std::string aarch64Executor() {
+  const char* path = std::getenv("RJITD_AARCH64_EXECUTOR_BIN");
+  return path != nullptr ? path : "";
+}
 
 /// 64 MiB: the large-buffer case.
 constexpr uint64_t BIG = 64ull << 20;
@@ -137,7 +148,8 @@ std::vector<pid_t> executorsOf(pid_t daemon) {
        task.increment(ec)) {
     std::istringstream children(readProcFile(task->path() / "children"));
     for (pid_t pid; children >> pid;)
-      if (processName(pid) == EXECUTOR_NAME)
+      if (std::string name = processName(pid);
+          name == EXECUTOR_NAME || name.starts_with(EMULATED_EXECUTOR_NAME))
         pids.push_back(pid);
   }
   std::sort(pids.begin(), pids.end());
@@ -202,11 +214,22 @@ protected:
     }
   };
 
+  /// The target of the suite's executors: "" for rjitd's own (x86_64), "aarch64".
+  virtual std::string target() const { return ""; }
+
+  /// The genPath name of test/data module `file` built for target(): "exec-typed.ll", or
+  /// "exec-typed-aarch64.ll".
+  std::string moduleFor(const std::string& file) const {
+    if (target().empty())
+      return file;
+    return file.substr(0, file.rfind('.')) + "-" + target() + ".ll";
+  }
+
   Session typedSession(const ClientOptions& options) {
     Session s;
     s.client = std::make_unique<Client>(options);
-    s.executor.emplace(s.client->executor());
-    s.module.emplace(s.executor->load(moduleRequest("exec-typed.ll")));
+    s.executor.emplace(s.client->executor(target()));
+    s.module.emplace(s.executor->load(moduleRequest(moduleFor("exec-typed.ll"))));
     return s;
   }
 
@@ -773,7 +796,7 @@ protected:
   std::optional<Failure> expectFault(const std::string& file, const std::string& symbol,
                                      ErrorKind kind, std::vector<Value> args = {}) {
     auto s = typedSession(clientOptions());
-    RemoteModule faulty = s.executor->load(moduleRequest(file));
+    RemoteModule faulty = s.executor->load(moduleRequest(moduleFor(file)));
     EXPECT_EQ(s.module->call<int64_t>("counter"), 1);
     EXPECT_EQ(s.module->call<int64_t>("counter"), 2);
     auto before = executorsOf(daemon->pid());
@@ -941,6 +964,373 @@ TEST_P(ExecuteDeadlineTest, EveryFaultInTurnOnOneSession) {
 
 RJIT_INSTANTIATE_DAEMON_MODES(ExecuteFaultTest);
 RJIT_INSTANTIATE_DAEMON_MODES(ExecuteDeadlineTest);
+
+// --- aarch64 executors under qemu ---------------------------------------------------------------
+
+/// The tests above for aarch64 code, which rjitd runs in the cross build's rjitd-executor under
+/// qemu-user (docs/OPERATIONS.md "aarch64 executors"), with the same limits as x86_64 ones.
+class Aarch64ExecuteTest : public ExecuteFaultTest {
+protected:
+  void SetUp() override {
+    if (aarch64Executor().empty())
+      GTEST_SKIP() << "no aarch64 rjitd-executor: configure the native build with "
+                      "-Daarch64_executor=PATH/TO/build-arm64/service/executor/rjitd-executor";
+    ExecuteFaultTest::SetUp();
+  }
+
+  std::string target() const override { return "aarch64"; }
+
+  DaemonOptions daemonOptions() const override {
+    DaemonOptions options = ExecuteFaultTest::daemonOptions();
+    options.extraArgs.insert(options.extraArgs.end(), {"--aarch64-executor", aarch64Executor()});
+    return options;
+  }
+
+  /// `rjit ARGS...` against the fixture's daemon.
+  CommandResult rjit(std::vector<std::string> args, const std::string& stdinPath = "/dev/null",
+                     std::vector<std::pair<std::string, std::string>> env = {}) {
+    return runRjit(work, std::move(args), daemon->endpoint(), stdinPath, std::move(env));
+  }
+};
+
+/// The same against an rjitd whose deadline is 1 s.
+class Aarch64DeadlineTest : public Aarch64ExecuteTest {
+protected:
+  DaemonOptions daemonOptions() const override {
+    DaemonOptions options = Aarch64ExecuteTest::daemonOptions();
+    options.extraArgs = {"--execute-timeout",  SHORT_EXECUTE_TIMEOUT_SECONDS,
+                         "--executor-memory",  std::to_string(EXECUTOR_MEMORY),
+                         "--aarch64-executor", aarch64Executor()};
+    return options;
+  }
+};
+
+TEST_P(Aarch64ExecuteTest, TypedCallsOfEveryScalarType) {
+  auto s = typedSession(clientOptions());
+  expectScalarCalls(*s.module);
+  // The process that ran them is qemu's (an aarch64 executor), a child of rjitd.
+  auto executors = executorsOf(daemon->pid());
+  ASSERT_EQ(executors.size(), 1u);
+  EXPECT_TRUE(processName(executors[0]).starts_with(EMULATED_EXECUTOR_NAME))
+      << processName(executors[0]);
+}
+
+TEST_P(Aarch64ExecuteTest, BuffersInOutAndInOut) {
+  auto s = typedSession(clientOptions());
+  expectBufferCalls(*s.executor, *s.module);
+}
+
+TEST_P(Aarch64ExecuteTest, CallOutputIsCapturedPerCall) {
+  auto s = typedSession(clientOptions());
+  auto first = s.module->callValues("say", {Value::of("one")});
+  EXPECT_EQ(first.output.out, "out: one\n");
+  EXPECT_EQ(first.output.err, "err: one\n");
+  EXPECT_EQ(s.module->call<int64_t>("counter"), 1);
+  EXPECT_EQ(s.module->call<int64_t>("counter"), 2);  // the module's state lives on
+}
+
+TEST_P(Aarch64ExecuteTest, X86ModuleIsATargetMismatch) {
+  Client client(clientOptions());
+  RemoteExecutor executor = client.executor("aarch64");
+  auto failure = catchFailure([&] { executor.load(moduleRequest("exec-typed.ll")); });
+  expectKind(failure, ErrorKind::TargetMismatch);
+}
+
+TEST_P(Aarch64ExecuteTest, PortableProgramGivesTheSameOutputOnBothTargets) {
+  // exec-main.c compiled for each target: argv, environment, stdin, stdout, stderr and the
+  // exit status are the same byte for byte.
+  Client client(clientOptions());
+  RunResult results[2];
+  const char* targets[] = {"", "aarch64"};
+  for (int i = 0; i < 2; ++i) {
+    RemoteExecutor executor = client.executor(targets[i]);
+    RemoteModule program =
+        executor.load(moduleRequest(i == 0 ? "exec-main.ll" : moduleFor("exec-main.ll")));
+    results[i] = program.run({"exec-main", "alpha", "two words"}, {"EXEC_TEST_VAR=from the test"},
+                             "line 1\nline 2\n");
+  }
+  EXPECT_EQ(results[1].exitStatus, 3);
+  EXPECT_EQ(results[1].output.out, "arg 1: alpha\narg 2: two words\nEXEC_TEST_VAR=from the test\n"
+                                   "stdin: 14 bytes, 2 lines\n");
+  EXPECT_EQ(results[1].output.err, "to stderr\n");
+  EXPECT_EQ(results[1].exitStatus, results[0].exitStatus);
+  EXPECT_EQ(results[1].signal, results[0].signal);
+  EXPECT_EQ(results[1].output.out, results[0].output.out);
+  EXPECT_EQ(results[1].output.err, results[0].output.err);
+}
+
+TEST_P(Aarch64ExecuteTest, RunOfACrashingProgramReportsTheSignal) {
+  Client client(clientOptions());
+  RemoteExecutor executor = client.executor("aarch64");
+  CompileRequest request;
+  request.module = withNonce("target triple = \"aarch64-unknown-linux-gnu\"\n"
+                             "declare void @abort()\n"
+                             "define i32 @main() {\n"
+                             "  call void @abort()\n"
+                             "  unreachable\n"
+                             "}\n");
+  request.moduleName = "abort-main.ll";
+  RemoteModule program = executor.load(request);
+  RunResult result = program.run({"abort-main"});
+  EXPECT_EQ(result.signal, SIGABRT);
+  EXPECT_EQ(result.signalName, "SIGABRT");
+  EXPECT_EQ(result.output.err, "");  // qemu's own report of the signal is not the program's
+}
+
+TEST_P(Aarch64ExecuteTest, NullWriteIsCrashedWithSigsegv) {
+  auto failure =
+      expectFault("exec-crash.ll", "write_null", ErrorKind::Crashed, {Value::of(int64_t{1})});
+  ASSERT_TRUE(failure.has_value());
+  EXPECT_EQ(failure->signal, SIGSEGV);
+  EXPECT_NE(failure->message.find("SIGSEGV"), std::string::npos) << failure->message;
+  EXPECT_EQ(failure->output.out, "before the crash\n");
+  EXPECT_EQ(failure->output.err, "");
+}
+
+TEST_P(Aarch64ExecuteTest, AbortIsCrashedWithSigabrt) {
+  auto failure = expectFault("exec-crash.ll", "call_abort", ErrorKind::Crashed);
+  ASSERT_TRUE(failure.has_value());
+  EXPECT_EQ(failure->signal, SIGABRT);
+  EXPECT_NE(failure->message.find("SIGABRT"), std::string::npos) << failure->message;
+}
+
+TEST_P(Aarch64ExecuteTest, UncaughtCxxExceptionIsCrashedWithSigabrt) {
+  auto failure = expectFault("exec-throw.ll", "throw_uncaught", ErrorKind::Crashed);
+  ASSERT_TRUE(failure.has_value());
+  EXPECT_EQ(failure->signal, SIGABRT);
+}
+
+TEST_P(Aarch64DeadlineTest, HangPastTheDeadlineIsTimeout) {
+  expectFault("exec-hang.ll", "hang", ErrorKind::Timeout);
+}
+
+TEST_P(Aarch64ExecuteTest, MallocPastExecutorMemoryIsOutOfMemory) {
+  if (!EXECUTOR_MEMORY_LIMITED)
+    GTEST_SKIP() << "sanitizer build: executors run without RLIMIT_AS";
+  expectFault("exec-alloc.ll", "allocate_forever", ErrorKind::OutOfMemory);
+}
+
+TEST_P(Aarch64ExecuteTest, CxxNewPastExecutorMemoryIsOutOfMemory) {
+  if (!EXECUTOR_MEMORY_LIMITED)
+    GTEST_SKIP() << "sanitizer build: executors run without RLIMIT_AS";
+  expectFault("exec-alloc-cxx.ll", "new_forever", ErrorKind::OutOfMemory);
+}
+
+TEST_P(Aarch64ExecuteTest, ExitInsideAFunctionIsExitedWithItsStatus) {
+  auto failure = expectFault("exec-exit.ll", "exit_three", ErrorKind::Exited);
+  ASSERT_TRUE(failure.has_value());
+  EXPECT_EQ(failure->exitStatus, 3);
+  EXPECT_EQ(failure->output.out, "exiting\n");
+}
+
+TEST_P(Aarch64ExecuteTest, ForkBombIsSandboxViolation) {
+  // qemu makes the guest's fork a host clone without CLONE_THREAD, which the filter refuses;
+  // qemu has blocked its signals then, so the guest's handler cannot record the call, and the
+  // message says so.
+  auto failure = expectFault("exec-sandbox.ll", "fork_bomb", ErrorKind::SandboxViolation);
+  ASSERT_TRUE(failure.has_value());
+  EXPECT_NE(failure->message.find("a system call executors may not make: one qemu could not "
+                                  "record (a fork, most likely)"),
+            std::string::npos)
+      << failure->message;
+}
+
+TEST_P(Aarch64ExecuteTest, SocketIsSandboxViolation) {
+  // The host's system call, named by its host number (qemu passes the guest's socket through).
+  expectNamesSyscall(expectFault("exec-sandbox.ll", "open_socket", ErrorKind::SandboxViolation),
+                     {"socket"});
+}
+
+TEST_P(Aarch64ExecuteTest, OpeningEtcPasswdIsRefused) {
+  // The launcher profile allows openat for reading (qemu reads the guest's files with it);
+  // Landlock refuses every other file: fopen fails (EACCES) instead of a SIGSYS, and the
+  // executor lives on.
+  auto s = typedSession(clientOptions());
+  RemoteModule sandbox = s.executor->load(moduleRequest(moduleFor("exec-sandbox.ll")));
+  auto before = executorsOf(daemon->pid());
+  EXPECT_EQ(sandbox.call<int64_t>("read_passwd"), -1);
+  EXPECT_EQ(executorsOf(daemon->pid()), before);
+}
+
+TEST_P(Aarch64ExecuteTest, HundredMiBOfOutputIsOutputLimit) {
+  expectFault("exec-flood.ll", "flood", ErrorKind::OutputLimit);
+}
+
+TEST_P(Aarch64DeadlineTest, EveryFaultInTurnOnOneSession) {
+  auto s = typedSession(clientOptions());
+  struct Fault {
+    const char* file;
+    const char* symbol;
+    ErrorKind kind;
+  };
+  const Fault faults[] = {
+      {"exec-crash.ll", "call_abort", ErrorKind::Crashed},
+      {"exec-exit.ll", "exit_three", ErrorKind::Exited},
+      {"exec-sandbox.ll", "open_socket", ErrorKind::SandboxViolation},
+      {"exec-flood.ll", "flood", ErrorKind::OutputLimit},
+      {"exec-hang.ll", "hang", ErrorKind::Timeout},
+  };
+  std::vector<RemoteModule> held;
+  for (const auto& fault : faults) {
+    SCOPED_TRACE(fault.symbol);
+    held.push_back(s.executor->load(moduleRequest(moduleFor(fault.file))));
+    auto failure = catchFailure([&] { held.back().callValues(fault.symbol, {}); });
+    expectKind(failure, fault.kind);
+    EXPECT_EQ(s.module->call<int64_t>("counter"), 1);
+  }
+  EXPECT_EQ(executorsOf(daemon->pid()).size(), 1u);
+  expectSameRjitd(*daemon);
+}
+
+// The CLI: `rjit call --remote --target aarch64`, `rjit run --remote --target aarch64`.
+
+TEST_P(Aarch64ExecuteTest, CliCallRemotePrintsWhatAnX86CallPrints) {
+  std::vector<std::vector<std::string>> calls = {
+      {"add", "2", "40"},        {"same_u64", "18446744073709551615"},
+      {"inc_u8", "255"},         {"neg_i8", "--", "-128"},
+      {"half_f32", "3"},         {"scale_f64", "1.5", "0.5"},
+      {"length", "hello world"}, {"say", "from the CLI"},
+  };
+  for (const auto& call : calls) {
+    std::vector<std::string> x86 = {"call", "--remote", genPath("exec-typed.ll")};
+    x86.insert(x86.end(), call.begin(), call.end());
+    std::vector<std::string> arm = {"call", "--remote", "--target", "aarch64",
+                                    genPath(moduleFor("exec-typed.ll"))};
+    arm.insert(arm.end(), call.begin(), call.end());
+    auto expected = rjit(x86);
+    auto actual = rjit(arm);
+    SCOPED_TRACE(call[0]);
+    EXPECT_TRUE(actual.status.exitedWith(0)) << actual.status.describe() << actual.err;
+    EXPECT_EQ(actual.out, expected.out);
+    EXPECT_EQ(actual.err, expected.err);
+  }
+}
+
+TEST_P(Aarch64ExecuteTest, CliCallRemoteErrorsNameTheirKind) {
+  std::string crash = genPath(moduleFor("exec-crash.ll"));
+  auto crashed = rjit({"call", "--remote", "--target", "aarch64", crash, "write_null", "1"});
+  EXPECT_TRUE(crashed.status.exitedWith(1)) << crashed.status.describe() << crashed.err;
+  EXPECT_NE(crashed.err.find("crashed: "), std::string::npos) << crashed.err;
+  EXPECT_NE(crashed.err.find("SIGSEGV"), std::string::npos) << crashed.err;
+  EXPECT_EQ(crashed.out, "before the crash\n");
+  auto violation = rjit({"call", "--remote", "--target", "aarch64",
+                         genPath(moduleFor("exec-sandbox.ll")), "open_socket"});
+  EXPECT_TRUE(violation.status.exitedWith(1)) << violation.err;
+  EXPECT_NE(violation.err.find("sandbox-violation: "), std::string::npos) << violation.err;
+}
+
+TEST_P(Aarch64ExecuteTest, CliRunRemoteGivesTheSameOutputOnBothTargets) {
+  std::string input = work.file("stdin.txt");
+  writeFile(input, "a\nb\nc\n");
+  auto x86 = rjit({"run", "--remote", genPath("exec-main.ll"), "--", "x", "y z"}, input,
+                  {{"EXEC_TEST_VAR", "via rjit"}});
+  auto arm = rjit({"run", "--remote", "--target", "aarch64", genPath(moduleFor("exec-main.ll")),
+                   "--", "x", "y z"},
+                  input, {{"EXEC_TEST_VAR", "via rjit"}});
+  EXPECT_TRUE(arm.status.exitedWith(3)) << arm.status.describe() << "\n" << arm.err;
+  EXPECT_EQ(arm.out, "arg 1: x\narg 2: y z\nEXEC_TEST_VAR=via rjit\nstdin: 6 bytes, 3 lines\n");
+  EXPECT_EQ(arm.out, x86.out);
+  EXPECT_EQ(arm.err, x86.err);
+  EXPECT_EQ(arm.status.describe(), x86.status.describe());
+}
+
+TEST_P(Aarch64ExecuteTest, RjitInfoCountsTheExecutesOfEachTarget) {
+  auto arm = rjit({"call", "--remote", "--target", "aarch64", genPath(moduleFor("exec-typed.ll")),
+                   "add", "1", "2"});
+  EXPECT_TRUE(arm.status.exitedWith(0)) << arm.err;
+  auto x86 = rjit({"call", "--remote", genPath("exec-typed.ll"), "add", "1", "2"});
+  EXPECT_TRUE(x86.status.exitedWith(0)) << x86.err;
+  auto result = rjit({"info", "--json"});
+  ASSERT_TRUE(result.status.exitedWith(0)) << result.err;
+  auto info = nlohmann::json::parse(result.out, nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(info.is_discarded()) << "not JSON: " << result.out;
+  const auto& byTarget = info["execute"]["by_target"];
+  ASSERT_TRUE(byTarget.contains("aarch64")) << result.out;
+  EXPECT_EQ(byTarget["aarch64"].value("ok", uint64_t{0}), 1u) << result.out;
+  ASSERT_TRUE(byTarget.contains("x86_64")) << result.out;
+  EXPECT_EQ(byTarget["x86_64"].value("ok", uint64_t{0}), 1u) << result.out;
+}
+
+RJIT_INSTANTIATE_DAEMON_MODES(Aarch64ExecuteTest);
+RJIT_INSTANTIATE_DAEMON_MODES(Aarch64DeadlineTest);
+
+/// An rjitd that cannot run aarch64 code (no emulator where it was told to look) says so.
+class Aarch64UnavailableTest : public ExecuteTest {
+protected:
+  DaemonOptions daemonOptions() const override {
+    DaemonOptions options = ExecuteTest::daemonOptions();
+    options.extraArgs = {"--qemu-aarch64", work.file("no-such-qemu")};
+    return options;
+  }
+};
+
+TEST_P(Aarch64UnavailableTest, ExecutorForAarch64NamesWhatIsMissing) {
+  Client client(clientOptions());
+  auto failure = catchFailure([&] { client.executor("aarch64"); });
+  expectKind(failure, ErrorKind::UnknownTarget);
+  ASSERT_TRUE(failure.has_value());
+  EXPECT_NE(failure->message.find("no-such-qemu"), std::string::npos) << failure->message;
+  // x86_64 execute is unaffected.
+  auto s = typedSession(clientOptions());
+  EXPECT_EQ(s.module->call<int64_t>("add", int64_t{2}, int64_t{40}), 42);
+}
+
+RJIT_INSTANTIATE_DAEMON_MODES(Aarch64UnavailableTest);
+
+/// The kernel's MemoryDenyWriteExecute (prctl PR_SET_MDWE, Linux 6.3; what systemd 253 and
+/// later use for MemoryDenyWriteExecute=yes, inherited like systemd 252's seccomp filter by
+/// every child): not in Debian 12's kernel headers.
+constexpr int SET_MDWE = 65;
+constexpr unsigned long MDWE_REFUSE_EXEC_GAIN = 1;
+
+TEST(Aarch64UnderMemoryDenyWriteExecute, RjitdSaysWhyAndX86ExecuteStillWorks) {
+  // rjitd started with W+X memory denied to it and its children: qemu could never start, so
+  // rjitd answers aarch64 executors with the reason; x86_64 executors map sealed memfds
+  // read+execute, which the kernel still allows.
+  const char* rjitd = std::getenv("RJITD_BIN");
+  const char* executor = std::getenv("RJITD_EXECUTOR_BIN");
+  ASSERT_NE(rjitd, nullptr);
+  ASSERT_NE(executor, nullptr);
+  TempDir dir;
+  std::string socket = dir.file("rjitd.sock");
+  std::vector<std::string> args = {rjitd, "--listen", "unix:" + socket, "--log-level", "warning",
+                                   // any readable file: only the missing W+X memory may fail
+                                   "--aarch64-executor", executor};
+  std::vector<char*> argv;
+  for (auto& a : args)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (::prctl(SET_MDWE, MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0)
+      ::_exit(126);
+    ::execv(rjitd, argv.data());
+    ::_exit(127);
+  }
+  KJ_DEFER({
+    ::kill(pid, SIGTERM);
+    ::waitpid(pid, nullptr, 0);
+  });
+  bool listening = false;
+  for (unsigned polls = 0; polls < MAX_POLLS && !listening; ++polls) {
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, WNOHANG), 0) << "rjitd ended: status " << status;
+    listening = ::access(socket.c_str(), F_OK) == 0;
+  }
+  ASSERT_TRUE(listening) << "rjitd did not listen within the polling bound";
+
+  ClientOptions options;
+  options.servers = {"unix:" + socket};
+  Client client(options);
+  auto failure = catchFailure([&] { client.executor("aarch64"); });
+  expectKind(failure, ErrorKind::UnknownTarget);
+  ASSERT_TRUE(failure.has_value());
+  EXPECT_NE(failure->message.find("MemoryDenyWriteExecute"), std::string::npos) << failure->message;
+  RemoteExecutor x86 = client.executor();
+  RemoteModule module = x86.load(moduleRequest("exec-typed.ll"));
+  EXPECT_EQ(module.call<int64_t>("add", int64_t{2}, int64_t{40}), 42);
+}
 
 }  // namespace
 }  // namespace rjit::test

@@ -24,6 +24,7 @@
 #include <pthread.h>
 #include <spawn.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -412,8 +413,9 @@ private:
   kj::AutoCloseFd fd;
 };
 
-TEST(Executor, ServesControlThroughItsSandboxAndExitsWhenTheChannelCloses) {
-  ExecutorProcess executor;
+/// Drives `executor` through a handshake and Control (a segment attached, a bad call refused),
+/// closes the channel and expects a clean exit.
+void expectServesControlAndExits(ExecutorProcess& executor) {
   {
     kj::AsyncIoContext io = kj::setupAsyncIo();
     auto stream = io.lowLevelProvider->wrapUnixSocketFd(kj::mv(executor.channel));
@@ -457,6 +459,11 @@ TEST(Executor, ServesControlThroughItsSandboxAndExitsWhenTheChannelCloses) {
   EXPECT_EQ(executor.stderrText(), "");
 }
 
+TEST(Executor, ServesControlThroughItsSandboxAndExitsWhenTheChannelCloses) {
+  ExecutorProcess executor;
+  expectServesControlAndExits(executor);
+}
+
 TEST(Executor, ExitsCleanlyWhenTheChannelClosesBeforeTheHandshake) {
   ExecutorProcess executor;
   executor.channel = nullptr;
@@ -490,6 +497,189 @@ TEST(Executor, BadArgumentsFailBeforeTheSandbox) {
   expectExit(executor.wait(), 2);
   EXPECT_EQ(executor.page->phase.load(), StatusPage::Starting);
   EXPECT_NE(executor.stderrText().find("rjitd-executor: error:"), std::string::npos);
+}
+
+// --- the launcher: the aarch64 executor under qemu ---------------------------------------------
+
+/// qemu-user for the launcher tests, as rjitd chooses it: the static build when installed, else
+/// the dynamic one (packaging/install-deps.sh installs qemu-user).
+std::string qemuAarch64() {
+  for (const char* candidate : {"/usr/bin/qemu-aarch64-static", "/usr/bin/qemu-aarch64"})
+    if (::access(candidate, X_OK) == 0)
+      return candidate;
+  ADD_FAILURE() << "no qemu-aarch64 (packaging/install-deps.sh installs qemu-user)";
+  return "/usr/bin/qemu-aarch64";
+}
+
+/// The aarch64 rjitd-executor of the cross build (meson -Daarch64_executor), "" when not built.
+std::string aarch64Executor() {
+  const char* path = std::getenv("RJITD_AARCH64_EXECUTOR_BIN");
+  return path != nullptr ? path : "";
+}
+
+/// The launcher's options for the aarch64 executor, then `extra`.
+std::vector<std::string> launcherArgs(std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"--emulator", qemuAarch64(), "--guest", aarch64Executor()};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+#define SKIP_WITHOUT_AARCH64_EXECUTOR()                                                            \
+  if (aarch64Executor().empty())                                                                   \
+  GTEST_SKIP() << "no aarch64 rjitd-executor: configure with -Daarch64_executor=PATH"
+
+TEST(Launcher, Aarch64ExecutorServesControlUnderQemuAndExitsWhenTheChannelCloses) {
+  SKIP_WITHOUT_AARCH64_EXECUTOR();
+  ExecutorProcess executor(launcherArgs());
+  expectServesControlAndExits(executor);
+}
+
+TEST(Launcher, Aarch64ExecutorServesControlUnderADynamicallyLinkedQemu) {
+  SKIP_WITHOUT_AARCH64_EXECUTOR();
+  // qemu-aarch64 (qemu-user) loads host libraries after the launcher's exec: the profile's
+  // Landlock rules let it read them and execute its loader.
+  ExecutorProcess executor({"--emulator", "/usr/bin/qemu-aarch64", "--guest", aarch64Executor()});
+  expectServesControlAndExits(executor);
+}
+
+TEST(Launcher, CrashInTheGuestKillsQemuWithItsSignalAndLeavesItOnTheStatusPage) {
+  SKIP_WITHOUT_AARCH64_EXECUTOR();
+  // qemu re-raises a guest's fatal signal on itself: rjitd's pidfd sees the guest's signal.
+  ExecutorProcess executor(launcherArgs({"--test-crash-after-sandbox", "segv"}));
+  expectSignal(executor.wait(), SIGSEGV);
+  EXPECT_EQ(executor.page->magic.load(), StatusPage::MAGIC);
+  EXPECT_EQ(executor.page->phase.load(), StatusPage::Idle);
+  EXPECT_EQ(executor.page->signal.load(), SIGSEGV);
+  EXPECT_EQ(executor.page->faultAddress.load(), 0u);
+}
+
+TEST(Launcher, ForbiddenSystemCallOfTheGuestLeavesTheHostNumberOnTheStatusPage) {
+  SKIP_WITHOUT_AARCH64_EXECUTOR();
+  // The guest's socket() is qemu's host socket(), refused by the host filter; the guest's
+  // handler gets qemu's copy of the host siginfo, so the number is the host's (x86_64).
+  ExecutorProcess executor(launcherArgs({"--test-crash-after-sandbox", "socket"}));
+  expectSignal(executor.wait(), SIGSYS);
+  EXPECT_EQ(executor.page->signal.load(), SIGSYS);
+  EXPECT_EQ(executor.page->syscall.load(), SYS_socket);
+}
+
+TEST(Launcher, MissingGuestFailsBeforeTheSandbox) {
+  ExecutorProcess executor({"--emulator", qemuAarch64(), "--guest", "/nonexistent/rjitd-executor"});
+  expectExit(executor.wait(), 1);
+  EXPECT_EQ(executor.page->phase.load(), StatusPage::Starting);
+  EXPECT_NE(executor.stderrText().find("rjitd-executor: error:"), std::string::npos)
+      << executor.stderrText();
+}
+
+TEST(Launcher, LaunchedWithoutTheLauncherRefusesToServe) {
+  // --launched trusts a sandbox that is not there: no new privileges is off.
+  ExecutorProcess executor({"--launched"});
+  expectExit(executor.wait(), 1);
+  EXPECT_EQ(executor.page->phase.load(), StatusPage::Starting);
+  EXPECT_NE(executor.stderrText().find("not started by the launcher"), std::string::npos)
+      << executor.stderrText();
+}
+
+/// The launcher profile with real files: qemu-aarch64 as the emulator, this test as the
+/// "guest" (any readable file does).
+SandboxOptions emulatorProfile() {
+  SandboxOptions options = roomy();
+  char self[4096];
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  options.emulator = EmulatorFiles{qemuAarch64(), std::string(self, n > 0 ? size_t(n) : 0)};
+  return options;
+}
+
+TEST(EmulatorProfile, ListsNoSystemCallTheSandboxExistsToRefuse) {
+  for (const char* const* name = emulatorSyscalls(); *name != nullptr; ++name)
+    for (const char* forbidden : {"socket",
+                                  "connect",
+                                  "fork",
+                                  "vfork",
+                                  "clone",
+                                  "clone3",
+                                  "ptrace",
+                                  "open",
+                                  "openat",
+                                  "openat2",
+                                  "creat",
+                                  "mount",
+                                  "bpf",
+                                  "kill",
+                                  "setuid",
+                                  "unshare",
+                                  "prctl",
+                                  "seccomp",
+                                  "process_vm_writev",
+                                  "memfd_create"})
+      EXPECT_STRNE(*name, forbidden);
+}
+
+TEST(EmulatorProfile, OpeningAnotherFileForReadingIsRefusedByLandlock) {
+  expectExit(runSandboxed(emulatorProfile(),
+                          [] {
+                            int fd = ::open("/etc/passwd", O_RDONLY | O_CLOEXEC);
+                            return fd < 0 && errno == EACCES ? CHILD_OK : CHILD_CHECK_FAILED;
+                          }),
+             CHILD_OK);
+}
+
+TEST(EmulatorProfile, TheEmulatorAndTheGuestCanBeRead) {
+  SandboxOptions options = emulatorProfile();
+  std::string guest = options.emulator->guest;
+  std::string qemu = options.emulator->emulator;
+  expectExit(runSandboxed(options,
+                          [&guest, &qemu] {
+                            int emulator = ::open(qemu.c_str(), O_RDONLY | O_CLOEXEC);
+                            int self = ::open(guest.c_str(), O_RDONLY | O_CLOEXEC);
+                            return emulator >= 0 && self >= 0 ? CHILD_OK : CHILD_CHECK_FAILED;
+                          }),
+             CHILD_OK);
+}
+
+TEST(EmulatorProfile, OpeningForWritingDiesOfSigsys) {
+  expectSignal(runSandboxed(emulatorProfile(),
+                            [] {
+                              ::open("/tmp/rjitd-sandbox-test", O_WRONLY | O_CREAT | O_CLOEXEC,
+                                     0600);
+                              return CHILD_CHECK_FAILED;
+                            }),
+               SIGSYS);
+}
+
+TEST(EmulatorProfile, ExecutingAnythingButTheEmulatorIsRefused) {
+  expectExit(runSandboxed(emulatorProfile(),
+                          [] {
+                            char* argv[] = {const_cast<char*>("/bin/true"), nullptr};
+                            ::execve("/bin/true", argv, environ);
+                            return errno == EACCES ? CHILD_OK : CHILD_CHECK_FAILED;
+                          }),
+             CHILD_OK);
+}
+
+TEST(EmulatorProfile, SocketAndForkStillDieOfSigsys) {
+  expectSignal(runSandboxed(emulatorProfile(),
+                            [] {
+                              ::socket(AF_UNIX, SOCK_STREAM, 0);
+                              return CHILD_CHECK_FAILED;
+                            }),
+               SIGSYS);
+  expectSignal(runSandboxed(emulatorProfile(),
+                            [] {
+                              if (::fork() == 0)
+                                ::_exit(CHILD_CHECK_FAILED);
+                              return CHILD_CHECK_FAILED;
+                            }),
+               SIGSYS);
+}
+
+TEST(EmulatorProfile, MakingItselfDumpableDiesOfSigsys) {
+  expectSignal(runSandboxed(emulatorProfile(),
+                            [] {
+                              ::prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+                              return CHILD_CHECK_FAILED;
+                            }),
+               SIGSYS);
 }
 
 // --- the real executor with a real rjitd -----------------------------------------------------
