@@ -205,6 +205,16 @@ bool DaemonProcess::launch() {
   }
   argv.push_back("--log-level");
   argv.push_back(options_.logLevel);
+  // The aarch64 executor of the cross build (meson -Daarch64_executor, or a cross build's own),
+  // for every rjitd a test starts, unless the test names one itself: rjitd's default place for
+  // it (aarch64/ next to the x86_64 executor) is not where a build tree has it.
+  const char* aarch64Executor = std::getenv("RJITD_AARCH64_EXECUTOR_BIN");
+  if (aarch64Executor != nullptr && aarch64Executor[0] != '\0' &&
+      std::find(options_.extraArgs.begin(), options_.extraArgs.end(), "--aarch64-executor") ==
+          options_.extraArgs.end()) {
+    argv.push_back("--aarch64-executor");
+    argv.push_back(aarch64Executor);
+  }
   for (const auto& a : options_.extraArgs)
     argv.push_back(a);
   spawn.argv = argv;
