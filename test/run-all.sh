@@ -1,8 +1,10 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # The whole test suite from a fresh Debian 12 machine (run as root, or with sudo available):
-# installs the dependencies, builds and runs `meson test` twice - a normal build in build/ and
-# an AddressSanitizer + UndefinedBehaviorSanitizer build in build-asan/ - then builds, installs
+# installs the dependencies, builds and runs `meson test` three times - a normal build in build/,
+# an AArch64 cross build in build-arm64/ (the client library, rjit, the aarch64 executor and
+# their tests, run under qemu-user against build/'s rjitd) and an AddressSanitizer +
+# UndefinedBehaviorSanitizer build in build-asan/ - then builds, installs
 # and tests the Debian packages (packaging/test-packages.sh, one test), and ends with one line
 # "N passed, N failed, N skipped" summed over all (a build that fails counts as one failed
 # test; a GoogleTest case that called GTEST_SKIP and a meson test that exited 77 count as
@@ -26,18 +28,26 @@ configure() {
   fi
 }
 
-# run_suite DIR [meson options...]: build DIR and run every test in it.
-run_suite() {
+# build_dir DIR [meson options...]: configure and build DIR; a failure is counted and DIR's
+# tests are then not run (test_dir skips a directory without a successful build).
+build_dir() {
   dir=$1
-  echo "==> $dir: configure, build, test"
-  rm -f "$dir/meson-logs/testlog.json"
+  echo "==> $dir: configure, build"
+  rm -f "$dir/meson-logs/testlog.json" "$dir/.built"
   if ! configure "$@" || ! meson compile -C "$dir"; then
     echo "error: the build in $dir failed" >&2
     build_failures=$((build_failures + 1))
     return
   fi
-  # Failures are counted from the test log below; a failing `meson test` without a log entry
-  # to show for it (it could not run at all) counts as one.
+  touch "$dir/.built"
+}
+
+# test_dir DIR: run every test in DIR. Failures are counted from the test log below; a failing
+# `meson test` without a log entry to show for it (it could not run at all) counts as one.
+test_dir() {
+  dir=$1
+  [ -f "$dir/.built" ] || return
+  echo "==> $dir: test"
   if ! meson test -C "$dir" --print-errorlogs --num-processes 2; then
     suite_failures=$((suite_failures + 1))
   fi
@@ -49,13 +59,21 @@ if ! sh packaging/install-deps.sh; then
   exit 1
 fi
 
-run_suite build
+# The native build's tests run aarch64 executors from the cross build, and the cross build's
+# tests run against the native build's rjitd: build both, then test both.
+aarch64_executor="$PWD/build-arm64/service/executor/rjitd-executor"
+build_dir build -Daarch64_executor="$aarch64_executor"
+build_dir build-arm64 --cross-file cross-aarch64.ini -Dnative_build="$PWD/build"
+test_dir build
+test_dir build-arm64
 # -fno-sanitize=vptr: UBSan's vptr check reports kj's own template classes (XThreadFulfiller,
 # Disposer, FdInputStream, instantiated both in libkj and in our objects) as "not an object of
 # type ..." - false positives across the shared-library boundary - and the type names it
 # demangles for those reports (__cxa_demangle in libstdc++) are never freed, which LeakSanitizer
 # then reports at exit, failing a random test. Every other UBSan check stays on.
-run_suite build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dcpp_args=-fno-sanitize=vptr
+build_dir build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dcpp_args=-fno-sanitize=vptr \
+  -Daarch64_executor="$aarch64_executor"
+test_dir build-asan
 
 # The Debian packages, counted as one test: build them into build-deb/ (as this user), then
 # install them and use them (as root: packaging/test-packages.sh).
@@ -112,7 +130,7 @@ for d in sys.argv[1:]:
             elif bad:
                 failed += 1
 print(passed, failed, skipped)
-' build build-asan) || counts="0 0 0"
+' build build-arm64 build-asan) || counts="0 0 0"
 set -- $counts
 passed=$1
 failed=$2

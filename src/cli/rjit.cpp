@@ -404,7 +404,7 @@ int main(int argc, char** argv) {
   runCmd->add_flag("--remote", run.remote,
                    "run it in a sandboxed executor process of rjitd's instead of this process");
   runCmd->add_option("--target", run.target,
-                     "with --remote: the executor's target (default: the server's)");
+                     "with --remote: the executor's target (default: this machine's)");
   runCmd->positionals_at_end();
 
   LoadArgs call;
@@ -422,7 +422,7 @@ int main(int argc, char** argv) {
   callCmd->add_flag("--remote", call.remote,
                     "call it in a sandboxed executor process of rjitd's instead of this process");
   callCmd->add_option("--target", call.target,
-                      "with --remote: the executor's target (default: the server's)");
+                      "with --remote: the executor's target (default: this machine's)");
   callCmd->positionals_at_end();
 
   InfoArgs info;

@@ -3,6 +3,7 @@
 #include "remote-calls.h"
 
 #include "module-request.h"
+#include "rpc-load.h"
 
 #include <cstring>
 #include <kj/debug.h>
@@ -202,6 +203,10 @@ kj::Promise<Result<ExecutorParts>> RemoteCalls::executorAttempt(std::string targ
         std::shared_ptr<Connection> connection =
             std::get<std::shared_ptr<Connection>>(std::move(result));
         const ServerInfo& info = connection->info();
+        // No target: this client's own architecture, as for a load, so that code built for
+        // this machine runs the same with and without --remote.
+        if (target.empty())
+          target = HOST_TARGET;
         const rjitd::TargetName* resolved =
             rjitd::resolveTarget(connection->targets(), target, info.defaultTriple);
         if (resolved == nullptr)

@@ -17,14 +17,6 @@ namespace rjit::detail {
 
 namespace {
 
-#if defined(__x86_64__)
-constexpr const char* HOST_TARGET = "x86_64";
-#elif defined(__aarch64__)
-constexpr const char* HOST_TARGET = "aarch64";
-#else
-#error "libremotejit-client loads code for x86_64 and AArch64 hosts only"
-#endif
-
 /// Answers rjitd's questions about this process's symbols, for one load, in the order of
 /// LoadOptions: the program's own (LoadOptions::symbols), then the modules this client has
 /// loaded, then the process's global symbols. rjitd answers the first two itself where it can

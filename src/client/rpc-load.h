@@ -24,6 +24,16 @@
 
 namespace rjit::detail {
 
+/// This process's architecture as a target name: what loads are linked for, and the target of
+/// an executor whose caller names none (a remote run then behaves as a local one).
+#if defined(__x86_64__)
+inline constexpr const char* HOST_TARGET = "x86_64";
+#elif defined(__aarch64__)
+inline constexpr const char* HOST_TARGET = "aarch64";
+#else
+#error "libremotejit-client loads code for x86_64 and AArch64 hosts only"
+#endif
+
 /// What a load brings back to the calling thread, which maps and starts the image.
 struct LoadedParts {
   kj::AutoCloseFd fd;  ///< the sealed image file

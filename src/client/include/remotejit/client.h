@@ -628,7 +628,8 @@ public:
   /// memory quota, Load when mapping it here fails, and the kinds compile() throws.
   Module load(const CompileRequest& request, const LoadOptions& options = {});
 
-  /// An executor in rjitd for `target` ("" = the server's default) on this client's
+  /// An executor in rjitd for `target` ("" = this client's own architecture, as for load) on
+  /// this client's
   /// connection: code loaded into it runs in a sandboxed process of rjitd's, never here.
   /// Throws Error: UnknownTarget (a target rjitd cannot run), Overloaded (past rjitd's
   /// --max-executors or its per-connection limit), Connection, Timeout.

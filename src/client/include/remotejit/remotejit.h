@@ -256,7 +256,7 @@ typedef struct rjit_remote_module rjit_remote_module;
 /** An array argument (rjit_buffer_new). Owned by the caller; rjit_buffer_free. */
 typedef struct rjit_buffer rjit_buffer;
 
-/** An executor for `target` (NULL or "": the server's default). Returns NULL on failure:
+/** An executor for `target` (NULL or "": this client's own architecture). Returns NULL on failure:
  *  RJIT_ERROR_UNKNOWN_TARGET, RJIT_ERROR_OVERLOADED, RJIT_ERROR_CONNECTION, ... */
 RJIT_C_API rjit_executor* rjit_executor_new(rjit_client* client, const char* target,
                                             rjit_error** error);
