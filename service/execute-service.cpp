@@ -341,12 +341,34 @@ public:
   }
 
   /// Runs `work` after every earlier one ended: one call, run, load or attach at a time, so
-  /// that output and deaths belong to one request.
+  /// that output and deaths belong to one request. Work cancelled once started (its caller went
+  /// away: a call or a run whose client disconnected) kills the process: the executor may be
+  /// running user code that nobody waits for, and the next request gets a fresh one.
   template <typename T> kj::Promise<T> exclusive(kj::Function<kj::Promise<T>()> work) {
     auto paf = kj::newPromiseAndFulfiller<void>();
     auto before = kj::mv(queue);
     queue = kj::mv(paf.promise);
-    return before.then([work = kj::mv(work)]() mutable { return work(); })
+    return before
+        .then([this, work = kj::mv(work)]() mutable {
+          auto settled = kj::heap<bool>(false);
+          bool& done = *settled;
+          auto abandoned =
+              kj::defer([core = kj::addRef(*this), settled = kj::mv(settled)]() mutable {
+                if (!*settled)
+                  core->kill();
+              });
+          return work()
+              .then(
+                  [&done](T&& value) -> kj::Promise<T> {
+                    done = true;
+                    return kj::mv(value);
+                  },
+                  [&done](kj::Exception&& e) -> kj::Promise<T> {
+                    done = true;
+                    return kj::mv(e);
+                  })
+              .attach(kj::mv(abandoned));
+        })
         .attach(kj::defer([fulfiller = kj::mv(paf.fulfiller)]() mutable { fulfiller->fulfill(); }));
   }
 
@@ -547,12 +569,16 @@ public:
   }
 
   kj::Promise<void> call(CallContext context) override {
+    // A client that goes away mid-call (its connection breaks) cancels the call, and with it
+    // the executor (ExecutorCore::exclusive), instead of leaving it to the deadline.
+    context.allowCancellation();
     return respondExecute(
         Method::Call, [this, context]() mutable { return serveCall(context); },
         ErrorSlot([context]() mutable { return context.getResults().getOutcome().initError(); }));
   }
 
   kj::Promise<void> run(RunContext context) override {
+    context.allowCancellation();  // as call's
     return respondExecute(
         Method::Run, [this, context]() mutable { return serveRun(context); },
         ErrorSlot([context]() mutable { return context.getResults().getOutcome().initError(); }));
