@@ -325,58 +325,56 @@ kj::Own<ExecutorProcess> ExecutorProcess::start(const ExecutorConfig& config,
 
   kj::AutoCloseFd sources[5] = {above4(stdinFd.get()), above4(stdoutFd.get()),
                                 above4(stderrFd.get()), above4(theirs.get()), above4(pageFd.get())};
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  KJ_DEFER(posix_spawn_file_actions_destroy(&actions));
+  // dup2 clears CLOEXEC on the copies: exactly fds 0..4 survive the exec.
+  for (int target = 0; target < 5; ++target)
+    posix_spawn_file_actions_adddup2(&actions, sources[target].get(), target);
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  KJ_DEFER(posix_spawnattr_destroy(&attributes));
+  // rjitd's loop blocks the signals it captures and ignores SIGPIPE; the executor starts with
+  // every disposition at its default and nothing blocked (SIGXFSZ must kill it), in a session
+  // of its own so that a terminal's ^C reaches rjitd only.
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attributes, &none);
+  posix_spawnattr_setsigdefault(&attributes, &all);
+  posix_spawnattr_setflags(&attributes,
+                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
+
+  std::vector<std::string> args = {config.path,
+                                   "--memory",
+                                   std::to_string(config.memoryBytes),
+                                   "--output",
+                                   std::to_string(config.outputBytes),
+                                   "--cpu-seconds",
+                                   std::to_string(config.cpuSeconds),
+                                   "--open-files",
+                                   std::to_string(config.openFiles)};
+  if (config.uid && config.gid) {
+    args.insert(args.end(),
+                {"--uid", std::to_string(*config.uid), "--gid", std::to_string(*config.gid)});
+  }
+  if (emulated != nullptr)
+    args.insert(args.end(), {"--emulator", emulated->emulator, "--guest", emulated->guest});
+  std::vector<char*> argv;
+  for (auto& a : args)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  char* envp[] = {nullptr};  // an empty environment: nothing of rjitd's leaks into user code
   bool relayed = emulated != nullptr && !emulated->launcher.empty();
   pid_t pid = 0;
   int pidFd = -1;
   if (relayed) {
-    // The relay spawns it with copies of the five descriptors; rjitd keeps its own.
+    // The relay spawns it (with its own copies of the five descriptors; rjitd keeps these).
     pidFd = requestLauncher(emulated->launcher, config, sources).release();
-    theirs = nullptr;
   } else {
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    KJ_DEFER(posix_spawn_file_actions_destroy(&actions));
-    // dup2 clears CLOEXEC on the copies: exactly fds 0..4 survive the exec.
-    for (int target = 0; target < 5; ++target)
-      posix_spawn_file_actions_adddup2(&actions, sources[target].get(), target);
-    posix_spawnattr_t attributes;
-    posix_spawnattr_init(&attributes);
-    KJ_DEFER(posix_spawnattr_destroy(&attributes));
-    // rjitd's loop blocks the signals it captures and ignores SIGPIPE; the executor starts with
-    // every disposition at its default and nothing blocked (SIGXFSZ must kill it), in a session
-    // of its own so that a terminal's ^C reaches rjitd only.
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attributes, &none);
-    posix_spawnattr_setsigdefault(&attributes, &all);
-    posix_spawnattr_setflags(&attributes,
-                             POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
-
-    std::vector<std::string> args = {config.path,
-                                     "--memory",
-                                     std::to_string(config.memoryBytes),
-                                     "--output",
-                                     std::to_string(config.outputBytes),
-                                     "--cpu-seconds",
-                                     std::to_string(config.cpuSeconds),
-                                     "--open-files",
-                                     std::to_string(config.openFiles)};
-    if (config.uid && config.gid) {
-      args.insert(args.end(),
-                  {"--uid", std::to_string(*config.uid), "--gid", std::to_string(*config.gid)});
-    }
-    if (emulated != nullptr)
-      args.insert(args.end(), {"--emulator", emulated->emulator, "--guest", emulated->guest});
-    std::vector<char*> argv;
-    for (auto& a : args)
-      argv.push_back(a.data());
-    argv.push_back(nullptr);
-    char* envp[] = {nullptr};  // an empty environment: nothing of rjitd's leaks into user code
     int rc = ::posix_spawn(&pid, config.path.c_str(), &actions, &attributes, argv.data(), envp);
     KJ_REQUIRE(rc == 0, "cannot start the executor (rjitd --executor-path)", config.path,
                strerror(rc));
-    theirs = nullptr;
     // A pidfd of our own child (not yet reaped, so the pid cannot have been reused).
     pidFd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
     if (pidFd < 0) {
@@ -388,6 +386,7 @@ kj::Own<ExecutorProcess> ExecutorProcess::start(const ExecutorConfig& config,
       KJ_FAIL_SYSCALL("pidfd_open of the executor", error, pid);
     }
   }
+  theirs = nullptr;
   void* mapped = page;
   page = nullptr;  // owned by the process object from here
   auto process = kj::heap<ExecutorProcess>(Key(), pid, kj::AutoCloseFd(pidFd), kj::mv(stdinFd),
