@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "executor-process.h"
 
+#include "executor/launcher-protocol.h"
 #include "log.h"
 #include "rpc-server.h"
 #include "status-page.h"
@@ -22,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -184,11 +186,61 @@ namespace {
   return allowed;
 }
 
+/// Connects to the launcher relay at `path` and sends it the request for one executor with its
+/// five descriptors (launcher-protocol.h). Returns the connection, non-blocking, on which the
+/// relay reports the executor's start and end.
+kj::AutoCloseFd requestLauncher(const std::string& path, const ExecutorConfig& config,
+                                const kj::AutoCloseFd (&fds)[launcher::DESCRIPTORS]) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  KJ_REQUIRE(path.size() < sizeof address.sun_path, "--aarch64-launcher: path too long", path);
+  std::memcpy(address.sun_path, path.data(), path.size());
+  int fd;
+  KJ_SYSCALL(fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  kj::AutoCloseFd connection(fd);
+  int rc;
+  do {
+    rc = ::connect(connection.get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
+  } while (rc < 0 && errno == EINTR);
+  KJ_REQUIRE(rc == 0, "cannot reach the aarch64 launcher (rjitd --aarch64-launcher)", path,
+             strerror(errno));
+  launcher::Request request;
+  request.memoryBytes = config.memoryBytes;
+  request.outputBytes = config.outputBytes;
+  request.cpuSeconds = config.cpuSeconds;
+  request.openFiles = config.openFiles;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * launcher::DESCRIPTORS)] = {};
+  iovec io{&request, sizeof request};
+  msghdr message{};
+  message.msg_iov = &io;
+  message.msg_iovlen = 1;
+  message.msg_control = control;
+  message.msg_controllen = sizeof control;
+  cmsghdr* rights = CMSG_FIRSTHDR(&message);
+  rights->cmsg_level = SOL_SOCKET;
+  rights->cmsg_type = SCM_RIGHTS;
+  rights->cmsg_len = CMSG_LEN(sizeof(int) * launcher::DESCRIPTORS);
+  for (int i = 0; i < launcher::DESCRIPTORS; ++i) {
+    int raw = fds[i].get();
+    std::memcpy(CMSG_DATA(rights) + i * sizeof(int), &raw, sizeof raw);
+  }
+  // 40 bytes on a fresh connection: the socket buffer takes them at once.
+  ssize_t sent;
+  do {
+    sent = ::sendmsg(connection.get(), &message, MSG_NOSIGNAL);
+  } while (sent < 0 && errno == EINTR);
+  KJ_REQUIRE(sent == static_cast<ssize_t>(sizeof request),
+             "cannot send the aarch64 launcher its request", path, strerror(errno));
+  KJ_SYSCALL(::fcntl(connection.get(), F_SETFL, O_NONBLOCK));
+  return connection;
+}
+
 }  // namespace
 
 std::vector<EmulatedTarget> findEmulatedTargets(const std::string& executorPath,
                                                 const std::string& guest,
-                                                const std::string& emulator) {
+                                                const std::string& emulator,
+                                                const std::string& launcher) {
   std::vector<EmulatedTarget> found;
 #if defined(__x86_64__)
   const TargetName* aarch64 = resolveTarget(knownTargets(), "aarch64", "");
@@ -197,6 +249,15 @@ std::vector<EmulatedTarget> findEmulatedTargets(const std::string& executorPath,
   EmulatedTarget target;
   target.triple = aarch64->triple;
   target.name = aarch64->name;
+  if (!launcher.empty()) {
+    // The relay's unit names qemu and the guest and runs without MemoryDenyWriteExecute; what
+    // it lacks, its executors' start-up failures (phase Starting) and its journal say.
+    target.launcher = launcher;
+    target.guest = "the guest of " + launcher;
+    target.emulator = "the launcher's qemu";
+    found.push_back(std::move(target));
+    return found;
+  }
   target.guest = guest;
   if (target.guest.empty())
     target.guest = executorPath.substr(0, executorPath.rfind('/') + 1) + "aarch64/rjitd-executor";
@@ -231,7 +292,8 @@ std::vector<EmulatedTarget> findEmulatedTargets(const std::string& executorPath,
         "executors\")";
   found.push_back(std::move(target));
 #else
-  (void)executorPath, (void)guest, (void)emulator;  // rjitd runs aarch64 code natively only
+  // rjitd runs aarch64 code natively only
+  (void)executorPath, (void)guest, (void)emulator, (void)launcher;
 #endif
   return found;
 }
@@ -303,21 +365,28 @@ kj::Own<ExecutorProcess> ExecutorProcess::start(const ExecutorConfig& config,
     argv.push_back(a.data());
   argv.push_back(nullptr);
   char* envp[] = {nullptr};  // an empty environment: nothing of rjitd's leaks into user code
-  pid_t pid;
-  int rc = ::posix_spawn(&pid, config.path.c_str(), &actions, &attributes, argv.data(), envp);
-  KJ_REQUIRE(rc == 0, "cannot start the executor (rjitd --executor-path)", config.path,
-             strerror(rc));
-  theirs = nullptr;
-  // A pidfd of our own child (not yet reaped, so the pid cannot have been reused).
-  int pidFd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  if (pidFd < 0) {
-    int error = errno;
-    ::kill(pid, SIGKILL);
-    int status;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  bool relayed = emulated != nullptr && !emulated->launcher.empty();
+  pid_t pid = 0;
+  int pidFd = -1;
+  if (relayed) {
+    // The relay spawns it (with its own copies of the five descriptors; rjitd keeps these).
+    pidFd = requestLauncher(emulated->launcher, config, sources).release();
+  } else {
+    int rc = ::posix_spawn(&pid, config.path.c_str(), &actions, &attributes, argv.data(), envp);
+    KJ_REQUIRE(rc == 0, "cannot start the executor (rjitd --executor-path)", config.path,
+               strerror(rc));
+    // A pidfd of our own child (not yet reaped, so the pid cannot have been reused).
+    pidFd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    if (pidFd < 0) {
+      int error = errno;
+      ::kill(pid, SIGKILL);
+      int status;
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      KJ_FAIL_SYSCALL("pidfd_open of the executor", error, pid);
     }
-    KJ_FAIL_SYSCALL("pidfd_open of the executor", error, pid);
   }
+  theirs = nullptr;
   void* mapped = page;
   page = nullptr;  // owned by the process object from here
   auto process = kj::heap<ExecutorProcess>(Key(), pid, kj::AutoCloseFd(pidFd), kj::mv(stdinFd),
@@ -326,6 +395,7 @@ kj::Own<ExecutorProcess> ExecutorProcess::start(const ExecutorConfig& config,
   state.metrics.executorStarted();
   process->metrics = &state.metrics;
   process->emulated = emulated != nullptr;
+  process->relayed = relayed;
   process->stream =
       lowLevel.wrapUnixSocketFd(ours.release(), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP |
                                                     kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC);
@@ -339,10 +409,14 @@ kj::Own<ExecutorProcess> ExecutorProcess::start(const ExecutorConfig& config,
   auto vat = message.initRoot<capnp::rpc::twoparty::VatId>();
   vat.setSide(capnp::rpc::twoparty::Side::CLIENT);
   process->controlCap = process->rpc->bootstrap(vat).castAs<proto::executor::Control>();
-  log::debug("started executor ", pid, " (", config.path,
-             emulated != nullptr ? " launching " + emulated->guest + " under " + emulated->emulator
-                                 : std::string(),
-             ")");
+  if (relayed)
+    log::debug("asked the aarch64 launcher at ", emulated->launcher, " for an executor");
+  else
+    log::debug("started executor ", pid, " (", config.path,
+               emulated != nullptr
+                   ? " launching " + emulated->guest + " under " + emulated->emulator
+                   : std::string(),
+               ")");
   return process;
 }
 
@@ -358,6 +432,12 @@ ExecutorProcess::~ExecutorProcess() noexcept(false) {
   ::munmap(page, PAGE_BYTES);
   if (status)
     return;
+  if (relayed) {
+    // Closing the connection (a member) makes the relay kill and reap the executor.
+    if (metrics != nullptr)
+      metrics->executorEnded();
+    return;
+  }
   ::kill(processId, SIGKILL);
   // Reaped once its pidfd says it is gone, without waiting here: the kernel may take tens of
   // milliseconds to tear down a large address space, and this runs on the event loop. (When
@@ -397,7 +477,10 @@ ExecutorProcess::~ExecutorProcess() noexcept(false) {
 
 kj::Promise<void> ExecutorProcess::watchExit() {
   return observer.whenBecomesReadable().then([this]() -> kj::Promise<void> {
-    reap();
+    if (relayed)
+      readReports();
+    else
+      reap();
     if (status)
       return kj::READY_NOW;
     return watchExit();
@@ -414,6 +497,49 @@ void ExecutorProcess::reap() {
   } while (got < 0 && errno == EINTR);
   if (got != processId)
     return;
+  ended(raw);
+}
+
+void ExecutorProcess::readReports() {
+  // Each turn consumes what the socket holds; a relay sends three reports at most.
+  for (unsigned reads = 0; reads < 16 && !status; ++reads) {
+    char chunk[64];
+    ssize_t n = ::recv(pidFd.get(), chunk, sizeof chunk, MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return;
+    if (n <= 0) {
+      // The relay refused the request or died: the executor (if any) is gone with it.
+      log::warning("the aarch64 launcher ended executor ", processId,
+                   "'s connection without its status (see rjitd-launcher's log)");
+      ended(W_EXITCODE(0, SIGKILL));
+      return;
+    }
+    reports.append(chunk, static_cast<size_t>(n));
+    while (reports.size() >= sizeof(launcher::Report) && !status) {
+      launcher::Report report;
+      std::memcpy(&report, reports.data(), sizeof report);
+      reports.erase(0, sizeof report);
+      if (report.magic != launcher::MAGIC || report.kind < launcher::Report::Started ||
+          report.kind > launcher::Report::Failed) {
+        log::warning("the aarch64 launcher sent executor ", processId, " a malformed report");
+        ::shutdown(pidFd.get(), SHUT_RDWR);  // the relay kills the executor
+        ended(W_EXITCODE(0, SIGKILL));
+      } else if (report.kind == launcher::Report::Started) {
+        processId = report.value;
+        log::debug("the aarch64 launcher started executor ", processId);
+      } else if (report.kind == launcher::Report::Ended) {
+        ended(report.value);
+      } else {
+        log::warning("the aarch64 launcher could not start an executor: ", strerror(report.value));
+        ended(W_EXITCODE(127, 0));
+      }
+    }
+  }
+}
+
+void ExecutorProcess::ended(int raw) {
   status = raw;
   if (metrics != nullptr)
     metrics->executorEnded();
@@ -427,6 +553,13 @@ void ExecutorProcess::kill(bool forDeadline) {
     return;
   deadlineKill = deadlineKill || forDeadline;
   killed = true;
+  if (relayed) {
+    // The relay kills it (rjitd may have no permission to: another user namespace or user);
+    // if the byte cannot be sent, ending the connection's sending side does the same.
+    if (::send(pidFd.get(), &launcher::KILL, 1, MSG_DONTWAIT | MSG_NOSIGNAL) != 1)
+      ::shutdown(pidFd.get(), SHUT_WR);
+    return;
+  }
   ::kill(processId, SIGKILL);
 }
 

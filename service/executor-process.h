@@ -34,6 +34,10 @@ struct EmulatedTarget {
   std::string name;      ///< its short name, for messages ("aarch64")
   std::string guest;     ///< that architecture's rjitd-executor (--aarch64-executor)
   std::string emulator;  ///< qemu-user for it (--qemu-aarch64)
+  /// Set: executors of this target are started by the relay listening on this Unix socket
+  /// (--aarch64-launcher; units/rjitd-launcher.socket), outside rjitd's MemoryDenyWriteExecute,
+  /// and the relay's unit names the emulator and the guest.
+  std::string launcher;
   /// Empty when executors of this target can run here; else what is missing, which a request
   /// for this target is answered with (and rjitd logs at start).
   std::string unavailable;
@@ -56,10 +60,13 @@ struct ExecutorConfig {
 /// x86_64 host, its executor `guest` ("" = aarch64/rjitd-executor next to `executorPath`, the
 /// installed layout) under `emulator` ("" = the first of /usr/bin/qemu-aarch64-static and
 /// /usr/bin/qemu-aarch64 that exists). Checks the files and the kernel's Landlock (the
-/// launcher's sandbox needs it) and says in `unavailable` what is missing.
+/// launcher's sandbox needs it) and says in `unavailable` what is missing. With `launcher` (a
+/// Unix socket path) the relay behind it starts them: rjitd then checks none of this, and its
+/// own MemoryDenyWriteExecute does not matter.
 std::vector<EmulatedTarget> findEmulatedTargets(const std::string& executorPath,
                                                 const std::string& guest,
-                                                const std::string& emulator);
+                                                const std::string& emulator,
+                                                const std::string& launcher = "");
 
 /// A copy of the status page (ipc/executor/status-page.h) taken after the process died.
 struct StatusSnapshot {
@@ -115,8 +122,10 @@ public:
   /// Spawns `config.path` with the fds 0..4 of ipc/executor/executor.capnp and an empty
   /// environment, serves rjitd's bootstrap (newBootstrap(state, peer)) on the channel, and takes
   /// the executor's Control. With `emulated`, config.path is the launcher of that target's
-  /// executor under qemu (the pid is then qemu's, after the launcher's exec). Throws (a fault
-  /// inside rjitd) when the process cannot be started.
+  /// executor under qemu (the pid is then qemu's, after the launcher's exec); with
+  /// `emulated->launcher`, the relay there spawns it instead, and reports its end (the pid is
+  /// then the relay's figure, for logs, and 0 until it has reported it). Throws (a fault inside
+  /// rjitd) when the process cannot be started.
   static kj::Own<ExecutorProcess> start(const ExecutorConfig& config,
                                         const EmulatedTarget* emulated, DaemonState& state,
                                         kj::LowLevelAsyncIoProvider& lowLevel,
@@ -166,14 +175,22 @@ private:
   kj::Promise<void> watchExit();
   /// waitpid(WNOHANG) once the pidfd says the process ended.
   void reap();
+  /// Reads the relay's reports (launcher-protocol.h) once its connection is readable.
+  void readReports();
+  /// Records the process's end (its wait status).
+  void ended(int raw);
 
   pid_t processId;
+  /// A pidfd of the process; for a relayed one, the connection to its relay (which reports its
+  /// end, kills it on request, and kills it when the connection closes).
   kj::AutoCloseFd pidFd, stdinFd, stdoutFd, stderrFd, pageFd;
   void* page;  ///< the status page, mapped shared (one page)
   std::optional<int> status;
   bool deadlineKill = false;
   bool killed = false;
   bool emulated = false;  ///< qemu's process (set by start())
+  bool relayed = false;   ///< started by the launcher relay (set by start())
+  std::string reports;    ///< a relay's report read in part
   /// The executor shook hands with rjitd: it was sandboxed by then (it sandboxes itself before
   /// it speaks), so user code, which can write the status page, cannot pass a later death off as
   /// one in start-up (phase Starting). Shared with the bootstrap's hello hook.

@@ -63,6 +63,7 @@ struct Options {
   std::string executorUser;     // "" = nobody (used only when rjitd runs as root)
   std::string aarch64Executor;  // "" = aarch64/rjitd-executor next to the executor
   std::string qemuAarch64;      // "" = qemu-aarch64-static or qemu-aarch64 in /usr/bin
+  std::string aarch64Launcher;  // "" = rjitd spawns aarch64 executors; unix:PATH = the relay
 };
 
 /// A duration as the options take it: a number of seconds, or a number with `ms`, `s` or `m`
@@ -242,8 +243,22 @@ int run(const Options& opt) {
   executorConfig.path = findExecutor(opt.executorPath);
   executorConfig.memoryBytes = opt.executorMemory;
   executorConfig.outputBytes = opt.executorOutput;
+  std::string launcherPath;
+  if (!opt.aarch64Launcher.empty()) {
+    constexpr std::string_view UNIX_PREFIX = "unix:";
+    if (!opt.aarch64Launcher.starts_with(UNIX_PREFIX) ||
+        opt.aarch64Launcher.size() == UNIX_PREFIX.size() ||
+        opt.aarch64Launcher[UNIX_PREFIX.size()] != '/') {
+      std::fprintf(stderr,
+                   "error: --aarch64-launcher: expected unix:/ABSOLUTE/PATH (the socket of "
+                   "rjitd-launcher.socket), not '%s'\n",
+                   opt.aarch64Launcher.c_str());
+      return 2;
+    }
+    launcherPath = opt.aarch64Launcher.substr(UNIX_PREFIX.size());
+  }
   executorConfig.emulated =
-      findEmulatedTargets(executorConfig.path, opt.aarch64Executor, opt.qemuAarch64);
+      findEmulatedTargets(executorConfig.path, opt.aarch64Executor, opt.qemuAarch64, launcherPath);
   // A backstop behind the deadlines, which rjitd enforces by the wall clock, over an
   // executor's whole life (an rlimit cannot be renewed per call from outside without
   // CAP_SYS_RESOURCE): a day of CPU, or 1000 calls at the longest deadline, so that a long
@@ -378,7 +393,9 @@ int run(const Options& opt) {
               " MiB each, deadline ", executeTimeout->count(), " ms",
               executorConfig.uid ? ", as uid " + std::to_string(*executorConfig.uid) : "");
   for (const EmulatedTarget& emulated : executorConfig.emulated) {
-    if (emulated.unavailable.empty())
+    if (!emulated.launcher.empty())
+      log::info(emulated.name, " executors: through the launcher at ", emulated.launcher);
+    else if (emulated.unavailable.empty())
       log::info(emulated.name, " executors: ", emulated.guest, " under ", emulated.emulator);
     else
       log::info(emulated.name, " execute unavailable: ", emulated.unavailable);
@@ -453,6 +470,9 @@ int main(int argc, char** argv) {
   app.add_option("--qemu-aarch64", opt.qemuAarch64,
                  "qemu-user for aarch64 executors (default: /usr/bin/qemu-aarch64-static, else "
                  "/usr/bin/qemu-aarch64)");
+  app.add_option("--aarch64-launcher", opt.aarch64Launcher,
+                 "unix:PATH: start aarch64 executors through the rjitd-launcher relay listening "
+                 "there (rjitd-launcher.socket), outside rjitd's MemoryDenyWriteExecute");
   app.add_option("--max-executors", opt.maxExecutors,
                  "executor processes (remote execute) all clients together may hold")
       ->capture_default_str();

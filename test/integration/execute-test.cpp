@@ -1363,5 +1363,170 @@ TEST(Aarch64UnderMemoryDenyWriteExecute, RjitdSaysWhyAndX86ExecuteStillWorks) {
   EXPECT_EQ(module.call<int64_t>("add", int64_t{2}, int64_t{40}), 42);
 }
 
+/// A child running `args`, with the kernel's MemoryDenyWriteExecute on it first when `mdwe`
+/// (inherited by everything it starts, as systemd 252's filter is).
+pid_t startProcess(std::vector<std::string> args, bool mdwe) {
+  std::vector<char*> argv;
+  for (auto& a : args)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (mdwe && ::prctl(SET_MDWE, MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0)
+      ::_exit(126);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+/// Waits (bounded) until `path` exists while process `pid` runs; false, with a recorded
+/// failure, when it ends or the bound passes first.
+bool waitForSocket(pid_t pid, const std::string& path) {
+  for (unsigned polls = 0; polls < MAX_POLLS; ++polls) {
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) != 0) {
+      ADD_FAILURE() << "process " << pid << " ended before " << path << " existed: status "
+                    << status;
+      return false;
+    }
+    if (::access(path.c_str(), F_OK) == 0)
+      return true;
+  }
+  ADD_FAILURE() << path << " did not appear within the polling bound";
+  return false;
+}
+
+/// The processes whose parent is `pid` (every thread's children).
+size_t childrenOf(pid_t pid) {
+  size_t count = 0;
+  std::error_code ec;
+  std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+  for (std::filesystem::directory_iterator task(tasks, ec), end; !ec && task != end;
+       task.increment(ec)) {
+    std::istringstream children(readProcFile(task->path() / "children"));
+    for (pid_t child; children >> child;)
+      ++count;
+  }
+  return count;
+}
+
+/// rjitd under the kernel's MemoryDenyWriteExecute with aarch64 executors started through the
+/// rjitd-launcher relay (docs/OPERATIONS.md "aarch64 executors"), served by
+/// systemd-socket-activate --accept as rjitd-launcher.socket (Accept=yes) would, and running
+/// without it: qemu gets its W+X memory while rjitd keeps the restriction.
+class Aarch64ThroughLauncher : public ::testing::Test {
+protected:
+  void SetUp() override {
+    if (aarch64Executor().empty())
+      GTEST_SKIP() << "no aarch64 rjitd-executor: configure the native build with "
+                      "-Daarch64_executor=PATH/TO/build-arm64/service/executor/rjitd-executor";
+    const char* rjitd = std::getenv("RJITD_BIN");
+    const char* executor = std::getenv("RJITD_EXECUTOR_BIN");
+    ASSERT_NE(rjitd, nullptr);
+    ASSERT_NE(executor, nullptr);
+    std::string relay = std::filesystem::path(executor).parent_path() / "rjitd-launcher";
+    std::string qemu = ::access("/usr/bin/qemu-aarch64-static", X_OK) == 0
+                           ? "/usr/bin/qemu-aarch64-static"
+                           : "/usr/bin/qemu-aarch64";
+    std::vector<std::string> args = {"/usr/bin/systemd-socket-activate",
+                                     "--listen=" + launcherSocket,
+                                     "--accept",
+                                     "--",
+                                     relay,
+                                     "--executor",
+                                     executor,
+                                     "--emulator",
+                                     qemu,
+                                     "--guest",
+                                     aarch64Executor()};
+    // A relay running as root (the test does in CI) must be told whom executors run as, as
+    // rjitd as root runs its own as nobody.
+    if (::geteuid() == 0)
+      args.insert(args.end(), {"--uid", "65534", "--gid", "65534"});
+    activator = startProcess(std::move(args), false);
+    ASSERT_GT(activator, 0);
+    ASSERT_TRUE(waitForSocket(activator, launcherSocket));
+    daemon = startProcess({rjitd, "--listen", "unix:" + rjitdSocket, "--log-level", "warning",
+                           "--execute-timeout", SHORT_EXECUTE_TIMEOUT_SECONDS, "--aarch64-launcher",
+                           "unix:" + launcherSocket},
+                          true);
+    ASSERT_GT(daemon, 0);
+    ASSERT_TRUE(waitForSocket(daemon, rjitdSocket));
+  }
+
+  void TearDown() override {
+    // rjitd first: its connections' ends end the relays and their executors.
+    for (pid_t* pid : {&daemon, &activator}) {
+      if (*pid > 0) {
+        ::kill(*pid, SIGTERM);
+        ::waitpid(*pid, nullptr, 0);
+      }
+    }
+  }
+
+  ClientOptions clientOptions() const {
+    ClientOptions options;
+    options.servers = {"unix:" + rjitdSocket};
+    return options;
+  }
+
+  TempDir dir;
+  std::string launcherSocket = dir.file("launcher.sock");
+  std::string rjitdSocket = dir.file("rjitd.sock");
+  pid_t activator = -1, daemon = -1;
+};
+
+TEST_F(Aarch64ThroughLauncher, CallCrashAndDeadlineWorkWhileRjitdKeepsMdwe) {
+  Client client(clientOptions());
+  {
+    RemoteExecutor executor = client.executor("aarch64");
+    RemoteModule module = executor.load(moduleRequest("exec-typed-aarch64.ll"));
+    EXPECT_EQ(module.call<int64_t>("add", int64_t{2}, int64_t{40}), 42);
+    auto said = module.callValues("say", {Value::of("one")});
+    EXPECT_EQ(said.output.out, "out: one\n");
+  }
+  {
+    RemoteExecutor executor = client.executor("aarch64");
+    RemoteModule module = executor.load(moduleRequest("exec-crash-aarch64.ll"));
+    auto failure = catchFailure([&] { module.callValues("write_null", {Value::of(int64_t{1})}); });
+    expectKind(failure, ErrorKind::Crashed);
+    ASSERT_TRUE(failure.has_value());
+    EXPECT_EQ(failure->signal, SIGSEGV);
+    EXPECT_NE(failure->message.find("SIGSEGV"), std::string::npos) << failure->message;
+    EXPECT_EQ(failure->output.out, "before the crash\n");
+    EXPECT_EQ(failure->output.err, "");  // qemu's report is left out, as when rjitd spawns
+  }
+  {
+    RemoteExecutor executor = client.executor("aarch64");
+    RemoteModule module = executor.load(moduleRequest("exec-hang-aarch64.ll"));
+    auto failure = catchFailure([&] { module.callValues("hang", {}); });
+    expectKind(failure, ErrorKind::Timeout);
+    // The executor rjitd had the relay kill is replaced by a fresh one on the next call.
+    RemoteModule typed = executor.load(moduleRequest("exec-typed-aarch64.ll"));
+    EXPECT_EQ(typed.call<int64_t>("add", int64_t{1}, int64_t{2}), 3);
+  }
+  // rjitd's own executors stay in rjitd: x86_64 execute is unaffected.
+  RemoteExecutor x86 = client.executor();
+  RemoteModule module = x86.load(moduleRequest("exec-typed.ll"));
+  EXPECT_EQ(module.call<int64_t>("add", int64_t{2}, int64_t{40}), 42);
+}
+
+TEST_F(Aarch64ThroughLauncher, NoRelayOrExecutorOutlivesItsClient) {
+  {
+    Client client(clientOptions());
+    RemoteExecutor executor = client.executor("aarch64");
+    RemoteModule module = executor.load(moduleRequest("exec-typed-aarch64.ll"));
+    EXPECT_EQ(module.call<int64_t>("add", int64_t{2}, int64_t{40}), 42);
+    EXPECT_EQ(childrenOf(activator), 1u);  // one relay (its executor is the relay's child)
+  }
+  // rjitd ends the executor with its client, closing the relay's connection: the relay kills
+  // and reaps it, then exits.
+  size_t left = 1;
+  for (unsigned polls = 0; polls < MAX_POLLS && left != 0; ++polls)
+    left = childrenOf(activator);
+  EXPECT_EQ(left, 0u);
+}
+
 }  // namespace
 }  // namespace rjit::test

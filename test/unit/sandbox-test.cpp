@@ -3,6 +3,7 @@
 // rjitd-executor binary on a socketpair: handshake and Control through its seccomp filter,
 // a clean exit when the channel closes, and what a death leaves on the status page.
 #include "daemon-process.h"
+#include "launcher-protocol.h"
 #include "sandbox.h"
 #include "status-page.h"
 
@@ -12,6 +13,7 @@
 #include <capnp/rpc-twoparty.h>
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
@@ -31,6 +33,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <vector>
 
 extern char** environ;
 
@@ -937,6 +940,287 @@ TEST_F(ExecutorWithRjitd, RunExitsWithMainsStatus) {
   }
   expectExit(executor.wait(), 3);
   EXPECT_EQ(output(1), "hello 2\n");
+}
+
+/// rjitd-launcher (service/executor/launcher-main.cpp), run as rjitd-launcher.socket's
+/// Accept=yes would: fd 3 one end of a socketpair (the test is rjitd on the other), LISTEN_FDS=1
+/// and LISTEN_PID its own pid. Its exit status and its stderr are what the tests check.
+class Relay : public ::testing::Test {
+protected:
+  /// Exit statuses of rjitd-launcher.
+  static constexpr int EXIT_REFUSED = 3;
+
+  /// Starts the relay with `args` after its required options; `listenPid` false sets a
+  /// LISTEN_PID that is not the relay's.
+  void start(std::vector<std::string> args = {}, bool listenPid = true,
+             std::string executor = "/bin/true") {
+    const char* built = std::getenv("RJITD_EXECUTOR_BIN");
+    KJ_REQUIRE(built != nullptr, "RJITD_EXECUTOR_BIN is not set (run through meson test)");
+    std::string relay =
+        std::string(built).substr(0, std::string(built).rfind('/') + 1) + "rjitd-launcher";
+    // An --executor that ignores the launcher's arguments: /bin/true exits 0 at once.
+    std::vector<std::string> all = {relay,       "--executor", executor,   "--emulator",
+                                    "/bin/true", "--guest",    "/bin/true"};
+    all.insert(all.end(), args.begin(), args.end());
+    if (::geteuid() == 0)
+      all.insert(all.end(), {"--uid", "65534", "--gid", "65534"});
+    std::vector<char*> argv;
+    for (auto& a : all)
+      argv.push_back(a.data());
+    argv.push_back(nullptr);
+    int sv[2];
+    KJ_SYSCALL(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+    ours = kj::AutoCloseFd(sv[0]);
+    kj::AutoCloseFd theirs(sv[1]);
+    int errPipe[2];
+    KJ_SYSCALL(::pipe2(errPipe, O_CLOEXEC));
+    stderrRead = kj::AutoCloseFd(errPipe[0]);
+    kj::AutoCloseFd errWrite(errPipe[1]);
+    pid = ::fork();
+    KJ_REQUIRE(pid >= 0);
+    if (pid == 0) {
+      char listenPidVar[32];
+      std::snprintf(listenPidVar, sizeof listenPidVar, "LISTEN_PID=%d", listenPid ? ::getpid() : 1);
+      char listenFds[] = "LISTEN_FDS=1";
+      char* envp[] = {listenFds, listenPidVar, nullptr};
+      if (::dup2(theirs.get(), 3) < 0 || ::dup2(errWrite.get(), 2) < 0)
+        ::_exit(126);
+      ::execve(argv[0], argv.data(), envp);
+      ::_exit(127);
+    }
+  }
+
+  /// Sends `bytes` with `fds` in one message.
+  void send(const void* bytes, size_t size, const std::vector<int>& fds) {
+    iovec io{const_cast<void*>(bytes), size};
+    msghdr message{};
+    message.msg_iov = &io;
+    message.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 16)] = {};
+    if (!fds.empty()) {
+      message.msg_control = control;
+      message.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+      cmsghdr* rights = CMSG_FIRSTHDR(&message);
+      rights->cmsg_level = SOL_SOCKET;
+      rights->cmsg_type = SCM_RIGHTS;
+      rights->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+      std::memcpy(CMSG_DATA(rights), fds.data(), sizeof(int) * fds.size());
+    }
+    ASSERT_EQ(::sendmsg(ours.get(), &message, MSG_NOSIGNAL), static_cast<ssize_t>(size));
+  }
+
+  /// Five descriptors of the kinds rjitd sends: memfds, and a socket as the channel (fd 3).
+  std::vector<int> goodFds() {
+    for (int i = 0; i < 5; ++i)
+      held.emplace_back(i == 3 ? ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)
+                               : ::memfd_create("relay-test", MFD_CLOEXEC));
+    std::vector<int> fds;
+    for (auto& fd : held)
+      fds.push_back(fd.get());
+    return fds;
+  }
+
+  /// An --executor that runs until it is killed.
+  std::string sleeper() {
+    std::string path = dir.file("sleeper");
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0755);
+    KJ_REQUIRE(fd >= 0, path);
+    kj::AutoCloseFd script(fd);
+    std::string text = "#!/bin/sh\nexec /bin/sleep 600\n";
+    KJ_REQUIRE(::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+    return path;
+  }
+
+  /// The next report the relay sends (a failure is recorded when it sends none).
+  launcher::Report report() {
+    launcher::Report record;
+    record.magic = 0;
+    ssize_t n = ::recv(ours.get(), &record, sizeof record, MSG_WAITALL);
+    EXPECT_EQ(n, static_cast<ssize_t>(sizeof record));
+    EXPECT_EQ(record.magic, launcher::MAGIC);
+    return record;
+  }
+
+  /// /proc/PID/comm of process `pid`, "" once it is gone.
+  static std::string processName(pid_t pid) {
+    kj::AutoCloseFd fd(
+        ::open(("/proc/" + std::to_string(pid) + "/comm").c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0)
+      return "";
+    char text[64];
+    ssize_t n = ::read(fd.get(), text, sizeof text);
+    return n <= 1 ? "" : std::string(text, static_cast<size_t>(n - 1));
+  }
+
+  static launcher::Request goodRequest() {
+    launcher::Request request;
+    request.memoryBytes = 256ull << 20;
+    request.outputBytes = 1 << 20;
+    request.cpuSeconds = 60;
+    request.openFiles = 256;
+    return request;
+  }
+
+  /// Everything the relay sent until it closed the connection (ends: the relay exits). With
+  /// `closeFirst`, the test's end stops sending first (the relay then kills what it started).
+  std::string received(bool closeFirst = true) {
+    if (closeFirst)
+      ::shutdown(ours.get(), SHUT_WR);
+    std::string out;
+    char chunk[256];
+    for (unsigned reads = 0; reads < 64; ++reads) {  // a relay sends 32 bytes at most
+      ssize_t n = ::read(ours.get(), chunk, sizeof chunk);
+      if (n <= 0)
+        break;
+      out.append(chunk, static_cast<size_t>(n));
+    }
+    return out;
+  }
+
+  /// The relay's exit status (exit code; -1 for a signal) and its stderr.
+  std::pair<int, std::string> finish() {
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    pid = -1;
+    std::string err;
+    char chunk[256];
+    for (unsigned reads = 0; reads < 64; ++reads) {
+      ssize_t n = ::read(stderrRead.get(), chunk, sizeof chunk);
+      if (n <= 0)
+        break;
+      err.append(chunk, static_cast<size_t>(n));
+    }
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, err};
+  }
+
+  /// The relay refused what it was sent: no report, exit EXIT_REFUSED, "refused: ... `what`".
+  void expectRefused(const std::string& what) {
+    EXPECT_EQ(received(), "");
+    auto [status, err] = finish();
+    EXPECT_EQ(status, EXIT_REFUSED) << err;
+    EXPECT_NE(err.find("refused: "), std::string::npos) << err;
+    EXPECT_NE(err.find(what), std::string::npos) << err;
+  }
+
+  void TearDown() override {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
+
+public:
+  // gtest's Test has a noexcept destructor; kj::AutoCloseFd's is noexcept(false).
+  ~Relay() noexcept override {}
+
+protected:
+  rjit::test::TempDir dir;
+  kj::AutoCloseFd ours, stderrRead;
+  std::vector<kj::AutoCloseFd> held;
+  pid_t pid = -1;
+};
+
+TEST_F(Relay, GoodRequestReportsTheStartAndTheWaitStatus) {
+  start();
+  auto request = goodRequest();
+  send(&request, sizeof request, goodFds());
+  std::string reports = received(false);
+  ASSERT_EQ(reports.size(), 2 * sizeof(launcher::Report));
+  launcher::Report started, ended;
+  std::memcpy(&started, reports.data(), sizeof started);
+  std::memcpy(&ended, reports.data() + sizeof started, sizeof ended);
+  EXPECT_EQ(started.magic, launcher::MAGIC);
+  EXPECT_EQ(started.kind, launcher::Report::Started);
+  EXPECT_GT(started.value, 0);
+  EXPECT_EQ(ended.kind, launcher::Report::Ended);
+  EXPECT_TRUE(WIFEXITED(ended.value) && WEXITSTATUS(ended.value) == 0) << ended.value;
+  EXPECT_EQ(finish().first, 0);
+}
+
+TEST_F(Relay, KillByteKillsTheExecutorAndItsStatusSaysSo) {
+  start({}, true, sleeper());
+  auto request = goodRequest();
+  send(&request, sizeof request, goodFds());
+  launcher::Report started = report();
+  EXPECT_EQ(started.kind, launcher::Report::Started);
+  ASSERT_EQ(::send(ours.get(), &launcher::KILL, 1, MSG_NOSIGNAL), 1);
+  launcher::Report ended = report();
+  EXPECT_EQ(ended.kind, launcher::Report::Ended);
+  EXPECT_TRUE(WIFSIGNALED(ended.value) && WTERMSIG(ended.value) == SIGKILL) << ended.value;
+  EXPECT_EQ(finish().first, 0);
+}
+
+TEST_F(Relay, ClosingTheConnectionKillsAndReapsTheExecutor) {
+  start({}, true, sleeper());
+  auto request = goodRequest();
+  send(&request, sizeof request, goodFds());
+  launcher::Report started = report();
+  ASSERT_EQ(started.kind, launcher::Report::Started);
+  ours = nullptr;  // rjitd gone
+  EXPECT_EQ(finish().first, 0);
+  // The relay reaped it before it exited: no process (not even a zombie) has that pid now,
+  // unless the kernel reused it for another already, which is not a sleeping `sleep`.
+  EXPECT_NE(processName(started.value), "sleep");
+}
+
+TEST_F(Relay, TruncatedRequestIsRefused) {
+  start();
+  auto request = goodRequest();
+  send(&request, 10, goodFds());
+  expectRefused("truncated");
+}
+
+TEST_F(Relay, RequestWithoutDescriptorsIsRefused) {
+  start();
+  auto request = goodRequest();
+  send(&request, sizeof request, {});
+  expectRefused("0 descriptors");
+}
+
+TEST_F(Relay, TooManyDescriptorsAreRefused) {
+  start();
+  auto request = goodRequest();
+  std::vector<int> fds = goodFds();
+  fds.push_back(fds[0]);
+  fds.push_back(fds[1]);
+  send(&request, sizeof request, fds);
+  expectRefused("descriptors");
+}
+
+TEST_F(Relay, ChannelThatIsNotASocketIsRefused) {
+  start();
+  auto request = goodRequest();
+  std::vector<int> fds = goodFds();
+  fds[3] = fds[0];
+  send(&request, sizeof request, fds);
+  expectRefused("descriptor 3");
+}
+
+TEST_F(Relay, BadMagicIsRefused) {
+  start();
+  auto request = goodRequest();
+  request.magic = 0x12345678;
+  send(&request, sizeof request, goodFds());
+  expectRefused("magic");
+}
+
+TEST_F(Relay, LimitsOutOfBoundsAreRefused) {
+  start();
+  auto request = goodRequest();
+  request.memoryBytes = 0;
+  send(&request, sizeof request, goodFds());
+  expectRefused("limits");
+}
+
+TEST_F(Relay, PeerOfAnotherUserIsRefusedBeforeItsRequestIsRead) {
+  start({"--peer-uid", std::to_string(::geteuid() + 1)});
+  expectRefused("peer uid");
+}
+
+TEST_F(Relay, WithoutSocketActivationItRefuses) {
+  start({}, false);
+  expectRefused("LISTEN_PID");
 }
 
 }  // namespace
