@@ -438,7 +438,8 @@ ExecutorProcess::~ExecutorProcess() noexcept(false) {
       metrics->executorEnded();
     return;
   }
-  ::kill(processId, SIGKILL);
+  if (processId > 0)  // never kill(0): that is rjitd's whole process group
+    ::kill(processId, SIGKILL);
   // Reaped once its pidfd says it is gone, without waiting here: the kernel may take tens of
   // milliseconds to tear down a large address space, and this runs on the event loop. (When
   // rjitd exits first, the zombie goes to init.)
@@ -560,7 +561,8 @@ void ExecutorProcess::kill(bool forDeadline) {
       ::shutdown(pidFd.get(), SHUT_WR);
     return;
   }
-  ::kill(processId, SIGKILL);
+  if (processId > 0)  // never kill(0): that is rjitd's whole process group
+    ::kill(processId, SIGKILL);
 }
 
 StatusSnapshot ExecutorProcess::snapshot() const {

@@ -281,8 +281,10 @@ std::optional<SandboxError> addEmulatorRules(scmp_filter_ctx filter) {
     return error;
   // qemu lowers RLIMIT_CORE to 0 before it kills itself with a guest's fatal signal (its
   // hard limit is 0 already: nothing can be raised).
-  const scmp_arg_cmp core[] = {SCMP_A1(SCMP_CMP_EQ, RLIMIT_CORE)};
-  if (auto error = addRule(filter, SCMP_ACT_ALLOW, "prlimit64", 1, core))
+  // Its own limit only (pid 0, as glibc and qemu pass): another process of the same user (rjitd
+  // itself) must not get its core limit changed.
+  const scmp_arg_cmp core[] = {SCMP_A0(SCMP_CMP_EQ, 0), SCMP_A1(SCMP_CMP_EQ, RLIMIT_CORE)};
+  if (auto error = addRule(filter, SCMP_ACT_ALLOW, "prlimit64", 2, core))
     return error;
   // The guest executor makes itself undumpable (the exec made qemu dumpable again) and checks
   // that it runs with no new privileges (the launcher's sandbox is in place).
@@ -407,9 +409,10 @@ std::optional<SandboxError> installFilter(bool emulated) {
                                    SCMP_A2(SCMP_CMP_MASKED_EQ, O_ASYNC, 0)};
   if (auto error = addRule(filter, SCMP_ACT_ALLOW, "fcntl", 2, setFlags))
     return error;
-  // Reading limits (glibc's pthread_create asks for RLIMIT_STACK); raising them is refused.
-  const scmp_arg_cmp readOnly[] = {SCMP_A2(SCMP_CMP_EQ, 0)};
-  if (auto error = addRule(filter, SCMP_ACT_ALLOW, "prlimit64", 1, readOnly))
+  // Reading its own limits (glibc's pthread_create asks for RLIMIT_STACK, with pid 0); raising
+  // them, and reading another process's, is refused.
+  const scmp_arg_cmp readOnly[] = {SCMP_A0(SCMP_CMP_EQ, 0), SCMP_A2(SCMP_CMP_EQ, 0)};
+  if (auto error = addRule(filter, SCMP_ACT_ALLOW, "prlimit64", 2, readOnly))
     return error;
 
   if (emulated)
