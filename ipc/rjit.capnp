@@ -140,11 +140,14 @@ struct Error {
                              # fork, execve, open, ptrace, ...), named in the message
     signatureMismatch @17;   # call: arguments that do not match the symbol's IR signature, or
                              # a symbol that is not a function the module defines
+    permissionDenied @18;    # the peer is not allowed to use this rjitd (--allow-users,
+                             # --allow-groups); sent once, then the connection closes
   }
   message @1 :Text;
   diagnostics @2 :List(Diagnostic);
   signal @3 :Int32;          # crashed: the signal number (SIGSEGV = 11, ...)
   exitStatus @4 :Int32;      # exited: the status the code passed to exit()
+  retryAfterMillis @5 :UInt32;  # overloaded: how long to wait before retrying (0 = no hint)
 }
 
 struct CompileOutcome {

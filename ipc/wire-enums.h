@@ -62,6 +62,7 @@ inline constexpr std::pair<proto::Error::Kind, ErrorKind> WIRE_ERROR_KINDS[] = {
     {proto::Error::Kind::OUTPUT_LIMIT, ErrorKind::OutputLimit},
     {proto::Error::Kind::SANDBOX_VIOLATION, ErrorKind::SandboxViolation},
     {proto::Error::Kind::SIGNATURE_MISMATCH, ErrorKind::SignatureMismatch},
+    {proto::Error::Kind::PERMISSION_DENIED, ErrorKind::PermissionDenied},
 };
 
 /// The wire code of `kind`. A client-only kind has none and travels as `internal`; the daemon

@@ -204,8 +204,28 @@ void ProcessBackend::giveBack(std::unique_ptr<Worker> worker) {
   idle.push_back(std::move(worker));
 }
 
+void CompileCancel::cancel() {
+  std::lock_guard lock(mutex);
+  requested = true;
+  if (worker > 0)
+    ::kill(worker, SIGKILL);
+}
+
+bool CompileCancel::cancelled() const {
+  std::lock_guard lock(mutex);
+  return requested;
+}
+
+void CompileCancel::bindWorker(int pid) {
+  std::lock_guard lock(mutex);
+  worker = pid;
+  if (requested && worker > 0)
+    ::kill(worker, SIGKILL);
+}
+
 compiler::CompileResult ProcessBackend::compile(std::string_view module,
-                                                const compiler::CompileOptions& options) {
+                                                const compiler::CompileOptions& options,
+                                                CompileCancel* /*cancel: wired by issue 12*/) {
   std::unique_ptr<Worker> worker = take();
   for (unsigned attempts = 1;; ++attempts) {
     bool fresh = worker->fresh();

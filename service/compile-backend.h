@@ -22,19 +22,44 @@
 
 namespace rjitd::service {
 
+/// Lets the event loop call off one compile nobody waits for any more (every waiter of a
+/// single-flight compile went away). Shared between the loop (which calls cancel()) and the
+/// worker thread running the compile (which the backend tells about the process it runs it
+/// in), so it lives in a shared_ptr owned by both. Thread-safe.
+class CompileCancel {
+public:
+  /// Marks the compile cancelled and ends the worker process running it, if any (SIGKILL).
+  /// A compile not started yet is not started. Idempotent.
+  void cancel();
+  bool cancelled() const;
+  /// Backend side: `pid` runs this compile from now on (0: none any more). When cancel() came
+  /// first, the worker is killed at once.
+  void bindWorker(int pid);
+
+private:
+  mutable std::mutex mutex;
+  bool requested = false;
+  int worker = 0;
+};
+
 /// Compiles modules. Thread-safe: worker-pool threads call compile() concurrently.
 class CompileBackend {
 public:
   virtual ~CompileBackend() = default;
+  /// `cancel` (may be null) is how the loop calls the compile off; a cancelled compile answers
+  /// a Failure (kind Internal, "cancelled") that nobody reads, and is never blamed on the module.
   virtual compiler::CompileResult compile(std::string_view module,
-                                          const compiler::CompileOptions& options) = 0;
+                                          const compiler::CompileOptions& options,
+                                          CompileCancel* cancel = nullptr) = 0;
 };
 
 /// Compiles in this process (tests and benchmarks of the pipeline itself).
 class InProcessBackend final : public CompileBackend {
 public:
   compiler::CompileResult compile(std::string_view module,
-                                  const compiler::CompileOptions& options) override {
+                                  const compiler::CompileOptions& options,
+                                  CompileCancel* /*cancel: an in-process compile runs to its end*/
+                                  = nullptr) override {
     return compiler::compile(module, options);
   }
 };
@@ -62,7 +87,8 @@ public:
   ProcessBackend& operator=(const ProcessBackend&) = delete;
 
   compiler::CompileResult compile(std::string_view module,
-                                  const compiler::CompileOptions& options) override;
+                                  const compiler::CompileOptions& options,
+                                  CompileCancel* cancel = nullptr) override;
 
   /// Worker processes started so far (a replacement after a crash counts too).
   uint64_t spawned() const;

@@ -64,6 +64,21 @@ struct Options {
   std::string aarch64Executor;  // "" = aarch64/rjitd-executor next to the executor
   std::string qemuAarch64;      // "" = qemu-aarch64-static or qemu-aarch64 in /usr/bin
   std::string aarch64Launcher;  // "" = rjitd spawns aarch64 executors; unix:PATH = the relay
+  // Issue 12 (hostile load). Connections and peers (listeners.cpp):
+  uint32_t maxConnections = 1024;
+  uint32_t maxConnectionsPerUser = 128;  // per peer uid (Unix), per peer address (TCP)
+  std::string handshakeTimeout = "10s";  // a new connection must have said hello by then
+  std::string readTimeout = "30s";       // a message once started must have arrived by then
+  uint64_t maxInflightBytes = 1ull << 30;  // request bodies being received or served, all peers
+  std::string socketMode = "0660";         // of the Unix sockets rjitd creates itself
+  std::vector<std::string> allowUsers;     // "" = root, rjitd's own user
+  std::vector<std::string> allowGroups;    // "" = the rjitd group (when it exists)
+  // Admission (compile-service.cpp, load-service.cpp):
+  uint32_t maxQueued = 64;  // requests waiting for a worker, per target; more are overloaded
+  // Compile workers (compile-backend.cpp) and the drain:
+  uint64_t maxObjectBytes = 64ull << 20;
+  uint64_t compileMemory = 4ull << 30;  // RLIMIT_AS of each compile worker
+  std::string drainTimeout = "60s";     // below the unit's TimeoutStopSec=90
 };
 
 /// A duration as the options take it: a number of seconds, or a number with `ms`, `s` or `m`
@@ -498,6 +513,53 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--executor-user", opt.executorUser,
                  "user executors run as when rjitd runs as root (default: nobody)");
+  app.add_option("--max-connections", opt.maxConnections,
+                 "client connections open at once; more are refused with `overloaded`")
+      ->capture_default_str();
+  app.add_option("--max-connections-per-user", opt.maxConnectionsPerUser,
+                 "connections one peer (a Unix user, a TCP address) may hold open at once")
+      ->capture_default_str();
+  app.add_option("--handshake-timeout", opt.handshakeTimeout,
+                 "a new connection that has not said hello by then is closed (s, ms or m)")
+      ->capture_default_str();
+  app.add_option("--read-timeout", opt.readTimeout,
+                 "a request message, once its first byte arrived, must arrive whole within this "
+                 "(s, ms or m); slower connections are closed")
+      ->capture_default_str();
+  app.add_option("--max-inflight-bytes", opt.maxInflightBytes,
+                 "request bytes all connections together may have in rjitd's memory at once "
+                 "(being received or served; K, M, G); more wait")
+      ->transform(CLI::AsSizeValue(false))
+      ->default_str("1G");
+  app.add_option("--socket-mode", opt.socketMode,
+                 "file mode of the Unix sockets rjitd creates (octal); socket-activated ones take "
+                 "SocketMode= from rjitd.socket")
+      ->capture_default_str();
+  app.add_option("--allow-users", opt.allowUsers,
+                 "users (names or uids) that may connect over Unix sockets, besides "
+                 "--allow-groups (default: root and rjitd's own user)")
+      ->delimiter(',');
+  app.add_option("--allow-groups", opt.allowGroups,
+                 "groups (names or gids) whose members may connect over Unix sockets (default: "
+                 "the rjitd group, when it exists)")
+      ->delimiter(',');
+  app.add_option("--max-queued", opt.maxQueued,
+                 "requests per target that may wait for a compile or link worker; more are "
+                 "answered `overloaded` with a retry-after hint")
+      ->capture_default_str();
+  app.add_option("--max-object-bytes", opt.maxObjectBytes,
+                 "largest compiled object rjitd keeps or sends (K, M, G); larger ones are "
+                 "`too-large`")
+      ->transform(CLI::AsSizeValue(false))
+      ->default_str("64M");
+  app.add_option("--compile-memory", opt.compileMemory,
+                 "address space of each compile worker process (K, M, G)")
+      ->transform(CLI::AsSizeValue(false))
+      ->default_str("4G");
+  app.add_option("--drain-timeout", opt.drainTimeout,
+                 "on SIGTERM: how long running work may finish before rjitd kills it and exits "
+                 "(keep it below the unit's TimeoutStopSec)")
+      ->capture_default_str();
   app.add_option("--log-level", opt.logLevel, "debug, info, warning or error")
       ->capture_default_str();
   app.add_option("--compile-worker", opt.compileWorkerFd)->group("");  // internal

@@ -130,12 +130,14 @@ void toProto(const Failure& failure, proto::Error::Builder out) {
   toProto(failure.diagnostics, out.initDiagnostics(failure.diagnostics.size()));
   out.setSignal(failure.signal);
   out.setExitStatus(failure.exitStatus);
+  out.setRetryAfterMillis(failure.retryAfterMillis);
 }
 
 Failure fromProto(proto::Error::Reader in) {
   Failure f{fromProto(in.getKind()), in.getMessage(), fromProto(in.getDiagnostics())};
   f.signal = in.getSignal();
   f.exitStatus = in.getExitStatus();
+  f.retryAfterMillis = in.getRetryAfterMillis();
   return f;
 }
 

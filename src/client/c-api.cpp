@@ -80,8 +80,9 @@ RJIT_SAME_KIND(RJIT_ERROR_EXITED, Exited);
 RJIT_SAME_KIND(RJIT_ERROR_OUTPUT_LIMIT, OutputLimit);
 RJIT_SAME_KIND(RJIT_ERROR_SANDBOX_VIOLATION, SandboxViolation);
 RJIT_SAME_KIND(RJIT_ERROR_SIGNATURE_MISMATCH, SignatureMismatch);
+RJIT_SAME_KIND(RJIT_ERROR_PERMISSION_DENIED, PermissionDenied);
 #undef RJIT_SAME_KIND
-constexpr int LAST_KIND = RJIT_ERROR_SIGNATURE_MISMATCH;
+constexpr int LAST_KIND = RJIT_ERROR_PERMISSION_DENIED;
 
 static_assert(static_cast<int>(RJIT_SEVERITY_ERROR) ==
               static_cast<int>(rjit::Diagnostic::Severity::Error));

@@ -56,6 +56,7 @@ RJIT_SAME_KIND(Exited);
 RJIT_SAME_KIND(OutputLimit);
 RJIT_SAME_KIND(SandboxViolation);
 RJIT_SAME_KIND(SignatureMismatch);
+RJIT_SAME_KIND(PermissionDenied);
 #undef RJIT_SAME_KIND
 
 // Severities and symbol kinds too: the wire tables (ipc/wire-enums.h) map the shared ones.

@@ -26,6 +26,7 @@ const char* errorKindName(ErrorKind kind) {
   case ErrorKind::OutputLimit: return "output-limit";
   case ErrorKind::SandboxViolation: return "sandbox-violation";
   case ErrorKind::SignatureMismatch: return "signature-mismatch";
+  case ErrorKind::PermissionDenied: return "permission-denied";
   }
   return "unknown";
 }

@@ -37,6 +37,7 @@ enum class ErrorKind : uint8_t {
   OutputLimit,        ///< the code wrote more output than an executor may
   SandboxViolation,   ///< the code made a system call executors may not make
   SignatureMismatch,  ///< call arguments that do not match the function's IR signature
+  PermissionDenied,   ///< the peer may not use this rjitd (--allow-users / --allow-groups)
 };
 
 /// Short lower-case name of an error kind, for logs, metrics labels and the CLI ("unknown" for
@@ -80,6 +81,7 @@ struct Failure {
   std::vector<Diagnostic> diagnostics;
   int signal = 0;      ///< Crashed: the signal the code died of
   int exitStatus = 0;  ///< Exited: the status the code passed to exit()
+  uint32_t retryAfterMillis = 0;  ///< Overloaded: when to try again (0 = no hint)
 };
 
 }  // namespace rjitd

@@ -44,6 +44,7 @@ enum class ErrorKind : uint8_t {
   OutputLimit,        ///< the code wrote more output than an executor may
   SandboxViolation,   ///< the code made a system call executors may not make (named)
   SignatureMismatch,  ///< arguments that do not match the function's IR signature
+  PermissionDenied,   ///< this user may not use the server (its --allow-users/--allow-groups)
 };
 
 /// Lower-case name of a kind ("invalid-module"), as the CLI prints it.

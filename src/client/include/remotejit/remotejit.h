@@ -64,7 +64,8 @@ enum rjit_error_kind {
   RJIT_ERROR_EXITED = 17,            /**< remote execute: the called function called exit() */
   RJIT_ERROR_OUTPUT_LIMIT = 18,      /**< remote execute: more output than an executor may write */
   RJIT_ERROR_SANDBOX_VIOLATION = 19, /**< remote execute: a forbidden system call (named) */
-  RJIT_ERROR_SIGNATURE_MISMATCH = 20 /**< remote execute: arguments that do not match */
+  RJIT_ERROR_SIGNATURE_MISMATCH = 20, /**< remote execute: arguments that do not match */
+  RJIT_ERROR_PERMISSION_DENIED = 21   /**< this user may not use the server (--allow-users) */
 };
 
 enum rjit_severity { RJIT_SEVERITY_ERROR = 0, RJIT_SEVERITY_WARNING = 1, RJIT_SEVERITY_NOTE = 2 };
