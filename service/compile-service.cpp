@@ -184,6 +184,10 @@ kj::Promise<CompileService::Shared> CompileService::startCompile(const cache::Ke
           });
 }
 
+size_t CompileService::abandonQueued() {
+  return 0;  // issue 12: the bounded per-target queues answer their waiting work here
+}
+
 std::string_view CompileService::targetLabel(std::string_view spec) const {
   const TargetName* target = resolveTarget(served, spec, defaultTarget);
   return target != nullptr ? std::string_view(target->name) : metrics::UNKNOWN_TARGET;

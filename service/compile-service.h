@@ -81,6 +81,10 @@ public:
   /// hold it (an object larger than the whole budget).
   bool keepCached(const cache::Key& key, std::shared_ptr<const CompiledObject> object);
 
+  /// Drain (SIGTERM): answers every compile still waiting for a worker with shuttingDown and
+  /// returns how many; running compiles go on. (Issue 12: implemented with the bounded queues.)
+  size_t abandonQueued();
+
   const std::vector<TargetName>& targets() const { return served; }
   /// The `target` label for `spec` (a short name, alias or triple; "" = the default): the
   /// served target's short name, or UNKNOWN_TARGET. The view lives as long as the service.
