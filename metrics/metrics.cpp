@@ -295,6 +295,18 @@ struct Metrics::Impl {
                                 .Help("Compiles running or waiting for a compile worker")
                                 .Register(*registry)
                                 .Add({});
+  Family<Gauge>& queued =
+      prometheus::BuildGauge()
+          .Name("rjitd_queued")
+          .Help("Requests waiting for a worker (bounded by --max-queued per target), by target "
+                "and kind (compile, link)")
+          .Register(*registry);
+  Family<Counter>& cancelledWork =
+      prometheus::BuildCounter()
+          .Name("rjitd_cancelled_total")
+          .Help("Work nobody waited for any more (callers cancelled or disconnected), dropped "
+                "from its queue or called off while running, by kind (compile, link)")
+          .Register(*registry);
   Counter& moduleBytes = prometheus::BuildCounter()
                              .Name("rjitd_module_bytes_received_total")
                              .Help("Bytes of module bodies received by compile requests")
@@ -460,6 +472,20 @@ void Metrics::connectionClosed() {
 
 void Metrics::compileWorkerLost() {
   impl->workerRestarts.Increment();
+}
+
+void Metrics::queueDepth(std::string_view target, std::string_view kind, size_t depth) {
+  impl->queued.Add({{"target", std::string(target)}, {"kind", std::string(kind)}})
+      .Set(static_cast<double>(depth));
+}
+
+void Metrics::cancelled(std::string_view kind) {
+  impl->cancelledWork.Add({{"kind", std::string(kind)}}).Increment();
+}
+
+void Metrics::compileCancelled() {
+  impl->compilesInFlight.Decrement();
+  cancelled("compile");
 }
 
 void Metrics::daemonError(DaemonError kind) {

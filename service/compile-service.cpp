@@ -2,6 +2,7 @@
 #include "compile-service.h"
 
 #include "log.h"
+#include "rpc-edge.h"
 #include "test-gate.h"
 
 #include <cerrno>
@@ -29,6 +30,13 @@ std::string humanBytes(uint64_t n) {
 
 }  // namespace
 
+std::vector<std::string> targetNames(const std::vector<TargetName>& targets) {
+  std::vector<std::string> names;
+  for (const TargetName& t : targets)
+    names.push_back(t.name);
+  return names;
+}
+
 void CompileService::CleanupErrors::taskFailed(kj::Exception&& exception) {
   log::error("internal: single-flight cleanup failed: ", exception.getDescription().cStr());
   metrics.daemonError(metrics::DaemonError::Internal);
@@ -39,7 +47,12 @@ CompileService::CompileService(ServiceConfig config, cache::ObjectCache& cache,
                                WorkerPool& hashPool, metrics::Metrics& metrics)
     : cfg(std::move(config)), objects(cache), backend(backend), compilePool(compilePool),
       hashPool(hashPool), metrics(metrics), served(compiler::servedTargets()),
-      defaultTarget(compiler::defaultTriple()), cleanupErrors(metrics) {}
+      defaultTarget(compiler::defaultTriple()),
+      admission({"compile", compilePool.threads(), cfg.maxQueued}, targetNames(served),
+                [&metrics](const std::string& target, size_t depth) {
+                  metrics.queueDepth(target, "compile", depth);
+                }),
+      cleanupErrors(metrics) {}
 
 kj::Promise<ServeResult> CompileService::compile(CompileJob job) {
   metrics.moduleReceived(job.module.size());
@@ -81,13 +94,13 @@ kj::Promise<ServeResult> CompileService::compile(CompileJob job) {
     cache::Key key = keyOf(job.module, options);
     return serveKeyed(key, kj::mv(job), kj::mv(options));
   }
-  // Hashing tens of megabytes takes milliseconds: do it off the loop. The job stays owned by
-  // this frame's continuation; the worker only reads it until the promise resolves.
-  auto owned =
-      kj::heap<std::pair<CompileJob, compiler::CompileOptions>>(kj::mv(job), kj::mv(options));
-  auto& ref = *owned;
-  return hashPool.run<cache::Key>([&ref, keyOf]() { return keyOf(ref.first.module, ref.second); })
-      .then([this, owned = kj::mv(owned)](cache::Key key) mutable {
+  // Hashing tens of megabytes takes milliseconds: do it off the loop. The worker shares
+  // ownership of the job: the call may be cancelled (its continuation dropped) while the hash
+  // runs, and the worker must never read memory the continuation owned.
+  auto owned = std::make_shared<std::pair<CompileJob, compiler::CompileOptions>>(kj::mv(job),
+                                                                                 kj::mv(options));
+  return hashPool.run<cache::Key>([owned, keyOf]() { return keyOf(owned->first.module, owned->second); })
+      .then([this, owned](cache::Key key) mutable {
         return serveKeyed(key, kj::mv(owned->first), kj::mv(owned->second));
       });
 }
@@ -107,31 +120,73 @@ kj::Promise<ServeResult> CompileService::serveKeyed(cache::Key key, CompileJob j
   auto it = inFlight.find(key);
   if (it == inFlight.end()) {
     joined = false;
+    if (auto refused = admission.refusal(targetName, job.client)) {
+      log::info("compile of '", job.moduleName, "' refused: ", refused->message);
+      return ServeResult(kj::mv(*refused));
+    }
+    uint64_t generation = nextGeneration++;
+    auto cancel = std::make_shared<CompileCancel>();
+    std::string moduleName = job.moduleName;
+    auto compile =
+        startCompile(key, kj::mv(job), kj::mv(options), kj::mv(targetName), cancel, generation);
     it = inFlight
-             .emplace(key,
-                      startCompile(key, kj::mv(job), kj::mv(options), kj::mv(targetName)).fork())
+             .emplace(key, Flight{compile.fork(), kj::mv(cancel), kj::mv(moduleName), generation})
              .first;
-    // Drop the entry once the compile settles. Erasing from a branch's continuation is safe:
-    // the branch itself keeps the fork hub alive while it runs.
-    cleanup.add(it->second.addBranch().then([this, key](Shared&&) { inFlight.erase(key); },
-                                            [this, key](kj::Exception&& e) {
-                                              inFlight.erase(key);
-                                              kj::throwFatalException(kj::mv(e));
-                                            }));
   } else {
     log::debug("joining compile in flight for key ", cache::toHex(key).substr(0, 16));
   }
-  return it->second.addBranch().then([key, joined](Shared&& shared) -> ServeResult {
-    if (auto* f = std::get_if<Failure>(&shared))
-      return kj::mv(*f);
-    return Served{key, std::get<std::shared_ptr<const CompiledObject>>(kj::mv(shared)), joined};
-  });
+  Flight& flight = it->second;
+  ++flight.waiters;
+  // Waiters are counted here, per request, not as fork branches: the last request to go away
+  // (answered, cancelled or disconnected) calls a compile still queued or running off.
+  auto left = kj::defer([this, key, generation = flight.generation]() { leave(key, generation); });
+  return flight.fork.addBranch()
+      .then([key, joined](Shared&& shared) -> ServeResult {
+        if (auto* f = std::get_if<Failure>(&shared))
+          return kj::mv(*f);
+        return Served{key, std::get<std::shared_ptr<const CompiledObject>>(kj::mv(shared)),
+                      joined};
+      })
+      .attach(kj::mv(left));
 }
 
-kj::Promise<CompileService::Shared> CompileService::startCompile(const cache::Key& key,
-                                                                 CompileJob job,
-                                                                 compiler::CompileOptions options,
-                                                                 std::string targetName) {
+void CompileService::settle(const cache::Key& key, uint64_t generation) {
+  auto it = inFlight.find(key);
+  if (it == inFlight.end() || it->second.generation != generation)
+    return;
+  it->second.settled = true;
+  // Not erased here: this runs inside the fork's own promise. A later turn drops the entry, so
+  // that an identical request from then on compiles (or hits the cache) afresh.
+  cleanup.add(kj::evalLater([this, key, generation]() {
+    auto later = inFlight.find(key);
+    if (later != inFlight.end() && later->second.generation == generation)
+      inFlight.erase(later);
+  }));
+}
+
+void CompileService::leave(const cache::Key& key, uint64_t generation) {
+  auto it = inFlight.find(key);
+  if (it == inFlight.end() || it->second.generation != generation)
+    return;  // settled and dropped already
+  Flight& flight = it->second;
+  KJ_ASSERT(flight.waiters > 0);
+  if (--flight.waiters > 0)
+    return;
+  if (!flight.settled) {
+    // Nobody waits any more: a queued compile leaves the queue when its promise is dropped
+    // below; a running one is told to stop (the backend kills its worker). Neither is the
+    // module's fault, and nothing is cached.
+    flight.cancel->cancel();
+    metrics.compileCancelled();
+    log::info("compile of '", flight.moduleName, "' called off: nobody waits for it any more");
+  }
+  inFlight.erase(it);
+}
+
+kj::Promise<CompileService::Shared>
+CompileService::startCompile(const cache::Key& key, CompileJob job,
+                             compiler::CompileOptions options, std::string targetName,
+                             std::shared_ptr<CompileCancel> cancel, uint64_t generation) {
   using Clock = std::chrono::steady_clock;
   using Timed = std::pair<compiler::CompileResult, Clock::duration>;
   unsigned optLevel = options.optLevel;
@@ -140,52 +195,75 @@ kj::Promise<CompileService::Shared> CompileService::startCompile(const cache::Ke
   std::string keyHex = cache::toHex(key);
   log::debug("compiling '", job.moduleName, "' (", job.module.size(), " bytes) for ",
              options.triple, " -O", options.optLevel, " key ", keyHex.substr(0, 16));
-  auto input = kj::heap<std::pair<std::string, compiler::CompileOptions>>(kj::mv(job.module),
-                                                                          kj::mv(options));
-  auto& ref = *input;
-  // Timed on the worker thread: the histogram shows the compile, not the wait for a worker
-  // (nor a test's hold at the gate).
-  return compilePool
-      .run<Timed>([&ref, &backend = backend, &gate = cfg.compileGate]() {
-        if (!gate.empty())
-          waitAtTestGate("test compile gate", gate, ref.second.moduleName);
-        Clock::time_point start = Clock::now();
-        compiler::CompileResult result = backend.compile(ref.first, ref.second);
-        return Timed(std::move(result), Clock::now() - start);
-      })
-      .then(
-          [this, key, keyHex, targetName, optLevel,
-           input = kj::mv(input)](Timed&& timed) -> Shared {
-            compiler::CompileResult& result = timed.first;
-            if (auto* f = std::get_if<Failure>(&result)) {
-              metrics.compileDone(targetName, optLevel, f->kind, timed.second);
-              log::info("compile of '", input->second.moduleName, "' failed (",
-                        errorKindName(f->kind), "): ", f->message);
-              return kj::mv(*f);
-            }
-            metrics.compileDone(targetName, optLevel, std::nullopt, timed.second);
-            auto object =
-                std::make_shared<const CompiledObject>(std::get<CompiledObject>(kj::mv(result)));
-            log::info("compiled '", input->second.moduleName, "' for ", object->triple, " -O",
-                      input->second.optLevel, " in ", object->compileMicros / 1000, " ms, ",
-                      object->object.size(), " bytes, key ", keyHex.substr(0, 16));
-            if (!objects.put(key, object))
-              log::warning("object for key ", keyHex.substr(0, 16), " (", object->object.size(),
-                           " bytes) exceeds the whole cache budget; not cached");
-            return object;
-          },
-          [this, targetName, optLevel, submitted](kj::Exception&& e) -> Shared {
-            metrics.compileDone(targetName, optLevel, ErrorKind::Internal,
-                                Clock::now() - submitted);
-            log::error("internal: compile worker failed: ", e.getDescription().cStr());
-            return Failure{ErrorKind::Internal,
-                           std::string("compile failed inside rjitd: ") + e.getDescription().cStr(),
-                           {}};
-          });
+  // Shared with the worker: a compile called off while running still runs on its thread until
+  // the backend returns, after every loop-side owner is gone (issue 12, item 7).
+  auto input = std::make_shared<const std::pair<std::string, compiler::CompileOptions>>(
+      kj::mv(job.module), kj::mv(options));
+  auto done = [this, key, keyHex, targetName, optLevel, input,
+               generation](Timed&& timed) -> Shared {
+    settle(key, generation);
+    compiler::CompileResult& result = timed.first;
+    if (auto* f = std::get_if<Failure>(&result)) {
+      metrics.compileDone(targetName, optLevel, f->kind, timed.second);
+      log::info("compile of '", input->second.moduleName, "' failed (", errorKindName(f->kind),
+                "): ", f->message);
+      return kj::mv(*f);
+    }
+    metrics.compileDone(targetName, optLevel, std::nullopt, timed.second);
+    auto object = std::make_shared<const CompiledObject>(std::get<CompiledObject>(kj::mv(result)));
+    log::info("compiled '", input->second.moduleName, "' for ", object->triple, " -O",
+              input->second.optLevel, " in ", object->compileMicros / 1000, " ms, ",
+              object->object.size(), " bytes, key ", keyHex.substr(0, 16));
+    if (!objects.put(key, object))
+      log::warning("object for key ", keyHex.substr(0, 16), " (", object->object.size(),
+                   " bytes) exceeds the whole cache budget; not cached");
+    return object;
+  };
+  auto failed = [this, targetName, optLevel, submitted, key,
+                 generation](kj::Exception&& e) -> Shared {
+    settle(key, generation);
+    metrics.compileDone(targetName, optLevel, ErrorKind::Internal, Clock::now() - submitted);
+    log::error("internal: compile worker failed: ", e.getDescription().cStr());
+    return Failure{ErrorKind::Internal,
+                   std::string("compile failed inside rjitd: ") + e.getDescription().cStr(),
+                   {}};
+  };
+  return admission.admit(targetName, job.client)
+      .then([this, input, cancel, key, generation, done = kj::mv(done),
+             failed = kj::mv(failed)](Admission::Admitted&& admitted) mutable
+            -> kj::Promise<Shared> {
+        if (Failure* f = failureOf(admitted)) {
+          // Pushed out of a full queue by a fairer claim, or abandoned by the drain: it never
+          // ran, so it is not counted as a compile.
+          settle(key, generation);
+          metrics.compileCancelled();
+          return Shared(kj::mv(*f));
+        }
+        // Timed on the worker thread: the histogram shows the compile, not the wait for a
+        // worker (nor a test's hold at the gate).
+        return admission
+            .runHolding<Timed>(
+                compilePool, std::get<Admission::Slot>(kj::mv(admitted)),
+                [input, cancel, &backend = backend, gate = cfg.compileGate]() {
+                  if (!gate.empty())
+                    waitAtTestGate("test compile gate", gate, input->second.moduleName);
+                  Clock::time_point start = Clock::now();
+                  if (cancel->cancelled())  // called off while it waited at the gate
+                    return Timed(Failure{ErrorKind::Internal, "cancelled", {}},
+                                 Clock::duration{});
+                  compiler::CompileResult result =
+                      backend.compile(input->first, input->second, cancel.get());
+                  return Timed(std::move(result), Clock::now() - start);
+                })
+            .then(kj::mv(done), kj::mv(failed));
+      });
 }
 
 size_t CompileService::abandonQueued() {
-  return 0;  // issue 12: the bounded per-target queues answer their waiting work here
+  size_t count = admission.abandonQueued(shuttingDown());
+  if (count > 0)
+    log::info("drain: answered ", count, " queued compiles with shutting-down");
+  return count;
 }
 
 std::string_view CompileService::targetLabel(std::string_view spec) const {

@@ -4,6 +4,7 @@
 // flight (single flight) or runs a new one on the worker pool and files the result.
 #pragma once
 
+#include "admission.h"
 #include "cache-key.h"
 #include "compile-backend.h"
 #include "compiled-object.h"
@@ -36,6 +37,9 @@ struct ServiceConfig {
   /// relying on a module being slow to compile. Set only from rjitd's command line, never by a
   /// client; off it costs one empty-string test per compile.
   std::string compileGate;
+  /// Compiles that may wait for a compile worker, per target (rjitd --max-queued); more are
+  /// answered Overloaded with a retry-after hint.
+  uint32_t maxQueued = 64;
 };
 
 struct CompileJob {
@@ -46,6 +50,8 @@ struct CompileJob {
   std::string features;
   unsigned optLevel = 2;
   compiler::IrFormat format = compiler::IrFormat::Auto;
+  /// Who asks (one client connection): the compile queue serves clients round-robin.
+  uint64_t client = 0;
 };
 
 struct Served {
@@ -56,6 +62,9 @@ struct Served {
 
 /// What a compile or lookup request is answered with (see outcome.h).
 using ServeResult = Outcome<Served>;
+
+/// The short names of `targets` (the admission queues' lanes).
+std::vector<std::string> targetNames(const std::vector<TargetName>& targets);
 
 class CompileService final {
 public:
@@ -82,8 +91,13 @@ public:
   bool keepCached(const cache::Key& key, std::shared_ptr<const CompiledObject> object);
 
   /// Drain (SIGTERM): answers every compile still waiting for a worker with shuttingDown and
-  /// returns how many; running compiles go on. (Issue 12: implemented with the bounded queues.)
+  /// returns how many; running compiles go on.
   size_t abandonQueued();
+
+  /// Compiles waiting for a compile worker (all targets), and compiles in flight (queued or
+  /// running, each shared compile once).
+  size_t queued() const { return admission.queued(); }
+  size_t inFlightCount() const { return inFlight.size(); }
 
   const std::vector<TargetName>& targets() const { return served; }
   /// The `target` label for `spec` (a short name, alias or triple; "" = the default): the
@@ -99,7 +113,13 @@ private:
   kj::Promise<ServeResult> serveKeyed(cache::Key key, CompileJob job,
                                       compiler::CompileOptions options);
   kj::Promise<Shared> startCompile(const cache::Key& key, CompileJob job,
-                                   compiler::CompileOptions options, std::string targetName);
+                                   compiler::CompileOptions options, std::string targetName,
+                                   std::shared_ptr<CompileCancel> cancel, uint64_t generation);
+  /// The compile of `key` (generation `generation`) has its result: nothing left to call off.
+  void settle(const cache::Key& key, uint64_t generation);
+  /// One waiter of the compile of `key` (generation `flight`) went away, answered or not. The
+  /// last one to go calls a compile still queued or running off.
+  void leave(const cache::Key& key, uint64_t flight);
 
   const ServiceConfig cfg;
   cache::ObjectCache& objects;
@@ -109,8 +129,21 @@ private:
   metrics::Metrics& metrics;
   const std::vector<TargetName> served;
   const std::string defaultTarget;
+  /// Compiles wait here for a compile worker: per target, fair across clients.
+  Admission admission;
+  /// One compile in flight (queued or running) and who waits for it (single flight).
+  struct Flight {
+    kj::ForkedPromise<Shared> fork;
+    std::shared_ptr<CompileCancel> cancel;
+    std::string moduleName;
+    uint64_t generation = 0;  ///< tells this compile from a later one of the same key
+    size_t waiters = 0;       ///< requests (not fork branches) waiting for its result
+    bool settled = false;     ///< its result is in; nothing left to call off
+  };
   /// Compiles in flight by key; identical requests join the fork instead of compiling again.
-  std::unordered_map<cache::Key, kj::ForkedPromise<Shared>, cache::KeyHash> inFlight;
+  /// Declared after `admission`: dropping a queued compile takes it out of the admission queue.
+  std::unordered_map<cache::Key, Flight, cache::KeyHash> inFlight;
+  uint64_t nextGeneration = 1;
   class CleanupErrors final : public kj::TaskSet::ErrorHandler {
   public:
     explicit CleanupErrors(metrics::Metrics& metrics) : metrics(metrics) {}
@@ -119,7 +152,7 @@ private:
   private:
     metrics::Metrics& metrics;
   } cleanupErrors;
-  kj::TaskSet cleanup{cleanupErrors};  // erases inFlight entries when their compile settles
+  kj::TaskSet cleanup{cleanupErrors};  // erases inFlight entries once their compile settled
 };
 
 }  // namespace rjitd::service
