@@ -19,7 +19,7 @@ public:
   }
   ~Waiter() {
     if (owner != nullptr)
-      owner->unlink(*this);
+      owner->cancelled(*this);
   }
   Waiter(const Waiter&) = delete;
   Waiter& operator=(const Waiter&) = delete;
@@ -50,8 +50,9 @@ void Admission::DetachedErrors::taskFailed(kj::Exception&& exception) {
              exception.getDescription().cStr());
 }
 
-Admission::Admission(Config config, std::vector<std::string> names, DepthObserver observer)
-    : cfg(std::move(config)), observer(std::move(observer)),
+Admission::Admission(Config config, std::vector<std::string> names, DepthObserver observer,
+                     CancelObserver onCancelled)
+    : cfg(std::move(config)), observer(std::move(observer)), onCancelled(std::move(onCancelled)),
       meanMillis(static_cast<double>(cfg.initialMean.count())) {
   KJ_REQUIRE(cfg.workers >= 1, "admission needs at least one worker", cfg.kind);
   for (auto& name : names)
@@ -176,6 +177,12 @@ void Admission::unlink(Waiter& waiter) {
     depthChanged(lane);
     return;
   }
+}
+
+void Admission::cancelled(Waiter& waiter) {
+  unlink(waiter);
+  if (onCancelled)
+    onCancelled();
 }
 
 Admission::Slot Admission::grant() {

@@ -40,8 +40,12 @@ public:
   /// Told the depth of a lane's queue whenever it changes (metrics: rjitd_queued).
   using DepthObserver = std::function<void(const std::string& lane, size_t depth)>;
 
+  /// Told when a queued waiter's promise was dropped (its caller went away).
+  using CancelObserver = std::function<void()>;
+
   /// `lanes` are the targets' short names; a lane not listed is added on first use.
-  Admission(Config config, std::vector<std::string> lanes, DepthObserver observer = nullptr);
+  Admission(Config config, std::vector<std::string> lanes, DepthObserver observer = nullptr,
+            CancelObserver onCancelled = nullptr);
   /// Answers nobody: waiters still queued see their promises rejected when they are dropped.
   ~Admission() noexcept(false);
   Admission(const Admission&) = delete;
@@ -108,6 +112,8 @@ private:
   Failure overloaded(const Lane& lane) const;
   void enqueue(Lane& lane, uint64_t client, Waiter& waiter);
   void unlink(Waiter& waiter);
+  /// A waiter's promise was dropped while it was queued.
+  void cancelled(Waiter& waiter);
   Slot grant();
   void released(std::chrono::steady_clock::duration held);
   /// Hands free slots to waiters, round-robin across lanes and, within a lane, across clients.
@@ -116,6 +122,7 @@ private:
 
   const Config cfg;
   DepthObserver observer;
+  CancelObserver onCancelled;
   std::deque<Lane> lanes;  // a deque: Lane references stay valid as lanes are added
   size_t nextLane = 0;
   unsigned busy = 0;

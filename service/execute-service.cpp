@@ -838,6 +838,7 @@ private:
       served = env.state.service.lookup(*key, core->label());
     } else {
       context.releaseParams();
+      job.client = core->connection->client;
       served = env.state.service.compile(kj::mv(job));
     }
     env.state.requests.begin();
@@ -958,16 +959,26 @@ Outcome<proto::Executor::Client> openExecutor(ExecuteEnvironment& env,
                          " code here: " + emulated->unavailable,
                      {}};
   }
+  // Executors are held until their clients release them, so no queue can say when one frees
+  // up: the retry hint is a fixed pause, long enough not to spin, short enough for a client's
+  // deadline.
   if (env.executors >= env.limits.maxExecutors)
     return Failure{ErrorKind::Overloaded,
                    "rjitd runs " + std::to_string(env.executors) +
                        " executors, its limit (--max-executors); release one or retry later",
-                   {}};
+                   {},
+                   0,
+                   0,
+                   EXECUTOR_RETRY_MILLIS};
   if (connection->alive >= env.limits.maxExecutorsPerConnection)
     return Failure{ErrorKind::Overloaded,
                    "this connection holds " + std::to_string(connection->alive) +
-                       " executors, the limit per connection (--max-executors-per-connection)",
-                   {}};
+                       " executors, the limit per connection (--max-executors-per-connection); "
+                       "release one first",
+                   {},
+                   0,
+                   0,
+                   EXECUTOR_RETRY_MILLIS};
   auto core = kj::refcounted<ExecutorCore>(env, std::move(connection), *target, emulated,
                                            spec.getCpu(), spec.getFeatures(), std::move(peer));
   return proto::Executor::Client(kj::heap<ExecutorImpl>(kj::mv(core)));

@@ -78,7 +78,13 @@ struct ExecuteEnvironment {
 /// The Executor capabilities one client connection holds (shared by its sessions).
 struct ConnectionExecutors {
   uint32_t alive = 0;
+  /// The connection's client identity (CompileJob::client): its executors' compiles queue
+  /// under it.
+  uint64_t client = 0;
 };
+
+/// The retry hint of an `overloaded` answer to Session.executor (executors exhausted).
+constexpr uint32_t EXECUTOR_RETRY_MILLIS = 1000;
 
 /// Session.executor: an Executor for `target`, or the Failure to answer (unknownTarget for a
 /// target rjitd does not serve or cannot run here, overloaded past the limits, shuttingDown).

@@ -89,7 +89,8 @@ struct LoadState {
   bool processSymbols = true;                         // LoadRequest.processSymbols
   std::shared_ptr<AddressRanges> ranges;
   std::string moduleName;
-  std::string target;  // metrics label
+  std::string target;  // metrics label, and the lane of the link queue
+  uint64_t client = 0; // the connection, for the link queue's fairness
   uint64_t pageSize = 0;
   Served served;
   Clock::time_point linkStart;
@@ -255,13 +256,34 @@ kj::Promise<Outcome<Done>> askThenLink(LoadState& s, std::shared_ptr<Resolution>
 /// One trip to a link worker: parse and link (usually), or parse and come back for answers.
 kj::Promise<Outcome<Done>> linkStep(LoadState& s, std::shared_ptr<Resolution> r,
                                     std::shared_ptr<linker::PreparedObject> prepared) {
-  return s.env.linkPool
-      .run<LinkStep>([object = s.served.object, name = s.moduleName, prepared, r, ranges = s.ranges,
-                      pageSize = s.pageSize]() mutable {
-        return linkOnWorker(std::move(object), name, std::move(prepared), r, std::move(ranges),
-                            pageSize);
-      })
-      .then([&s, r](LinkStep&& step) -> kj::Promise<Outcome<Done>> {
+  // The worker owns everything it touches (shared or copied): a load called off while it links
+  // leaves the worker nothing of the dropped LoadState to read.
+  kj::Function<LinkStep()> job = [object = s.served.object, name = s.moduleName, prepared, r,
+                                  ranges = s.ranges, pageSize = s.pageSize]() mutable {
+    return linkOnWorker(std::move(object), name, std::move(prepared), r, std::move(ranges),
+                        pageSize);
+  };
+  kj::Promise<Outcome<LinkStep>> linked = nullptr;
+  if (Admission* admission = s.env.linkAdmission) {
+    linked = admission->admit(s.target, s.client)
+                 .then([&s, admission, job = kj::mv(job)](
+                           Admission::Admitted&& admitted) mutable -> kj::Promise<Outcome<LinkStep>> {
+                   if (Failure* f = failureOf(admitted))
+                     return Outcome<LinkStep>(kj::mv(*f));
+                   return admission
+                       ->runHolding<LinkStep>(s.env.linkPool,
+                                              std::get<Admission::Slot>(kj::mv(admitted)),
+                                              kj::mv(job))
+                       .then([](LinkStep&& step) { return Outcome<LinkStep>(kj::mv(step)); });
+                 });
+  } else {
+    linked = s.env.linkPool.run<LinkStep>(kj::mv(job)).then(
+        [](LinkStep&& step) { return Outcome<LinkStep>(kj::mv(step)); });
+  }
+  return linked.then([&s, r](Outcome<LinkStep>&& outcome) -> kj::Promise<Outcome<Done>> {
+        if (Failure* f = failureOf(outcome))
+          return Outcome<Done>(kj::mv(*f));  // overloaded, or abandoned by the drain
+        LinkStep& step = std::get<LinkStep>(outcome);
         if (auto* more = std::get_if<Unanswered>(&step)) {
           // Names the `needs` list missed: answer what rjitd knows, ask the client the rest.
           std::vector<std::string> rest = resolveKnown(s.known(), *r, more->names);
@@ -285,17 +307,23 @@ kj::Promise<Outcome<Done>> link(LoadState& s) {
 }  // namespace
 
 kj::Promise<Outcome<Done>> serveLoad(LoadEnvironment& env, std::string target,
-                                     std::shared_ptr<ClientImages> images, LoadContext context) {
+                                     std::shared_ptr<ClientImages> images, uint64_t client,
+                                     LoadContext context) {
   using Answer = kj::Promise<Outcome<Done>>;
   auto request = context.getParams().getRequest();
   auto state = kj::heap<LoadState>(LoadState{.env = env,
                                              .images = std::move(images),
                                              .context = context,
                                              .resolver = request.getResolver(),
-                                             .target = std::move(target)});
+                                             .target = std::move(target),
+                                             .client = client});
   LoadState& s = *state;
   if (auto f = checkLimits(env, *s.images))
     return Answer(kj::mv(*f));
+  // A full link queue answers now, before any compile is spent on the load.
+  if (env.linkAdmission != nullptr)
+    if (auto refused = env.linkAdmission->refusal(s.target, client))
+      return Answer(kj::mv(*refused));
   auto arena = request.getArena();
   s.pageSize = arena.getPageSize();
   auto ranges = s.images->useRanges(arena.getBase(), arena.getSize(), s.pageSize,
@@ -322,6 +350,7 @@ kj::Promise<Outcome<Done>> serveLoad(LoadEnvironment& env, std::string target,
   }
   s.processSymbols = request.getProcessSymbols();
   CompileJob job = toCompileJob(request.getCompile());
+  job.client = client;
   s.moduleName = job.moduleName;
   auto keyBytes = request.getKey();
   std::string key(reinterpret_cast<const char*>(keyBytes.begin()), keyBytes.size());

@@ -6,6 +6,7 @@
 // `LoadedImage` capability, or the connection closing, frees both.
 #pragma once
 
+#include "admission.h"
 #include "compile-service.h"
 #include "metrics.h"
 #include "outcome.h"
@@ -68,13 +69,18 @@ struct LoadEnvironment {
   kj::Timer& timer;
   const LoadLimits& limits;
   LoadedTotals& totals;
+  /// Links wait here for a link worker, per target and fair across clients (rjitd
+  /// --max-queued); null: straight to `linkPool` (unit tests).
+  Admission* linkAdmission = nullptr;
 };
 
-/// Serves one `load` call. `target` is the request's metrics label. On success the call's
+/// Serves one `load` call for `client` (a connection, CompileJob::client). `target` is the
+/// request's metrics label. On success the call's
 /// results hold the LoadedModule and the promise resolves to Done; a failure is a Failure value
 /// for the caller to answer (the RPC edge writes it, as for compile and lookup). Rejects only
 /// for a fault inside rjitd, or with DISCONNECTED when the client went away mid-load.
 kj::Promise<Outcome<Done>> serveLoad(LoadEnvironment& env, std::string target,
-                                     std::shared_ptr<ClientImages> images, LoadContext context);
+                                     std::shared_ptr<ClientImages> images, uint64_t client,
+                                     LoadContext context);
 
 }  // namespace rjitd::service

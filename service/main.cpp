@@ -333,6 +333,7 @@ int run(const Options& opt) {
   config.maxModuleBytes = opt.maxModuleBytes;
   config.compilerIdentity = cache::compilerIdentity(RJITD_VERSION, compiler::llvmVersion());
   config.compileGate = opt.testCompileGate;
+  config.maxQueued = opt.maxQueued;
   if (!config.compileGate.empty())
     log::warning("test compile gate at ", config.compileGate,
                  ": compiles wait for a test to let them go (a test-only option)");
@@ -342,8 +343,17 @@ int run(const Options& opt) {
   LoadLimits loadLimits;
   loadLimits.maxClientImageBytes = opt.maxClientMemory;
   LoadedTotals loadedTotals;
-  LoadEnvironment load{service,    linkPool,    metrics, io.provider->getTimer(),
-                       loadLimits, loadedTotals};
+  // Links wait for a link worker in bounded queues, fair across clients, like compiles. A link
+  // takes milliseconds: that is the retry hint's basis until links were timed.
+  Admission linkAdmission(
+      {"link", linkPool.threads(), opt.maxQueued, std::chrono::milliseconds(20)},
+      targetNames(service.targets()),
+      [&metrics](const std::string& target, size_t depth) {
+        metrics.queueDepth(target, "link", depth);
+      },
+      [&metrics]() { metrics.cancelled("link"); });
+  LoadEnvironment load{service,    linkPool,    metrics,       io.provider->getTimer(),
+                       loadLimits, loadedTotals, &linkAdmission};
   state.load = &load;
 
   TaskErrors taskErrors(metrics);

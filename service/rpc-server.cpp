@@ -10,6 +10,7 @@
 #include "rpc-edge.h"
 
 #include <capnp/message.h>
+#include <atomic>
 #include <chrono>
 #include <kj/debug.h>
 #include <string_view>
@@ -32,11 +33,14 @@ std::string_view requestTargetLabel(const CompileService& service,
   return label;
 }
 
+/// Client identities, one per connection. Atomic: unit tests run daemons on several threads.
+std::atomic<uint64_t> nextClient{1};
+
 class SessionImpl final : public proto::Session::Server {
 public:
-  SessionImpl(DaemonState& state, std::string peer, std::shared_ptr<ClientImages> images,
-              std::shared_ptr<ConnectionExecutors> executors)
-      : state(state), peer(std::move(peer)), images(std::move(images)),
+  SessionImpl(DaemonState& state, std::string peer, uint64_t client,
+              std::shared_ptr<ClientImages> images, std::shared_ptr<ConnectionExecutors> executors)
+      : state(state), peer(std::move(peer)), client(client), images(std::move(images)),
         executors(std::move(executors)) {
     state.metrics.sessionOpened();
   }
@@ -54,6 +58,9 @@ public:
   }
 
   kj::Promise<void> compile(CompileContext context) override {
+    // A client that goes away (or cancels) stops waiting: its compile leaves the queue, and is
+    // called off when nobody else waits for it (CompileService's single flight counts waiters).
+    context.allowCancellation();
     Clock::time_point start = Clock::now();
     std::string_view target = requestTargetLabel(
         state.service, [&]() { return context.getParams().getRequest().getTarget(); });
@@ -67,6 +74,7 @@ public:
           if (auto refused = refusedOnExecutorChannel("compile"))
             return ServeResult(kj::mv(*refused));
           CompileJob job = toCompileJob(context.getParams().getRequest());
+          job.client = client;
           // The module is copied out; free the request message now rather than after the
           // compile.
           context.releaseParams();
@@ -112,6 +120,7 @@ public:
   }
 
   kj::Promise<void> load(LoadContext context) override {
+    context.allowCancellation();  // as compile's: a load nobody waits for leaves its queues
     Clock::time_point start = Clock::now();
     std::string_view target = requestTargetLabel(
         state.service, [&]() { return context.getParams().getRequest().getCompile().getTarget(); });
@@ -127,7 +136,7 @@ public:
               return Outcome<Done>(kj::mv(*refused));
           state.requests.begin();
           auto done = kj::defer([this]() { state.requests.end(); });
-          return serveLoad(*state.load, std::string(target), images, context).attach(kj::mv(done));
+          return serveLoad(*state.load, std::string(target), images, client, context).attach(kj::mv(done));
         },
         // serveLoad wrote the LoadedModule (its capability and image) into the results.
         [target](Done&) { return target; }, errorSlotOf(context));
@@ -244,6 +253,7 @@ private:
 
   DaemonState& state;
   std::string peer;
+  const uint64_t client;  ///< the connection's identity in the admission queues
   Edge edge{state, peer};
   /// What this connection loaded (shared by its sessions); images handed out keep it alive.
   std::shared_ptr<ClientImages> images;
@@ -259,6 +269,8 @@ public:
       : state(state), peer(std::move(peer)), onHello(std::move(onHello)) {
     if (!mayExecute)
       executors = nullptr;
+    else
+      executors->client = client;
   }
   // One per connection: every session a client gets from it shares what it loaded, so more
   // handshakes do not buy a client more of rjitd's memory.
@@ -301,11 +313,14 @@ private:
     }
     server.setDefaultTriple(state.service.defaultTriple());
     server.initLimits().setMaxModuleBytes(state.service.config().maxModuleBytes);
-    results.setSession(kj::heap<SessionImpl>(state, peer, images, executors));
+    results.setSession(kj::heap<SessionImpl>(state, peer, this->client, images, executors));
   }
 
   DaemonState& state;
   std::string peer;
+  /// The connection's identity in the admission queues (CompileJob::client): every session of
+  /// one connection is one client, so more handshakes do not buy more turns.
+  const uint64_t client = nextClient++;
   Edge edge{state, peer};
   std::shared_ptr<ClientImages> images = newClientImages();
   std::shared_ptr<ConnectionExecutors> executors = std::make_shared<ConnectionExecutors>();
