@@ -450,6 +450,8 @@ int run(const Options& opt) {
   // Without waiting: a full notify queue must not keep rjitd from stopping.
   notifyWithoutWaiting("STOPPING=1\nSTATUS=draining");
   state.draining = true;
+  // Compiles still waiting for a worker would hold the drain for their whole compile time.
+  service.abandonQueued();
   // No user code outlives rjitd: the calls they were running answer as their executors die.
   execute.killAll();
   listeners.stopAccepting();
