@@ -99,7 +99,8 @@ kj::Promise<ServeResult> CompileService::compile(CompileJob job) {
   // runs, and the worker must never read memory the continuation owned.
   auto owned = std::make_shared<std::pair<CompileJob, compiler::CompileOptions>>(kj::mv(job),
                                                                                  kj::mv(options));
-  return hashPool.run<cache::Key>([owned, keyOf]() { return keyOf(owned->first.module, owned->second); })
+  return hashPool
+      .run<cache::Key>([owned, keyOf]() { return keyOf(owned->first.module, owned->second); })
       .then([this, owned](cache::Key key) mutable {
         return serveKeyed(key, kj::mv(owned->first), kj::mv(owned->second));
       });
@@ -144,8 +145,7 @@ kj::Promise<ServeResult> CompileService::serveKeyed(cache::Key key, CompileJob j
       .then([key, joined](Shared&& shared) -> ServeResult {
         if (auto* f = std::get_if<Failure>(&shared))
           return kj::mv(*f);
-        return Served{key, std::get<std::shared_ptr<const CompiledObject>>(kj::mv(shared)),
-                      joined};
+        return Served{key, std::get<std::shared_ptr<const CompiledObject>>(kj::mv(shared)), joined};
       })
       .attach(kj::mv(left));
 }
@@ -229,9 +229,8 @@ CompileService::startCompile(const cache::Key& key, CompileJob job,
                    {}};
   };
   return admission.admit(targetName, job.client)
-      .then([this, input, cancel, key, generation, done = kj::mv(done),
-             failed = kj::mv(failed)](Admission::Admitted&& admitted) mutable
-            -> kj::Promise<Shared> {
+      .then([this, input, cancel, key, generation, done = kj::mv(done), failed = kj::mv(failed)](
+                Admission::Admitted&& admitted) mutable -> kj::Promise<Shared> {
         if (Failure* f = failureOf(admitted)) {
           // Pushed out of a full queue by a fairer claim, or abandoned by the drain: it never
           // ran, so it is not counted as a compile.
@@ -249,8 +248,7 @@ CompileService::startCompile(const cache::Key& key, CompileJob job,
                     waitAtTestGate("test compile gate", gate, input->second.moduleName);
                   Clock::time_point start = Clock::now();
                   if (cancel->cancelled())  // called off while it waited at the gate
-                    return Timed(Failure{ErrorKind::Internal, "cancelled", {}},
-                                 Clock::duration{});
+                    return Timed(Failure{ErrorKind::Internal, "cancelled", {}}, Clock::duration{});
                   compiler::CompileResult result =
                       backend.compile(input->first, input->second, cancel.get());
                   return Timed(std::move(result), Clock::now() - start);

@@ -89,8 +89,8 @@ struct LoadState {
   bool processSymbols = true;                         // LoadRequest.processSymbols
   std::shared_ptr<AddressRanges> ranges;
   std::string moduleName;
-  std::string target;  // metrics label, and the lane of the link queue
-  uint64_t client = 0; // the connection, for the link queue's fairness
+  std::string target;   // metrics label, and the lane of the link queue
+  uint64_t client = 0;  // the connection, for the link queue's fairness
   uint64_t pageSize = 0;
   Served served;
   Clock::time_point linkStart;
@@ -265,32 +265,33 @@ kj::Promise<Outcome<Done>> linkStep(LoadState& s, std::shared_ptr<Resolution> r,
   };
   kj::Promise<Outcome<LinkStep>> linked = nullptr;
   if (Admission* admission = s.env.linkAdmission) {
-    linked = admission->admit(s.target, s.client)
-                 .then([&s, admission, job = kj::mv(job)](
-                           Admission::Admitted&& admitted) mutable -> kj::Promise<Outcome<LinkStep>> {
-                   if (Failure* f = failureOf(admitted))
-                     return Outcome<LinkStep>(kj::mv(*f));
-                   return admission
-                       ->runHolding<LinkStep>(s.env.linkPool,
-                                              std::get<Admission::Slot>(kj::mv(admitted)),
-                                              kj::mv(job))
-                       .then([](LinkStep&& step) { return Outcome<LinkStep>(kj::mv(step)); });
-                 });
+    linked =
+        admission->admit(s.target, s.client)
+            .then([&s, admission, job = kj::mv(job)](
+                      Admission::Admitted&& admitted) mutable -> kj::Promise<Outcome<LinkStep>> {
+              if (Failure* f = failureOf(admitted))
+                return Outcome<LinkStep>(kj::mv(*f));
+              return admission
+                  ->runHolding<LinkStep>(s.env.linkPool,
+                                         std::get<Admission::Slot>(kj::mv(admitted)), kj::mv(job))
+                  .then([](LinkStep&& step) { return Outcome<LinkStep>(kj::mv(step)); });
+            });
   } else {
-    linked = s.env.linkPool.run<LinkStep>(kj::mv(job)).then(
-        [](LinkStep&& step) { return Outcome<LinkStep>(kj::mv(step)); });
+    linked = s.env.linkPool.run<LinkStep>(kj::mv(job)).then([](LinkStep&& step) {
+      return Outcome<LinkStep>(kj::mv(step));
+    });
   }
   return linked.then([&s, r](Outcome<LinkStep>&& outcome) -> kj::Promise<Outcome<Done>> {
-        if (Failure* f = failureOf(outcome))
-          return Outcome<Done>(kj::mv(*f));  // overloaded, or abandoned by the drain
-        LinkStep& step = std::get<LinkStep>(outcome);
-        if (auto* more = std::get_if<Unanswered>(&step)) {
-          // Names the `needs` list missed: answer what rjitd knows, ask the client the rest.
-          std::vector<std::string> rest = resolveKnown(s.known(), *r, more->names);
-          return askThenLink(s, r, kj::mv(rest), kj::mv(more->object));
-        }
-        return finish(s, std::get<LinkOutcome>(kj::mv(step)), r->modules);
-      });
+    if (Failure* f = failureOf(outcome))
+      return Outcome<Done>(kj::mv(*f));  // overloaded, or abandoned by the drain
+    LinkStep& step = std::get<LinkStep>(outcome);
+    if (auto* more = std::get_if<Unanswered>(&step)) {
+      // Names the `needs` list missed: answer what rjitd knows, ask the client the rest.
+      std::vector<std::string> rest = resolveKnown(s.known(), *r, more->names);
+      return askThenLink(s, r, kj::mv(rest), kj::mv(more->object));
+    }
+    return finish(s, std::get<LinkOutcome>(kj::mv(step)), r->modules);
+  });
 }
 
 /// Links the served object for the client. The imports rjitd can answer itself are resolved

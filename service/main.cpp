@@ -352,7 +352,7 @@ int run(const Options& opt) {
         metrics.queueDepth(target, "link", depth);
       },
       [&metrics]() { metrics.cancelled("link"); });
-  LoadEnvironment load{service,    linkPool,    metrics,       io.provider->getTimer(),
+  LoadEnvironment load{service,    linkPool,     metrics,       io.provider->getTimer(),
                        loadLimits, loadedTotals, &linkAdmission};
   state.load = &load;
 

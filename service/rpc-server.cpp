@@ -9,8 +9,8 @@
 #include "proto-convert.h"
 #include "rpc-edge.h"
 
-#include <capnp/message.h>
 #include <atomic>
+#include <capnp/message.h>
 #include <chrono>
 #include <kj/debug.h>
 #include <string_view>
@@ -136,7 +136,8 @@ public:
               return Outcome<Done>(kj::mv(*refused));
           state.requests.begin();
           auto done = kj::defer([this]() { state.requests.end(); });
-          return serveLoad(*state.load, std::string(target), images, client, context).attach(kj::mv(done));
+          return serveLoad(*state.load, std::string(target), images, client, context)
+              .attach(kj::mv(done));
         },
         // serveLoad wrote the LoadedModule (its capability and image) into the results.
         [target](Done&) { return target; }, errorSlotOf(context));

@@ -216,8 +216,7 @@ TEST_P(AdmissionTest, ASharedCompileGoesOnWhileOneWaiterRemains) {
   ASSERT_TRUE(leaving && staying);
   EXPECT_EQ(gate->waitArrival(), file);
   ASSERT_TRUE(waitStats(
-      observer,
-      [&](const ServerStats& s) { return s.cacheMisses == before.cacheMisses + 2; },
+      observer, [&](const ServerStats& s) { return s.cacheMisses == before.cacheMisses + 2; },
       "both requests joined the one compile"));
   uint32_t connections = observer.stats().connections;
   leaving->signal(SIGKILL);

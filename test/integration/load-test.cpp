@@ -548,9 +548,8 @@ TEST_P(LoadTest, ClientThatVanishesMidLoadCostsNothing) {
   ASSERT_TRUE(child->wait());
   // Nobody else waits for the compile: rjitd calls it off (issue 12) once it notices the
   // client is gone, and never answers the load.
-  EXPECT_TRUE(waitThroughRjitd(gated->endpoint(), [](Client& observer) {
-    return observer.stats().compilesInFlight == 0;
-  }));
+  EXPECT_TRUE(waitThroughRjitd(
+      gated->endpoint(), [](Client& observer) { return observer.stats().compilesInFlight == 0; }));
   gate->open();
   Client observer(clientOptions(gated.get()));
   EXPECT_EQ(observer.stats().loads, 0u);

@@ -68,8 +68,9 @@ TEST(Admission, RunsAtOnceWhileWorkersAreFreeThenQueues) {
 TEST(Admission, FullQueueAnswersOverloadedWithARetryHint) {
   Loop loop;
   std::vector<std::pair<std::string, size_t>> depths;
-  Admission admission(config(1, 2), {"x86_64"},
-                      [&](const std::string& lane, size_t depth) { depths.emplace_back(lane, depth); });
+  Admission admission(config(1, 2), {"x86_64"}, [&](const std::string& lane, size_t depth) {
+    depths.emplace_back(lane, depth);
+  });
   std::vector<std::string> order;
   std::vector<Admission::Slot> slots;
   std::vector<kj::Promise<void>> waiting;
@@ -98,9 +99,9 @@ TEST(Admission, ClientsTakeTurnsSoOneRequestIsNotStarvedByMany) {
   std::vector<kj::Promise<void>> waiting;
   // Client 1 asks for 20 compiles, then client 2 for one.
   for (int i = 0; i < 20; ++i)
-    waiting.push_back(recordGrant(admission.admit("x86_64", 1), "a" + std::to_string(i), order,
-                                  slots)
-                          .eagerlyEvaluate(nullptr));
+    waiting.push_back(
+        recordGrant(admission.admit("x86_64", 1), "a" + std::to_string(i), order, slots)
+            .eagerlyEvaluate(nullptr));
   waiting.push_back(
       recordGrant(admission.admit("x86_64", 2), "b", order, slots).eagerlyEvaluate(nullptr));
   loop.io.waitScope.poll();
@@ -166,8 +167,7 @@ TEST(Admission, AbandonQueuedAnswersEveryWaiterAndLetsRunningWorkGoOn) {
   loop.io.waitScope.poll();
   EXPECT_EQ(admission.abandonQueued(Failure{ErrorKind::ShuttingDown, "bye", {}}), 2u);
   loop.io.waitScope.poll();
-  EXPECT_EQ(order,
-            (std::vector<std::string>{"run", "q1:shutting-down", "q2:shutting-down"}));
+  EXPECT_EQ(order, (std::vector<std::string>{"run", "q1:shutting-down", "q2:shutting-down"}));
   EXPECT_EQ(admission.running(), 1u);
   EXPECT_EQ(admission.queued(), 0u);
 }
@@ -180,8 +180,8 @@ TEST(Admission, RunHoldingKeepsTheSlotUntilTheWorkerIsDone) {
   std::shared_future<void> released = go.get_future().share();
   auto first = admission.admit("x86_64", 1).wait(loop.io.waitScope);
   ASSERT_EQ(failureOf(first), nullptr);
-  auto running = kj::heap(admission.runHolding<int>(
-      pool, std::get<Admission::Slot>(kj::mv(first)), [released]() {
+  auto running = kj::heap(
+      admission.runHolding<int>(pool, std::get<Admission::Slot>(kj::mv(first)), [released]() {
         released.wait();
         return 1;
       }));
@@ -319,8 +319,8 @@ TEST(CompileCancellation, AFullQueueAnswersOverloaded) {
   auto env = std::make_unique<ServiceEnv>();
   std::vector<kj::Promise<ServeResult>> waiting;
   for (int i = 0; i < 5; ++i)  // one runs, four (--max-queued) wait
-    waiting.push_back(env->service.compile(env->job("m" + std::to_string(i), 1))
-                          .eagerlyEvaluate(nullptr));
+    waiting.push_back(
+        env->service.compile(env->job("m" + std::to_string(i), 1)).eagerlyEvaluate(nullptr));
   env->io.waitScope.poll();
   ServeResult over = env->service.compile(env->job("over", 1)).wait(env->io.waitScope);
   ASSERT_NE(failureOf(over), nullptr);
