@@ -280,6 +280,7 @@ TEST_F(ExecuteServiceTest, TheConnectionLimitIsOverloadedAndReleasingEndsTheProc
     auto third = s.executorRequest().send().wait(ws());
     ASSERT_TRUE(third.getOutcome().isError());
     EXPECT_EQ(third.getOutcome().getError().getKind(), proto::Error::Kind::OVERLOADED);
+    EXPECT_EQ(third.getOutcome().getError().getRetryAfterMillis(), EXECUTOR_RETRY_MILLIS);
     EXPECT_EQ(env->metrics.totals().executors, 2u);
   }
   // The capabilities are released: a round trip lets the release messages arrive.
@@ -335,6 +336,7 @@ TEST_F(ExecuteServiceTest, OnlyTheHostTargetRunsAndTheTotalLimitHolds) {
   auto second = s.executorRequest().send().wait(ws());
   ASSERT_TRUE(second.getOutcome().isError());
   EXPECT_EQ(second.getOutcome().getError().getKind(), proto::Error::Kind::OVERLOADED);
+  EXPECT_EQ(second.getOutcome().getError().getRetryAfterMillis(), EXECUTOR_RETRY_MILLIS);
 }
 
 TEST_F(ExecuteServiceTest, ADrainKillsTheExecutorsAndTheirCallsAnswerShuttingDown) {
