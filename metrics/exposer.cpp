@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 #include "exposer.h"
 
+#include <algorithm>
 #include <arpa/inet.h>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -72,28 +74,44 @@ std::variant<HttpAddress, std::string> parseHttpAddress(std::string_view text) {
 
 namespace {
 
-/// Answers GET /metrics with the text exposition; anything else 404 or 405.
+/// Answers GET /metrics with the text exposition; anything else 404 or 405. One per connection,
+/// to close it after the answer when the client asks (`Connection: close`): kj-http 0.9.2 would
+/// keep it open until the pipeline timeout, and such a client reads to end of stream.
 class MetricsService final : public kj::HttpService {
 public:
-  /// `metrics` and `headers` outlive the service.
-  MetricsService(const Metrics& metrics, const kj::HttpHeaderTable& headers)
-      : metrics(metrics), headers(headers) {}
+  /// `metrics`, `headers` and `connection` outlive the service.
+  MetricsService(const Metrics& metrics, const kj::HttpHeaderTable& headers,
+                 kj::AsyncIoStream& connection)
+      : metrics(metrics), headers(headers), connection(connection) {}
 
   kj::Promise<void> request(kj::HttpMethod method, kj::StringPtr url,
-                            const kj::HttpHeaders& /*requestHeaders*/,
+                            const kj::HttpHeaders& requestHeaders,
                             kj::AsyncInputStream& /*requestBody*/, Response& response) override {
+    bool close = false;
+    KJ_IF_MAYBE (value, requestHeaders.get(kj::HttpHeaderId::CONNECTION)) {
+      std::string text(value->cStr());
+      std::transform(text.begin(), text.end(), text.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      close = text.find("close") != std::string::npos;
+    }
     kj::StringPtr path = url;
     kj::String withoutQuery;
     KJ_IF_MAYBE (q, url.findFirst('?')) {
       withoutQuery = kj::heapString(url.slice(0, *q));
       path = withoutQuery;
     }
+    kj::Promise<void> answered = nullptr;
     if (path != "/metrics")
-      return reply(response, 404, "Not Found", "text/plain", "not found: try /metrics\n");
-    if (method != kj::HttpMethod::GET)
-      return reply(response, 405, "Method Not Allowed", "text/plain", "only GET\n");
-    return reply(response, 200, "OK", "text/plain; version=0.0.4; charset=utf-8",
-                 metrics.exposition());
+      answered = reply(response, 404, "Not Found", "text/plain", "not found: try /metrics\n");
+    else if (method != kj::HttpMethod::GET)
+      answered = reply(response, 405, "Method Not Allowed", "text/plain", "only GET\n");
+    else
+      answered = reply(response, 200, "OK", "text/plain; version=0.0.4; charset=utf-8",
+                       metrics.exposition());
+    if (!close)
+      return answered;
+    // End of stream after the answer; the server then reads the client's close and ends.
+    return answered.then([this]() { connection.shutdownWrite(); });
   }
 
 private:
@@ -109,6 +127,7 @@ private:
 
   const Metrics& metrics;
   const kj::HttpHeaderTable& headers;
+  kj::AsyncIoStream& connection;
 };
 
 /// The endpoint's accept loop on its own event loop: every connection served by one HttpServer,
@@ -118,8 +137,14 @@ public:
   /// Everything given outlives the server.
   Server(kj::AsyncIoContext& io, kj::ConnectionReceiver& listener, const Metrics& metrics,
          const ExposerLimits& limits)
-      : listener(listener), limits(limits), service(metrics, headers),
-        http(io.provider->getTimer(), headers, service, settings(limits)), tasks(*this) {}
+      : listener(listener), limits(limits),
+        http(
+            io.provider->getTimer(), headers,
+            [this, &metrics](kj::AsyncIoStream& connection) -> kj::Own<kj::HttpService> {
+              return kj::heap<MetricsService>(metrics, headers, connection);
+            },
+            settings(limits)),
+        tasks(*this) {}
 
   kj::Promise<void> run() { return acceptLoop(); }
 
@@ -127,8 +152,8 @@ private:
   static kj::HttpServerSettings settings(const ExposerLimits& limits) {
     kj::HttpServerSettings s;
     s.headerTimeout = limits.headerTimeout.count() * kj::MILLISECONDS;
-    // An idle kept-alive connection holds a slot like a slow one: the same bound.
-    s.pipelineTimeout = s.headerTimeout;
+    // An idle kept-alive connection holds a slot like a slow one: at most the same bound.
+    s.pipelineTimeout = kj::min(s.pipelineTimeout, s.headerTimeout);
     return s;
   }
 
@@ -172,7 +197,6 @@ private:
   kj::ConnectionReceiver& listener;
   const ExposerLimits limits;
   kj::HttpHeaderTable headers;
-  MetricsService service;
   kj::HttpServer http;
   /// Open connections by age (ids increase): the fulfiller closes one.
   std::map<uint64_t, kj::Own<kj::PromiseFulfiller<void>>> open;
