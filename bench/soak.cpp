@@ -42,6 +42,7 @@ struct Config {
   uint64_t seed = 1;
   double faultSeconds = 3;      ///< mean time between faults (exponential)
   unsigned timeoutMs = 30'000;  ///< each client call's deadline
+  bool killRjitd = true;        ///< false: faults in workers and executors only
   std::string rjitd;            ///< default: service/rjitd of this build directory
   std::vector<std::string> rjitdArgs;
 };
@@ -496,6 +497,8 @@ int soak(const Config& config) {
       auto pick = [&](std::vector<pid_t>& pids) {
         return pids[std::uniform_int_distribution<size_t>(0, pids.size() - 1)(rng)];
       };
+      if (!config.killRjitd)
+        roll *= 0.8;  // the workers' and executors' share only
       if (roll < 0.4 && !children.workers.empty()) {
         ::kill(pick(children.workers), SIGKILL);
         faults.workers++;
@@ -592,6 +595,22 @@ int soak(const Config& config) {
     }
   }
   over.print(std::cout);
+  // Growth within each rjitd that lived a minute or more: a leak shows here, not in the peaks.
+  std::cout << "\nrjitd processes that lived 60 s or more (first and last sample):\n";
+  rjitbench::Table lives({"rjitd pid", "from (s)", "to (s)", "RSS MiB", "fds"});
+  for (size_t first = 0; first < samples.size();) {
+    size_t last = first;
+    while (last + 1 < samples.size() && samples[last + 1].pid == samples[first].pid)
+      last++;
+    const Sample& a = samples[first];
+    const Sample& b = samples[last];
+    if (b.seconds - a.seconds >= 60)
+      lives.add({std::to_string(a.pid), fixed(a.seconds, 0), fixed(b.seconds, 0),
+                 fixed(a.rssKiB / 1024.0, 1) + " -> " + fixed(b.rssKiB / 1024.0, 1),
+                 std::to_string(a.fds) + " -> " + std::to_string(b.fds)});
+    first = last + 1;
+  }
+  lives.print(std::cout);
   std::cout << "peak: RSS " << fixed(peak.rssKiB / 1024.0, 1)
             << " MiB (t=" << fixed(peak.seconds, 0) << " s), " << peakFds << " fds; "
             << samples.size() << " samples\n";
@@ -618,6 +637,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--timeout-ms", config.timeoutMs, "each client call's deadline")
       ->capture_default_str();
+  app.add_flag("!--no-kill-rjitd", config.killRjitd,
+               "kill only compile workers and executors (rjitd lives the whole run, so its RSS "
+               "and fds over time show any leak)");
   app.add_option("--rjitd", config.rjitd, "rjitd binary (default: this build's service/rjitd)");
   app.add_option("--rjitd-arg", config.rjitdArgs, "appended to rjitd's command line")
       ->allow_extra_args(false);

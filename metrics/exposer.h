@@ -47,7 +47,9 @@ struct ExposerLimits {
 class Exposer final {
 public:
   /// Serves `metrics` at http://ADDRESS/metrics. `metrics` outlives the exposer. Throws
-  /// kj::Exception (FAILED) when the address cannot be bound, saying why.
+  /// kj::Exception (FAILED) when the address cannot be bound, saying why. Call it after
+  /// kj::UnixEventPort::captureSignal(): the endpoint's thread inherits the blocked signals, so
+  /// they stay for the loop that waits for them.
   static std::unique_ptr<Exposer> create(const Metrics& metrics, const HttpAddress& address,
                                          const ExposerLimits& limits = ExposerLimits{});
   /// Stops serving: closes every connection and joins the endpoint's thread (after the scrape it
