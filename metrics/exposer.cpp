@@ -64,7 +64,8 @@ std::variant<HttpAddress, std::string> parseHttpAddress(std::string_view text) {
       return "the host in " + quoted + " is not an IPv6 address in brackets";
     return address;
   }
-  // civetweb binds IP addresses only; `localhost` is common enough to accept by name.
+  // The endpoint binds IP addresses only (no name lookup); `localhost` is common enough to
+  // accept by name.
   address.host = host == "localhost" ? "127.0.0.1" : std::string(host);
   in_addr a;
   if (::inet_pton(AF_INET, address.host.c_str(), &a) != 1)
@@ -137,7 +138,7 @@ public:
   /// Everything given outlives the server.
   Server(kj::AsyncIoContext& io, kj::ConnectionReceiver& listener, const Metrics& metrics,
          const ExposerLimits& limits)
-      : listener(listener), limits(limits),
+      : listener(listener), timer(io.provider->getTimer()), limits(limits),
         http(
             io.provider->getTimer(), headers,
             [this, &metrics](kj::AsyncIoStream& connection) -> kj::Own<kj::HttpService> {
@@ -159,12 +160,18 @@ private:
 
   kj::Promise<void> acceptLoop() {
     return listener.accept()
-        .then([this](kj::Own<kj::AsyncIoStream> connection) { admit(kj::mv(connection)); },
-              [](kj::Exception&& e) {
-                // Out of descriptors (EMFILE) or a connection reset before accept: the listener
-                // itself is fine, so log and keep accepting.
-                KJ_LOG(WARNING, "metrics endpoint: accept failed", e);
-              })
+        .then(
+            [this](kj::Own<kj::AsyncIoStream> connection) -> kj::Promise<void> {
+              admit(kj::mv(connection));
+              return kj::READY_NOW;
+            },
+            [this](kj::Exception&& e) -> kj::Promise<void> {
+              // Out of descriptors (EMFILE) or a connection reset before accept: the listener
+              // itself is fine, so log and keep accepting, after a pause so that a lasting
+              // EMFILE neither spins nor floods the log.
+              KJ_LOG(WARNING, "metrics endpoint: accept failed", e);
+              return timer.afterDelay(100 * kj::MILLISECONDS);
+            })
         .then([this]() { return acceptLoop(); });
   }
 
@@ -195,6 +202,7 @@ private:
   }
 
   kj::ConnectionReceiver& listener;
+  kj::Timer& timer;
   const ExposerLimits limits;
   kj::HttpHeaderTable headers;
   kj::HttpServer http;
