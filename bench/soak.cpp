@@ -256,13 +256,32 @@ size_t orphans(const std::string& rjitdPath, pid_t current) {
   return count;
 }
 
+struct Sample;
+void addRow(rjitbench::Table& table, const Sample& s);
+
 /// One /proc sample of rjitd.
 struct Sample {
   double seconds = 0;
   pid_t pid = 0;
   uint64_t rssKiB = 0;
   size_t fds = 0, workers = 0, executors = 0;
+  /// The object cache's bytes and entries, from the same second's /metrics scrape.
+  uint64_t cacheBytes = 0, cacheEntries = 0;
 };
+
+/// The value of the sample line `series` in a Prometheus text exposition, or 0.
+uint64_t scraped(const std::string& exposition, const std::string& series) {
+  size_t at = exposition.find("\n" + series + " ");
+  return at == std::string::npos ? 0
+                                 : static_cast<uint64_t>(std::strtod(
+                                       exposition.c_str() + at + series.size() + 2, nullptr));
+}
+
+void addRow(rjitbench::Table& table, const Sample& s) {
+  table.add({fixed(s.seconds, 0), std::to_string(s.pid), fixed(s.rssKiB / 1024.0, 1),
+             std::to_string(s.fds), std::to_string(s.workers), std::to_string(s.executors),
+             fixed(s.cacheBytes / 1048576.0, 1), std::to_string(s.cacheEntries)});
+}
 
 std::optional<Sample> sample(pid_t pid, double seconds) {
   Sample s;
@@ -483,12 +502,18 @@ int soak(const Config& config) {
   while (Clock::now() < end) {
     auto now = Clock::now();
     if (now >= nextSample) {
-      if (auto s = sample(daemon.pid(), secondsNow()))
-        samples.push_back(*s);
+      auto s = sample(daemon.pid(), secondsNow());
       std::string error;
       scrapes++;
-      if (!rjit::test::httpGet(daemon.metricsPort, "/metrics", &error))
+      auto scrape = rjit::test::httpGet(daemon.metricsPort, "/metrics", &error);
+      if (!scrape || scrape->status != 200)
         scrapeFailures++;
+      if (s && scrape) {
+        s->cacheBytes = scraped(scrape->body, R"(rjitd_cache_bytes{tier="memory"})");
+        s->cacheEntries = scraped(scrape->body, R"(rjitd_cache_entries{tier="memory"})");
+      }
+      if (s)
+        samples.push_back(*s);
       nextSample += std::chrono::seconds(1);
     }
     if (now >= nextFault) {
@@ -575,19 +600,17 @@ int soak(const Config& config) {
             << "; orphaned workers/executors after the run: " << leftAfterRun << "\n\n";
 
   // RSS and fds over time: every sample's maximum per tenth of the run, and overall.
-  rjitbench::Table over({"t (s)", "rjitd pid", "RSS MiB", "fds", "workers", "executors"});
+  rjitbench::Table over(
+      {"t (s)", "rjitd pid", "RSS MiB", "fds", "workers", "executors", "cache MiB", "entries"});
   Sample peak;
   size_t peakFds = 0;
   if (!samples.empty()) {
     size_t step = std::max<size_t>(1, samples.size() / 10);
     for (size_t i = 0; i < samples.size(); i += step) {
       const Sample& s = samples[i];
-      over.add({fixed(s.seconds, 0), std::to_string(s.pid), fixed(s.rssKiB / 1024.0, 1),
-                std::to_string(s.fds), std::to_string(s.workers), std::to_string(s.executors)});
+      addRow(over, s);
     }
-    const Sample& s = samples.back();
-    over.add({fixed(s.seconds, 0), std::to_string(s.pid), fixed(s.rssKiB / 1024.0, 1),
-              std::to_string(s.fds), std::to_string(s.workers), std::to_string(s.executors)});
+    addRow(over, samples.back());
     for (const Sample& x : samples) {
       if (x.rssKiB > peak.rssKiB)
         peak = x;
@@ -597,7 +620,7 @@ int soak(const Config& config) {
   over.print(std::cout);
   // Growth within each rjitd that lived a minute or more: a leak shows here, not in the peaks.
   std::cout << "\nrjitd processes that lived 60 s or more (first and last sample):\n";
-  rjitbench::Table lives({"rjitd pid", "from (s)", "to (s)", "RSS MiB", "fds"});
+  rjitbench::Table lives({"rjitd pid", "from (s)", "to (s)", "RSS MiB", "fds", "cache MiB"});
   for (size_t first = 0; first < samples.size();) {
     size_t last = first;
     while (last + 1 < samples.size() && samples[last + 1].pid == samples[first].pid)
@@ -607,7 +630,8 @@ int soak(const Config& config) {
     if (b.seconds - a.seconds >= 60)
       lives.add({std::to_string(a.pid), fixed(a.seconds, 0), fixed(b.seconds, 0),
                  fixed(a.rssKiB / 1024.0, 1) + " -> " + fixed(b.rssKiB / 1024.0, 1),
-                 std::to_string(a.fds) + " -> " + std::to_string(b.fds)});
+                 std::to_string(a.fds) + " -> " + std::to_string(b.fds),
+                 fixed(a.cacheBytes / 1048576.0, 1) + " -> " + fixed(b.cacheBytes / 1048576.0, 1)});
     first = last + 1;
   }
   lives.print(std::cout);
