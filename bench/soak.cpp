@@ -13,12 +13,15 @@
 #include <remotejit/client.h>
 
 #include <CLI/CLI.hpp>
+#include <kj/exception.h>
 
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -114,11 +117,9 @@ private:
 /// rjitd for the run: one private socket and metrics port kept across restarts.
 class SoakDaemon {
 public:
-  SoakDaemon(const fs::path& binary, const std::vector<std::string>& extra) {
-    std::string pattern = (fs::temp_directory_path() / "rjit-soak.XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr)
-      throw std::runtime_error(std::string("mkdtemp: ") + std::strerror(errno));
-    dir = pattern;
+  /// `directory` is a fresh private directory for the socket and the log; removed at the end.
+  SoakDaemon(const fs::path& binary, const std::vector<std::string>& extra, fs::path directory)
+      : dir(std::move(directory)) {
     metricsPort = rjitbench::freeTcpPort();
     argv = {binary.string(),
             "--listen",
@@ -397,9 +398,12 @@ private:
             "define i32 @main() {\n  ret i32 " + std::to_string(status) + "\n}\n; " + symbol;
         auto module = remote().load(request("main" + std::to_string(k), program, level));
         rjit::RunResult result = module.run({"soak"});
-        if (result.signal != 0)
-          throw rjit::ExecError(rjit::Error(rjit::ErrorKind::Crashed, result.signalName), {},
-                                result.signal);
+        if (result.signal != 0) {
+          // Only the injector's SIGKILL can end this main with a signal: a fault, not a loss.
+          executor.reset();
+          tally.failed(op, rjit::ErrorKind::Crashed, "main died of " + result.signalName);
+          return;
+        }
         if (result.exitStatus != static_cast<int>(status))
           return tally.lost(op, "main returned " + std::to_string(result.exitStatus) + ", not " +
                                     std::to_string(status));
@@ -461,7 +465,17 @@ int soak(const Config& config) {
   fs::path rjitd = config.rjitd.empty() ? rjitbench::selfDirectory() / ".." / "service" / "rjitd"
                                         : fs::path(config.rjitd);
   rjitd = fs::weakly_canonical(rjitd);
-  SoakDaemon daemon(rjitd, config.rjitdArgs);
+  if (::access(rjitd.c_str(), X_OK) != 0) {
+    std::cerr << "error: no rjitd at " << rjitd.string()
+              << " (meson compile -C BUILDDIR service/rjitd, or pass --rjitd)\n";
+    return 1;
+  }
+  std::string pattern = (fs::temp_directory_path() / "rjit-soak.XXXXXX").string();
+  if (::mkdtemp(pattern.data()) == nullptr) {
+    std::cerr << "error: mkdtemp " << pattern << ": " << std::strerror(errno) << "\n";
+    return 1;
+  }
+  SoakDaemon daemon(rjitd, config.rjitdArgs, pattern);
   rjitbench::waitUntilServing(daemon.address(), nullptr);
 
   rjitbench::RunConditions conditions;
@@ -677,7 +691,12 @@ int main(int argc, char** argv) {
   try {
     return soak(config);
   } catch (const std::exception& e) {
+    // The run's own setup failed (rjitd not found, no such directory): say why and stop.
     std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  } catch (const kj::Exception& e) {
+    // Subprocess::spawn reports a child that cannot be started this way.
+    std::cerr << "error: " << e.getDescription().cStr() << "\n";
     return 1;
   }
 }
