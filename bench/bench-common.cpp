@@ -6,8 +6,11 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <kj/io.h>
+#include <netinet/in.h>
 #include <sstream>
 #include <stdexcept>
+#include <sys/socket.h>
 #include <sys/utsname.h>
 #include <thread>
 #include <unistd.h>
@@ -197,6 +200,18 @@ void RunConditions::toJson(json& out) const {
   out["wall_seconds"] = wallSeconds;
   out["load_average"] = {{"before", loadBefore}, {"after", loadAfter}};
   out["cpu_steal_percent"] = stealPercent;
+}
+
+uint16_t freeTcpPort() {
+  kj::AutoCloseFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof addr;
+  if (fd == nullptr || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &length) != 0)
+    return 0;
+  return ntohs(addr.sin_port);
 }
 
 // --- child processes -------------------------------------------------------------------------

@@ -113,6 +113,10 @@ struct RunConditions {
   void toJson(json& out) const;
 };
 
+/// A TCP port on 127.0.0.1 that was free a moment ago (rjitd cannot report one it picked); 0
+/// when none could be had.
+uint16_t freeTcpPort();
+
 // --- child processes -------------------------------------------------------------------------
 
 /// This process's environment without systemd's LISTEN_* and NOTIFY_SOCKET (a bench child is

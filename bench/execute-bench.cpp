@@ -31,6 +31,7 @@ namespace {
 
 using rjitbench::Clock;
 using rjitbench::fixed;
+using rjitbench::freeTcpPort;
 using rjitbench::msSince;
 using rjitbench::Series;
 using rjitbench::Table;
@@ -45,19 +46,6 @@ struct Config {
 };
 
 constexpr uint64_t BIG = 64ull << 20;
-
-/// A TCP port on 127.0.0.1 that was free a moment ago (rjitd cannot report one it picked).
-uint16_t freeTcpPort() {
-  kj::AutoCloseFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof addr;
-  if (fd == nullptr || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &length) != 0)
-    return 0;
-  return ntohs(addr.sin_port);
-}
 
 /// An rjitd for this run on a private Unix socket and a loopback TCP port (bench-common's
 /// Daemon serves Unix only; the copied-buffer figure needs TCP).
