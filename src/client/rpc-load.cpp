@@ -131,8 +131,7 @@ Result<LoadedParts> toLoadedParts(proto::LoadedModule::Reader ok,
   parts.spec.ehFrameAddress = ok.getEhFrameAddress();
   parts.spec.ehFrameSize = ok.getEhFrameSize();
   for (auto s : ok.getSymbols())
-    parts.symbols.emplace_back(std::string(s.getName().cStr(), s.getName().size()),
-                               s.getAddress());
+    parts.symbols.emplace_back(std::string(s.getName().cStr(), s.getName().size()), s.getAddress());
   parts.linkMicros = ok.getLinkMicros();
   parts.dependencies = resolverDependencies;
   for (uint64_t base : ok.getDependencies())

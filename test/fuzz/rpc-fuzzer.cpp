@@ -60,9 +60,8 @@ struct Daemon {
 };
 
 Daemon& daemon() {
-  // Never destroyed: libFuzzer ends the process with exit(), and the loop must outlive every
-  // connection of every input.
-  static Daemon* d = kj::heap<Daemon>().disown();
+  // One for the whole run: the loop must outlive every connection of every input.
+  static kj::Own<Daemon> d = kj::heap<Daemon>();
   return *d;
 }
 
@@ -80,10 +79,11 @@ void speakRaw(kj::AsyncIoStream& client, kj::ArrayPtr<const kj::byte> bytes,
 void speakCall(kj::AsyncIoStream& stream, uint8_t method, kj::ArrayPtr<const kj::byte> params,
                kj::WaitScope& waitScope) {
   auto words = fuzz::toWords(params.begin(), params.size());
-  capnp::FlatArrayMessageReader reader(words, fuzz::fuzzReaderOptions());
   capnp::TwoPartyClient client(stream);
   auto rjitd = client.bootstrap().castAs<proto::Rjitd>();
+  // Parameters that are no message at all, or that rjitd refuses, throw: expected.
   kj::runCatchingExceptions([&]() {
+    capnp::FlatArrayMessageReader reader(words, fuzz::fuzzReaderOptions());
     capnp::AnyPointer::Reader fuzzed = reader.getRoot<capnp::AnyPointer>();
     if (method >= 0xf0) {  // Rjitd.hello itself, with the fuzzed ClientHello
       auto hello = rjitd.typelessRequest(capnp::typeId<proto::Rjitd>(), 0, nullptr);
