@@ -7,7 +7,9 @@
 # then "fuzz: N passed, N failed". A crash, a leak, a timeout (-timeout) or running past the
 # memory limit (-rss_limit_mb) fails the fuzzer; its inputs are kept in BUILD/fuzz-artifacts/.
 # Usage: test/fuzz/run-fuzzers.sh [BUILD_DIR (default build-fuzz)] [FUZZER...]
-# Environment: FUZZ_SECONDS (default 60 per fuzzer), FUZZ_RSS_MB (default 2048).
+# Environment: FUZZ_SECONDS (default 60 per fuzzer), FUZZ_RSS_MB (default 2048),
+# FUZZ_CORPUS_OUT (a directory: each fuzzer's grown corpus is kept in FUZZ_CORPUS_OUT/NAME, to
+# merge into the committed one with -merge=1, see docs/TESTING.md).
 # Build first: CC=clang-19 CXX=clang++-19 meson setup build-fuzz --native-file llvm19.ini \
 #   -Dfuzzers=true -Db_sanitize=address -Db_lundef=false -Dtests=false
 #   meson compile -C build-fuzz -j 2 rpc-fuzzer compile-worker-fuzzer load-answer-fuzzer \
@@ -51,6 +53,9 @@ for name in $fuzzers; do
   ft=$(echo "$last" | sed -n 's/.* ft: \([0-9]*\).*/\1/p')
   corpus=$(echo "$last" | sed -n 's/.* corp: \([0-9]*\).*/\1/p')
   summary="${runs:-?} runs, ${execs:-?} exec/s, cov: ${cov:-?}, ft: ${ft:-?}, corpus: ${corpus:-?}"
+  if [ -n "${FUZZ_CORPUS_OUT:-}" ]; then
+    mkdir -p "$FUZZ_CORPUS_OUT/$name" && cp "$work/$name/corpus"/* "$FUZZ_CORPUS_OUT/$name/"
+  fi
   if [ "$rc" -eq 0 ] && [ -z "$(ls -A "$work/$name/artifacts")" ]; then
     echo "fuzz: $name: passed ($summary)"
     passed=$((passed + 1))
