@@ -80,18 +80,18 @@ void speakCall(kj::AsyncIoStream& stream, uint8_t method, kj::ArrayPtr<const kj:
                kj::WaitScope& waitScope) {
   auto words = fuzz::toWords(params.begin(), params.size());
   capnp::TwoPartyClient client(stream);
-  auto rjitd = client.bootstrap().castAs<proto::Rjitd>();
+  auto bootstrap = client.bootstrap().castAs<proto::Rjitd>();
   // Parameters that are no message at all, or that rjitd refuses, throw: expected.
   kj::runCatchingExceptions([&]() {
     capnp::FlatArrayMessageReader reader(words, fuzz::fuzzReaderOptions());
     capnp::AnyPointer::Reader fuzzed = reader.getRoot<capnp::AnyPointer>();
     if (method >= 0xf0) {  // Rjitd.hello itself, with the fuzzed ClientHello
-      auto hello = rjitd.typelessRequest(capnp::typeId<proto::Rjitd>(), 0, nullptr);
+      auto hello = bootstrap.typelessRequest(capnp::typeId<proto::Rjitd>(), 0, nullptr);
       hello.set(fuzzed);
       hello.send().wait(waitScope);
       return;
     }
-    auto hello = rjitd.helloRequest();
+    auto hello = bootstrap.helloRequest();
     hello.initClient().setProtocolVersion(proto::PROTOCOL_VERSION);
     hello.getClient().setClientName("rpc-fuzzer");
     auto session = hello.send().wait(waitScope).getSession();
