@@ -425,6 +425,10 @@ int runCompileWorker(int fd, const std::string& gate) {
   workerFd = fd;
   routeStderrThroughLog();
   compiler::setFatalErrorHandler(onLlvmFatalError);
+  return serveCompileRequests(fd, gate);
+}
+
+int serveCompileRequests(int fd, const std::string& gate) {
   kj::FdInputStream in(fd);
   kj::BufferedInputStreamWrapper buffered(in);
   while (true) {

@@ -123,4 +123,10 @@ private:
 /// The hold counts against the daemon's compile time limit.
 int runCompileWorker(int fd, const std::string& gate = {});
 
+/// runCompileWorker()'s loop without its process setup (signals, stderr, LLVM's fatal-error
+/// handler): reads requests from `fd` and answers each on `fd` until EOF (returns 0). A
+/// malformed request throws (kj): in a worker that ends the process. For the compile-worker
+/// fuzzer (test/fuzz), which runs it in its own process.
+int serveCompileRequests(int fd, const std::string& gate = {});
+
 }  // namespace rjitd::service

@@ -5,7 +5,8 @@
 # an AArch64 cross build in build-arm64/ (the client library, rjit, the aarch64 executor and
 # their tests, run under qemu-user against build/'s rjitd) and an AddressSanitizer +
 # UndefinedBehaviorSanitizer build in build-asan/ - then builds, installs
-# and tests the Debian packages (packaging/test-packages.sh, one test), and ends with one line
+# and tests the Debian packages (packaging/test-packages.sh, one test), builds the libFuzzer
+# fuzzers with clang-19 in build-fuzz/ and runs each for 60 s (one test each), and ends with one line
 # "N passed, N failed, N skipped" summed over all (a build that fails counts as one failed
 # test; a GoogleTest case that called GTEST_SKIP and a meson test that exited 77 count as
 # skipped, not passed).
@@ -89,6 +90,25 @@ else
   package_failed=1
 fi
 
+# The fuzzers (test/fuzz), one test each: built with clang-19 in build-fuzz/ (only the fuzz
+# targets), each run FUZZ_SECONDS (default 60) over a copy of its committed corpus
+# (test/fuzz/run-fuzzers.sh prints "fuzz: NAME: passed|failed (...)" per fuzzer).
+fuzz_names="rpc-fuzzer compile-worker-fuzzer load-answer-fuzzer ir-signature-fuzzer marshal-fuzzer"
+fuzz_passed=0
+fuzz_failed=0
+echo "==> build-fuzz: configure, build the fuzzers, run them"
+# shellcheck disable=SC2086 # fuzz_names is a list of target names
+if CC=clang-19 CXX=clang++-19 configure build-fuzz -Dfuzzers=true -Db_sanitize=address \
+     -Db_lundef=false -Dtests=false && meson compile -C build-fuzz $fuzz_names; then
+  fuzz_log=$(sh test/fuzz/run-fuzzers.sh build-fuzz $fuzz_names)
+  echo "$fuzz_log"
+  fuzz_passed=$(echo "$fuzz_log" | grep -c '^fuzz: [a-z-]*: passed')
+  fuzz_failed=$(echo "$fuzz_log" | grep -c '^fuzz: [a-z-]*: failed')
+else
+  echo "error: the build in build-fuzz failed" >&2
+  build_failures=$((build_failures + 1))
+fi
+
 # Sum both test logs (one JSON object per line, one line per meson test). A GoogleTest
 # executable counts its test cases, read from its output ("[       OK ] Suite.Case (N ms)",
 # "[  FAILED  ] Suite.Case (N ms)", "[  SKIPPED ] Suite.Case (N ms)"); one that failed without a
@@ -138,8 +158,8 @@ skipped=$3
 if [ "$failed" -eq 0 ] && [ "$suite_failures" -gt 0 ]; then
   failed=$suite_failures
 fi
-failed=$((failed + build_failures + package_failed))
-passed=$((passed + package_passed))
+failed=$((failed + build_failures + package_failed + fuzz_failed))
+passed=$((passed + package_passed + fuzz_passed))
 
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -117,6 +117,32 @@ kj::Promise<Result<LoadedParts>> RpcLoader::loadOn(Connection& connection, const
       });
 }
 
+Result<LoadedParts> toLoadedParts(proto::LoadedModule::Reader ok,
+                                  const std::vector<uint64_t>& resolverDependencies) {
+  LoadedParts parts;
+  parts.spec.base = ok.getBase();
+  parts.spec.size = ok.getSize();
+  for (auto s : ok.getSegments())
+    parts.spec.segments.push_back({s.getAddress(), s.getOffset(), s.getSize(), s.getProtection()});
+  for (uint64_t init : ok.getInitializers())
+    parts.spec.initializers.push_back(init);
+  for (uint64_t fini : ok.getFinalizers())
+    parts.spec.finalizers.push_back(fini);
+  parts.spec.ehFrameAddress = ok.getEhFrameAddress();
+  parts.spec.ehFrameSize = ok.getEhFrameSize();
+  for (auto s : ok.getSymbols())
+    parts.symbols.emplace_back(std::string(s.getName().cStr(), s.getName().size()), s.getAddress());
+  parts.linkMicros = ok.getLinkMicros();
+  parts.dependencies = resolverDependencies;
+  for (uint64_t base : ok.getDependencies())
+    parts.dependencies.push_back(base);
+  Result<CompiledObject> object = toCompiledObject(ok.getObject(), true);
+  if (Error* error = failed(object))
+    return std::move(*error);
+  parts.object = std::get<CompiledObject>(std::move(object));
+  return parts;
+}
+
 kj::Promise<Result<LoadedParts>> RpcLoader::sendLoad(Connection& connection, const LoadCall& call,
                                                      const rjitd::TargetName& target,
                                                      const rjitd::cache::Key* key) {
@@ -149,30 +175,11 @@ kj::Promise<Result<LoadedParts>> RpcLoader::sendLoad(Connection& connection, con
         if (outcome.isError())
           return ready<LoadedParts>(toError(outcome.getError()));
         proto::LoadedModule::Reader ok = outcome.getOk();
-        LoadedParts parts;
-        parts.arena = arena;
-        parts.spec.base = ok.getBase();
-        parts.spec.size = ok.getSize();
-        for (auto s : ok.getSegments())
-          parts.spec.segments.push_back(
-              {s.getAddress(), s.getOffset(), s.getSize(), s.getProtection()});
-        for (uint64_t init : ok.getInitializers())
-          parts.spec.initializers.push_back(init);
-        for (uint64_t fini : ok.getFinalizers())
-          parts.spec.finalizers.push_back(fini);
-        parts.spec.ehFrameAddress = ok.getEhFrameAddress();
-        parts.spec.ehFrameSize = ok.getEhFrameSize();
-        for (auto s : ok.getSymbols())
-          parts.symbols.emplace_back(std::string(s.getName().cStr(), s.getName().size()),
-                                     s.getAddress());
-        parts.linkMicros = ok.getLinkMicros();
-        parts.dependencies = *used;
-        for (uint64_t base : ok.getDependencies())
-          parts.dependencies.push_back(base);
-        Result<CompiledObject> object = toCompiledObject(ok.getObject(), true);
-        if (Error* error = failed(object))
+        Result<LoadedParts> answered = toLoadedParts(ok, *used);
+        if (Error* error = failed(answered))
           return ready<LoadedParts>(std::move(*error));
-        parts.object = std::get<CompiledObject>(std::move(object));
+        LoadedParts parts = std::get<LoadedParts>(std::move(answered));
+        parts.arena = arena;
         return takeImage(connection, ok.getImage(), std::move(parts), ok.getReadLimit());
       });
 }

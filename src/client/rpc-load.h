@@ -47,6 +47,14 @@ struct LoadedParts {
   std::vector<uint64_t> dependencies;
 };
 
+/// What rjitd's answer to a load says, before anything is fetched or mapped: the image's layout
+/// (not checked yet: MappedImage::create() does that, checkImage()), its symbols and its object,
+/// with `resolverDependencies` (the bases this client's resolver named) ahead of rjitd's list.
+/// The arena, the image file and its id are the caller's to fill in. Fails with what
+/// toCompiledObject() refuses; a malformed message throws (kj), as any read of a response does.
+Result<LoadedParts> toLoadedParts(proto::LoadedModule::Reader ok,
+                                  const std::vector<uint64_t>& resolverDependencies);
+
 /// What one load carries to each of its attempts (a call may be retried).
 struct LoadCall {
   const CompileRequest& request;
