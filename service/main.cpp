@@ -401,8 +401,7 @@ int run(const Options& opt) {
   // sends, they can read.
   capnp::ReaderOptions reader;
   reader.traversalLimitInWords =
-      (std::max({opt.maxModuleBytes, 3 * opt.maxCallBytes, opt.maxObjectBytes}) + (16u << 20)) /
-      8;
+      (std::max({opt.maxModuleBytes, 3 * opt.maxCallBytes, opt.maxObjectBytes}) + (16u << 20)) / 8;
   Listeners listeners(io, state, reader);
 
   // Declared after everything it reads (metrics, cache), so it stops serving first.
@@ -479,11 +478,13 @@ int run(const Options& opt) {
   // the grace period, then the compiles still running are cut off and answered shutting-down,
   // and their answers get a few seconds to be written.
   auto& timer = io.provider->getTimer();
-  bool finished = state.requests.drained()
-                      .then([]() { return true; })
-                      .exclusiveJoin(timer.afterDelay(drainTimeout->count() * kj::MILLISECONDS)
-                                         .then([]() { return false; }))
-                      .wait(io.waitScope);
+  bool finished =
+      state.requests.drained()
+          .then([]() { return true; })
+          .exclusiveJoin(timer.afterDelay(drainTimeout->count() * kj::MILLISECONDS).then([]() {
+            return false;
+          }))
+          .wait(io.waitScope);
   if (!finished) {
     log::warning("drain timeout (", drainTimeout->count(), " ms) passed with ",
                  state.requests.inProgress(),
