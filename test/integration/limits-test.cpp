@@ -124,5 +124,66 @@ TEST(DrainTest, CompilesHeldPastTheDrainTimeoutAreAnsweredShuttingDown) {
       << daemon->log();
 }
 
+/// A datagram socket at `path` for rjitd's sd_notify messages.
+kj::AutoCloseFd notifySocket(const std::string& path) {
+  kj::AutoCloseFd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  EXPECT_GE(fd.get(), 0) << std::strerror(errno);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  EXPECT_EQ(::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0)
+      << std::strerror(errno);
+  return fd;
+}
+
+// In a container rjitd can be PID 1, and then getppid() is 1 for its compile workers from the
+// start: a worker that took that as "rjitd died" exited before its first compile.
+TEST(Pid1Test, CompileWorkersServeWhenRjitdIsPid1) {
+  TempDir dir;
+  std::string socket = dir.file("rjitd.sock");
+  kj::AutoCloseFd notify = notifySocket(dir.file("notify.sock"));
+  // A new PID namespace whose first process (PID 1) is rjitd; --kill-child takes it (and with
+  // it the namespace) down with unshare. A user namespace only when not root: creating a PID
+  // namespace needs CAP_SYS_ADMIN, which an unprivileged user gets in its own user namespace.
+  std::vector<std::string> argv = {"/usr/bin/unshare", "--pid", "--kill-child"};
+  if (::geteuid() != 0)
+    argv.push_back("--map-root-user");
+  for (std::string arg : {std::string(std::getenv("RJITD_BIN")), std::string("--listen"),
+                          "unix:" + socket, std::string("--jobs"), std::string("1")})
+    argv.push_back(arg);
+  SpawnOptions spawn;
+  spawn.argv = argv;
+  spawn.env = environmentWith({{"NOTIFY_SOCKET", dir.file("notify.sock")}});
+  spawn.stderrPath = dir.file("rjitd.log");
+  auto rjitd = ChildProcess::spawn(spawn);
+  ASSERT_NE(rjitd, nullptr);
+
+  // Ready once it sends READY=1 (or never, if unshare or rjitd fails: then it exits).
+  bool ready = false;
+  for (unsigned messages = 0; !ready && messages < 100; ++messages) {
+    pollfd fds[2] = {{notify.get(), POLLIN, 0}, {rjitd->exitFd(), POLLIN, 0}};
+    ASSERT_GT(::poll(fds, 2, static_cast<int>(SAFETY_BOUND.count())), 0)
+        << "rjitd never became ready\n"
+        << readFile(dir.file("rjitd.log"));
+    ASSERT_EQ(fds[1].revents, 0) << "unshare or rjitd exited\n" << readFile(dir.file("rjitd.log"));
+    char buffer[4096];
+    ssize_t n = ::recv(notify.get(), buffer, sizeof buffer, 0);
+    ASSERT_GT(n, 0);
+    ready = std::string_view(buffer, static_cast<size_t>(n)).find("READY=1") != std::string::npos;
+  }
+  ASSERT_TRUE(ready);
+
+  ClientOptions options;
+  options.servers = {"unix:" + socket};
+  Client client(options);
+  try {
+    EXPECT_FALSE(client.compile(request(tinyModule(), "answer.ll")).object.empty());
+  } catch (const Error& e) {
+    ADD_FAILURE() << errorKindName(e.kind()) << ": " << e.what() << "\n"
+                  << readFile(dir.file("rjitd.log"));
+  }
+  EXPECT_EQ(client.stats().compileWorkerRestarts, 0u);
+}
+
 }  // namespace
 }  // namespace rjit::test
