@@ -154,18 +154,5 @@ TEST_F(ClientCoreTest, OverloadedWithoutAHintIsNotRetried) {
   EXPECT_EQ(attempts, 1u);
 }
 
-TEST(WireConvertTest, CapnpSizeLimitsBecomeTooLargeNotTransportText) {
-  kj::Exception sent(kj::Exception::Type::FAILED, __FILE__, __LINE__,
-                     kj::str("remote exception: Trying to send Cap'n Proto message larger than "
-                             "our single-message size limit."));
-  Error error = toError(sent, "unix:/run/rjitd/rjitd.sock");
-  EXPECT_EQ(error.kind(), ErrorKind::TooLarge);
-  EXPECT_NE(std::string(error.what()).find("--max-object-bytes"), std::string::npos);
-  kj::Exception read(kj::Exception::Type::DISCONNECTED, __FILE__, __LINE__,
-                     kj::str("Message is too large. To increase the limit on the receiving end, "
-                             "see capnp::ReaderOptions."));
-  EXPECT_EQ(toError(read, "").kind(), ErrorKind::TooLarge);
-}
-
 }  // namespace
 }  // namespace rjit::detail
