@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "compile-backend.h"
 
+#include <algorithm>
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 #include <cerrno>
@@ -10,11 +11,13 @@
 #include <fcntl.h>
 #include <kj/debug.h>
 #include <kj/io.h>
+#include <new>
 #include <poll.h>
 #include <spawn.h>
 #include <string>
 #include <string_view>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <thread>
@@ -44,6 +47,15 @@ std::string describeStatus(int status) {
   if (WIFEXITED(status))
     return "exited with status " + std::to_string(WEXITSTATUS(status));
   return "ended";
+}
+
+/// An object over --max-object-bytes: the worker's answer and the backend's second look.
+Failure objectTooLarge(const std::string& moduleName, uint64_t size, uint64_t limit) {
+  return Failure{ErrorKind::TooLarge,
+                 "the object compiled from module '" + moduleName + "' is " + std::to_string(size) +
+                     " bytes, over the limit of " + std::to_string(limit) +
+                     " bytes (rjitd --max-object-bytes)",
+                 {}};
 }
 
 }  // namespace
@@ -138,9 +150,10 @@ struct ProcessBackend::Crash {
 };
 
 ProcessBackend::ProcessBackend(std::string workerPath, std::chrono::milliseconds timeLimit,
-                               metrics::Metrics& metrics, std::string workerGate)
+                               metrics::Metrics& metrics, std::string workerGate,
+                               WorkerLimits limits)
     : workerPath(std::move(workerPath)), workerGate(std::move(workerGate)), timeLimit(timeLimit),
-      metrics(metrics) {}
+      limits(limits), metrics(metrics) {}
 
 ProcessBackend::~ProcessBackend() = default;
 
@@ -186,17 +199,29 @@ std::unique_ptr<ProcessBackend::Worker> ProcessBackend::spawn() {
   std::string path = workerPath;
   char arg1[] = "--compile-worker";
   char arg2[] = "3";
-  char arg3[] = "--test-worker-gate";
+  char arg3[] = "--max-object-bytes";
+  std::string maxObject = std::to_string(limits.maxObjectBytes);
+  char arg5[] = "--test-worker-gate";
   std::string gate = workerGate;
-  char* argv[] = {path.data(), arg1, arg2, nullptr, nullptr, nullptr};
+  char* argv[] = {path.data(), arg1, arg2, arg3, maxObject.data(), nullptr, nullptr, nullptr};
   if (!gate.empty()) {
-    argv[3] = arg3;
-    argv[4] = gate.data();
+    argv[5] = arg5;
+    argv[6] = gate.data();
   }
   pid_t pid;
   int rc = posix_spawn(&pid, path.c_str(), &actions, nullptr, argv, environ);
   KJ_REQUIRE(rc == 0, "cannot start the compile worker", path, strerror(rc));
-  return std::make_unique<Worker>(pid, kj::mv(ours));
+  auto worker = std::make_unique<Worker>(pid, kj::mv(ours));
+  if (limits.memoryBytes != 0) {
+    // posix_spawn has no attribute for rlimits, so the limit is set from here. glibc's
+    // posix_spawn returns only after the child has exec'd, so this applies to the worker's own
+    // image; and it is in place before the worker reads its first request (sent after this), so
+    // no module is ever compiled without it.
+    rlimit memory{limits.memoryBytes, limits.memoryBytes};
+    KJ_SYSCALL(::prlimit(pid, RLIMIT_AS, &memory, nullptr), "compile worker memory limit",
+               limits.memoryBytes);
+  }
+  return worker;
 }
 
 void ProcessBackend::giveBack(std::unique_ptr<Worker> worker) {
@@ -223,18 +248,107 @@ void CompileCancel::bindWorker(int pid) {
     ::kill(worker, SIGKILL);
 }
 
+namespace {
+
+/// What a compile nobody waits for any more answers (nobody reads it; logs and metrics do).
+Failure cancelledFailure() {
+  return Failure{ErrorKind::Internal, "cancelled", {}};
+}
+
+Failure shuttingDownFailure(const std::string& moduleName) {
+  return Failure{ErrorKind::ShuttingDown,
+                 "rjitd is shutting down (its --drain-timeout passed) and stopped compiling '" +
+                     moduleName + "'; retry on another server or after it restarts",
+                 {}};
+}
+
+}  // namespace
+
+bool ProcessBackend::markBusy(pid_t pid, CompileCancel* cancel) {
+  {
+    std::lock_guard lock(mutex);
+    if (stopping)
+      return false;
+    busy.push_back(pid);
+  }
+  if (cancel != nullptr)
+    cancel->bindWorker(pid);
+  return true;
+}
+
+void ProcessBackend::markIdle(pid_t pid, CompileCancel* cancel) {
+  // Unbound before the worker can be reaped: neither cancel() nor stop() may signal a pid the
+  // kernel could have given to another process.
+  if (cancel != nullptr)
+    cancel->bindWorker(0);
+  std::lock_guard lock(mutex);
+  busy.erase(std::remove(busy.begin(), busy.end(), pid), busy.end());
+}
+
+bool ProcessBackend::isStopping() const {
+  std::lock_guard lock(mutex);
+  return stopping;
+}
+
+void ProcessBackend::stop() {
+  std::vector<std::unique_ptr<Worker>> ending;
+  size_t running = 0;
+  {
+    std::lock_guard lock(mutex);
+    stopping = true;
+    // Under the lock: markIdle() removes a pid (under the same lock) before its worker is reaped.
+    for (pid_t pid : busy)
+      ::kill(pid, SIGKILL);
+    running = busy.size();
+    ending.swap(idle);
+  }
+  log::info("stopping compile workers: ", running, " compiles cut off, ", ending.size(),
+            " idle workers ended");
+  // ~Worker closes each socket (an idle worker exits on EOF), SIGKILLs and reaps it.
+}
+
 compiler::CompileResult ProcessBackend::compile(std::string_view module,
                                                 const compiler::CompileOptions& options,
-                                                CompileCancel* /*cancel: wired by issue 12*/) {
+                                                CompileCancel* cancel) {
+  if (cancel != nullptr && cancel->cancelled())
+    return cancelledFailure();  // called off while it waited for a worker thread
+  if (isStopping())
+    return shuttingDownFailure(options.moduleName);
   std::unique_ptr<Worker> worker = take();
   for (unsigned attempts = 1;; ++attempts) {
     bool fresh = worker->fresh();
-    auto outcome = attempt(std::move(worker), module, options);
+    auto outcome = attempt(std::move(worker), module, options, cancel);
     auto* crash = std::get_if<Crash>(&outcome);
     if (crash == nullptr)
       return std::get<compiler::CompileResult>(std::move(outcome));
-    metrics.compileWorkerLost();
     std::string how = describeStatus(crash->status);
+    // Ended by us, not by the module or the host: no retry, no blame, and no worker loss to
+    // count (the next compile simply gets a new worker).
+    if (cancel != nullptr && cancel->cancelled()) {
+      log::debug("compile of '", options.moduleName, "' cancelled; its worker ", crash->pid, " ",
+                 how);
+      return cancelledFailure();
+    }
+    if (isStopping()) {
+      log::info("compile of '", options.moduleName, "' cut off by the drain; its worker ",
+                crash->pid, " ", how);
+      return shuttingDownFailure(options.moduleName);
+    }
+    metrics.compileWorkerLost();
+    if (WIFEXITED(crash->status) && WEXITSTATUS(crash->status) == WORKER_OUT_OF_MEMORY) {
+      // An allocation failed past RLIMIT_AS: the module needs more memory than a worker may
+      // have. Not a crash on bad IR, and a retry would fail the same way.
+      log::warning("compile worker ", crash->pid, " ran out of memory compiling '",
+                   options.moduleName, "' (--compile-memory ", limits.memoryBytes >> 20,
+                   " MiB); starting a new one for the next compile");
+      return Failure{ErrorKind::TooLarge,
+                     "compiling module '" + options.moduleName +
+                         "' needed more memory than a compile worker may use (" +
+                         std::to_string(limits.memoryBytes >> 20) +
+                         " MiB, rjitd --compile-memory); try a lower optimization level or a "
+                         "smaller module (large constant arrays become object bytes)",
+                     {}};
+    }
     bool outside = killedFromOutside(crash->status);
     if (attempts == 1 && (outside || !fresh)) {
       log::warning("compile worker ", crash->pid, " ", crash->what, " (", how, ") compiling '",
@@ -270,12 +384,25 @@ compiler::CompileResult ProcessBackend::compile(std::string_view module,
 
 std::variant<compiler::CompileResult, ProcessBackend::Crash>
 ProcessBackend::attempt(std::unique_ptr<Worker> worker, std::string_view module,
-                        const compiler::CompileOptions& options) {
+                        const compiler::CompileOptions& options, CompileCancel* cancel) {
   worker->countCompile();
+  pid_t pid = worker->id();
+  if (!markBusy(pid, cancel)) {
+    giveBack(std::move(worker));  // stop() came first; it ends the idle workers it finds
+    return shuttingDownFailure(options.moduleName);
+  }
+  // Every way out unbinds before the worker is reaped or given back.
+  bool bound = true;
+  auto unbind = [&]() {
+    if (bound)
+      markIdle(pid, cancel);
+    bound = false;
+  };
+  KJ_DEFER(unbind());
   // The worker ended, or broke the protocol and is killed here (which then reads as a kill from
   // outside: one retry, the same as for a worker killed by someone else).
   auto crashed = [&](std::string what) -> Crash {
-    pid_t pid = worker->id();
+    unbind();
     return Crash{pid, std::move(what), worker->reap(true)};
   };
 
@@ -299,6 +426,7 @@ ProcessBackend::attempt(std::unique_ptr<Worker> worker, std::string_view module,
     ready = ::poll(&pfd, 1, static_cast<int>(timeLimit.count()));
   } while (ready < 0 && errno == EINTR);
   if (ready == 0) {
+    unbind();
     worker->reap(true);
     metrics.compileWorkerLost();
     log::warning("compile of '", options.moduleName, "' exceeded ", timeLimit.count(),
@@ -324,9 +452,19 @@ ProcessBackend::attempt(std::unique_ptr<Worker> worker, std::string_view module,
                })) {
     return crashed("died");
   }
+  unbind();
+  if (auto* object = std::get_if<CompiledObject>(&result);
+      object != nullptr && object->object.size() > limits.maxObjectBytes) {
+    // The worker checks this before sending (runCompileWorker); a second look costs nothing.
+    result = objectTooLarge(options.moduleName, object->object.size(), limits.maxObjectBytes);
+  }
+  if (!exiting && cancel != nullptr && cancel->cancelled()) {
+    // cancel() may have come after the answer and killed the worker: never give it back.
+    worker->reap(true);
+    return result;
+  }
   if (exiting) {
     // The worker hit an LLVM fatal error, reported it and exits: never reuse it.
-    pid_t pid = worker->id();
     std::string how = describeStatus(worker->reap(false));
     metrics.compileWorkerLost();
     log::warning("compile worker ", pid, " for '", options.moduleName,
@@ -414,10 +552,37 @@ void routeStderrThroughLog() {
 
 }  // namespace
 
-int runCompileWorker(int fd, const std::string& gate) {
-  // Die with the daemon, even if it is SIGKILLed.
+namespace {
+
+/// Ends a worker whose allocation failed (operator new, or LLVM's safe_malloc through
+/// compiler::setOutOfMemoryHandler), with a status the daemon reads as "past --compile-memory".
+/// Allocates nothing: the heap is what just failed.
+[[noreturn]] void outOfMemory() {
+  static const char MESSAGE[] = "compile worker: out of memory (rjitd --compile-memory)\n";
+  (void)!::write(STDERR_FILENO, MESSAGE, sizeof MESSAGE - 1);
+  _exit(WORKER_OUT_OF_MEMORY);
+}
+
+/// The pid of the process that made our end of the socket: the rjitd that started us (a
+/// socketpair's credentials are its creator's). 0 when unknown.
+pid_t daemonPid(int fd) {
+  ucred peer{};
+  socklen_t size = sizeof peer;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &size) != 0)
+    return 0;
+  return peer.pid;
+}
+
+}  // namespace
+
+int runCompileWorker(int fd, const std::string& gate, uint64_t maxObjectBytes) {
+  // Die with the daemon, even if it is SIGKILLed. The signal comes only for a death after this
+  // call, so a daemon that died before it is caught by comparing our parent with the daemon
+  // that made our socket. (Not `getppid() == 1`: when rjitd is PID 1 in a container, that is
+  // every worker's parent from the start.) An end of file on the socket ends us too.
   prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() == 1)
+  pid_t daemon = daemonPid(fd);
+  if (daemon != 0 && getppid() != daemon)
     return 1;
   std::signal(SIGPIPE, SIG_IGN);
   std::signal(SIGTERM, SIG_IGN);  // the daemon decides when a worker ends (by closing fd)
@@ -425,10 +590,14 @@ int runCompileWorker(int fd, const std::string& gate) {
   workerFd = fd;
   routeStderrThroughLog();
   compiler::setFatalErrorHandler(onLlvmFatalError);
-  return serveCompileRequests(fd, gate);
+  // Running past RLIMIT_AS (--compile-memory) must read as that, not as a crash on the module:
+  // uncaught, a failed allocation ends in abort(), which the daemon would blame on the IR.
+  std::set_new_handler([]() { outOfMemory(); });
+  compiler::setOutOfMemoryHandler([]() { outOfMemory(); });
+  return serveCompileRequests(fd, gate, maxObjectBytes);
 }
 
-int serveCompileRequests(int fd, const std::string& gate) {
+int serveCompileRequests(int fd, const std::string& gate, uint64_t maxObjectBytes) {
   kj::FdInputStream in(fd);
   kj::BufferedInputStreamWrapper buffered(in);
   while (true) {
@@ -443,6 +612,11 @@ int serveCompileRequests(int fd, const std::string& gate) {
     auto bytes = request.getModule();
     compiler::CompileResult result = compiler::compile(
         std::string_view(reinterpret_cast<const char*>(bytes.begin()), bytes.size()), options);
+    if (auto* object = std::get_if<CompiledObject>(&result);
+        object != nullptr && object->object.size() > maxObjectBytes) {
+      // Refused here, before the bytes travel: the daemon never holds (nor caches) them.
+      result = objectTooLarge(options.moduleName, object->object.size(), maxObjectBytes);
+    }
     writeAnswer(fd, result, false);
   }
 }

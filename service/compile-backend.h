@@ -33,7 +33,8 @@ public:
   void cancel();
   bool cancelled() const;
   /// Backend side: `pid` runs this compile from now on (0: none any more). When cancel() came
-  /// first, the worker is killed at once.
+  /// first, the worker is killed at once. The backend binds 0 before it reaps the worker, so
+  /// that cancel() never signals a pid the kernel may have handed to another process.
   void bindWorker(int pid);
 
 private:
@@ -56,8 +57,7 @@ public:
 /// Compiles in this process (tests and benchmarks of the pipeline itself).
 class InProcessBackend final : public CompileBackend {
 public:
-  compiler::CompileResult compile(std::string_view module,
-                                  const compiler::CompileOptions& options,
+  compiler::CompileResult compile(std::string_view module, const compiler::CompileOptions& options,
                                   CompileCancel* /*cancel: an in-process compile runs to its end*/
                                   = nullptr) override {
     return compiler::compile(module, options);
@@ -70,28 +70,47 @@ public:
 /// SIGFPE, SIGABRT, SIGTRAP, SIGSYS) and a plain exit count as its own doing.
 bool killedFromOutside(int status);
 
+/// What one compile worker may produce and use (rjitd --max-object-bytes, --compile-memory).
+struct WorkerLimits {
+  /// A larger object is answered TooLarge; the worker checks before it sends the bytes, so
+  /// rjitd never holds them, and the backend checks again what it reads.
+  uint64_t maxObjectBytes = 64ull << 20;
+  /// RLIMIT_AS of each worker process (0 = none). An allocation that fails inside the worker
+  /// ends it with WORKER_OUT_OF_MEMORY, answered TooLarge naming --compile-memory.
+  uint64_t memoryBytes = 4ull << 30;
+};
+
+/// The exit status of a compile worker whose allocation failed (past its RLIMIT_AS): the
+/// backend answers TooLarge, never blames the module as invalid, and replaces the worker.
+inline constexpr int WORKER_OUT_OF_MEMORY = 73;
+
 /// Compiles in child processes running `WORKER_PATH --compile-worker 3`, reused across
 /// requests (one per concurrent compile), replaced when one dies or overruns the time limit.
 /// A module is reported invalid after crashing a worker only when the worker crashed by its own
 /// doing on its first compile, or crashed by its own doing on a fresh worker (one retry). A
-/// compile whose retry is killed from outside too answers Overloaded.
+/// compile whose retry is killed from outside too answers Overloaded. A compile cancelled through
+/// its CompileCancel, or cut off by stop(), is neither retried nor blamed on the module.
 class ProcessBackend final : public CompileBackend {
 public:
   /// `metrics` outlives the backend; it counts the workers that had to be replaced.
   /// `workerGate` is test-only (rjitd --test-worker-gate; "" = off): passed to each worker as
   /// `--test-worker-gate PATH`, see runCompileWorker().
   ProcessBackend(std::string workerPath, std::chrono::milliseconds timeLimit,
-                 metrics::Metrics& metrics, std::string workerGate = {});
+                 metrics::Metrics& metrics, std::string workerGate = {}, WorkerLimits limits = {});
   ~ProcessBackend() override;
   ProcessBackend(const ProcessBackend&) = delete;
   ProcessBackend& operator=(const ProcessBackend&) = delete;
 
-  compiler::CompileResult compile(std::string_view module,
-                                  const compiler::CompileOptions& options,
+  compiler::CompileResult compile(std::string_view module, const compiler::CompileOptions& options,
                                   CompileCancel* cancel = nullptr) override;
 
   /// Worker processes started so far (a replacement after a crash counts too).
   uint64_t spawned() const;
+
+  /// The drain's last step: from now on no compile starts (each answers ShuttingDown), the
+  /// compiles running are cut off (their workers SIGKILLed; they answer ShuttingDown) and the
+  /// idle workers end. Thread-safe; idempotent.
+  void stop();
 
 private:
   class Worker;
@@ -103,15 +122,25 @@ private:
   /// died before answering (the worker then reaped).
   std::variant<compiler::CompileResult, Crash> attempt(std::unique_ptr<Worker> worker,
                                                        std::string_view module,
-                                                       const compiler::CompileOptions& options);
+                                                       const compiler::CompileOptions& options,
+                                                       CompileCancel* cancel);
   void giveBack(std::unique_ptr<Worker> worker);
+  /// Records `pid` as running a compile (stop() kills it) and binds it to `cancel`; false when
+  /// stop() came first (the compile must not start).
+  bool markBusy(pid_t pid, CompileCancel* cancel);
+  /// Undoes markBusy() before the worker is reaped or given back.
+  void markIdle(pid_t pid, CompileCancel* cancel);
+  bool isStopping() const;
 
   const std::string workerPath;
   const std::string workerGate;
   const std::chrono::milliseconds timeLimit;
+  const WorkerLimits limits;
   metrics::Metrics& metrics;
   mutable std::mutex mutex;
   std::vector<std::unique_ptr<Worker>> idle;
+  std::vector<pid_t> busy;  ///< workers running a compile (guarded by mutex)
+  bool stopping = false;    ///< guarded by mutex
   uint64_t spawnCount = 0;
 };
 
@@ -120,13 +149,18 @@ private:
 /// Unix socket where the worker, after reading each request and before compiling it, waits
 /// for the test to let it go (waitAtTestGate(), the protocol of ServiceConfig::compileGate),
 /// so that a test can kill a worker in the middle of a compile whatever the machine's speed.
-/// The hold counts against the daemon's compile time limit.
-int runCompileWorker(int fd, const std::string& gate = {});
+/// The hold counts against the daemon's compile time limit. An object larger than
+/// `maxObjectBytes` is answered TooLarge without its bytes. The worker ends when the daemon that
+/// started it dies (PR_SET_PDEATHSIG, checked against the pid that made its socket, so that it
+/// works when rjitd is PID 1 in a container) or closes the socket.
+int runCompileWorker(int fd, const std::string& gate = {},
+                     uint64_t maxObjectBytes = WorkerLimits{}.maxObjectBytes);
 
 /// runCompileWorker()'s loop without its process setup (signals, stderr, LLVM's fatal-error
 /// handler): reads requests from `fd` and answers each on `fd` until EOF (returns 0). A
 /// malformed request throws (kj): in a worker that ends the process. For the compile-worker
 /// fuzzer (test/fuzz), which runs it in its own process.
-int serveCompileRequests(int fd, const std::string& gate = {});
+int serveCompileRequests(int fd, const std::string& gate = {},
+                         uint64_t maxObjectBytes = WorkerLimits{}.maxObjectBytes);
 
 }  // namespace rjitd::service

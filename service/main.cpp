@@ -240,6 +240,23 @@ int run(const Options& opt) {
     return 2;
   }
 
+  auto drainTimeout = parseDuration(opt.drainTimeout);
+  if (!drainTimeout) {
+    std::fprintf(stderr,
+                 "error: --drain-timeout: expected a positive duration such as 60s, 500ms or "
+                 "1m, not '%s'\n",
+                 opt.drainTimeout.c_str());
+    return 2;
+  }
+  // A compile worker maps libLLVM and its own heap before it compiles anything: below this it
+  // could not start, and every compile would read as out of memory.
+  constexpr uint64_t MIN_COMPILE_MEMORY = 256ull << 20;
+  if (opt.maxObjectBytes == 0 || opt.compileMemory < MIN_COMPILE_MEMORY) {
+    std::fprintf(stderr, "error: --max-object-bytes must be positive and --compile-memory at "
+                         "least 256M\n");
+    return 2;
+  }
+
   auto executeTimeout = parseDuration(opt.executeTimeout);
   if (!executeTimeout) {
     std::fprintf(stderr,
@@ -318,9 +335,12 @@ int run(const Options& opt) {
     build.targets.push_back(t.name);
   metrics::Metrics metrics(build, objects);
   // Compiles run in worker processes started from this same binary (see compile-backend.h).
+  WorkerLimits workerLimits;
+  workerLimits.maxObjectBytes = opt.maxObjectBytes;
+  workerLimits.memoryBytes = opt.compileMemory;
   ProcessBackend backend("/proc/self/exe",
                          std::chrono::seconds(std::max(1u, opt.compileTimeoutSeconds)), metrics,
-                         opt.testWorkerGate);
+                         opt.testWorkerGate, workerLimits);
   if (!opt.testWorkerGate.empty())
     log::warning("test worker gate at ", opt.testWorkerGate,
                  ": compile workers wait for a test to let each compile go (a test-only option)");
@@ -384,9 +404,14 @@ int run(const Options& opt) {
   // A message carries one module, or one call's copied buffers, plus a little framing; allow that
   // much and no more. Cap'n Proto charges a Data field against the limit each time it is read,
   // and a call's buffers are read three times (checked, summed, relayed to the executor).
+  // The same limit bounds what rjitd sends: TwoPartyVatNetwork refuses to send a message of
+  // this size or more ("larger than our single-message size limit"), so an answer carrying an
+  // object of up to --max-object-bytes (plus its symbol lists) must fit too. Clients read
+  // answers with a far larger limit (16 GiB, src/client/connection.cpp), so whatever rjitd
+  // sends, they can read.
   capnp::ReaderOptions reader;
   reader.traversalLimitInWords =
-      (std::max(opt.maxModuleBytes, 3 * opt.maxCallBytes) + (1u << 20)) / 8;
+      (std::max({opt.maxModuleBytes, 3 * opt.maxCallBytes, opt.maxObjectBytes}) + (16u << 20)) / 8;
   Listeners listeners(io, state, reader);
 
   // Declared after everything it reads (metrics, cache), so it stops serving first.
@@ -446,7 +471,8 @@ int run(const Options& opt) {
   int signal =
       port.onSignal(SIGTERM).exclusiveJoin(port.onSignal(SIGINT)).wait(io.waitScope).si_signo;
   log::info("received ", signal == SIGTERM ? "SIGTERM" : "SIGINT", "; finishing ",
-            state.requests.inProgress(), " requests in progress, refusing new ones");
+            state.requests.inProgress(), " requests in progress for at most ",
+            drainTimeout->count(), " ms (--drain-timeout), refusing new ones");
   // Without waiting: a full notify queue must not keep rjitd from stopping.
   notifyWithoutWaiting("STOPPING=1\nSTATUS=draining");
   state.draining = true;
@@ -455,9 +481,39 @@ int run(const Options& opt) {
   // No user code outlives rjitd: the calls they were running answer as their executors die.
   execute.killAll();
   listeners.stopAccepting();
-  state.requests.drained().wait(io.waitScope);
+  // Work nobody has started is not worth the wait: its clients may retry elsewhere at once.
+  size_t abandoned = service.abandonQueued();
+  if (abandoned != 0)
+    log::info("answered ", abandoned, " queued compiles with shutting-down");
+  // The drain is bounded so that rjitd exits before the service manager's stop timeout
+  // (TimeoutStopSec=90 in rjitd.service, --drain-timeout 60 s by default): running work gets
+  // the grace period, then the compiles still running are cut off and answered shutting-down,
+  // and their answers get a few seconds to be written.
+  auto& timer = io.provider->getTimer();
+  bool finished =
+      state.requests.drained()
+          .then([]() { return true; })
+          .exclusiveJoin(timer.afterDelay(drainTimeout->count() * kj::MILLISECONDS).then([]() {
+            return false;
+          }))
+          .wait(io.waitScope);
+  if (!finished) {
+    log::warning("drain timeout (", drainTimeout->count(), " ms) passed with ",
+                 state.requests.inProgress(),
+                 " requests in progress; stopping compile workers and executors");
+    backend.stop();
+    execute.killAll();
+    constexpr kj::Duration ANSWER_GRACE = 5 * kj::SECONDS;
+    state.requests.drained()
+        .exclusiveJoin(timer.afterDelay(ANSWER_GRACE).then([&state]() {
+          log::warning(state.requests.inProgress(),
+                       " requests still in progress after the compile workers stopped; exiting "
+                       "without their answers");
+        }))
+        .wait(io.waitScope);
+  }
   listeners.closeConnections(5 * kj::SECONDS).wait(io.waitScope);
-  log::info("all requests finished; exiting");
+  log::info("drained; exiting");
   return 0;
 }
 
@@ -590,6 +646,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (opt.compileWorkerFd >= 0)
-    return rjitd::service::runCompileWorker(opt.compileWorkerFd, opt.testWorkerGate);
+    return rjitd::service::runCompileWorker(opt.compileWorkerFd, opt.testWorkerGate,
+                                            opt.maxObjectBytes);
   return rjitd::service::run(opt);
 }

@@ -6,6 +6,8 @@
 
 #include <kj/debug.h>
 #include <optional>
+#include <random>
+#include <string>
 
 namespace rjit::detail {
 
@@ -32,6 +34,14 @@ constexpr unsigned RETRIES_AFTER_SHUTTING_DOWN = 8;
 // such a request brings the server down at most three times per call, short of systemd's
 // start limit (5 starts in 10 s), which would leave the socket failed for everyone.
 constexpr unsigned RETRIES_AFTER_DISCONNECT = 2;
+// An `overloaded` answer with a retry-after hint is rjitd saying its queue for that target is
+// full and when to come back. The call waits that long (jittered, so that the clients turned
+// away together do not return together) and tries again on the same connection, while its
+// deadline leaves room; a few times at most, so that a server that stays full gets a clear
+// answer to the user rather than a call that quietly spends its whole deadline.
+constexpr unsigned RETRIES_AFTER_OVERLOADED = 4;
+// Up to half the hint again: spreads a burst of clients over the next half interval.
+constexpr unsigned JITTER_PERCENT = 50;
 
 }  // namespace
 
@@ -45,6 +55,10 @@ template <typename T> struct ClientCore::Call {
   std::string address;
   unsigned shuttingDownRetries = RETRIES_AFTER_SHUTTING_DOWN;
   unsigned disconnectRetries = RETRIES_AFTER_DISCONNECT;
+  unsigned overloadedRetries = RETRIES_AFTER_OVERLOADED;
+  /// When the call's deadline passes (run() sets it): a retry-after hint past it is not waited
+  /// for.
+  kj::TimePoint deadline = kj::origin<kj::TimePoint>();
   /// The `shutting-down` answer that made the call retry, for when no server answers then.
   std::optional<Error> shuttingDown;
 };
@@ -143,6 +157,7 @@ template <typename T>
 kj::Promise<Result<T>> ClientCore::run(kj::Function<kj::Promise<Result<T>>(Connection&)> op) {
   auto call = kj::heap<Call<T>>(kj::mv(op));
   Call<T>& ref = *call;
+  ref.deadline = io.provider->getTimer().now() + config.timeout.count() * kj::MILLISECONDS;
   kj::Promise<Result<T>> work = attempt(ref);
   kj::Promise<Result<T>> deadline =
       io.provider->getTimer()
@@ -185,6 +200,9 @@ template <typename T> kj::Promise<Result<T>> ClientCore::attempt(Call<T>& call) 
             call.shuttingDown = std::move(*error);
             return attempt(call);
           }
+          if (error != nullptr && error->kind() == ErrorKind::Overloaded &&
+              error->retryAfter().count() > 0)
+            return afterOverloaded(call, std::move(*error));
           return ready<T>(std::move(result));
         },
         [this, &call, connection](kj::Exception&& exception) -> kj::Promise<Result<T>> {
@@ -197,6 +215,29 @@ template <typename T> kj::Promise<Result<T>> ClientCore::attempt(Call<T>& call) 
           }
           return ready<T>(toError(exception, connection->address()));
         });
+  });
+}
+
+template <typename T>
+kj::Promise<Result<T>> ClientCore::afterOverloaded(Call<T>& call, Error error) {
+  std::chrono::milliseconds hint = error.retryAfter();
+  auto giveUp = [&](const std::string& why) {
+    Error out(ErrorKind::Overloaded, std::string(error.what()) + "; " + why, error.diagnostics());
+    out.withRetryAfter(hint);
+    return ready<T>(std::move(out));
+  };
+  if (call.overloadedRetries == 0)
+    return giveUp("still overloaded after " + std::to_string(RETRIES_AFTER_OVERLOADED) +
+                  " retries");
+  std::uniform_int_distribution<int64_t> jitter(0, hint.count() * JITTER_PERCENT / 100);
+  int64_t delayMs = hint.count() + jitter(random);
+  kj::Timer& timer = io.provider->getTimer();
+  if (timer.now() + delayMs * kj::MILLISECONDS >= call.deadline)
+    return giveUp("not retried, as that is past this call's deadline of " +
+                  std::to_string(config.timeout.count()) + " ms (RJIT_TIMEOUT_MS)");
+  --call.overloadedRetries;
+  return timer.afterDelay(delayMs * kj::MILLISECONDS).then([this, &call]() {
+    return attempt(call);
   });
 }
 

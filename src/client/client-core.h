@@ -19,6 +19,7 @@
 #include <kj/function.h>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 
 namespace rjit::detail {
@@ -68,6 +69,10 @@ private:
   template <typename T>
   kj::Promise<Result<T>> run(kj::Function<kj::Promise<Result<T>>(Connection&)> op);
   template <typename T> kj::Promise<Result<T>> attempt(Call<T>& call);
+  /// After an `overloaded` answer with a retry-after hint: another attempt after the hint
+  /// (jittered) when the call has retries left and its deadline leaves room, else `error` saying
+  /// why it was not retried.
+  template <typename T> kj::Promise<Result<T>> afterOverloaded(Call<T>& call, Error error);
   Error timedOut(const std::string& callAddress, const Connection* connection);
 
   kj::Promise<CompileResult> compileOn(Connection& connection, const CompileRequest& request);
@@ -87,6 +92,7 @@ private:
   RpcLoader rpcLoader;
   RemoteCalls remoteCalls;
 
+  std::minstd_rand random{std::random_device{}()};           // jitter of retry-after delays
   std::map<uint64_t, std::promise<CompiledObject>> pending;  // compileAsync() futures
   uint64_t nextPending = 0;
   kj::Own<kj::TaskSet> tasks;  // destroyed first: its tasks use everything above

@@ -5,6 +5,9 @@
 #include "cache-key.h"
 #include "wire-enums.h"
 
+#include <chrono>
+#include <string_view>
+
 namespace rjit::detail {
 
 namespace {
@@ -49,7 +52,34 @@ std::vector<std::string> toStrings(capnp::List<capnp::Text>::Reader list) {
 
 }  // namespace
 
+namespace {
+
+/// Whether `exception` is Cap'n Proto refusing a message over a size limit: the sender's
+/// ("larger than our single-message size limit", TwoPartyVatNetwork) or the reader's ("Message
+/// is too large", "Exceeded message traversal limit", capnp/serialize.c++ and arena.c++). Those
+/// come as plain FAILED (or, when the peer aborted the connection over one, DISCONNECTED)
+/// exceptions whose only distinguishing mark is their text, so this is the one place that reads
+/// it.
+bool overMessageSizeLimit(const kj::Exception& exception) {
+  std::string_view text(exception.getDescription().cStr(), exception.getDescription().size());
+  for (std::string_view mark :
+       {"single-message size limit", "Message is too large", "Exceeded message traversal limit"})
+    if (text.find(mark) != std::string_view::npos)
+      return true;
+  return false;
+}
+
+}  // namespace
+
 Error toError(const kj::Exception& exception, std::string_view endpoint) {
+  if (overMessageSizeLimit(exception))
+    // Never the transport's words alone: what was too large, and which limits decide.
+    return Error(ErrorKind::TooLarge,
+                 "a request to or an answer from " + where(endpoint) +
+                     " was larger than the message size the reading side accepts (rjitd sets "
+                     "its own with --max-module-bytes, --max-call-bytes and --max-object-bytes); "
+                     "send a smaller module or call, or raise those limits (Cap'n Proto: " +
+                     describe(exception) + ")");
   switch (exception.getType()) {
   case kj::Exception::Type::DISCONNECTED:
     return Error(ErrorKind::Connection,
@@ -137,8 +167,14 @@ ServerStats toServerStats(proto::ServerStats::Reader s) {
 }
 
 Error toError(proto::Error::Reader error) {
-  return Error(toPublicKind(rjitd::fromWireKind(error.getKind())), text(error.getMessage()),
-               toDiagnostics(error.getDiagnostics()));
+  std::string message = text(error.getMessage());
+  uint32_t retryAfter = error.getRetryAfterMillis();
+  if (retryAfter != 0)
+    message += " (rjitd asks to retry after " + std::to_string(retryAfter) + " ms)";
+  Error out(toPublicKind(rjitd::fromWireKind(error.getKind())), message,
+            toDiagnostics(error.getDiagnostics()));
+  out.withRetryAfter(std::chrono::milliseconds(retryAfter));
+  return out;
 }
 
 Result<CompiledObject> toCompiledObject(proto::CompiledObject::Reader o, bool bodySent) {

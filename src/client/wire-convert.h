@@ -18,8 +18,9 @@ namespace rjit::detail {
 
 namespace proto = rjitd::proto;
 
-/// Maps an exception from the RPC layer: DISCONNECTED → Connection, OVERLOADED → Overloaded,
-/// anything else → Internal with the exception's description. `endpoint` names the server
+/// Maps an exception from the RPC layer: a message over Cap'n Proto's size limit → TooLarge
+/// naming the limits, DISCONNECTED → Connection, OVERLOADED → Overloaded, anything else →
+/// Internal with the exception's description. `endpoint` names the server
 /// ("" when the exception came from no particular server).
 Error toError(const kj::Exception& exception, std::string_view endpoint);
 
@@ -37,7 +38,7 @@ void toProto(const CompileRequest& request, const rjitd::TargetName& target, boo
              proto::CompileRequest::Builder out);
 
 /// The server's error: its kind (through the one wire table, ipc/wire-enums.h), message and
-/// diagnostics.
+/// diagnostics, and an overloaded answer's retry-after hint (in retryAfter() and the message).
 Error toError(proto::Error::Reader error);
 
 /// A compiled object the server sent; fails (Internal) on a malformed cache key.

@@ -39,6 +39,7 @@
 #include <algorithm>
 #include <cassert>
 #include <chrono>
+#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <utility>
@@ -474,6 +475,22 @@ void setFatalErrorHandler(FatalErrorHandler handler) {
       [](void*, const char* reason, bool) {
         if (fatalHandler != nullptr)
           fatalHandler(reason);
+      },
+      nullptr);
+}
+
+namespace {
+OutOfMemoryHandler outOfMemoryHandler = nullptr;
+}  // namespace
+
+void setOutOfMemoryHandler(OutOfMemoryHandler handler) {
+  outOfMemoryHandler = handler;
+  llvm::install_bad_alloc_error_handler(
+      [](void*, const char*, bool) {
+        if (outOfMemoryHandler != nullptr)
+          outOfMemoryHandler();
+        // LLVM requires that this handler never returns.
+        std::abort();
       },
       nullptr);
 }

@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: MIT
 // Tests for src/client/wire-convert and result.h: the server's errors become rjit::Errors of the
-// same kind, through the shared wire table and the public cast.
+// same kind, through the shared wire table and the public cast, with an overloaded answer's
+// retry-after hint; Cap'n Proto's size-limit errors become TooLarge naming rjitd's limits.
 #include "wire-convert.h"
 
 #include "wire-enums.h"
 
 #include <capnp/message.h>
+#include <chrono>
 #include <gtest/gtest.h>
+#include <kj/string.h>
 
 namespace rjit::detail {
 namespace {
@@ -124,6 +127,30 @@ TEST(WireConvertTest, PublicKindsHaveTheSharedNames) {
                  rjitd::errorKindName(static_cast<rjitd::ErrorKind>(i)));
   EXPECT_STREQ(errorKindName(ErrorKind::Load), "load");
   EXPECT_STREQ(errorKindName(ErrorKind::LinkFailed), "link-failed");
+}
+
+TEST(WireConvertTest, AnOverloadedAnswerKeepsItsRetryAfterHint) {
+  capnp::MallocMessageBuilder message;
+  proto::Error::Builder e = message.initRoot<proto::Error>();
+  e.setKind(proto::Error::Kind::OVERLOADED);
+  e.setMessage("the queue for x86_64 is full");
+  e.setRetryAfterMillis(250);
+  Error error = toError(e.asReader());
+  EXPECT_EQ(error.kind(), ErrorKind::Overloaded);
+  EXPECT_EQ(error.retryAfter(), std::chrono::milliseconds(250));
+}
+
+TEST(WireConvertTest, CapnpSizeLimitsBecomeTooLargeNotTransportText) {
+  kj::Exception sent(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                     kj::str("remote exception: Trying to send Cap'n Proto message larger than "
+                             "our single-message size limit."));
+  Error error = toError(sent, "unix:/run/rjitd/rjitd.sock");
+  EXPECT_EQ(error.kind(), ErrorKind::TooLarge);
+  EXPECT_NE(std::string(error.what()).find("--max-object-bytes"), std::string::npos);
+  kj::Exception read(kj::Exception::Type::DISCONNECTED, __FILE__, __LINE__,
+                     kj::str("Message is too large. To increase the limit on the receiving end, "
+                             "see capnp::ReaderOptions."));
+  EXPECT_EQ(toError(read, "").kind(), ErrorKind::TooLarge);
 }
 
 }  // namespace

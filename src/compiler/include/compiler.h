@@ -72,4 +72,11 @@ namespace rjitd::compiler {
 using FatalErrorHandler = void (*)(const char* reason);
 void setFatalErrorHandler(FatalErrorHandler handler);
 
+/// Called when an allocation inside LLVM fails (its safe_malloc/safe_realloc, which otherwise
+/// print "LLVM ERROR: out of memory" and abort()). Must not return and must not allocate:
+/// rjitd's compile worker installs one that exits with a status its daemon reads as "past
+/// --compile-memory", so that running out of memory is never mistaken for a crash on bad IR.
+using OutOfMemoryHandler = void (*)();
+void setOutOfMemoryHandler(OutOfMemoryHandler handler);
+
 }  // namespace rjitd::compiler

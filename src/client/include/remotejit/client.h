@@ -66,10 +66,22 @@ public:
   Error(ErrorKind kind, const std::string& message, std::vector<Diagnostic> diagnostics = {});
   ErrorKind kind() const noexcept { return kind_; }
   const std::vector<Diagnostic>& diagnostics() const noexcept { return diagnostics_; }
+  /// Overloaded: how long the server asked its clients to wait before trying again (zero: no
+  /// hint). The library has already retried after such hints while the call's deadline left
+  /// room (see ClientOptions::timeout); this is the hint it could not follow.
+  std::chrono::milliseconds retryAfter() const noexcept { return retryAfter_; }
+  /// Sets retryAfter() (the library does, from the server's answer).
+  Error& withRetryAfter(std::chrono::milliseconds delay) noexcept {
+    retryAfter_ = delay;
+    return *this;
+  }
 
 private:
   ErrorKind kind_;
   std::vector<Diagnostic> diagnostics_;
+  // Last, after the fields of the first release: code built against that header still finds
+  // the others where it expects them.
+  std::chrono::milliseconds retryAfter_{0};
 };
 
 /// How to reach rjitd. Fields left empty/zero take the environment's value, then the default.
