@@ -34,7 +34,7 @@ constexpr kj::Duration ACCEPT_BACKOFF_MAX = 1 * kj::SECONDS;
 // The same accept failure is repeated at warning level at most this often (debug otherwise).
 constexpr kj::Duration ACCEPT_WARNING_INTERVAL = 60 * kj::SECONDS;
 
-// Refused connections kept open to carry their answer at once; past this many, more are closed
+// Refused connections kept open to carry their answer; past this many, the oldest is closed
 // unanswered. Each holds an fd for at most --handshake-timeout.
 constexpr uint32_t MAX_REFUSING = 64;
 // The retry-after hint of a connection refused as `overloaded`: connections end at their
@@ -301,11 +301,16 @@ void Listeners::serve(kj::AuthenticatedStream&& conn, bool unix, const std::stri
     peerKey = "address " + peerAddress(*conn.stream);
   }
   auto refusal = this->refusal(unixPeer, peerKey);
-  if (refusal && refusing >= MAX_REFUSING) {
-    // A flood of refused connections: answering each would hold its fd until it reads the
-    // answer, so past a few they are closed at once (the client sees a disconnect).
-    refused(refusal->first, peer, refusal->second.message + " (closed unanswered)");
-    return;
+  if (refusal && refusingBySerial.size() >= MAX_REFUSING) {
+    // A flood of refused connections that do not say hello (a real client says it at once and
+    // reads its answer): each would hold an fd until its handshake deadline, so the oldest
+    // makes room for this one and is closed unanswered.
+    for (auto& [oldSerial, old] : refusingBySerial) {
+      if (old->answered->isWaiting()) {
+        old->answered->fulfill();
+        break;
+      }
+    }
   }
 
   auto c = kj::heap<Connection>(*this, serial, peer);
@@ -325,7 +330,7 @@ void Listeners::serve(kj::AuthenticatedStream&& conn, bool unix, const std::stri
   kj::Promise<void> answered = kj::NEVER_DONE;
   if (refusal) {
     c->refused = true;
-    ++refusing;
+    refusingBySerial.emplace(serial, c.get());
     refused(refusal->first, peer, refusal->second.message);
     auto paf = kj::newPromiseAndFulfiller<void>();
     c->answered = kj::mv(paf.fulfiller);
@@ -334,7 +339,8 @@ void Listeners::serve(kj::AuthenticatedStream&& conn, bool unix, const std::stri
         *c->network,
         capnp::Capability::Client(newRefusingBootstrap(state, kj::mv(refusal->second), [raw]() {
           raw->helloDone = true;
-          raw->answered->fulfill();
+          if (raw->answered->isWaiting())  // not closed already to make room (above)
+            raw->answered->fulfill();
         }))));
   } else {
     c->served = true;
@@ -453,7 +459,7 @@ void Listeners::connectionEnded(Connection& c) {
     state.metrics.connectionClosed();
   }
   if (c.refused)
-    --refusing;
+    refusingBySerial.erase(c.serial);
   if (c.stream && c.stream->timedOut())
     refused(metrics::ConnectionRefusal::ReadTimeout, c.peer,
             "a message did not arrive whole within --read-timeout (" +

@@ -12,6 +12,7 @@
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
 #include <list>
+#include <map>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -124,7 +125,7 @@ private:
   std::unordered_map<uint64_t, capnp::TwoPartyVatNetwork*> networks;  // by connection serial
   uint64_t connectionSerial = 0;
   uint32_t served = 0;    // connections counted against maxConnections
-  uint32_t refusing = 0;  // refused connections still open to carry their answer
+  std::map<uint64_t, Connection*> refusingBySerial;  // refused, still open to carry the answer
   std::unordered_map<std::string, uint32_t> perPeer;  // served connections by peer key
   RefusalLog refusalLogs[5];                          // by metrics::ConnectionRefusal
   kj::TaskSet connectionTasks;
