@@ -99,11 +99,11 @@ kj::Promise<FramedStream::ReadResult> FramedStream::readLoop(kj::byte* buffer, s
     // peer; its deadline starts again once the bytes are granted.
     uint64_t bytes = toAcquire;
     toAcquire = 0;
-    return budget.acquire(bytes, &held).then([this, buffer, minBytes, maxBytes, fds, maxFds,
-                                              done]() {
-      deadline = timer.now() + readTimeout;
-      return readLoop(buffer, minBytes, maxBytes, fds, maxFds, done);
-    });
+    return budget.acquire(bytes, &held)
+        .then([this, buffer, minBytes, maxBytes, fds, maxFds, done]() {
+          deadline = timer.now() + readTimeout;
+          return readLoop(buffer, minBytes, maxBytes, fds, maxFds, done);
+        });
   }
   if (done.byteCount >= minBytes)
     return done;
@@ -112,8 +112,9 @@ kj::Promise<FramedStream::ReadResult> FramedStream::readLoop(kj::byte* buffer, s
     read = capability->tryReadWithFds(buffer + done.byteCount, 1, maxBytes - done.byteCount,
                                       fds + done.capCount, maxFds - done.capCount);
   else
-    read = inner->tryRead(buffer + done.byteCount, 1, maxBytes - done.byteCount)
-               .then([](size_t n) { return ReadResult{n, 0}; });
+    read = inner->tryRead(buffer + done.byteCount, 1, maxBytes - done.byteCount).then([](size_t n) {
+      return ReadResult{n, 0};
+    });
   if (phase != Phase::Idle)
     read = read.exclusiveJoin(timer.atTime(deadline).then([this]() -> kj::Promise<ReadResult> {
       timedOut_ = true;
@@ -213,16 +214,18 @@ kj::Promise<void> FramedStream::whenWriteDisconnected() {
   return inner->whenWriteDisconnected();
 }
 
-kj::Promise<void> FramedStream::writeWithFds(
-    kj::ArrayPtr<const kj::byte> data, kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> moreData,
-    kj::ArrayPtr<const int> fds) {
+kj::Promise<void>
+FramedStream::writeWithFds(kj::ArrayPtr<const kj::byte> data,
+                           kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> moreData,
+                           kj::ArrayPtr<const int> fds) {
   KJ_REQUIRE(capability != nullptr, "fd passing on a TCP connection");
   return capability->writeWithFds(data, moreData, fds);
 }
 
-kj::Promise<void> FramedStream::writeWithStreams(
-    kj::ArrayPtr<const kj::byte> data, kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> moreData,
-    kj::Array<kj::Own<kj::AsyncCapabilityStream>> streams) {
+kj::Promise<void>
+FramedStream::writeWithStreams(kj::ArrayPtr<const kj::byte> data,
+                               kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> moreData,
+                               kj::Array<kj::Own<kj::AsyncCapabilityStream>> streams) {
   KJ_REQUIRE(capability != nullptr, "stream passing on a TCP connection");
   return capability->writeWithStreams(data, moreData, kj::mv(streams));
 }

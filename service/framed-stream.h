@@ -74,9 +74,10 @@ public:
   kj::Promise<void> writeWithFds(kj::ArrayPtr<const kj::byte> data,
                                  kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> moreData,
                                  kj::ArrayPtr<const int> fds) override;
-  kj::Promise<void> writeWithStreams(kj::ArrayPtr<const kj::byte> data,
-                                     kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> moreData,
-                                     kj::Array<kj::Own<kj::AsyncCapabilityStream>> streams) override;
+  kj::Promise<void>
+  writeWithStreams(kj::ArrayPtr<const kj::byte> data,
+                   kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> moreData,
+                   kj::Array<kj::Own<kj::AsyncCapabilityStream>> streams) override;
   void shutdownWrite() override;
   void abortRead() override;
   void getsockopt(int level, int option, void* value, kj::uint* length) override;
@@ -104,14 +105,14 @@ private:
 
   Phase phase = Phase::Idle;
   kj::TimePoint deadline = kj::origin<kj::TimePoint>();
-  kj::byte word[8] = {};    // the first word, or one segment size, as it arrives
+  kj::byte word[8] = {};  // the first word, or one segment size, as it arrives
   size_t wordFill = 0;
-  uint64_t tableLeft = 0;   // bytes of the segment table still to come (sizes and padding)
-  uint64_t sizesLeft = 0;   // segment sizes among them
-  uint64_t bodyWords = 0;   // sum of the segment sizes known so far
-  uint64_t bodyLeft = 0;    // bytes of segment bodies still to come
-  uint64_t toAcquire = 0;   // a message's size, known, not yet charged to the budget
-  uint64_t held = 0;        // charged to the budget for the message in progress
+  uint64_t tableLeft = 0;  // bytes of the segment table still to come (sizes and padding)
+  uint64_t sizesLeft = 0;  // segment sizes among them
+  uint64_t bodyWords = 0;  // sum of the segment sizes known so far
+  uint64_t bodyLeft = 0;   // bytes of segment bodies still to come
+  uint64_t toAcquire = 0;  // a message's size, known, not yet charged to the budget
+  uint64_t held = 0;       // charged to the budget for the message in progress
   bool timedOut_ = false;
 };
 

@@ -177,6 +177,7 @@ size_t Listeners::adoptActivated() {
                fd, fdName);
     Socket socket;
     socket.unix = sd_is_socket_unix(fd, SOCK_STREAM, 1, nullptr, 0) > 0;
+    socket.activated = true;
     socket.name = "fd:" + std::to_string(fd) + (fdName.empty() ? "" : " (" + fdName + ")");
     socket.name += socket.unix ? " unix" : " tcp";
     // systemd passes fds without CLOEXEC; wrapListenSocketFd sets it (ALREADY_CLOEXEC unset).
@@ -228,7 +229,7 @@ kj::Promise<void> Listeners::acceptLoop(Socket& socket) {
             // Setting up one connection can fail too (a socket option on a connection reset
             // meanwhile): that ends this connection, not the listener.
             KJ_IF_MAYBE (e, kj::runCatchingExceptions(
-                                [&]() { serve(kj::mv(conn), socket.unix, socket.name); })) {
+                                [&]() { serve(kj::mv(conn), socket); })) {
               taskFailed(kj::mv(*e));
             }
             return acceptLoop(socket);
@@ -282,7 +283,9 @@ struct Listeners::Connection {
   kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc;
 };
 
-void Listeners::serve(kj::AuthenticatedStream&& conn, bool unix, const std::string& listener) {
+void Listeners::serve(kj::AuthenticatedStream&& conn, const Socket& socket) {
+  bool unix = socket.unix;
+  const std::string& listener = socket.name;
   uint64_t serial = ++connectionSerial;
   std::string peer = describePeer(conn, listener, serial);
   log::debug("accepted ", peer);
@@ -300,7 +303,8 @@ void Listeners::serve(kj::AuthenticatedStream&& conn, bool unix, const std::stri
     enableKeepalive(*conn.stream);
     peerKey = "address " + peerAddress(*conn.stream);
   }
-  auto refusal = this->refusal(unixPeer, peerKey);
+  bool checkPeer = unix && (!socket.activated || limits.peers.explicitList);
+  auto refusal = this->refusal(checkPeer ? unixPeer : std::nullopt, peerKey);
   if (refusal && refusingBySerial.size() >= MAX_REFUSING) {
     // A flood of refused connections that do not say hello (a real client says it at once and
     // reads its answer): each would hold an fd until its handshake deadline, so the oldest

@@ -86,6 +86,7 @@ private:
   struct Socket {
     kj::Own<kj::ConnectionReceiver> receiver;
     bool unix;
+    bool activated = false;  // passed by systemd (see PeerPolicy::explicitList)
     std::string name;
     std::string unlinkPath;                 // socket file we created and remove on stop
     kj::Promise<void> accepting = nullptr;  // the accept loop; dropping it stops accepting
@@ -101,7 +102,7 @@ private:
   /// the returned promise never fails.
   kj::Promise<void> acceptLoop(Socket& socket);
   kj::Promise<void> retryAccept(Socket& socket, kj::Exception&& exception);
-  void serve(kj::AuthenticatedStream&& connection, bool unix, const std::string& listener);
+  void serve(kj::AuthenticatedStream&& connection, const Socket& socket);
   /// Why `peer` (its uid and gid on a Unix socket, else nullopt) may not be served now, if so.
   std::optional<std::pair<metrics::ConnectionRefusal, Failure>>
   refusal(const std::optional<std::pair<uid_t, gid_t>>& unixPeer, const std::string& peerKey);

@@ -596,7 +596,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--allow-users", opt.allowUsers,
                  "users (names or uids) that may connect over Unix sockets, besides "
-                 "--allow-groups (default: root and rjitd's own user; a list given replaces it)")
+                 "--allow-groups (default: root and rjitd's own user; a list given replaces it; "
+                 "socket-activated sockets are checked only when a list is given)")
       ->delimiter(',');
   app.add_option("--allow-groups", opt.allowGroups,
                  "groups (names or gids) whose members may connect over Unix sockets (default: "

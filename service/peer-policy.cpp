@@ -59,6 +59,7 @@ template <typename T> bool contains(const std::vector<T>& items, T value) {
 std::variant<PeerPolicy, std::string> makePeerPolicy(const std::vector<std::string>& users,
                                                      const std::vector<std::string>& groups) {
   PeerPolicy policy;
+  policy.explicitList = !users.empty() || !groups.empty();
   if (users.empty()) {
     policy.users.push_back(0);
     if (::geteuid() != 0)
@@ -100,8 +101,7 @@ bool peerAllowed(const PeerPolicy& policy, uid_t uid, std::optional<gid_t> gid) 
   // More groups than fit: the ones that fit are checked (count is then the full number).
   ::getgrouplist(found->pw_name, found->pw_gid, list.data(), &count);
   list.resize(static_cast<size_t>(std::clamp(count, 0, MAX_PEER_GROUPS)));
-  return std::any_of(list.begin(), list.end(),
-                     [&](gid_t g) { return contains(policy.groups, g); });
+  return std::any_of(list.begin(), list.end(), [&](gid_t g) { return contains(policy.groups, g); });
 }
 
 std::string describePolicy(const PeerPolicy& policy) {

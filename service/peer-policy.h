@@ -17,6 +17,11 @@ namespace rjitd::service {
 struct PeerPolicy {
   std::vector<uid_t> users;
   std::vector<gid_t> groups;
+  /// --allow-users or --allow-groups was given. Only then are peers on socket-activated
+  /// sockets checked: rjitd.socket's SocketGroup=/SocketMode= already admit exactly the default
+  /// (root and the rjitd group), and under the unit's PrivateUsers=yes rjitd sees every other
+  /// user's uid as nobody, so it could not check the group itself.
+  bool explicitList = false;
 };
 
 /// The policy from --allow-users and --allow-groups (names or numeric ids). Each list that is

@@ -110,8 +110,8 @@ std::string otherUser() {
 /// A gid that is neither this process's nor one of its supplementary groups.
 std::string otherGroup() {
   std::vector<gid_t> mine(static_cast<size_t>(std::max(0, ::getgroups(0, nullptr))));
-  mine.resize(static_cast<size_t>(std::max(0, ::getgroups(static_cast<int>(mine.size()),
-                                                          mine.data()))));
+  mine.resize(
+      static_cast<size_t>(std::max(0, ::getgroups(static_cast<int>(mine.size()), mine.data()))));
   mine.push_back(::getegid());
   for (gid_t candidate = 65534; candidate > 1000; --candidate) {
     if (std::find(mine.begin(), mine.end(), candidate) == mine.end())
@@ -245,8 +245,8 @@ TEST_P(ConnectionsTest, PeerNotAllowedIsPermissionDenied) {
 }
 
 TEST_P(ConnectionsTest, PeerInAnAllowedGroupIsServed) {
-  auto started = startWith(
-      {"--allow-users", otherUser(), "--allow-groups", std::to_string(::getegid())});
+  auto started =
+      startWith({"--allow-users", otherUser(), "--allow-groups", std::to_string(::getegid())});
   ASSERT_NE(started, nullptr);
   Client client(clientOptions(started.get()));
   expectServes(client);
