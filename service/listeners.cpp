@@ -3,12 +3,12 @@
 
 #include "log.h"
 
+#include <arpa/inet.h>
 #include <capnp/rpc-twoparty.h>
 #include <cerrno>
 #include <filesystem>
 #include <kj/debug.h>
 #include <kj/io.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -55,8 +55,7 @@ std::string peerAddress(kj::AsyncIoStream& stream) {
   if (address.ss_family == AF_INET)
     ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&address)->sin_addr, text, sizeof text);
   else if (address.ss_family == AF_INET6)
-    ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&address)->sin6_addr, text,
-                sizeof text);
+    ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&address)->sin6_addr, text, sizeof text);
   return text;
 }
 
@@ -228,8 +227,7 @@ kj::Promise<void> Listeners::acceptLoop(Socket& socket) {
             }
             // Setting up one connection can fail too (a socket option on a connection reset
             // meanwhile): that ends this connection, not the listener.
-            KJ_IF_MAYBE (e, kj::runCatchingExceptions(
-                                [&]() { serve(kj::mv(conn), socket); })) {
+            KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { serve(kj::mv(conn), socket); })) {
               taskFailed(kj::mv(*e));
             }
             return acceptLoop(socket);
@@ -327,9 +325,9 @@ void Listeners::serve(kj::AuthenticatedStream&& conn, const Socket& socket) {
         static_cast<kj::AsyncCapabilityStream&>(*c->stream), kMaxFdsPerMessage,
         capnp::rpc::twoparty::Side::SERVER, readerOptions);
   else
-    c->network = kj::heap<capnp::TwoPartyVatNetwork>(static_cast<kj::AsyncIoStream&>(*c->stream),
-                                                     capnp::rpc::twoparty::Side::SERVER,
-                                                     readerOptions);
+    c->network =
+        kj::heap<capnp::TwoPartyVatNetwork>(static_cast<kj::AsyncIoStream&>(*c->stream),
+                                            capnp::rpc::twoparty::Side::SERVER, readerOptions);
   Connection* raw = c.get();
   kj::Promise<void> answered = kj::NEVER_DONE;
   if (refusal) {
@@ -373,9 +371,8 @@ void Listeners::serve(kj::AuthenticatedStream&& conn, const Socket& socket) {
                           " ms); closing the connection");
             return kj::READY_NOW;
           });
-  kj::Promise<void> lifetime = c->network->onDisconnect()
-                                   .exclusiveJoin(kj::mv(handshake))
-                                   .exclusiveJoin(kj::mv(answered));
+  kj::Promise<void> lifetime =
+      c->network->onDisconnect().exclusiveJoin(kj::mv(handshake)).exclusiveJoin(kj::mv(answered));
   connectionTasks.add(lifetime
                           .catch_([this, raw](kj::Exception&& e) {
                             // A read that overran --read-timeout is counted as such when the
@@ -395,8 +392,8 @@ Listeners::refusal(const std::optional<std::pair<uid_t, gid_t>>& unixPeer,
         ConnectionRefusal::Permission,
         Failure{ErrorKind::PermissionDenied,
                 "uid " + std::to_string(unixPeer->first) + " (gid " +
-                    std::to_string(unixPeer->second) +
-                    ") may not use this rjitd, which serves " + describePolicy(limits.peers) +
+                    std::to_string(unixPeer->second) + ") may not use this rjitd, which serves " +
+                    describePolicy(limits.peers) +
                     "; an administrator can add the user to the rjitd group (usermod -aG rjitd "
                     "USER) or to rjitd's --allow-users/--allow-groups",
                 {}});

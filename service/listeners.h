@@ -107,8 +107,7 @@ private:
   std::optional<std::pair<metrics::ConnectionRefusal, Failure>>
   refusal(const std::optional<std::pair<uid_t, gid_t>>& unixPeer, const std::string& peerKey);
   /// Counts and logs (rate-limited) a refusal of `peer` for `reason`.
-  void refused(metrics::ConnectionRefusal reason, const std::string& peer,
-               const std::string& what);
+  void refused(metrics::ConnectionRefusal reason, const std::string& peer, const std::string& what);
   /// Resolves once `network` has written every queued message (bounded by the handshake
   /// deadline the caller races it with).
   kj::Promise<void> flushed(capnp::TwoPartyVatNetwork& network);
@@ -125,8 +124,8 @@ private:
   InflightBudget budget;
   std::unordered_map<uint64_t, capnp::TwoPartyVatNetwork*> networks;  // by connection serial
   uint64_t connectionSerial = 0;
-  uint32_t served = 0;    // connections counted against maxConnections
-  std::map<uint64_t, Connection*> refusingBySerial;  // refused, still open to carry the answer
+  uint32_t served = 0;                                // connections counted against maxConnections
+  std::map<uint64_t, Connection*> refusingBySerial;   // refused, still open to carry the answer
   std::unordered_map<std::string, uint32_t> perPeer;  // served connections by peer key
   RefusalLog refusalLogs[5];                          // by metrics::ConnectionRefusal
   kj::TaskSet connectionTasks;

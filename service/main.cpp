@@ -468,11 +468,11 @@ int run(const Options& opt) {
     else
       log::info(emulated.name, " execute unavailable: ", emulated.unavailable);
   }
-  log::info("connections: at most ", opt.maxConnections, " (", opt.maxConnectionsPerUser,
-            " per user), hello within ", handshakeTimeout->count(), " ms, a message within ",
-            readTimeout->count(), " ms, ", opt.maxInflightBytes >> 20,
-            " MiB of messages in flight; Unix peers allowed: ",
-            describePolicy(connectionLimits.peers));
+  log::info(
+      "connections: at most ", opt.maxConnections, " (", opt.maxConnectionsPerUser,
+      " per user), hello within ", handshakeTimeout->count(), " ms, a message within ",
+      readTimeout->count(), " ms, ", opt.maxInflightBytes >> 20,
+      " MiB of messages in flight; Unix peers allowed: ", describePolicy(connectionLimits.peers));
   if (exposer) {
     log::info("serving metrics at http://", exposer->address().text(), "/metrics");
     if (!exposer->address().loopback())
