@@ -159,6 +159,8 @@ void FramedStream::consume(const kj::byte* bytes, size_t size) {
       tableLeft = sizesLeft * 4 + (segments % 2 == 0 ? 4 : 0);
       wordFill = 0;
       phase = Phase::SegmentTable;
+      if (tableLeft == 0)
+        tableDone();  // one segment: its size was in the first word
       break;
     }
     case Phase::SegmentTable:
@@ -177,11 +179,7 @@ void FramedStream::consume(const kj::byte* bytes, size_t size) {
       }
       if (tableLeft > 0)
         return;
-      bodyLeft = bodyWords * 8;
-      toAcquire = bodyLeft;
-      phase = Phase::Body;
-      if (bodyLeft == 0)
-        messageDone();
+      tableDone();
       break;
     case Phase::Body: {
       uint64_t take = std::min<uint64_t>(size, bodyLeft);
@@ -194,6 +192,14 @@ void FramedStream::consume(const kj::byte* bytes, size_t size) {
     }
     }
   }
+}
+
+void FramedStream::tableDone() {
+  bodyLeft = bodyWords * 8;
+  toAcquire = bodyLeft;
+  phase = Phase::Body;
+  if (bodyLeft == 0)
+    messageDone();
 }
 
 void FramedStream::messageDone() {

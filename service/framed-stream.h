@@ -95,6 +95,8 @@ private:
                                    kj::AutoCloseFd* fds, size_t maxFds, ReadResult done);
   /// Follows the framing through `bytes` just received.
   void consume(const kj::byte* bytes, size_t size);
+  /// The segment table is complete: the message's size is known.
+  void tableDone();
   void messageDone();
 
   kj::Own<kj::AsyncIoStream> inner;
