@@ -59,9 +59,10 @@ void InflightBudget::grant() {
 // --- FramedStream ---------------------------------------------------------------------------
 
 FramedStream::FramedStream(kj::Own<kj::AsyncIoStream> inner, kj::AsyncCapabilityStream* capability,
-                           kj::Timer& timer, kj::Duration readTimeout, InflightBudget& budget)
+                           kj::Timer& timer, kj::Duration readTimeout, InflightBudget& budget,
+                           kj::Maybe<kj::Function<void()>> onReadTimeout)
     : inner(kj::mv(inner)), capability(capability), timer(timer), readTimeout(readTimeout),
-      budget(budget) {}
+      budget(budget), onReadTimeout(kj::mv(onReadTimeout)) {}
 
 FramedStream::~FramedStream() noexcept(false) {
   budget.forget(&held);
@@ -118,6 +119,9 @@ kj::Promise<FramedStream::ReadResult> FramedStream::readLoop(kj::byte* buffer, s
   if (phase != Phase::Idle)
     read = read.exclusiveJoin(timer.atTime(deadline).then([this]() -> kj::Promise<ReadResult> {
       timedOut_ = true;
+      KJ_IF_MAYBE (callback, onReadTimeout) {
+        (*callback)();
+      }
       return KJ_EXCEPTION(DISCONNECTED,
                           "a message from this client did not arrive whole within "
                           "--read-timeout; closing the connection",

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <deque>
 #include <kj/async-io.h>
+#include <kj/function.h>
 #include <kj/io.h>
 #include <kj/timer.h>
 
@@ -52,8 +53,11 @@ private:
 /// (TCP).
 class FramedStream final : public kj::AsyncCapabilityStream {
 public:
+  /// `onReadTimeout` runs when a started message overruns `readTimeout`, before the read fails
+  /// (the RPC system may shut the stream down before it is destroyed: count here, not later).
   FramedStream(kj::Own<kj::AsyncIoStream> inner, kj::AsyncCapabilityStream* capability,
-               kj::Timer& timer, kj::Duration readTimeout, InflightBudget& budget);
+               kj::Timer& timer, kj::Duration readTimeout, InflightBudget& budget,
+               kj::Maybe<kj::Function<void()>> onReadTimeout = nullptr);
   ~FramedStream() noexcept(false);
 
   /// True once a read failed because a started message overran --read-timeout.
@@ -104,6 +108,7 @@ private:
   kj::Timer& timer;
   kj::Duration readTimeout;
   InflightBudget& budget;
+  kj::Maybe<kj::Function<void()>> onReadTimeout;
 
   Phase phase = Phase::Idle;
   kj::TimePoint deadline = kj::origin<kj::TimePoint>();

@@ -318,8 +318,15 @@ void Listeners::serve(kj::AuthenticatedStream&& conn, const Socket& socket) {
   auto c = kj::heap<Connection>(*this, serial, peer);
   kj::AsyncCapabilityStream* capability =
       unix ? &kj::downcast<kj::AsyncCapabilityStream>(*conn.stream) : nullptr;
-  c->stream = kj::heap<FramedStream>(kj::mv(conn.stream), capability, io.provider->getTimer(),
-                                     limits.readTimeout, budget);
+  Connection* raw = c.get();
+  c->stream =
+      kj::heap<FramedStream>(kj::mv(conn.stream), capability, io.provider->getTimer(),
+                             limits.readTimeout, budget, kj::Function<void()>([this, raw]() {
+                               refused(metrics::ConnectionRefusal::ReadTimeout, raw->peer,
+                                       "a message did not arrive whole within --read-timeout (" +
+                                           std::to_string(limits.readTimeout / kj::MILLISECONDS) +
+                                           " ms); closing the connection");
+                             }));
   if (unix)
     c->network = kj::heap<capnp::TwoPartyVatNetwork>(
         static_cast<kj::AsyncCapabilityStream&>(*c->stream), kMaxFdsPerMessage,
@@ -328,7 +335,6 @@ void Listeners::serve(kj::AuthenticatedStream&& conn, const Socket& socket) {
     c->network =
         kj::heap<capnp::TwoPartyVatNetwork>(static_cast<kj::AsyncIoStream&>(*c->stream),
                                             capnp::rpc::twoparty::Side::SERVER, readerOptions);
-  Connection* raw = c.get();
   kj::Promise<void> answered = kj::NEVER_DONE;
   if (refusal) {
     c->refused = true;
@@ -375,8 +381,8 @@ void Listeners::serve(kj::AuthenticatedStream&& conn, const Socket& socket) {
       c->network->onDisconnect().exclusiveJoin(kj::mv(handshake)).exclusiveJoin(kj::mv(answered));
   connectionTasks.add(lifetime
                           .catch_([this, raw](kj::Exception&& e) {
-                            // A read that overran --read-timeout is counted as such when the
-                            // connection ends, not as a connection error.
+                            // A read that overran --read-timeout was counted as such when it
+                            // did, not as a connection error.
                             if (!raw->stream->timedOut())
                               taskFailed(kj::mv(e));
                           })
@@ -461,11 +467,6 @@ void Listeners::connectionEnded(Connection& c) {
   }
   if (c.refused)
     refusingBySerial.erase(c.serial);
-  if (c.stream && c.stream->timedOut())
-    refused(metrics::ConnectionRefusal::ReadTimeout, c.peer,
-            "a message did not arrive whole within --read-timeout (" +
-                std::to_string(limits.readTimeout / kj::MILLISECONDS) +
-                " ms); closed the connection");
   log::debug("closed ", c.peer);
 }
 

@@ -201,6 +201,28 @@ TEST_P(ConnectionsTest, OverThePerUserLimitIsOverloaded) {
   first.stats();
 }
 
+TEST_P(ConnectionsTest, OverThePerAddressLimitOnTcpIsOverloaded) {
+  DaemonOptions options = daemonOptions();
+  options.tcpPort = freeTcpPort();
+  options.extraArgs.insert(options.extraArgs.end(),
+                           {"--max-connections-per-user", "1", "--handshake-timeout", "10m"});
+  auto started = startDaemon(options);
+  ASSERT_NE(started, nullptr);
+  ClientOptions first = clientOptions(started.get());
+  first.servers = {started->tcpEndpoint()};
+  Client holder(first);
+  holder.stats();  // 127.0.0.1 holds its one connection
+  ClientOptions second = first;
+  second.timeout = std::chrono::milliseconds(900);
+  Client refused(second);
+  auto error = catchError([&]() { refused.stats(); });
+  ASSERT_TRUE(error.has_value());
+  EXPECT_EQ(error->kind(), ErrorKind::Overloaded) << error->what();
+  // A Unix-socket peer is another peer: it is served.
+  Client local(clientOptions(started.get()));
+  expectServes(local);
+}
+
 TEST_P(ConnectionsTest, ConnectionWithoutHelloIsClosedAtTheHandshakeDeadline) {
   uint16_t metrics = 0;
   auto started = startWith({"--handshake-timeout", "200ms"}, &metrics);
