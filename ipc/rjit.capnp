@@ -42,6 +42,9 @@ struct ServerHello {
   targets @4 :List(TargetInfo);
   defaultTriple @5 :Text;    # used when a request leaves the triple empty
   limits @6 :Limits;
+  refused @7 :Error;
+  # Set when rjitd will not serve this connection (kind overloaded with retryAfterMillis, or
+  # permissionDenied); `session` is then null and rjitd closes the connection after this answer.
 }
 
 struct TargetInfo {

@@ -47,6 +47,21 @@ const char* daemonErrorName(DaemonError kind) {
   return "internal";
 }
 
+}  // namespace
+
+const char* connectionRefusalName(ConnectionRefusal reason) {
+  switch (reason) {
+  case ConnectionRefusal::Limit: return "limit";
+  case ConnectionRefusal::PerUser: return "per-user";
+  case ConnectionRefusal::Permission: return "permission";
+  case ConnectionRefusal::HandshakeTimeout: return "handshake-timeout";
+  case ConnectionRefusal::ReadTimeout: return "read-timeout";
+  }
+  return "limit";
+}
+
+namespace {
+
 double seconds(Metrics::Duration d) {
   return std::chrono::duration<double>(d).count();
 }
@@ -346,6 +361,12 @@ struct Metrics::Impl {
           .Help("Errors by kind: failed requests by their error kind, and connection, accept "
                 "and internal errors outside requests")
           .Register(*registry);
+  Family<Counter>& connectionsRefused =
+      prometheus::BuildCounter()
+          .Name("rjitd_connections_refused_total")
+          .Help("Client connections rjitd refused or closed itself, by reason: limit, per-user, "
+                "permission, handshake-timeout, read-timeout")
+          .Register(*registry);
   Family<Gauge>& buildInfo = prometheus::BuildGauge()
                                  .Name("rjitd_build_info")
                                  .Help("Always 1; the labels name the rjitd and LLVM versions")
@@ -490,6 +511,10 @@ void Metrics::compileCancelled() {
 
 void Metrics::daemonError(DaemonError kind) {
   impl->errors.Add({{"kind", daemonErrorName(kind)}}).Increment();
+}
+
+void Metrics::connectionRefused(ConnectionRefusal reason) {
+  impl->connectionsRefused.Add({{"reason", connectionRefusalName(reason)}}).Increment();
 }
 
 Totals Metrics::totals() const {

@@ -65,6 +65,18 @@ enum class DaemonError : uint8_t {
   Internal,    ///< a fault inside rjitd outside any request (logged)
 };
 
+/// Why rjitd closed a client connection itself; counted in rjitd_connections_refused_total.
+enum class ConnectionRefusal : uint8_t {
+  Limit,             ///< over --max-connections
+  PerUser,           ///< over --max-connections-per-user
+  Permission,        ///< a Unix peer not in --allow-users/--allow-groups
+  HandshakeTimeout,  ///< no hello within --handshake-timeout
+  ReadTimeout,       ///< a started message not whole within --read-timeout
+};
+
+/// "limit", "per-user", "permission", "handshake-timeout", "read-timeout".
+const char* connectionRefusalName(ConnectionRefusal reason);
+
 struct BuildInfo {
   std::string rjitdVersion;
   std::string llvmVersion;
@@ -194,6 +206,8 @@ public:
   /// A compile that compileStarted() announced was cancelled (counted in cancelled("compile"),
   /// not as a compile: it is no module's fault).
   void compileCancelled();
+  /// rjitd refused or closed a client connection for `reason`.
+  void connectionRefused(ConnectionRefusal reason);
 
   /// The ServerStats figures, summed over the label values of the families they come from.
   Totals totals() const;

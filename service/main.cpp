@@ -13,6 +13,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "object-cache.h"
+#include "peer-policy.h"
 #include "rjitd-config.h"
 #include "rpc-server.h"
 #include "worker-pool.h"
@@ -99,6 +100,15 @@ std::optional<std::chrono::milliseconds> parseDuration(const std::string& text) 
   if (factor == 0 || number == 0 || number > (1ull << 40))
     return std::nullopt;
   return std::chrono::milliseconds(number * factor);
+}
+
+/// --socket-mode: octal digits (a leading 0 optional) up to 0777. nullopt when malformed.
+std::optional<uint32_t> parseSocketMode(const std::string& text) {
+  uint32_t mode = 0;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), mode, 8);
+  if (text.empty() || error != std::errc() || end != text.data() + text.size() || mode > 0777)
+    return std::nullopt;
+  return mode;
 }
 
 /// The executor binary: --executor-path, else rjitd-executor next to rjitd's own binary (or in
@@ -320,6 +330,49 @@ int run(const Options& opt) {
     return 2;
   }
 
+  auto handshakeTimeout = parseDuration(opt.handshakeTimeout);
+  auto readTimeout = parseDuration(opt.readTimeout);
+  if (!handshakeTimeout || !readTimeout) {
+    std::fprintf(stderr,
+                 "error: %s: expected a positive duration such as 10s, 500ms or 2m, not '%s'\n",
+                 handshakeTimeout ? "--read-timeout" : "--handshake-timeout",
+                 (handshakeTimeout ? opt.readTimeout : opt.handshakeTimeout).c_str());
+    return 2;
+  }
+  auto socketMode = parseSocketMode(opt.socketMode);
+  if (!socketMode) {
+    std::fprintf(stderr,
+                 "error: --socket-mode: expected an octal file mode from 0 to 0777 such as 0660, "
+                 "not '%s'\n",
+                 opt.socketMode.c_str());
+    return 2;
+  }
+  if (opt.maxConnections == 0 || opt.maxConnectionsPerUser == 0 || opt.maxInflightBytes == 0) {
+    std::fprintf(stderr, "error: --max-connections, --max-connections-per-user and "
+                         "--max-inflight-bytes must be positive\n");
+    return 2;
+  }
+  auto peers = makePeerPolicy(opt.allowUsers, opt.allowGroups);
+  if (auto* err = std::get_if<std::string>(&peers)) {
+    std::fprintf(stderr, "error: %s\n", err->c_str());
+    return 2;
+  }
+  ConnectionLimits connectionLimits;
+  connectionLimits.maxConnections = opt.maxConnections;
+  connectionLimits.maxConnectionsPerUser = opt.maxConnectionsPerUser;
+  connectionLimits.handshakeTimeout = handshakeTimeout->count() * kj::MILLISECONDS;
+  connectionLimits.readTimeout = readTimeout->count() * kj::MILLISECONDS;
+  connectionLimits.maxInflightBytes = opt.maxInflightBytes;
+  connectionLimits.socketMode = *socketMode;
+  connectionLimits.peers = std::get<PeerPolicy>(std::move(peers));
+  // Per connection, Cap'n Proto stops reading once the calls it has not answered yet add up to
+  // more than this: four of the largest messages a request may be (a module, or one call's
+  // copied buffers, plus framing). Enough for a client's concurrent large requests; a limit
+  // near one message could stall a load whose symbol question's answer then cannot be read
+  // (the flow limit holds back every message, returns too).
+  connectionLimits.flowLimitWords =
+      4 * ((std::max(opt.maxModuleBytes, opt.maxCallBytes) + (1u << 20)) / 8);
+
   // Signals must be captured before any thread starts, so that only the loop receives them.
   kj::UnixEventPort::captureSignal(SIGTERM);
   kj::UnixEventPort::captureSignal(SIGINT);
@@ -412,7 +465,7 @@ int run(const Options& opt) {
   capnp::ReaderOptions reader;
   reader.traversalLimitInWords =
       (std::max({opt.maxModuleBytes, 3 * opt.maxCallBytes, opt.maxObjectBytes}) + (16u << 20)) / 8;
-  Listeners listeners(io, state, reader);
+  Listeners listeners(io, state, reader, connectionLimits);
 
   // Declared after everything it reads (metrics, cache), so it stops serving first.
   std::unique_ptr<metrics::Exposer> exposer;
@@ -450,6 +503,11 @@ int run(const Options& opt) {
     else
       log::info(emulated.name, " execute unavailable: ", emulated.unavailable);
   }
+  log::info(
+      "connections: at most ", opt.maxConnections, " (", opt.maxConnectionsPerUser,
+      " per user), hello within ", handshakeTimeout->count(), " ms, a message within ",
+      readTimeout->count(), " ms, ", opt.maxInflightBytes >> 20,
+      " MiB of messages in flight; Unix peers allowed: ", describePolicy(connectionLimits.peers));
   if (exposer) {
     log::info("serving metrics at http://", exposer->address().text(), "/metrics");
     if (!exposer->address().loopback())
@@ -595,17 +653,19 @@ int main(int argc, char** argv) {
                  "(s, ms or m); slower connections are closed")
       ->capture_default_str();
   app.add_option("--max-inflight-bytes", opt.maxInflightBytes,
-                 "request bytes all connections together may have in rjitd's memory at once "
-                 "(being received or served; K, M, G); more wait")
+                 "bytes of request messages all connections together may be receiving at once "
+                 "(K, M, G); a message that does not fit waits until others have arrived")
       ->transform(CLI::AsSizeValue(false))
       ->default_str("1G");
   app.add_option("--socket-mode", opt.socketMode,
-                 "file mode of the Unix sockets rjitd creates (octal); socket-activated ones take "
+                 "file mode of the Unix sockets rjitd creates (octal, set as they are created); "
+                 "socket-activated ones take "
                  "SocketMode= from rjitd.socket")
       ->capture_default_str();
   app.add_option("--allow-users", opt.allowUsers,
                  "users (names or uids) that may connect over Unix sockets, besides "
-                 "--allow-groups (default: root and rjitd's own user)")
+                 "--allow-groups (default: root and rjitd's own user; a list given replaces it; "
+                 "socket-activated sockets are checked only when a list is given)")
       ->delimiter(',');
   app.add_option("--allow-groups", opt.allowGroups,
                  "groups (names or gids) whose members may connect over Unix sockets (default: "

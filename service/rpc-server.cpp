@@ -328,6 +328,29 @@ private:
   std::function<void()> onHello;
 };
 
+class RefusingBootstrapImpl final : public proto::Rjitd::Server {
+public:
+  RefusingBootstrapImpl(DaemonState& state, Failure refusal, std::function<void()> onAnswered)
+      : state(state), refusal(std::move(refusal)), onAnswered(std::move(onAnswered)) {}
+
+  kj::Promise<void> hello(HelloContext context) override {
+    // Versions too, so that a client prints which rjitd refused it; no session.
+    auto server = context.getResults().initServer();
+    server.setProtocolVersion(proto::PROTOCOL_VERSION);
+    server.setRjitdVersion(state.rjitdVersion);
+    server.setLlvmVersion(state.llvmVersion);
+    toProto(refusal, server.initRefused());
+    if (onAnswered)
+      onAnswered();
+    return kj::READY_NOW;
+  }
+
+private:
+  DaemonState& state;
+  Failure refusal;
+  std::function<void()> onAnswered;
+};
+
 }  // namespace
 
 void RequestTracker::end() {
@@ -350,6 +373,11 @@ kj::Promise<void> RequestTracker::drained() {
 kj::Own<proto::Rjitd::Server> newBootstrap(DaemonState& state, std::string peer, bool mayExecute,
                                            std::function<void()> onHello) {
   return kj::heap<BootstrapImpl>(state, std::move(peer), mayExecute, std::move(onHello));
+}
+
+kj::Own<proto::Rjitd::Server> newRefusingBootstrap(DaemonState& state, Failure refusal,
+                                                   std::function<void()> onAnswered) {
+  return kj::heap<RefusingBootstrapImpl>(state, std::move(refusal), std::move(onAnswered));
 }
 
 }  // namespace rjitd::service

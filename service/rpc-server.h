@@ -63,4 +63,11 @@ kj::Own<proto::Rjitd::Server> newBootstrap(DaemonState& state, std::string peer,
                                            bool mayExecute = true,
                                            std::function<void()> onHello = {});
 
+/// The bootstrap of a connection rjitd will not serve (over a connection limit, a peer it does
+/// not allow): hello answers `refusal` in ServerHello.refused, with rjitd's versions and no
+/// session, then calls `onAnswered` (the listener closes the connection once the answer is
+/// written). A client library turns the answer into an rjit::Error of the refusal's kind.
+kj::Own<proto::Rjitd::Server> newRefusingBootstrap(DaemonState& state, Failure refusal,
+                                                   std::function<void()> onAnswered);
+
 }  // namespace rjitd::service

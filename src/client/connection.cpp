@@ -152,6 +152,10 @@ kj::Promise<Result<bool>> Connection::hello(const std::string& clientName) {
   return request.send().then(
       [this](capnp::Response<proto::Rjitd::HelloResults>&& response) -> Result<bool> {
         proto::ServerHello::Reader server = response.getServer();
+        // Refused (too many connections, a user rjitd does not serve): rjitd's own words and
+        // kind, never the disconnect that follows.
+        if (server.hasRefused())
+          return toError(server.getRefused());
         uint32_t theirs = server.getProtocolVersion();
         uint32_t ours = proto::PROTOCOL_VERSION;
         if (theirs != ours)
