@@ -136,6 +136,8 @@ std::optional<Failure> Admission::refusal(std::string_view name, uint64_t client
 
 kj::Promise<Admission::Admitted> Admission::admit(std::string_view name, uint64_t client) {
   Lane& lane = laneNamed(name);
+  if (closed)
+    return Admitted(Failure(*closed));
   if (busy < cfg.workers && queued() == 0)
     return Admitted(grant());
   if (auto refused = refusal(name, client))
@@ -227,6 +229,7 @@ void Admission::dispatch() {
 }
 
 size_t Admission::abandonQueued(const Failure& answer) {
+  closed = answer;
   size_t count = 0;
   for (Lane& lane : lanes) {
     auto clients = kj::mv(lane.clients);

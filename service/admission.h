@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <optional>
 #include <kj/async.h>
 #include <string>
 #include <string_view>
@@ -84,6 +85,8 @@ public:
   }
 
   /// Answers every waiter with `answer` (drain: shuttingDown) and returns how many there were.
+  /// The admission is closed from then on: every later admit() is answered `answer` at once,
+  /// so nothing queues (or starts) behind the drain.
   size_t abandonQueued(const Failure& answer);
 
   /// Waiters on `lane` (0 for an unknown lane), and over all lanes.
@@ -126,6 +129,7 @@ private:
   std::deque<Lane> lanes;  // a deque: Lane references stay valid as lanes are added
   size_t nextLane = 0;
   unsigned busy = 0;
+  std::optional<Failure> closed;  ///< set by abandonQueued(): the answer to every later admit
   double meanMillis;
   class DetachedErrors final : public kj::TaskSet::ErrorHandler {
   public:

@@ -212,7 +212,15 @@ std::unique_ptr<ProcessBackend::Worker> ProcessBackend::spawn() {
   int rc = posix_spawn(&pid, path.c_str(), &actions, nullptr, argv, environ);
   KJ_REQUIRE(rc == 0, "cannot start the compile worker", path, strerror(rc));
   auto worker = std::make_unique<Worker>(pid, kj::mv(ours));
-  if (limits.memoryBytes != 0) {
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer reserves terabytes of shadow address space: under RLIMIT_AS an ASan
+  // worker could not map anything. Sanitizer builds (tests only) run workers without it, as
+  // they run executors (service/executor/sandbox.cpp).
+  constexpr bool SET_MEMORY_LIMIT = false;
+#else
+  constexpr bool SET_MEMORY_LIMIT = true;
+#endif
+  if (SET_MEMORY_LIMIT && limits.memoryBytes != 0) {
     // posix_spawn has no attribute for rlimits, so the limit is set from here. glibc's
     // posix_spawn returns only after the child has exec'd, so this applies to the worker's own
     // image; and it is in place before the worker reads its first request (sent after this), so
@@ -388,7 +396,8 @@ ProcessBackend::attempt(std::unique_ptr<Worker> worker, std::string_view module,
   worker->countCompile();
   pid_t pid = worker->id();
   if (!markBusy(pid, cancel)) {
-    giveBack(std::move(worker));  // stop() came first; it ends the idle workers it finds
+    // stop() came first and has already ended the idle workers it found: this one is not given
+    // back but ended here (~Worker kills and reaps it).
     return shuttingDownFailure(options.moduleName);
   }
   // Every way out unbinds before the worker is reaped or given back.

@@ -975,10 +975,7 @@ Outcome<proto::Executor::Client> openExecutor(ExecuteEnvironment& env,
                    "this connection holds " + std::to_string(connection->alive) +
                        " executors, the limit per connection (--max-executors-per-connection); "
                        "release one first",
-                   {},
-                   0,
-                   0,
-                   EXECUTOR_RETRY_MILLIS};
+                   {}};  // no retry hint: only this client can free one; waiting frees none
   auto core = kj::refcounted<ExecutorCore>(env, std::move(connection), *target, emulated,
                                            spec.getCpu(), spec.getFeatures(), std::move(peer));
   return proto::Executor::Client(kj::heap<ExecutorImpl>(kj::mv(core)));

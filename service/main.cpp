@@ -15,6 +15,7 @@
 #include "object-cache.h"
 #include "peer-policy.h"
 #include "rjitd-config.h"
+#include "rpc-edge.h"
 #include "rpc-server.h"
 #include "worker-pool.h"
 
@@ -534,15 +535,15 @@ int run(const Options& opt) {
   // Without waiting: a full notify queue must not keep rjitd from stopping.
   notifyWithoutWaiting("STOPPING=1\nSTATUS=draining");
   state.draining = true;
-  // Compiles still waiting for a worker would hold the drain for their whole compile time.
-  service.abandonQueued();
   // No user code outlives rjitd: the calls they were running answer as their executors die.
   execute.killAll();
   listeners.stopAccepting();
   // Work nobody has started is not worth the wait: its clients may retry elsewhere at once.
-  size_t abandoned = service.abandonQueued();
+  // Compiles and links still waiting for a worker would hold the drain for their whole run;
+  // both queues stay closed from now on.
+  size_t abandoned = service.abandonQueued() + linkAdmission.abandonQueued(shuttingDown());
   if (abandoned != 0)
-    log::info("answered ", abandoned, " queued compiles with shutting-down");
+    log::info("answered ", abandoned, " queued compiles and links with shutting-down");
   // The drain is bounded so that rjitd exits before the service manager's stop timeout
   // (TimeoutStopSec=90 in rjitd.service, --drain-timeout 60 s by default): running work gets
   // the grace period, then the compiles still running are cut off and answered shutting-down,

@@ -208,7 +208,7 @@ template <typename T> kj::Promise<Result<T>> ClientCore::attempt(Call<T>& call) 
         [this, &call, connection](kj::Exception&& exception) -> kj::Promise<Result<T>> {
           if (exception.getType() == kj::Exception::Type::DISCONNECTED) {
             connector.forget(connection.get());
-            if (call.disconnectRetries > 0) {
+            if (call.disconnectRetries > 0 && !overMessageSizeLimit(exception)) {
               --call.disconnectRetries;
               return attempt(call);
             }

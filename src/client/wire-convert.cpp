@@ -52,14 +52,12 @@ std::vector<std::string> toStrings(capnp::List<capnp::Text>::Reader list) {
 
 }  // namespace
 
-namespace {
-
-/// Whether `exception` is Cap'n Proto refusing a message over a size limit: the sender's
-/// ("larger than our single-message size limit", TwoPartyVatNetwork) or the reader's ("Message
-/// is too large", "Exceeded message traversal limit", capnp/serialize.c++ and arena.c++). Those
-/// come as plain FAILED (or, when the peer aborted the connection over one, DISCONNECTED)
-/// exceptions whose only distinguishing mark is their text, so this is the one place that reads
-/// it.
+// Whether `exception` is Cap'n Proto refusing a message over a size limit: the sender's
+// ("larger than our single-message size limit", TwoPartyVatNetwork) or the reader's ("Message
+// is too large", "Exceeded message traversal limit", capnp/serialize.c++ and arena.c++). Those
+// come as plain FAILED (or, when the peer aborted the connection over one, DISCONNECTED)
+// exceptions whose only distinguishing mark is their text, so this is the one place that reads
+// it.
 bool overMessageSizeLimit(const kj::Exception& exception) {
   std::string_view text(exception.getDescription().cStr(), exception.getDescription().size());
   for (std::string_view mark :
@@ -68,8 +66,6 @@ bool overMessageSizeLimit(const kj::Exception& exception) {
       return true;
   return false;
 }
-
-}  // namespace
 
 Error toError(const kj::Exception& exception, std::string_view endpoint) {
   if (overMessageSizeLimit(exception))

@@ -24,6 +24,10 @@ namespace proto = rjitd::proto;
 /// ("" when the exception came from no particular server).
 Error toError(const kj::Exception& exception, std::string_view endpoint);
 
+/// Whether `exception` is Cap'n Proto refusing a message over a size limit (either side's):
+/// resending the same request cannot help, so the caller answers at once (toError: TooLarge).
+bool overMessageSizeLimit(const kj::Exception& exception);
+
 /// What an exception says, without kj's file and line, for messages.
 std::string describe(const kj::Exception& exception);
 

@@ -79,8 +79,9 @@ public:
 private:
   ErrorKind kind_;
   std::vector<Diagnostic> diagnostics_;
-  // Last, after the fields of the first release: code built against that header still finds
-  // the others where it expects them.
+  // Last, after the fields of the first release, so they keep their offsets; sizeof(Error)
+  // grew, though, so code built against the older header must be rebuilt (soversion 0: the
+  // library's ABI is not frozen yet).
   std::chrono::milliseconds retryAfter_{0};
 };
 
