@@ -12,8 +12,8 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <optional>
 #include <kj/async.h>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>

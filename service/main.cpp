@@ -68,9 +68,9 @@ struct Options {
   std::string aarch64Launcher;  // "" = rjitd spawns aarch64 executors; unix:PATH = the relay
   // Issue 12 (hostile load). Connections and peers (listeners.cpp):
   uint32_t maxConnections = 1024;
-  uint32_t maxConnectionsPerUser = 128;  // per peer uid (Unix), per peer address (TCP)
-  std::string handshakeTimeout = "10s";  // a new connection must have said hello by then
-  std::string readTimeout = "30s";       // a message once started must have arrived by then
+  uint32_t maxConnectionsPerUser = 128;    // per peer uid (Unix), per peer address (TCP)
+  std::string handshakeTimeout = "10s";    // a new connection must have said hello by then
+  std::string readTimeout = "30s";         // a message once started must have arrived by then
   uint64_t maxInflightBytes = 1ull << 30;  // request bodies being received or served, all peers
   std::string socketMode = "0660";         // of the Unix sockets rjitd creates itself
   std::vector<std::string> allowUsers;     // "" = root, rjitd's own user
