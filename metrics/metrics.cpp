@@ -314,14 +314,21 @@ struct Metrics::Impl {
       prometheus::BuildGauge()
           .Name("rjitd_queued")
           .Help("Requests waiting for a worker (bounded by --max-queued per target), by target "
-                "and kind (compile, link)")
+                "and kind (compile, link, hash: a large module waiting for the hash worker)")
           .Register(*registry);
   Family<Counter>& cancelledWork =
       prometheus::BuildCounter()
           .Name("rjitd_cancelled_total")
           .Help("Work nobody waited for any more (callers cancelled or disconnected), dropped "
-                "from its queue or called off while running, by kind (compile, link)")
+                "from its queue or called off while running, by kind (compile, link, hash)")
           .Register(*registry);
+  Gauge& requestBytesHeld =
+      prometheus::BuildGauge()
+          .Name("rjitd_request_bytes_held")
+          .Help("Bytes of request modules rjitd holds after receiving them (waiting for the hash "
+                "or a compile worker, or compiling), bounded by --max-held-request-bytes")
+          .Register(*registry)
+          .Add({});
   Counter& moduleBytes = prometheus::BuildCounter()
                              .Name("rjitd_module_bytes_received_total")
                              .Help("Bytes of module bodies received by compile requests")
@@ -515,6 +522,10 @@ void Metrics::daemonError(DaemonError kind) {
 
 void Metrics::connectionRefused(ConnectionRefusal reason) {
   impl->connectionsRefused.Add({{"reason", connectionRefusalName(reason)}}).Increment();
+}
+
+void Metrics::requestBytesHeld(int64_t delta) {
+  impl->requestBytesHeld.Increment(static_cast<double>(delta));
 }
 
 Totals Metrics::totals() const {

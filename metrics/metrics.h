@@ -198,16 +198,19 @@ public:
   /// replaced for the next compile.
   void compileWorkerLost();
   void daemonError(DaemonError kind);
-  /// Requests of `kind` ("compile", "link") waiting for a worker for `target` now.
+  /// Requests of `kind` ("compile", "link", "hash") waiting for a worker for `target` now.
   void queueDepth(std::string_view target, std::string_view kind, size_t depth);
-  /// Work of `kind` ("compile", "link") that nobody waited for any more was dropped from its
-  /// queue or called off while running (its callers cancelled or disconnected).
+  /// Work of `kind` ("compile", "link", "hash") that nobody waited for any more was dropped
+  /// from its queue or called off while running (its callers cancelled or disconnected).
   void cancelled(std::string_view kind);
   /// A compile that compileStarted() announced was cancelled (counted in cancelled("compile"),
   /// not as a compile: it is no module's fault).
   void compileCancelled();
   /// rjitd refused or closed a client connection for `reason`.
   void connectionRefused(ConnectionRefusal reason);
+  /// The bytes of request bodies rjitd holds (module copies, --max-held-request-bytes) changed
+  /// by `delta` (+ charged, - released). Called on any thread.
+  void requestBytesHeld(int64_t delta);
 
   /// The ServerStats figures, summed over the label values of the families they come from.
   Totals totals() const;

@@ -250,4 +250,26 @@ void Admission::depthChanged(const Lane& lane) {
     observer(lane.name, lane.size);
 }
 
+HeldBytes::HeldBytes(uint64_t limit, Observer observer)
+    : state(std::make_shared<State>(limit, std::move(observer))) {}
+
+HeldBytes::Charge HeldBytes::charge(uint64_t bytes) {
+  uint64_t used = state->used.load(std::memory_order_relaxed);
+  do {
+    // A module larger than the whole budget passes when nothing else is held (see the class).
+    if (used != 0 && (bytes > state->limit || used > state->limit - bytes))
+      return nullptr;
+  } while (!state->used.compare_exchange_weak(used, used + bytes, std::memory_order_relaxed));
+  if (state->observer)
+    state->observer(static_cast<int64_t>(bytes));
+  // Points at the state (a non-null charge) and deletes nothing; the deleter holds the state: a
+  // charge released on a worker thread after the HeldBytes (and its service) went away still finds
+  // its count.
+  return Charge(static_cast<const void*>(state.get()), [s = state, bytes](const void*) {
+    s->used.fetch_sub(bytes, std::memory_order_relaxed);
+    if (s->observer)
+      s->observer(-static_cast<int64_t>(bytes));
+  });
+}
+
 }  // namespace rjitd::service

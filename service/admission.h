@@ -8,11 +8,13 @@
 #include "outcome.h"
 #include "worker-pool.h"
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <kj/async.h>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -136,6 +138,43 @@ private:
     void taskFailed(kj::Exception&& exception) override;
   } detachedErrors;
   kj::TaskSet detached{detachedErrors};  // work whose slot outlives its caller (runHolding)
+};
+
+/// Bytes of request bodies rjitd holds after receiving them (the module copy of a compile or
+/// load, from the request until its hash, queue wait and compile are over), over all
+/// connections (rjitd --max-held-request-bytes). Unlike InflightBudget (bytes of messages being
+/// received, which waits), a request that does not fit is refused at once, answered overloaded:
+/// a request that waited would hold its module anyway. A module larger than the whole budget is
+/// let through when nothing else is held, so that --max-module-bytes alone decides whether it
+/// can ever be served. Charged on the event loop; a charge may be released on any thread (the
+/// last owner of a module copy may be a worker's job), so the count is atomic and the charges
+/// keep the count alive.
+class HeldBytes final {
+public:
+  /// Told every change (+bytes charged, -bytes released), on the thread that made it.
+  using Observer = std::function<void(int64_t delta)>;
+  /// `observer` outlives every charge.
+  explicit HeldBytes(uint64_t limit, Observer observer = nullptr);
+  HeldBytes(const HeldBytes&) = delete;
+  HeldBytes& operator=(const HeldBytes&) = delete;
+
+  /// The right to hold `bytes`: destroying the last copy returns them. Copies share one charge
+  /// (a CompileJob is copyable), so the bytes stay charged while any copy lives.
+  using Charge = std::shared_ptr<const void>;
+
+  /// Charges `bytes` when they fit (or nothing else is held), else returns null.
+  Charge charge(uint64_t bytes);
+  uint64_t held() const { return state->used.load(std::memory_order_relaxed); }
+  uint64_t limit() const { return state->limit; }
+
+private:
+  struct State {
+    State(uint64_t limit, Observer observer) : limit(limit), observer(std::move(observer)) {}
+    uint64_t limit;
+    Observer observer;
+    std::atomic<uint64_t> used{0};
+  };
+  std::shared_ptr<State> state;
 };
 
 }  // namespace rjitd::service

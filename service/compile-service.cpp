@@ -48,11 +48,44 @@ CompileService::CompileService(ServiceConfig config, cache::ObjectCache& cache,
     : cfg(std::move(config)), objects(cache), backend(backend), compilePool(compilePool),
       hashPool(hashPool), metrics(metrics), served(compiler::servedTargets()),
       defaultTarget(compiler::defaultTriple()),
+      heldBytes(cfg.maxHeldRequestBytes,
+                [&metrics](int64_t delta) { metrics.requestBytesHeld(delta); }),
       admission({"compile", compilePool.threads(), cfg.maxQueued}, targetNames(served),
                 [&metrics](const std::string& target, size_t depth) {
                   metrics.queueDepth(target, "compile", depth);
                 }),
+      // Hashing a large module takes milliseconds: that is the retry hint's basis until hashes
+      // were timed.
+      hashAdmission(
+          {"hash", hashPool.threads(), cfg.maxQueued, std::chrono::milliseconds(5)},
+          targetNames(served),
+          [&metrics](const std::string& target, size_t depth) {
+            metrics.queueDepth(target, "hash", depth);
+          },
+          [&metrics]() { metrics.cancelled("hash"); }),
       cleanupErrors(metrics) {}
+
+bool CompileService::chargeHeld(CompileJob& job) {
+  if (!job.held)
+    job.held = heldBytes.charge(job.module.size());
+  return job.held != nullptr;
+}
+
+Failure CompileService::tooMuchHeld(const CompileJob& job, const std::string& target) const {
+  // The held modules are returned as compiles end: the compile queue's estimate is the hint.
+  uint32_t retry = admission.retryAfterMillis(target);
+  return Failure{ErrorKind::Overloaded,
+                 "rjitd holds " + std::to_string(heldBytes.held()) +
+                     " bytes of modules of requests waiting for or in a compile; module '" +
+                     job.moduleName + "' (" + std::to_string(job.module.size()) +
+                     " bytes) does not fit in its limit (rjitd --max-held-request-bytes " +
+                     humanBytes(heldBytes.limit()) + "); retry in about " + std::to_string(retry) +
+                     " ms",
+                 {},
+                 0,
+                 0,
+                 retry};
+}
 
 kj::Promise<ServeResult> CompileService::compile(CompileJob job) {
   metrics.moduleReceived(job.module.size());
@@ -94,15 +127,38 @@ kj::Promise<ServeResult> CompileService::compile(CompileJob job) {
     cache::Key key = keyOf(job.module, options);
     return serveKeyed(key, kj::mv(job), kj::mv(options));
   }
-  // Hashing tens of megabytes takes milliseconds: do it off the loop. The worker shares
-  // ownership of the job: the call may be cancelled (its continuation dropped) while the hash
-  // runs, and the worker must never read memory the continuation owned.
+  // Hashing tens of megabytes takes milliseconds: do it off the loop, after a place in the
+  // hash queue (bounded and fair across clients, like compiles). The module is held from here
+  // until the hash (and then the compile) is over: charged now, or refused.
+  std::string lane = target->name;
+  if (!chargeHeld(job)) {
+    Failure refused = tooMuchHeld(job, lane);
+    log::info("compile of '", job.moduleName, "' refused: ", refused.message);
+    return ServeResult(kj::mv(refused));
+  }
+  uint64_t client = job.client;
+  // The worker shares ownership of the job: the call may be cancelled (its continuation
+  // dropped) while the hash runs, and the worker must never read memory the continuation
+  // owned. A call cancelled while queued drops the only owner: its module is freed at once.
   auto owned = std::make_shared<std::pair<CompileJob, compiler::CompileOptions>>(kj::mv(job),
                                                                                  kj::mv(options));
-  return hashPool
-      .run<cache::Key>([owned, keyOf]() { return keyOf(owned->first.module, owned->second); })
-      .then([this, owned](cache::Key key) mutable {
-        return serveKeyed(key, kj::mv(owned->first), kj::mv(owned->second));
+  return hashAdmission.admit(lane, client)
+      .then([this, owned, keyOf](Admission::Admitted&& admitted) -> kj::Promise<ServeResult> {
+        if (Failure* f = failureOf(admitted)) {
+          // Refused (the hash queue is full), pushed out by a fairer claim, or the drain.
+          log::info("compile of '", owned->first.moduleName, "' refused: ", f->message);
+          return ServeResult(kj::mv(*f));
+        }
+        return hashAdmission
+            .runHolding<cache::Key>(hashPool, std::get<Admission::Slot>(kj::mv(admitted)),
+                                    [owned, keyOf]() mutable {
+                                      // Released before the answer reaches the loop.
+                                      auto mine = kj::mv(owned);
+                                      return keyOf(mine->first.module, mine->second);
+                                    })
+            .then([this, owned](cache::Key key) mutable {
+              return serveKeyed(key, kj::mv(owned->first), kj::mv(owned->second));
+            });
       });
 }
 
@@ -124,6 +180,13 @@ kj::Promise<ServeResult> CompileService::serveKeyed(cache::Key key, CompileJob j
     if (auto refused = admission.refusal(targetName, job.client)) {
       log::info("compile of '", job.moduleName, "' refused: ", refused->message);
       return ServeResult(kj::mv(*refused));
+    }
+    // The compile keeps the module until it ends. (A cache hit or a joined compile drops
+    // this request's copy at once: only work that keeps a module is charged for it.)
+    if (!chargeHeld(job)) {
+      Failure refused = tooMuchHeld(job, targetName);
+      log::info("compile of '", job.moduleName, "' refused: ", refused.message);
+      return ServeResult(kj::mv(refused));
     }
     uint64_t generation = nextGeneration++;
     auto cancel = std::make_shared<CompileCancel>();
@@ -196,24 +259,32 @@ CompileService::startCompile(const cache::Key& key, CompileJob job,
   log::debug("compiling '", job.moduleName, "' (", job.module.size(), " bytes) for ",
              options.triple, " -O", options.optLevel, " key ", keyHex.substr(0, 16));
   // Shared with the worker: a compile called off while running still runs on its thread until
-  // the backend returns, after every loop-side owner is gone (issue 12, item 7).
-  auto input = std::make_shared<const std::pair<std::string, compiler::CompileOptions>>(
-      kj::mv(job.module), kj::mv(options));
-  auto done = [this, key, keyHex, targetName, optLevel, input,
+  // the backend returns, after every loop-side owner is gone (issue 12, item 7). The module's
+  // charge goes with it: returned when the last owner (loop or worker) lets go.
+  struct Input {
+    std::string module;
+    compiler::CompileOptions options;
+    HeldBytes::Charge held;
+  };
+  auto input =
+      std::make_shared<const Input>(Input{kj::mv(job.module), kj::mv(options), kj::mv(job.held)});
+  // Not `input`: the module is returned to the budget when the compile ends, not a turn later
+  // when the single-flight entry holding this continuation goes.
+  auto done = [this, key, keyHex, targetName, optLevel, moduleName = input->options.moduleName,
                generation](Timed&& timed) -> Shared {
     settle(key, generation);
     compiler::CompileResult& result = timed.first;
     if (auto* f = std::get_if<Failure>(&result)) {
       metrics.compileDone(targetName, optLevel, f->kind, timed.second);
-      log::info("compile of '", input->second.moduleName, "' failed (", errorKindName(f->kind),
+      log::info("compile of '", moduleName, "' failed (", errorKindName(f->kind),
                 "): ", f->message);
       return kj::mv(*f);
     }
     metrics.compileDone(targetName, optLevel, std::nullopt, timed.second);
     auto object = std::make_shared<const CompiledObject>(std::get<CompiledObject>(kj::mv(result)));
-    log::info("compiled '", input->second.moduleName, "' for ", object->triple, " -O",
-              input->second.optLevel, " in ", object->compileMicros / 1000, " ms, ",
-              object->object.size(), " bytes, key ", keyHex.substr(0, 16));
+    log::info("compiled '", moduleName, "' for ", object->triple, " -O", optLevel, " in ",
+              object->compileMicros / 1000, " ms, ", object->object.size(), " bytes, key ",
+              keyHex.substr(0, 16));
     if (!objects.put(key, object))
       log::warning("object for key ", keyHex.substr(0, 16), " (", object->object.size(),
                    " bytes) exceeds the whole cache budget; not cached");
@@ -243,14 +314,17 @@ CompileService::startCompile(const cache::Key& key, CompileJob job,
         return admission
             .runHolding<Timed>(
                 compilePool, std::get<Admission::Slot>(kj::mv(admitted)),
-                [input, cancel, &backend = backend, gate = cfg.compileGate]() {
+                [input, cancel, &backend = backend, gate = cfg.compileGate]() mutable {
+                  // This thread's share of the module goes when the job returns, before its
+                  // answer reaches the loop: a request answered next finds the bytes returned.
+                  auto mine = kj::mv(input);
                   if (!gate.empty())
-                    waitAtTestGate("test compile gate", gate, input->second.moduleName);
+                    waitAtTestGate("test compile gate", gate, mine->options.moduleName);
                   Clock::time_point start = Clock::now();
                   if (cancel->cancelled())  // called off while it waited at the gate
                     return Timed(Failure{ErrorKind::Internal, "cancelled", {}}, Clock::duration{});
                   compiler::CompileResult result =
-                      backend.compile(input->first, input->second, cancel.get());
+                      backend.compile(mine->module, mine->options, cancel.get());
                   return Timed(std::move(result), Clock::now() - start);
                 })
             .then(kj::mv(done), kj::mv(failed));
@@ -258,9 +332,12 @@ CompileService::startCompile(const cache::Key& key, CompileJob job,
 }
 
 size_t CompileService::abandonQueued() {
+  size_t hashes = hashAdmission.abandonQueued(shuttingDown());
   size_t count = admission.abandonQueued(shuttingDown());
-  if (count > 0)
-    log::info("drain: answered ", count, " queued compiles with shutting-down");
+  if (count + hashes > 0)
+    log::info("drain: answered ", count, " queued compiles and ", hashes,
+              " modules waiting for the hash worker with shutting-down");
+  count += hashes;
   return count;
 }
 

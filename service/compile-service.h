@@ -40,6 +40,9 @@ struct ServiceConfig {
   /// Compiles that may wait for a compile worker, per target (rjitd --max-queued); more are
   /// answered Overloaded with a retry-after hint.
   uint32_t maxQueued = 64;
+  /// Bytes of modules all requests together may make rjitd hold after receiving them
+  /// (rjitd --max-held-request-bytes; see HeldBytes); more are answered Overloaded.
+  uint64_t maxHeldRequestBytes = 1ull << 30;
 };
 
 struct CompileJob {
@@ -52,6 +55,9 @@ struct CompileJob {
   compiler::IrFormat format = compiler::IrFormat::Auto;
   /// Who asks (one client connection): the compile queue serves clients round-robin.
   uint64_t client = 0;
+  /// The module's charge to --max-held-request-bytes (set by CompileService): goes
+  /// wherever the module goes, and is returned when the last owner of the module is destroyed.
+  HeldBytes::Charge held;
 };
 
 struct Served {
@@ -90,13 +96,17 @@ public:
   /// hold it (an object larger than the whole budget).
   bool keepCached(const cache::Key& key, std::shared_ptr<const CompiledObject> object);
 
-  /// Drain (SIGTERM): answers every compile still waiting for a worker with shuttingDown and
-  /// returns how many; running compiles go on.
+  /// Drain (SIGTERM): answers every compile still waiting for a worker (or for the hash
+  /// worker) with shuttingDown and returns how many; running compiles go on.
   size_t abandonQueued();
 
   /// Compiles waiting for a compile worker (all targets), and compiles in flight (queued or
   /// running, each shared compile once).
   size_t queued() const { return admission.queued(); }
+  /// Large modules waiting for the hash worker (all targets).
+  size_t hashQueued() const { return hashAdmission.queued(); }
+  /// Bytes of request modules held now (see HeldBytes).
+  uint64_t heldRequestBytes() const { return heldBytes.held(); }
   size_t inFlightCount() const { return inFlight.size(); }
 
   const std::vector<TargetName>& targets() const { return served; }
@@ -110,6 +120,11 @@ public:
 private:
   using Shared = Outcome<std::shared_ptr<const CompiledObject>>;
 
+  /// Charges `job`'s module to `heldBytes` unless it is charged already; false when it does
+  /// not fit.
+  bool chargeHeld(CompileJob& job);
+  /// The request's module cannot be held now: Overloaded with a retry hint for `target`.
+  Failure tooMuchHeld(const CompileJob& job, const std::string& target) const;
   kj::Promise<ServeResult> serveKeyed(cache::Key key, CompileJob job,
                                       compiler::CompileOptions options);
   kj::Promise<Shared> startCompile(const cache::Key& key, CompileJob job,
@@ -129,8 +144,13 @@ private:
   metrics::Metrics& metrics;
   const std::vector<TargetName> served;
   const std::string defaultTarget;
+  /// Module copies held by requests, over all clients.
+  HeldBytes heldBytes;
   /// Compiles wait here for a compile worker: per target, fair across clients.
   Admission admission;
+  /// Large modules wait here for the hash worker, bounded and fair like compiles: a client
+  /// cannot fill the hash queue, and a cancelled request's module leaves it.
+  Admission hashAdmission;
   /// One compile in flight (queued or running) and who waits for it (single flight).
   struct Flight {
     kj::ForkedPromise<Shared> fork;

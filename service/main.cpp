@@ -77,6 +77,7 @@ struct Options {
   std::vector<std::string> allowGroups;    // "" = the rjitd group (when it exists)
   // Admission (compile-service.cpp, load-service.cpp):
   uint32_t maxQueued = 64;  // requests waiting for a worker, per target; more are overloaded
+  uint64_t maxHeldRequestBytes = 1ull << 30;  // modules held after receipt, all requests
   // Compile workers (compile-backend.cpp) and the drain:
   uint64_t maxObjectBytes = 64ull << 20;
   uint64_t compileMemory = 4ull << 30;  // RLIMIT_AS of each compile worker
@@ -348,9 +349,10 @@ int run(const Options& opt) {
                  opt.socketMode.c_str());
     return 2;
   }
-  if (opt.maxConnections == 0 || opt.maxConnectionsPerUser == 0 || opt.maxInflightBytes == 0) {
-    std::fprintf(stderr, "error: --max-connections, --max-connections-per-user and "
-                         "--max-inflight-bytes must be positive\n");
+  if (opt.maxConnections == 0 || opt.maxConnectionsPerUser == 0 || opt.maxInflightBytes == 0 ||
+      opt.maxHeldRequestBytes == 0) {
+    std::fprintf(stderr, "error: --max-connections, --max-connections-per-user, "
+                         "--max-inflight-bytes and --max-held-request-bytes must be positive\n");
     return 2;
   }
   auto peers = makePeerPolicy(opt.allowUsers, opt.allowGroups);
@@ -408,6 +410,7 @@ int run(const Options& opt) {
   config.compilerIdentity = cache::compilerIdentity(RJITD_VERSION, compiler::llvmVersion());
   config.compileGate = opt.testCompileGate;
   config.maxQueued = opt.maxQueued;
+  config.maxHeldRequestBytes = opt.maxHeldRequestBytes;
   if (!config.compileGate.empty())
     log::warning("test compile gate at ", config.compileGate,
                  ": compiles wait for a test to let them go (a test-only option)");
@@ -656,6 +659,15 @@ int main(int argc, char** argv) {
   app.add_option("--max-inflight-bytes", opt.maxInflightBytes,
                  "bytes of request messages all connections together may be receiving at once "
                  "(K, M, G); a message that does not fit waits until others have arrived")
+      ->transform(CLI::AsSizeValue(false))
+      ->default_str("1G");
+  // Its own option, not --max-inflight-bytes: that budget makes a message being received wait
+  // (backpressure on one peer); this one refuses a request whose module rjitd would keep
+  // (a waiting request would hold its message anyway), and the two phases follow each other.
+  app.add_option("--max-held-request-bytes", opt.maxHeldRequestBytes,
+                 "bytes of modules all compile and load requests together may make rjitd hold "
+                 "while they wait for the hash or a compile worker, or compile (K, M, G); a "
+                 "request that does not fit is answered `overloaded` with a retry-after hint")
       ->transform(CLI::AsSizeValue(false))
       ->default_str("1G");
   app.add_option("--socket-mode", opt.socketMode,

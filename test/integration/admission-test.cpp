@@ -33,6 +33,14 @@ CompileRequest requestFor(std::string name) {
   return request;
 }
 
+/// A module of `padding` bytes more than tinyModule() (a comment), which compiles as fast;
+/// `name` is in it, so that no two such modules share a compile.
+CompileRequest largeRequestFor(std::string name, size_t padding) {
+  CompileRequest request = requestFor(name);
+  request.module += "\n; " + name + " " + std::string(padding, 'x') + "\n";
+  return request;
+}
+
 /// A compile on a thread of its own; its outcome once joined. Destroyed unjoined (a test that
 /// failed early), it opens `gate` first, so that a held compile cannot keep it waiting.
 class Background final {
@@ -123,6 +131,44 @@ TEST_P(AdmissionTest, FullQueueAnswersOverloadedForCompilesAndLoads) {
   auto stats = observer.stats();
   EXPECT_EQ(stats.compiles, 3u);  // the refused ones never compiled
   expectServes(late);
+}
+
+TEST_P(AdmissionTest, ModulesBeyondTheHeldBytesBudgetAreOverloadedUntilHeldOnesEnd) {
+  // Modules above the hash offload size (256 KiB): two fit in --max-held-request-bytes and stay
+  // held (one compiling at the gate, one waiting for the one compile worker), a third does not.
+  constexpr size_t PADDING = 400 << 10;
+  auto gate = CompileGate::create(gatePath());
+  ASSERT_NE(gate, nullptr);
+  auto d = startWith({"--jobs", "1", "--max-held-request-bytes", "1M"});
+  ASSERT_NE(d, nullptr);
+  Client observer(optionsFor(*d));
+  Client a(optionsFor(*d)), b(optionsFor(*d));
+  // Shorter than the hint (two compiles ahead x 1 s at the least): answered at once.
+  ClientOptions lateOptions = optionsFor(*d);
+  lateOptions.timeout = std::chrono::milliseconds(1000);
+  Client late(lateOptions);
+  Background running(*gate, a, largeRequestFor("running.ll", PADDING));
+  ASSERT_EQ(gate->waitArrival(), "running.ll");
+  Background queued(*gate, b, largeRequestFor("queued.ll", PADDING));
+  ASSERT_TRUE(waitStats(
+      observer, [](const ServerStats& s) { return s.compilesInFlight == 2; }, "2 compiles"));
+  auto refused = catchError([&] { late.compile(largeRequestFor("late.ll", PADDING)); });
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->kind(), ErrorKind::Overloaded);
+  EXPECT_GT(refused->retryAfter().count(), 0);
+  // A load's module is held the same way.
+  auto refusedLoad = catchError([&] { late.load(largeRequestFor("late-load.ll", PADDING)); });
+  ASSERT_TRUE(refusedLoad);
+  EXPECT_EQ(refusedLoad->kind(), ErrorKind::Overloaded);
+  gate->open();
+  running.join();
+  queued.join();
+  EXPECT_TRUE(running.object && queued.object);
+  // The held modules were returned before their answers were sent: the refused one is served.
+  Client after(optionsFor(*d));
+  EXPECT_NO_THROW(after.compile(largeRequestFor("late.ll", PADDING)));
+  auto stats = observer.stats();
+  EXPECT_EQ(stats.compiles, 3u);  // the refused ones never compiled
 }
 
 TEST_P(AdmissionTest, AClientWithOneRequestIsNotStarvedByOneWithMany) {

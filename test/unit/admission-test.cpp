@@ -15,6 +15,7 @@
 #include <kj/async-io.h>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace rjitd::service {
@@ -231,7 +232,8 @@ public:
 };
 
 struct ServiceEnv {
-  ServiceEnv() : service(serviceConfig(), objects, backend, compilePool, hashPool, metrics) {}
+  explicit ServiceEnv(const ServiceConfig& config = serviceConfig())
+      : service(config, objects, backend, compilePool, hashPool, metrics) {}
   static ServiceConfig serviceConfig() {
     ServiceConfig c;
     c.compilerIdentity = "rjitd/test llvm/test";
@@ -329,6 +331,163 @@ TEST(CompileCancellation, AFullQueueAnswersOverloaded) {
   env->backend.release();
   for (auto& w : waiting)
     w.wait(env->io.waitScope);
+}
+
+TEST(HeldBytes, ChargesWhatFitsAndCopiesShareOneCharge) {
+  std::vector<int64_t> deltas;
+  HeldBytes budget(100, [&deltas](int64_t delta) { deltas.push_back(delta); });
+  auto a = budget.charge(60);
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(budget.charge(41), nullptr);  // 101 > 100: refused, nothing charged
+  auto b = budget.charge(40);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(budget.held(), 100u);
+  auto copy = a;  // a copied CompileJob: the same module charge
+  a = nullptr;
+  EXPECT_EQ(budget.held(), 100u);
+  copy = nullptr;
+  EXPECT_EQ(budget.held(), 40u);
+  b = nullptr;
+  EXPECT_EQ(budget.held(), 0u);
+  EXPECT_EQ(deltas, (std::vector<int64_t>{60, 40, -60, -40}));
+}
+
+TEST(HeldBytes, AModuleLargerThanTheBudgetPassesOnlyWhenNothingElseIsHeld) {
+  HeldBytes budget(100);
+  auto big = budget.charge(500);
+  ASSERT_NE(big, nullptr);
+  EXPECT_EQ(budget.charge(1), nullptr);
+  big = nullptr;
+  auto small = budget.charge(1);
+  ASSERT_NE(small, nullptr);
+  EXPECT_EQ(budget.charge(500), nullptr);
+}
+
+TEST(HeldBytes, AChargeOutlivesItsBudgetAndIsReturnedOnAnotherThread) {
+  HeldBytes::Charge charge;
+  int64_t total = 0;
+  {
+    HeldBytes budget(100, [&total](int64_t delta) { total += delta; });
+    charge = budget.charge(10);
+    ASSERT_NE(charge, nullptr);
+  }
+  // As a worker thread's job does when it lets go of the last owner of a module.
+  std::thread([charge = std::move(charge)]() mutable { charge = nullptr; }).join();
+  EXPECT_EQ(total, 0);
+}
+
+/// Occupies a pool's thread until opened (at the latest when destroyed), so that work the
+/// service sends there stays queued behind it.
+class PoolBlocker final {
+public:
+  explicit PoolBlocker(WorkerPool& pool)
+      : done(pool.run<int>([released = go.get_future().share()]() {
+          released.wait_for(SAFETY_BOUND);
+          return 0;
+        })) {}
+  ~PoolBlocker() { open(); }
+  void open() {
+    if (!opened)
+      go.set_value();
+    opened = true;
+  }
+
+private:
+  std::promise<void> go;
+  bool opened = false;
+  kj::Promise<int> done;
+};
+
+ServiceConfig hashEverything(uint32_t maxQueued) {
+  ServiceConfig c = ServiceEnv::serviceConfig();
+  c.hashOffloadBytes = 1;  // every module goes through the hash queue
+  c.maxQueued = maxQueued;
+  return c;
+}
+
+TEST(HashAdmission, ACancelledRequestLeavesTheHashQueueAndFreesItsModule) {
+  auto env = std::make_unique<ServiceEnv>(hashEverything(4));
+  PoolBlocker blocker(env->hashPool);
+  std::string kept(1000, 'a'), dropped(2000, 'b');
+  // `kept` takes the one hash slot (its hash waits in the pool behind the blocker), `dropped`
+  // waits for the slot in the hash queue.
+  auto first = kj::heap(env->service.compile(env->job(kept, 1)).eagerlyEvaluate(nullptr));
+  auto second = kj::heap(env->service.compile(env->job(dropped, 2)).eagerlyEvaluate(nullptr));
+  env->io.waitScope.poll();
+  EXPECT_EQ(env->service.hashQueued(), 1u);
+  EXPECT_EQ(env->service.heldRequestBytes(), 3000u);
+  second = nullptr;  // its caller went away: it leaves the queue and its module is freed
+  EXPECT_EQ(env->service.hashQueued(), 0u);
+  EXPECT_EQ(env->service.heldRequestBytes(), 1000u);
+  std::string text = env->metrics.exposition();
+  EXPECT_NE(text.find("rjitd_cancelled_total{kind=\"hash\"} 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("rjitd_request_bytes_held 1000"), std::string::npos) << text;
+  blocker.open();
+  env->backend.release();
+  auto result = first->wait(env->io.waitScope);  // the held backend fails every compile
+  EXPECT_EQ(env->backend.seen(), std::vector<std::string>{kept});
+  // The worker let go of the module before the answer reached the loop.
+  EXPECT_EQ(env->service.heldRequestBytes(), 0u);
+  EXPECT_NE(env->metrics.exposition().find("rjitd_request_bytes_held 0"), std::string::npos);
+}
+
+TEST(HashAdmission, TheHashQueueIsBoundedAndFairAcrossClients) {
+  auto env = std::make_unique<ServiceEnv>(hashEverything(2));
+  env->backend.release();  // compiles end at once; the hash queue is what is held
+  PoolBlocker blocker(env->hashPool);
+  auto running = env->service.compile(env->job("a0", 1)).eagerlyEvaluate(nullptr);
+  auto a1 = env->service.compile(env->job("a1", 1)).eagerlyEvaluate(nullptr);
+  auto a2 = env->service.compile(env->job("a2", 1)).eagerlyEvaluate(nullptr);
+  env->io.waitScope.poll();
+  EXPECT_EQ(env->service.hashQueued(), 2u);
+  // Full: the greedy client's next request is refused at once, with a hint.
+  auto refused = env->service.compile(env->job("a3", 1)).wait(env->io.waitScope);
+  ASSERT_NE(failureOf(refused), nullptr);
+  EXPECT_EQ(failureOf(refused)->kind, ErrorKind::Overloaded);
+  EXPECT_GT(failureOf(refused)->retryAfterMillis, 0u);
+  // Another client's single request gets in: the greedy client's newest waiter gives way.
+  auto other = env->service.compile(env->job("b", 2)).eagerlyEvaluate(nullptr);
+  auto pushedOut = a2.wait(env->io.waitScope);
+  ASSERT_NE(failureOf(pushedOut), nullptr);
+  EXPECT_EQ(failureOf(pushedOut)->kind, ErrorKind::Overloaded);
+  EXPECT_EQ(env->service.hashQueued(), 2u);
+  blocker.open();
+  running.wait(env->io.waitScope);
+  a1.wait(env->io.waitScope);
+  other.wait(env->io.waitScope);
+  EXPECT_EQ(env->backend.seen(), (std::vector<std::string>{"a0", "a1", "b"}));
+  EXPECT_EQ(env->service.heldRequestBytes(), 0u);
+}
+
+TEST(HeldRequestBytes, AModuleThatDoesNotFitIsOverloadedAndServedOnceOthersEnd) {
+  ServiceConfig c = ServiceEnv::serviceConfig();
+  c.maxHeldRequestBytes = 2500;
+  auto env = std::make_unique<ServiceEnv>(c);
+  std::string x(1000, 'x'), y(1000, 'y'), z(1000, 'z');
+  auto running = env->service.compile(env->job(x, 1)).eagerlyEvaluate(nullptr);
+  env->io.waitScope.poll();
+  ASSERT_TRUE(env->backend.waitEntered(1));
+  auto queued = env->service.compile(env->job(y, 2)).eagerlyEvaluate(nullptr);
+  env->io.waitScope.poll();
+  EXPECT_EQ(env->service.heldRequestBytes(), 2000u);
+  auto refused = env->service.compile(env->job(z, 3)).wait(env->io.waitScope);
+  ASSERT_NE(failureOf(refused), nullptr);
+  EXPECT_EQ(failureOf(refused)->kind, ErrorKind::Overloaded);
+  EXPECT_GE(failureOf(refused)->retryAfterMillis, Admission::MIN_RETRY_MILLIS);
+  // A request that joins a compile in flight keeps no module of its own: not refused.
+  auto joined = env->service.compile(env->job(x, 4)).eagerlyEvaluate(nullptr);
+  env->io.waitScope.poll();
+  EXPECT_EQ(env->service.inFlightCount(), 2u);
+  EXPECT_EQ(env->service.heldRequestBytes(), 2000u);
+  env->backend.release();
+  running.wait(env->io.waitScope);
+  queued.wait(env->io.waitScope);
+  joined.wait(env->io.waitScope);
+  EXPECT_EQ(env->service.heldRequestBytes(), 0u);
+  auto later = env->service.compile(env->job(z, 3)).wait(env->io.waitScope);
+  ASSERT_NE(failureOf(later), nullptr);  // the held backend fails every compile ...
+  EXPECT_EQ(failureOf(later)->kind, ErrorKind::Internal);  // ... but it ran
+  EXPECT_EQ(env->backend.seen(), (std::vector<std::string>{x, y, z}));
 }
 
 }  // namespace
