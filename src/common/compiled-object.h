@@ -79,8 +79,8 @@ struct Failure {
   ErrorKind kind = ErrorKind::Internal;
   std::string message;
   std::vector<Diagnostic> diagnostics;
-  int signal = 0;      ///< Crashed: the signal the code died of
-  int exitStatus = 0;  ///< Exited: the status the code passed to exit()
+  int signal = 0;                 ///< Crashed: the signal the code died of
+  int exitStatus = 0;             ///< Exited: the status the code passed to exit()
   uint32_t retryAfterMillis = 0;  ///< Overloaded: when to try again (0 = no hint)
 };
 

@@ -44,26 +44,26 @@ extern "C" {
 /** What went wrong: the same kinds, in the same order, as rjit::ErrorKind. (No typedef: the
  *  function rjit_error_kind() takes the plain name, so C and C++ write `enum rjit_error_kind`.) */
 enum rjit_error_kind {
-  RJIT_ERROR_INTERNAL = 0,           /**< a fault inside rjitd or this library */
-  RJIT_ERROR_INVALID_MODULE = 1,     /**< the IR does not parse or verify; see diagnostics */
-  RJIT_ERROR_UNKNOWN_TARGET = 2,     /**< no served target has that name or triple */
-  RJIT_ERROR_TARGET_MISMATCH = 3,    /**< the module's own triple disagrees with the target */
-  RJIT_ERROR_TOO_LARGE = 4,          /**< over a server limit, or over the memory quota */
-  RJIT_ERROR_INVALID_REQUEST = 5,    /**< a malformed request (bad opt level, NULL handle, ...) */
-  RJIT_ERROR_NOT_FOUND = 6,          /**< a lookup of a key the server does not hold */
-  RJIT_ERROR_SHUTTING_DOWN = 7,      /**< the server is draining; a retry will do */
-  RJIT_ERROR_PROTOCOL_MISMATCH = 8,  /**< client and server speak incompatible protocols */
-  RJIT_ERROR_OVERLOADED = 9,         /**< the server refuses work for now */
-  RJIT_ERROR_CONNECTION = 10,        /**< no server could be reached, or the connection broke */
-  RJIT_ERROR_TIMEOUT = 11,           /**< the call did not finish within the deadline */
-  RJIT_ERROR_CONFIGURATION = 12,     /**< bad client options or RJIT_* environment variables */
-  RJIT_ERROR_LINK_FAILED = 13,       /**< unresolved or duplicate symbols (named in the message) */
-  RJIT_ERROR_LOAD = 14,              /**< mapping or starting loaded code in this process failed */
-  RJIT_ERROR_CRASHED = 15,           /**< remote execute: the code died of a signal */
-  RJIT_ERROR_OUT_OF_MEMORY = 16,     /**< remote execute: past the executor's memory limit */
-  RJIT_ERROR_EXITED = 17,            /**< remote execute: the called function called exit() */
-  RJIT_ERROR_OUTPUT_LIMIT = 18,      /**< remote execute: more output than an executor may write */
-  RJIT_ERROR_SANDBOX_VIOLATION = 19, /**< remote execute: a forbidden system call (named) */
+  RJIT_ERROR_INTERNAL = 0,            /**< a fault inside rjitd or this library */
+  RJIT_ERROR_INVALID_MODULE = 1,      /**< the IR does not parse or verify; see diagnostics */
+  RJIT_ERROR_UNKNOWN_TARGET = 2,      /**< no served target has that name or triple */
+  RJIT_ERROR_TARGET_MISMATCH = 3,     /**< the module's own triple disagrees with the target */
+  RJIT_ERROR_TOO_LARGE = 4,           /**< over a server limit, or over the memory quota */
+  RJIT_ERROR_INVALID_REQUEST = 5,     /**< a malformed request (bad opt level, NULL handle, ...) */
+  RJIT_ERROR_NOT_FOUND = 6,           /**< a lookup of a key the server does not hold */
+  RJIT_ERROR_SHUTTING_DOWN = 7,       /**< the server is draining; a retry will do */
+  RJIT_ERROR_PROTOCOL_MISMATCH = 8,   /**< client and server speak incompatible protocols */
+  RJIT_ERROR_OVERLOADED = 9,          /**< the server refuses work for now */
+  RJIT_ERROR_CONNECTION = 10,         /**< no server could be reached, or the connection broke */
+  RJIT_ERROR_TIMEOUT = 11,            /**< the call did not finish within the deadline */
+  RJIT_ERROR_CONFIGURATION = 12,      /**< bad client options or RJIT_* environment variables */
+  RJIT_ERROR_LINK_FAILED = 13,        /**< unresolved or duplicate symbols (named in the message) */
+  RJIT_ERROR_LOAD = 14,               /**< mapping or starting loaded code in this process failed */
+  RJIT_ERROR_CRASHED = 15,            /**< remote execute: the code died of a signal */
+  RJIT_ERROR_OUT_OF_MEMORY = 16,      /**< remote execute: past the executor's memory limit */
+  RJIT_ERROR_EXITED = 17,             /**< remote execute: the called function called exit() */
+  RJIT_ERROR_OUTPUT_LIMIT = 18,       /**< remote execute: more output than an executor may write */
+  RJIT_ERROR_SANDBOX_VIOLATION = 19,  /**< remote execute: a forbidden system call (named) */
   RJIT_ERROR_SIGNATURE_MISMATCH = 20, /**< remote execute: arguments that do not match */
   RJIT_ERROR_PERMISSION_DENIED = 21   /**< this user may not use the server (--allow-users) */
 };
