@@ -35,7 +35,8 @@ constexpr kj::Duration ACCEPT_BACKOFF_MAX = 1 * kj::SECONDS;
 constexpr kj::Duration ACCEPT_WARNING_INTERVAL = 60 * kj::SECONDS;
 
 // Refused connections kept open to carry their answer; past this many, the oldest is closed
-// unanswered. Each holds an fd for at most --handshake-timeout.
+// (answered or not). Each holds an fd for at most --handshake-timeout, or REFUSAL_LINGER once
+// answered.
 constexpr uint32_t MAX_REFUSING = 64;
 // The retry-after hint of a connection refused as `overloaded`: connections end at their
 // clients' pace, so there is nothing better to say than "in a while"; a second keeps a retrying
@@ -43,6 +44,11 @@ constexpr uint32_t MAX_REFUSING = 64;
 constexpr kj::Duration CONNECTION_RETRY_AFTER = 1 * kj::SECONDS;
 // How often a refused connection checks whether its answer has been written.
 constexpr kj::Duration FLUSH_POLL = 5 * kj::MILLISECONDS;
+// How long a refused connection stays open after its answer is written, waiting for the client
+// to hang up. Closing at once races the client: its next write (the Finish of its bootstrap
+// question) fails with EPIPE before it reads the refusal, and it reports "cannot reach rjitd"
+// instead of the refusal. A real client reads its answer and closes within milliseconds.
+constexpr kj::Duration REFUSAL_LINGER = 2 * kj::SECONDS;
 // Refusals of one reason are logged at info level at most this often (debug otherwise).
 constexpr kj::Duration REFUSAL_LOG_INTERVAL = 60 * kj::SECONDS;
 
@@ -276,6 +282,7 @@ struct Listeners::Connection {
   bool refused = false;  // carries a refusal, then closes
   bool helloDone = false;
   kj::Own<kj::PromiseFulfiller<void>> answered;  // refused: hello has been answered
+  kj::Own<kj::PromiseFulfiller<void>> closeNow;  // refused: closed to make room for another
   kj::Own<FramedStream> stream;
   kj::Own<capnp::TwoPartyVatNetwork> network;
   kj::Own<capnp::RpcSystem<capnp::rpc::twoparty::VatId>> rpc;
@@ -308,8 +315,8 @@ void Listeners::serve(kj::AuthenticatedStream&& conn, const Socket& socket) {
     // reads its answer): each would hold an fd until its handshake deadline, so the oldest
     // makes room for this one and is closed unanswered.
     for (auto& [oldSerial, old] : refusingBySerial) {
-      if (old->answered->isWaiting()) {
-        old->answered->fulfill();
+      if (old->closeNow->isWaiting()) {
+        old->closeNow->fulfill();
         break;
       }
     }
@@ -342,12 +349,17 @@ void Listeners::serve(kj::AuthenticatedStream&& conn, const Socket& socket) {
     refused(refusal->first, peer, refusal->second.message);
     auto paf = kj::newPromiseAndFulfiller<void>();
     c->answered = kj::mv(paf.fulfiller);
-    answered = paf.promise.then([this, raw]() { return flushed(*raw->network); });
+    auto evicted = kj::newPromiseAndFulfiller<void>();
+    c->closeNow = kj::mv(evicted.fulfiller);
+    answered = paf.promise
+                   .then([this, raw]() { return flushed(*raw->network); })
+                   .then([this]() { return io.provider->getTimer().afterDelay(REFUSAL_LINGER); })
+                   .exclusiveJoin(kj::mv(evicted.promise));
     c->rpc = kj::heap(capnp::makeRpcServer(
         *c->network,
         capnp::Capability::Client(newRefusingBootstrap(state, kj::mv(refusal->second), [raw]() {
           raw->helloDone = true;
-          if (raw->answered->isWaiting())  // not closed already to make room (above)
+          if (raw->answered->isWaiting())  // a second hello on the same connection
             raw->answered->fulfill();
         }))));
   } else {
