@@ -198,6 +198,24 @@ struct ServerStats {
   executorRestarts @24 :UInt64;           # executors ended by a call (rjitd_executor_restarts_total)
   executeCounts @25 :List(RequestCount);  # rjitd_executes_total by (target in `method`, result)
   targets @26 :List(TargetStats);         # per served target, zeros included
+  tiers @27 :List(TierStats);             # per cache tier rjitd uses: memory, then disk, shared
+}
+
+struct TierStats {
+  # One cache tier's figures (rjitd_cache_* with its `tier` label). A tier rjitd is not
+  # configured with is absent.
+  tier @0 :Text;             # "memory", "disk" or "shared"
+  entries @1 :UInt64;        # memory and disk (0 for shared: Redis is not asked)
+  bytes @2 :UInt64;
+  budgetBytes @3 :UInt64;
+  hits @4 :UInt64;
+  misses @5 :UInt64;
+  evictions @6 :UInt64;
+  stored @7 :UInt64;         # objects written to the tier (disk, shared)
+  rejected @8 :UInt64;       # stored values refused on read (corrupt, wrong key, bad MAC)
+  errors @9 :UInt64;         # I/O errors, Redis errors and timeouts
+  available @10 :Bool;       # shared: false while rjitd backs off after Redis errors
+  address @11 :Text;         # disk: the directory; shared: the Redis address
 }
 
 struct TargetStats {

@@ -14,6 +14,7 @@ PACKAGES="
   libgtest-dev libgmock-dev libbenchmark-dev
   nettle-dev libssl-dev libcli11-dev nlohmann-json3-dev libffi-dev libseccomp-dev
   libzstd-dev libstb-dev
+  libhiredis-dev redis-server
   curl
   prometheus
   debhelper dpkg-dev fakeroot
@@ -26,6 +27,8 @@ PACKAGES="
 # arm64 libraries the cross build (cross-aarch64.ini) links, through Debian's multiarch
 # (`dpkg --add-architecture arm64`; libcapnp-dev:arm64 pulls libssl-dev:arm64, which moves the
 # host's libssl to the same Debian revision).
+# libhiredis-dev and redis-server (issue 13): the shared cache tier's client, and the Redis the
+# fleet tests start on private sockets (the package's own service is not used).
 
 missing=""
 for p in $PACKAGES; do

@@ -2,6 +2,7 @@
 // rjitd: the remote JIT compilation daemon. Wires the parts together (cache, metrics, worker
 // pools, compile service, listeners, metrics endpoint) and runs the event loop until
 // SIGTERM/SIGINT, then drains.
+#include "build-id.h"
 #include "cache-key.h"
 #include "compile-backend.h"
 #include "compile-service.h"
@@ -407,7 +408,8 @@ int run(const Options& opt) {
   WorkerPool linkPool("rjitd-link", std::min(jobs, 2u));
   ServiceConfig config;
   config.maxModuleBytes = opt.maxModuleBytes;
-  config.compilerIdentity = cache::compilerIdentity(RJITD_VERSION, compiler::llvmVersion());
+  config.compilerIdentity =
+      cache::compilerIdentity(RJITD_VERSION, compiler::llvmVersion(), buildIdentity());
   config.compileGate = opt.testCompileGate;
   config.maxQueued = opt.maxQueued;
   config.maxHeldRequestBytes = opt.maxHeldRequestBytes;

@@ -92,11 +92,16 @@ std::optional<Key> keyFromBytes(std::string_view bytes) {
   return key;
 }
 
-std::string compilerIdentity(std::string_view rjitdVersion, std::string_view llvmVersion) {
+std::string compilerIdentity(std::string_view rjitdVersion, std::string_view llvmVersion,
+                             std::string_view buildId) {
   std::string out = "rjitd/";
   out += rjitdVersion;
   out += " llvm/";
   out += llvmVersion;
+  if (!buildId.empty()) {
+    out += " build/";
+    out += buildId;
+  }
   return out;
 }
 

@@ -41,7 +41,7 @@ struct KeyInputs {
   std::string_view cpu;
   std::string_view features;
   unsigned optLevel = 0;
-  std::string_view compilerIdentity;  ///< rjitd and LLVM versions (compilerIdentity())
+  std::string_view compilerIdentity;  ///< rjitd, LLVM, build id (compilerIdentity())
 };
 
 /// SHA-256 over a length-prefixed, domain-separated encoding of every field, so no two
@@ -62,8 +62,11 @@ std::string toHex(const Key& key);
 /// Accepts exactly 32 bytes; anything else is not a key.
 std::optional<Key> keyFromBytes(std::string_view bytes);
 
-/// "rjitd/<version> llvm/<version>" of this build: part of every key, so an upgrade never
-/// serves objects built by another compiler.
-std::string compilerIdentity(std::string_view rjitdVersion, std::string_view llvmVersion);
+/// "rjitd/<version> llvm/<version> build/<build id>" of this build: part of every key, so an
+/// upgrade, or a rebuild of the same version, never serves objects built by another compiler
+/// (the disk and shared tiers outlive a binary). Without a build id the last part is left out.
+/// Clients learn the identity from ServerHello and never make it up.
+std::string compilerIdentity(std::string_view rjitdVersion, std::string_view llvmVersion,
+                             std::string_view buildId = {});
 
 }  // namespace rjitd::cache

@@ -4,6 +4,7 @@
 #include <elf.h>
 
 #include <algorithm>
+#include <regex>
 
 #include "fixture.h"
 
@@ -141,7 +142,10 @@ TEST_P(CompileTest, ServerInfoDescribesDaemon) {
   EXPECT_EQ(info.protocolVersion, 1u);
   EXPECT_TRUE(info.llvmVersion.starts_with("19")) << info.llvmVersion;
   EXPECT_FALSE(info.rjitdVersion.empty());
-  EXPECT_FALSE(info.compilerIdentity.empty());
+  // The key's compiler identity names the build (issue 13): "rjitd/V llvm/V build/<40 hex>".
+  EXPECT_TRUE(std::regex_match(info.compilerIdentity,
+                               std::regex("rjitd/\\S+ llvm/19\\S* build/[0-9a-f]{40}")))
+      << info.compilerIdentity;
   EXPECT_TRUE(info.defaultTriple.starts_with("x86_64")) << info.defaultTriple;
   EXPECT_GT(info.maxModuleBytes, 0u);
   EXPECT_TRUE(std::any_of(info.targets.begin(), info.targets.end(),

@@ -215,6 +215,7 @@ TEST(CacheKeyTest, KeyFromBytesRejectsWrongSizes) {
 TEST(CacheKeyTest, CompilerIdentityFormat) {
   EXPECT_EQ(compilerIdentity("0.1.0", "19.1.7"), "rjitd/0.1.0 llvm/19.1.7");
   EXPECT_EQ(compilerIdentity("", ""), "rjitd/ llvm/");
+  EXPECT_EQ(compilerIdentity("0.1.0", "19.1.7", "57a5"), "rjitd/0.1.0 llvm/19.1.7 build/57a5");
 }
 
 }  // namespace
