@@ -16,6 +16,7 @@
 #include <cmath>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <utility>
 
 namespace rjitd::metrics {
@@ -119,33 +120,129 @@ MetricFamily family(std::string name, std::string help, MetricType type,
   return MetricFamily{std::move(name), std::move(help), type, {std::move(m)}};
 }
 
-/// The registry's families followed by the cache's size figures, read from one stats() call
-/// so that they are consistent with each other. Its lookups are counted by the call sites
+/// The registry's families followed by every cache tier's figures: memory's from the object
+/// cache, disk's and shared's from the provider main() sets, each tier read once per scrape so
+/// that its figures are consistent with each other. Lookups are counted by the call sites
 /// (rjitd_cache_lookups_total): only they know the target a lookup was for.
 class Collector final : public prometheus::Collectable {
 public:
   Collector(std::shared_ptr<prometheus::Registry> registry, const cache::ObjectCache& cache)
       : registry(std::move(registry)), cache(cache) {}
 
+  void setLowerTiers(std::function<std::vector<TierSnapshot>()> provider) {
+    std::lock_guard<std::mutex> lock(mutex);
+    lowerTiers = std::move(provider);
+  }
+
+  std::vector<TierSnapshot> tiers() const {
+    std::vector<TierSnapshot> all;
+    cache::CacheStats s = cache.stats();
+    TierSnapshot memory;
+    memory.tier = CacheTier::Memory;
+    memory.entries = s.entries;
+    memory.bytes = s.bytes;
+    memory.budgetBytes = s.budgetBytes;
+    memory.hits = s.hits;
+    memory.misses = s.misses;
+    memory.evictions = s.evictions;
+    all.push_back(std::move(memory));
+    std::lock_guard<std::mutex> lock(mutex);
+    if (lowerTiers)
+      for (TierSnapshot& t : lowerTiers())
+        all.push_back(std::move(t));
+    return all;
+  }
+
   std::vector<MetricFamily> Collect() const override {
     std::vector<MetricFamily> out = registry->Collect();
-    cache::CacheStats s = cache.stats();
-    std::vector<ClientMetric::Label> tier = {{"tier", cacheTierName(CacheTier::Memory)}};
-    out.push_back(family("rjitd_cache_entries", "Objects in the cache", MetricType::Gauge, tier,
-                         static_cast<double>(s.entries)));
-    out.push_back(family("rjitd_cache_bytes", "Bytes the cached objects occupy", MetricType::Gauge,
-                         tier, static_cast<double>(s.bytes)));
-    out.push_back(family("rjitd_cache_budget_bytes", "Byte budget of the cache (--cache-bytes)",
-                         MetricType::Gauge, tier, static_cast<double>(s.budgetBytes)));
-    out.push_back(family("rjitd_cache_evictions_total",
-                         "Objects evicted to keep the cache within its budget", MetricType::Counter,
-                         tier, static_cast<double>(s.evictions)));
+    std::vector<TierSnapshot> all = tiers();
+    // One family per name with a series per tier: a name may appear only once in an exposition.
+    auto perTier = [&](std::string name, std::string help, MetricType type, auto value,
+                       bool lowerOnly = false) {
+      MetricFamily f{std::move(name), std::move(help), type, {}};
+      for (const TierSnapshot& t : all) {
+        if (lowerOnly && t.tier == CacheTier::Memory)
+          continue;
+        ClientMetric m;
+        m.label = {{"tier", cacheTierName(t.tier)}};
+        double v = static_cast<double>(value(t));
+        if (type == MetricType::Counter)
+          m.counter.value = v;
+        else
+          m.gauge.value = v;
+        f.metric.push_back(std::move(m));
+      }
+      if (!f.metric.empty())
+        out.push_back(std::move(f));
+    };
+    perTier("rjitd_cache_entries", "Objects in the cache tier", MetricType::Gauge,
+            [](const TierSnapshot& t) { return t.entries; });
+    perTier("rjitd_cache_bytes", "Bytes the tier's objects occupy", MetricType::Gauge,
+            [](const TierSnapshot& t) { return t.bytes; });
+    perTier("rjitd_cache_budget_bytes",
+            "Byte budget of the tier (--cache-bytes, --disk-cache-bytes)", MetricType::Gauge,
+            [](const TierSnapshot& t) { return t.budgetBytes; });
+    perTier("rjitd_cache_evictions_total", "Objects evicted to keep the tier within its budget",
+            MetricType::Counter, [](const TierSnapshot& t) { return t.evictions; });
+    perTier(
+        "rjitd_cache_stored_total", "Objects written to the tier", MetricType::Counter,
+        [](const TierSnapshot& t) { return t.stored; }, true);
+    perTier(
+        "rjitd_cache_not_stored_total",
+        "Objects not written to the tier (too large, read-only, queue full, write failed)",
+        MetricType::Counter, [](const TierSnapshot& t) { return t.notStored; }, true);
+    perTier(
+        "rjitd_cache_errors_total",
+        "I/O errors of the tier (disk reads and writes; Redis errors and timeouts)",
+        MetricType::Counter, [](const TierSnapshot& t) { return t.errors; }, true);
+    MetricFamily rejected{"rjitd_cache_rejected_total",
+                          "Stored values refused on read (truncated, corrupt, wrong key, bad MAC) "
+                          "and deleted",
+                          MetricType::Counter,
+                          {}};
+    for (const TierSnapshot& t : all) {
+      if (t.tier == CacheTier::Memory)
+        continue;
+      // Every reason of every lower tier, zeros included, so that rate() starts from zero.
+      for (const char* reason : {"truncated", "foreign", "wrong-key", "bad-checksum", "bad-mac",
+                                 "unexpected-mac", "undecodable"}) {
+        uint64_t n = 0;
+        for (const auto& r : t.rejected)
+          if (r.first == reason)
+            n += r.second;
+        ClientMetric m;
+        m.label = {{"tier", cacheTierName(t.tier)}, {"reason", reason}};
+        m.counter.value = static_cast<double>(n);
+        rejected.metric.push_back(std::move(m));
+      }
+    }
+    if (!rejected.metric.empty())
+      out.push_back(std::move(rejected));
+    for (const TierSnapshot& t : all) {
+      if (t.tier != CacheTier::Shared)
+        continue;
+      std::vector<ClientMetric::Label> tier = {{"tier", cacheTierName(t.tier)}};
+      out.push_back(family("rjitd_cache_available",
+                           "1 while the tier is used; 0 while rjitd backs off after errors",
+                           MetricType::Gauge, tier, t.available ? 1 : 0));
+      out.push_back(family("rjitd_cache_skipped_total",
+                           "Shared-tier calls not made because rjitd was backing off",
+                           MetricType::Counter, tier, static_cast<double>(t.skipped)));
+      out.push_back(family("rjitd_cache_leases_taken_total",
+                           "Compile leases this server took (cross-server single flight)",
+                           MetricType::Counter, tier, static_cast<double>(t.leasesTaken)));
+      out.push_back(family("rjitd_cache_lease_waits_total",
+                           "Compiles that waited for another server's lease instead of compiling",
+                           MetricType::Counter, tier, static_cast<double>(t.leaseWaits)));
+    }
     return out;
   }
 
 private:
   std::shared_ptr<prometheus::Registry> registry;
   const cache::ObjectCache& cache;
+  mutable std::mutex mutex;  // guards lowerTiers (set once at start-up, read by scrapes)
+  std::function<std::vector<TierSnapshot>()> lowerTiers;
 };
 
 }  // namespace
@@ -169,6 +266,8 @@ const char* methodName(Method method) {
 const char* cacheTierName(CacheTier tier) {
   switch (tier) {
   case CacheTier::Memory: return "memory";
+  case CacheTier::Disk: return "disk";
+  case CacheTier::Shared: return "shared";
   }
   return "memory";
 }
@@ -583,8 +682,16 @@ Totals Metrics::totals() const {
     for (const ClientMetric& m : f.metric)
       t.executeCounts.push_back(
           {label(m.label, "target"), label(m.label, "result"), whole<uint64_t>(m.counter.value)});
-  t.cacheHits = whole<uint64_t>(sum(impl->cacheLookups, hit));
-  t.cacheMisses = whole<uint64_t>(sum(impl->cacheLookups)) - t.cacheHits;
+  // The memory tier's: every request asks it first, so its lookups count requests once. The
+  // lower tiers' lookups are in tiers() (ServerStats.tiers).
+  auto memoryTier = [](const std::vector<ClientMetric::Label>& labels) {
+    return hasLabel(labels, "tier", cacheTierName(CacheTier::Memory));
+  };
+  auto memoryHit = [&](const std::vector<ClientMetric::Label>& labels) {
+    return memoryTier(labels) && hit(labels);
+  };
+  t.cacheHits = whole<uint64_t>(sum(impl->cacheLookups, memoryHit));
+  t.cacheMisses = whole<uint64_t>(sum(impl->cacheLookups, memoryTier)) - t.cacheHits;
   for (const std::string& target : impl->targets) {
     auto of = [&target](const std::vector<ClientMetric::Label>& labels) {
       return hasLabel(labels, "target", target);
@@ -596,8 +703,8 @@ Totals Metrics::totals() const {
     auto loadOf = both(of, method(Method::Load));
     Totals::TargetTotals x;
     x.target = target;
-    x.cacheLookups = whole<uint64_t>(sum(impl->cacheLookups, of));
-    x.cacheHits = whole<uint64_t>(sum(impl->cacheLookups, both(of, hit)));
+    x.cacheLookups = whole<uint64_t>(sum(impl->cacheLookups, both(of, memoryTier)));
+    x.cacheHits = whole<uint64_t>(sum(impl->cacheLookups, both(of, memoryHit)));
     x.compiles = whole<uint64_t>(sum(impl->compiles, of));
     x.compileFailures = whole<uint64_t>(sum(impl->compiles, both(of, failed)));
     x.loads = whole<uint64_t>(sum(impl->requests, loadOf));
@@ -613,6 +720,14 @@ Totals Metrics::totals() const {
     t.targets.push_back(std::move(x));
   }
   return t;
+}
+
+void Metrics::setLowerTiers(std::function<std::vector<TierSnapshot>()> provider) {
+  impl->collector->setLowerTiers(std::move(provider));
+}
+
+std::vector<TierSnapshot> Metrics::tiers() const {
+  return impl->collector->tiers();
 }
 
 std::shared_ptr<prometheus::Collectable> Metrics::collectable() const {

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -51,12 +52,33 @@ inline constexpr std::string_view NO_TARGET = "none";
 /// strings never become label values: that would let clients create unbounded series.
 inline constexpr std::string_view UNKNOWN_TARGET = "unknown";
 
-/// The cache tier a lookup asked (the `tier` label): only the memory tier today; a disk tier
-/// will add its value here.
-enum class CacheTier : uint8_t { Memory };
+/// The cache tier a lookup asked (the `tier` label): memory, then disk (--cache-dir), then
+/// shared (Redis, --shared-cache).
+enum class CacheTier : uint8_t { Memory, Disk, Shared };
 
-/// "memory".
+/// "memory", "disk", "shared".
 const char* cacheTierName(CacheTier tier);
+
+/// One tier's figures, read at scrape time (rjitd_cache_* with its `tier` label) and for
+/// ServerStats.tiers. What a tier does not have stays 0 (Redis is not asked for its entries).
+struct TierSnapshot {
+  CacheTier tier = CacheTier::Memory;
+  std::string address;  ///< disk: the directory; shared: the Redis address
+  uint64_t entries = 0, bytes = 0, budgetBytes = 0;
+  uint64_t hits = 0, misses = 0, evictions = 0, stored = 0, notStored = 0, errors = 0;
+  uint64_t skipped = 0;  ///< shared: calls not made while backing off
+  /// Stored values refused on read, by reason ("bad-checksum", "bad-mac", ...): only nonzero.
+  std::vector<std::pair<std::string, uint64_t>> rejected;
+  uint64_t leasesTaken = 0, leaseWaits = 0;  ///< shared
+  bool available = true;                     ///< shared: false while backing off
+  bool scanned = true;                       ///< disk: the start-up scan has finished
+  uint64_t rejectedTotal() const {
+    uint64_t n = 0;
+    for (const auto& r : rejected)
+      n += r.second;
+    return n;
+  }
+};
 
 /// Errors that are not the answer to a request; counted in rjitd_errors_total with these kinds.
 enum class DaemonError : uint8_t {
@@ -121,7 +143,7 @@ struct Totals {
   std::vector<ErrorCount> errorCounts;
   /// rjitd_executes_total by (target, result): the target in `method`.
   std::vector<RequestCount> executeCounts;
-  uint64_t cacheHits = 0;  ///< rjitd_cache_lookups_total, every tier and target
+  uint64_t cacheHits = 0;  ///< rjitd_cache_lookups_total{tier="memory"}, every target
   uint64_t cacheMisses = 0;
   /// The figures of one served target. `...Seconds` are the sums of the latency histograms,
   /// whose counts are the matching totals (compiles, loads, links, executes): their quotient
@@ -214,6 +236,12 @@ public:
 
   /// The ServerStats figures, summed over the label values of the families they come from.
   Totals totals() const;
+
+  /// The disk and shared tiers' figures for scrapes, from `provider` (thread-safe; called on
+  /// the scrape's thread). Without one, only the memory tier is shown.
+  void setLowerTiers(std::function<std::vector<TierSnapshot>()> provider);
+  /// Every tier's figures, memory first (ServerStats.tiers).
+  std::vector<TierSnapshot> tiers() const;
 
   /// Everything a scrape returns: the registry's families and the cache's figures. The
   /// collectable refers to this object and its cache; stop serving it before they go away.

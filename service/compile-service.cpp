@@ -44,8 +44,10 @@ void CompileService::CleanupErrors::taskFailed(kj::Exception&& exception) {
 
 CompileService::CompileService(ServiceConfig config, cache::ObjectCache& cache,
                                CompileBackend& backend, WorkerPool& compilePool,
-                               WorkerPool& hashPool, metrics::Metrics& metrics)
-    : cfg(std::move(config)), objects(cache), backend(backend), compilePool(compilePool),
+                               WorkerPool& hashPool, metrics::Metrics& metrics, TieredCache* tiers)
+    : cfg(std::move(config)), objects(cache),
+      ownTiers(tiers == nullptr ? std::make_unique<TieredCache>(cache) : nullptr),
+      tiers(tiers != nullptr ? tiers : ownTiers.get()), backend(backend), compilePool(compilePool),
       hashPool(hashPool), metrics(metrics), served(compiler::servedTargets()),
       defaultTarget(compiler::defaultTriple()),
       heldBytes(cfg.maxHeldRequestBytes,
@@ -192,7 +194,7 @@ kj::Promise<ServeResult> CompileService::serveKeyed(cache::Key key, CompileJob j
     auto cancel = std::make_shared<CompileCancel>();
     std::string moduleName = job.moduleName;
     auto compile =
-        startCompile(key, kj::mv(job), kj::mv(options), kj::mv(targetName), cancel, generation);
+        resolve(key, kj::mv(job), kj::mv(options), kj::mv(targetName), cancel, generation);
     it = inFlight
              .emplace(key, Flight{compile.fork(), kj::mv(cancel), kj::mv(moduleName), generation})
              .first;
@@ -208,7 +210,8 @@ kj::Promise<ServeResult> CompileService::serveKeyed(cache::Key key, CompileJob j
       .then([key, joined](Shared&& shared) -> ServeResult {
         if (auto* f = std::get_if<Failure>(&shared))
           return kj::mv(*f);
-        return Served{key, std::get<std::shared_ptr<const CompiledObject>>(kj::mv(shared)), joined};
+        Resolved r = std::get<Resolved>(kj::mv(shared));
+        return Served{key, kj::mv(r.object), joined || !r.compiled};
       })
       .attach(kj::mv(left));
 }
@@ -246,10 +249,68 @@ void CompileService::leave(const cache::Key& key, uint64_t generation) {
   inFlight.erase(it);
 }
 
-kj::Promise<CompileService::Shared>
-CompileService::startCompile(const cache::Key& key, CompileJob job,
-                             compiler::CompileOptions options, std::string targetName,
-                             std::shared_ptr<CompileCancel> cancel, uint64_t generation) {
+void CompileService::countBelow(const TieredCache::Found& found, std::string_view target) {
+  if (found.diskAsked)
+    metrics.cacheLookup(metrics::CacheTier::Disk, target, found.diskHit);
+  if (found.sharedAsked)
+    metrics.cacheLookup(metrics::CacheTier::Shared, target, found.sharedHit);
+}
+
+kj::Promise<CompileService::Shared> CompileService::resolve(const cache::Key& key, CompileJob job,
+                                                            compiler::CompileOptions options,
+                                                            std::string targetName,
+                                                            std::shared_ptr<CompileCancel> cancel,
+                                                            uint64_t generation) {
+  if (!tiers->hasLowerTiers())
+    return startCompile(key, kj::mv(job), kj::mv(options), kj::mv(targetName), kj::mv(cancel),
+                        generation);
+  // The job moves from continuation to continuation; a flight called off drops it wherever it
+  // is, and with it the module's charge.
+  auto owned = std::make_shared<std::pair<CompileJob, compiler::CompileOptions>>(kj::mv(job),
+                                                                                 kj::mv(options));
+  auto compile = [this, key, owned, targetName, cancel, generation](bool leased) {
+    return startCompile(key, kj::mv(owned->first), kj::mv(owned->second), targetName, cancel,
+                        generation, leased);
+  };
+  return tiers->findBelow(key).then([this, key, targetName, generation, compile](
+                                        TieredCache::Found&& found) mutable -> kj::Promise<Shared> {
+    countBelow(found, targetName);
+    if (found.object) {
+      settle(key, generation);
+      log::debug("key ", cache::toHex(key).substr(0, 16), " found in the ",
+                 found.diskHit ? "disk" : "shared", " tier");
+      return Shared(Resolved{kj::mv(found.object), false});
+    }
+    if (tiers->shared() == nullptr)
+      return compile(false);
+    return tiers->tryLease(key).then([this, key, generation, compile](
+                                         cache::LeaseResult lease) mutable -> kj::Promise<Shared> {
+      if (lease != cache::LeaseResult::Held)
+        return compile(lease == cache::LeaseResult::Acquired);
+      // Another server compiles this module: wait for its object rather than compile
+      // it again, for as long as a compile may take.
+      log::debug("key ", cache::toHex(key).substr(0, 16),
+                 " is being compiled by another server; waiting for its object");
+      return tiers->awaitLeaseHolder(key, cfg.leaseWaitBound)
+          .then([this, key, generation, compile](
+                    std::shared_ptr<const CompiledObject> object) mutable -> kj::Promise<Shared> {
+            if (object) {
+              settle(key, generation);
+              return Shared(Resolved{kj::mv(object), false});
+            }
+            // The holder failed, died (its lease expired) or took too long: compile
+            // here, leased if we can get it.
+            return tiers->tryLease(key).then([compile](cache::LeaseResult again) mutable {
+              return compile(again == cache::LeaseResult::Acquired);
+            });
+          });
+    });
+  });
+}
+
+kj::Promise<CompileService::Shared> CompileService::startCompile(
+    const cache::Key& key, CompileJob job, compiler::CompileOptions options, std::string targetName,
+    std::shared_ptr<CompileCancel> cancel, uint64_t generation, bool leased) {
   using Clock = std::chrono::steady_clock;
   using Timed = std::pair<compiler::CompileResult, Clock::duration>;
   unsigned optLevel = options.optLevel;
@@ -270,8 +331,20 @@ CompileService::startCompile(const cache::Key& key, CompileJob job,
       std::make_shared<const Input>(Input{kj::mv(job.module), kj::mv(options), kj::mv(job.held)});
   // Not `input`: the module is returned to the budget when the compile ends, not a turn later
   // when the single-flight entry holding this continuation goes.
+  // A lease held for this compile is released however it ends: with the object written
+  // (store), or at once (failure, cancellation, drain) by this guard.
+  struct LeaseGuard {
+    TieredCache* tiers;
+    cache::Key key;
+    bool armed = true;
+    ~LeaseGuard() {
+      if (armed)
+        tiers->releaseLease(key);
+    }
+  };
+  std::shared_ptr<LeaseGuard> lease = leased ? std::make_shared<LeaseGuard>(tiers, key) : nullptr;
   auto done = [this, key, keyHex, targetName, optLevel, moduleName = input->options.moduleName,
-               generation](Timed&& timed) -> Shared {
+               generation, lease](Timed&& timed) -> Shared {
     settle(key, generation);
     compiler::CompileResult& result = timed.first;
     if (auto* f = std::get_if<Failure>(&result)) {
@@ -285,10 +358,13 @@ CompileService::startCompile(const cache::Key& key, CompileJob job,
     log::info("compiled '", moduleName, "' for ", object->triple, " -O", optLevel, " in ",
               object->compileMicros / 1000, " ms, ", object->object.size(), " bytes, key ",
               keyHex.substr(0, 16));
-    if (!objects.put(key, object))
+    // The shared write releases the lease after it, in order: the guard stands down.
+    if (lease)
+      lease->armed = false;
+    if (!tiers->store(key, object, lease != nullptr))
       log::warning("object for key ", keyHex.substr(0, 16), " (", object->object.size(),
-                   " bytes) exceeds the whole cache budget; not cached");
-    return object;
+                   " bytes) exceeds the whole memory cache budget; not kept in memory");
+    return Resolved{object, true};
   };
   auto failed = [this, targetName, optLevel, submitted, key,
                  generation](kj::Exception&& e) -> Shared {
@@ -353,15 +429,31 @@ bool CompileService::keepCached(const cache::Key& key,
   return objects.put(key, std::move(object));
 }
 
-ServeResult CompileService::lookup(const cache::Key& key, std::string_view missTarget) {
+kj::Promise<ServeResult> CompileService::lookup(const cache::Key& key,
+                                                std::string_view missTarget) {
   auto hit = objects.get(key);
   // A hit is labelled with the target of the object found: the key names none.
   std::string_view target = hit ? targetLabel(hit->triple) : missTarget;
   metrics.cacheLookup(metrics::CacheTier::Memory, target, hit != nullptr);
-  metrics.hashFirstLookup(target, hit != nullptr);
-  if (hit)
-    return Served{key, kj::mv(hit), true};
-  return failure(ErrorKind::NotFound, "no cached object for key " + cache::toHex(key));
+  auto notFound = [key]() {
+    return failure(ErrorKind::NotFound, "no cached object for key " + cache::toHex(key));
+  };
+  if (hit || !tiers->hasLowerTiers()) {
+    metrics.hashFirstLookup(target, hit != nullptr);
+    if (hit)
+      return ServeResult(Served{key, kj::mv(hit), true});
+    return ServeResult(notFound());
+  }
+  return tiers->findBelow(key).then(
+      [this, key, missTarget = std::string(missTarget), notFound](TieredCache::Found&& found) {
+        std::string_view target =
+            found.object ? targetLabel(found.object->triple) : std::string_view(missTarget);
+        countBelow(found, target);
+        metrics.hashFirstLookup(target, found.object != nullptr);
+        if (found.object)
+          return ServeResult(Served{key, kj::mv(found.object), true});
+        return ServeResult(notFound());
+      });
 }
 
 }  // namespace rjitd::service

@@ -13,6 +13,7 @@
 #include "object-cache.h"
 #include "outcome.h"
 #include "targets.h"
+#include "tiered-cache.h"
 #include "worker-pool.h"
 
 #include <cstdint>
@@ -43,6 +44,9 @@ struct ServiceConfig {
   /// Bytes of modules all requests together may make rjitd hold after receiving them
   /// (rjitd --max-held-request-bytes; see HeldBytes); more are answered Overloaded.
   uint64_t maxHeldRequestBytes = 1ull << 30;
+  /// How long a compile waits for another server that holds its compile lease (shared tier)
+  /// before compiling itself: as long as that server's compile may take.
+  kj::Duration leaseWaitBound = 300 * kj::SECONDS;
 };
 
 struct CompileJob {
@@ -78,18 +82,25 @@ public:
   /// `backend` on `compilePool` threads (one compile per thread at a time). The service
   /// records what it does (modules received, compiles, hash-first lookups) in `metrics` and
   /// keeps no counters of its own: `metrics.totals()` is the one place to read them.
+  ///
+  /// With `tiers`, a memory miss asks the disk and shared tiers (TieredCache) before it
+  /// compiles, and a compile's object is filed in every tier; `tiers` must wrap `cache`.
+  /// Without, the memory tier is the only one.
   CompileService(ServiceConfig config, cache::ObjectCache& cache, CompileBackend& backend,
-                 WorkerPool& compilePool, WorkerPool& hashPool, metrics::Metrics& metrics);
+                 WorkerPool& compilePool, WorkerPool& hashPool, metrics::Metrics& metrics,
+                 TieredCache* tiers = nullptr);
   CompileService(const CompileService&) = delete;
   CompileService& operator=(const CompileService&) = delete;
 
   /// Serves one compile request. Input errors are a Failure, never an exception.
   kj::Promise<ServeResult> compile(CompileJob job);
 
-  /// Hash-first (a lookup or a load by key): the cached object for `key`, or a Failure of kind
-  /// NotFound. A miss is counted under `missTarget` (the target the request named: a served
-  /// target's short name, or NO_TARGET), a hit under the found object's target.
-  ServeResult lookup(const cache::Key& key, std::string_view missTarget = metrics::NO_TARGET);
+  /// Hash-first (a lookup or a load by key): the cached object for `key` from any tier, or a
+  /// Failure of kind NotFound. A miss is counted under `missTarget` (the target the request
+  /// named: a served target's short name, or NO_TARGET), a hit under the found object's target.
+  /// Resolves at once on a memory hit or with no lower tiers.
+  kj::Promise<ServeResult> lookup(const cache::Key& key,
+                                  std::string_view missTarget = metrics::NO_TARGET);
 
   /// Puts `object` back under `key` when the cache evicted it, so that a load by key (an
   /// executor's, which holds the object for its client) finds it. False when the cache cannot
@@ -116,9 +127,16 @@ public:
   const std::string& defaultTriple() const { return defaultTarget; }
   const ServiceConfig& config() const { return cfg; }
   cache::CacheStats cacheStats() const { return objects.stats(); }
+  TieredCache& cacheTiers() { return *tiers; }
 
 private:
-  using Shared = Outcome<std::shared_ptr<const CompiledObject>>;
+  /// A flight's result: the object, and whether a compile ran for it (false: a lower tier had
+  /// it, or another server compiled it).
+  struct Resolved {
+    std::shared_ptr<const CompiledObject> object;
+    bool compiled = true;
+  };
+  using Shared = Outcome<Resolved>;
 
   /// Charges `job`'s module to `heldBytes` unless it is charged already; false when it does
   /// not fit.
@@ -127,9 +145,19 @@ private:
   Failure tooMuchHeld(const CompileJob& job, const std::string& target) const;
   kj::Promise<ServeResult> serveKeyed(cache::Key key, CompileJob job,
                                       compiler::CompileOptions options);
+  /// A new flight: the lower tiers, then (with a shared tier) the cross-server lease, then the
+  /// compile.
+  kj::Promise<Shared> resolve(const cache::Key& key, CompileJob job,
+                              compiler::CompileOptions options, std::string targetName,
+                              std::shared_ptr<CompileCancel> cancel, uint64_t generation);
+  /// `leased`: this server holds the compile lease for `key`, released once the object is
+  /// written to the shared tier (or at once when the compile fails or is called off).
   kj::Promise<Shared> startCompile(const cache::Key& key, CompileJob job,
                                    compiler::CompileOptions options, std::string targetName,
-                                   std::shared_ptr<CompileCancel> cancel, uint64_t generation);
+                                   std::shared_ptr<CompileCancel> cancel, uint64_t generation,
+                                   bool leased = false);
+  /// Counts a search of the lower tiers under `target`.
+  void countBelow(const TieredCache::Found& found, std::string_view target);
   /// The compile of `key` (generation `generation`) has its result: nothing left to call off.
   void settle(const cache::Key& key, uint64_t generation);
   /// One waiter of the compile of `key` (generation `flight`) went away, answered or not. The
@@ -138,6 +166,8 @@ private:
 
   const ServiceConfig cfg;
   cache::ObjectCache& objects;
+  std::unique_ptr<TieredCache> ownTiers;  // memory only, when the caller gave no tiers
+  TieredCache* tiers;
   CompileBackend& backend;
   WorkerPool& compilePool;
   WorkerPool& hashPool;

@@ -7,6 +7,7 @@
 #include "compile-backend.h"
 #include "compile-service.h"
 #include "compiler.h"
+#include "disk-cache.h"
 #include "endpoint.h"
 #include "execute-service.h"
 #include "exposer.h"
@@ -18,6 +19,8 @@
 #include "rjitd-config.h"
 #include "rpc-edge.h"
 #include "rpc-server.h"
+#include "shared-cache.h"
+#include "tiered-cache.h"
 #include "worker-pool.h"
 
 #include <CLI/CLI.hpp>
@@ -28,6 +31,7 @@
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
 #include <kj/debug.h>
@@ -36,10 +40,12 @@
 #include <pwd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <systemd/sd-daemon.h>
 #include <thread>
 #include <unistd.h>
+#include <variant>
 
 namespace rjitd::service {
 namespace {
@@ -83,7 +89,65 @@ struct Options {
   uint64_t maxObjectBytes = 64ull << 20;
   uint64_t compileMemory = 4ull << 30;  // RLIMIT_AS of each compile worker
   std::string drainTimeout = "60s";     // below the unit's TimeoutStopSec=90
+  // Issue 13 (durable and shared cache). Disk tier (src/cache/disk-cache.h):
+  std::string cacheDir;                  // "" = defaultCacheDir()
+  uint64_t diskCacheBytes = 2ull << 30;  // 0 = no disk tier
+  // Shared tier on Redis (src/cache/shared-cache.h):
+  std::string sharedCache;         // redis://HOST:PORT or unix:/PATH; "" = off
+  std::string sharedCacheKeyFile;  // the HMAC secret; required with --shared-cache
+  bool sharedCacheReadOnly = false;
+  uint64_t sharedCacheMaxValueBytes = 16ull << 20;
+  std::string sharedCacheTimeout = "500ms";  // each Redis command; connects get 200 ms at most
+  std::string sharedCacheLeaseTtl = "30s";
 };
+
+/// The disk cache's directory when --cache-dir is not given: systemd's CacheDirectory= (it
+/// sets $CACHE_DIRECTORY), /var/cache/rjitd for root, else $XDG_CACHE_HOME/rjitd or
+/// ~/.cache/rjitd (../shared/MISSION.md). "" when there is no such place (no HOME).
+std::string defaultCacheDir() {
+  if (const char* systemd = std::getenv("CACHE_DIRECTORY"); systemd != nullptr && *systemd == '/')
+    return std::string(systemd).substr(0, std::string(systemd).find(':'));
+  if (::geteuid() == 0)
+    return "/var/cache/rjitd";
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg != nullptr && *xdg == '/')
+    return std::string(xdg) + "/rjitd";
+  if (const char* home = std::getenv("HOME"); home != nullptr && *home == '/')
+    return std::string(home) + "/.cache/rjitd";
+  return "";
+}
+
+/// The secret in --shared-cache-key-file: the file's bytes, without a final newline. Refuses a
+/// file others may read (the secret is what keeps code out of the fleet's cache), and a secret
+/// shorter than 16 bytes. Returns the error, or nullopt with `secret` set.
+std::optional<std::string> readSecret(const std::string& path, std::string& secret) {
+  kj::AutoCloseFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  if (fd.get() < 0)
+    return std::string("cannot open --shared-cache-key-file ") + path + ": " + strerror(errno);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
+    return "--shared-cache-key-file " + path + " is not a regular file";
+  if ((st.st_mode & 0077) != 0)
+    return "--shared-cache-key-file " + path + " may be read by others (mode " + [&] {
+      char m[8];
+      std::snprintf(m, sizeof m, "%04o", st.st_mode & 07777);
+      return std::string(m);
+    }() + "); make it readable by rjitd only (chmod 0600)";
+  if (st.st_size > 4096)
+    return "--shared-cache-key-file " + path + " is " + std::to_string(st.st_size) +
+           " bytes; a secret is 16 to 4096 bytes (e.g. head -c 32 /dev/urandom | base64)";
+  secret.assign(static_cast<size_t>(st.st_size), '\0');
+  ssize_t n = ::read(fd.get(), secret.data(), secret.size());
+  if (n < 0)
+    return std::string("cannot read --shared-cache-key-file ") + path + ": " + strerror(errno);
+  secret.resize(static_cast<size_t>(n));
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r'))
+    secret.pop_back();
+  if (secret.size() < 16)
+    return "--shared-cache-key-file " + path + " holds " + std::to_string(secret.size()) +
+           " bytes; the secret must be at least 16 (e.g. head -c 32 /dev/urandom | base64 > " +
+           path + ")";
+  return std::nullopt;
+}
 
 /// A duration as the options take it: a number of seconds, or a number with `ms`, `s` or `m`
 /// ("500ms", "30s", "2m"). nullopt when malformed or zero.
@@ -261,6 +325,70 @@ int run(const Options& opt) {
                  opt.drainTimeout.c_str());
     return 2;
   }
+  // The cache tiers (issue 13). A directory the operator named must work; the default one is
+  // best effort (a user without a home still gets a memory cache).
+  std::unique_ptr<cache::DiskCache> diskCache;
+  if (opt.diskCacheBytes != 0) {
+    bool named = !opt.cacheDir.empty();
+    std::string dir = named ? opt.cacheDir : defaultCacheDir();
+    if (dir.empty()) {
+      log::warning("no disk cache: no --cache-dir and no default place for one (no HOME); "
+                   "objects are kept in memory only");
+    } else {
+      auto opened = cache::DiskCache::open(dir, opt.diskCacheBytes);
+      if (auto* err = std::get_if<std::string>(&opened)) {
+        if (named) {
+          std::fprintf(stderr, "error: --cache-dir: %s\n", err->c_str());
+          return 2;
+        }
+        log::warning("no disk cache: ", *err, "; objects are kept in memory only");
+      } else {
+        diskCache = std::get<std::unique_ptr<cache::DiskCache>>(std::move(opened));
+      }
+    }
+  }
+  std::unique_ptr<cache::SharedCache> sharedCache;
+  auto leaseTtl = parseDuration(opt.sharedCacheLeaseTtl);
+  auto sharedTimeout = parseDuration(opt.sharedCacheTimeout);
+  if (!leaseTtl || !sharedTimeout) {
+    std::fprintf(stderr,
+                 "error: %s: expected a positive duration such as 30s, 500ms or 2m, not '%s'\n",
+                 leaseTtl ? "--shared-cache-timeout" : "--shared-cache-lease-ttl",
+                 (leaseTtl ? opt.sharedCacheTimeout : opt.sharedCacheLeaseTtl).c_str());
+    return 2;
+  }
+  if (!opt.sharedCache.empty()) {
+    if (opt.sharedCacheKeyFile.empty()) {
+      std::fprintf(stderr, "error: --shared-cache needs --shared-cache-key-file: the fleet's "
+                           "secret, without which anyone who can write to Redis could make "
+                           "rjitd hand out their code\n");
+      return 2;
+    }
+    std::string secret;
+    if (auto err = readSecret(opt.sharedCacheKeyFile, secret)) {
+      std::fprintf(stderr, "error: %s\n", err->c_str());
+      return 2;
+    }
+    cache::SharedCacheConfig shared;
+    shared.address = opt.sharedCache;
+    shared.secret = std::move(secret);
+    shared.readOnly = opt.sharedCacheReadOnly;
+    shared.maxValueBytes = opt.sharedCacheMaxValueBytes;
+    shared.operationTimeout = *sharedTimeout;
+    shared.connectTimeout = std::min(*sharedTimeout, std::chrono::milliseconds(200));
+    shared.leaseTtl = *leaseTtl;
+    auto created = cache::SharedCache::create(std::move(shared));
+    if (auto* err = std::get_if<std::string>(&created)) {
+      std::fprintf(stderr, "error: --shared-cache: %s\n", err->c_str());
+      return 2;
+    }
+    sharedCache = std::get<std::unique_ptr<cache::SharedCache>>(std::move(created));
+  } else if (!opt.sharedCacheKeyFile.empty() || opt.sharedCacheReadOnly) {
+    std::fprintf(stderr, "error: --shared-cache-key-file and --shared-cache-read-only need "
+                         "--shared-cache\n");
+    return 2;
+  }
+
   // A compile worker maps libLLVM and its own heap before it compiles anything: below this it
   // could not start, and every compile would read as out of memory.
   constexpr uint64_t MIN_COMPILE_MEMORY = 256ull << 20;
@@ -416,7 +544,14 @@ int run(const Options& opt) {
   if (!config.compileGate.empty())
     log::warning("test compile gate at ", config.compileGate,
                  ": compiles wait for a test to let them go (a test-only option)");
-  CompileService service(config, objects, backend, compilePool, hashPool, metrics);
+  // Blocking disk and Redis calls run on the cache's own threads, never on the loop: four
+  // threads let a slow Redis or disk delay a few lookups without stalling all of them.
+  TieredCache tiers(objects, std::move(diskCache), std::move(sharedCache), 4,
+                    &io.provider->getTimer());
+  metrics.setLowerTiers([&tiers]() { return tiers.snapshots(); });
+  // A compile another server holds the lease for is awaited as long as a compile may take.
+  config.leaseWaitBound = std::max(1u, opt.compileTimeoutSeconds) * kj::SECONDS + 5 * kj::SECONDS;
+  CompileService service(config, objects, backend, compilePool, hashPool, metrics, &tiers);
   DaemonState state{service, metrics, RJITD_VERSION, compiler::llvmVersion()};
   state.workers = jobs;
   LoadLimits loadLimits;
@@ -596,6 +731,31 @@ int main(int argc, char** argv) {
                  "serve Prometheus metrics at http://HOST:PORT/metrics (default: off; the "
                  "endpoint is unauthenticated, so keep it on loopback)");
   app.add_option("--cache-bytes", opt.cacheBytes, "in-memory cache budget in bytes")
+      ->capture_default_str();
+  app.add_option("--cache-dir", opt.cacheDir,
+                 "the disk cache's directory (default: $CACHE_DIRECTORY under systemd, "
+                 "/var/cache/rjitd for root, else $XDG_CACHE_HOME/rjitd or ~/.cache/rjitd)");
+  app.add_option("--disk-cache-bytes", opt.diskCacheBytes,
+                 "the disk cache's byte budget (K, M, G); 0 turns the disk tier off")
+      ->transform(CLI::AsSizeValue(false))
+      ->default_str("2G");
+  app.add_option("--shared-cache", opt.sharedCache,
+                 "a Redis shared by a fleet of rjitd: redis://HOST:PORT or unix:/PATH "
+                 "(default: off; trusted network or Unix socket only, see docs/FLEET.md)");
+  app.add_option("--shared-cache-key-file", opt.sharedCacheKeyFile,
+                 "file (mode 0600) holding the fleet's secret (16+ bytes) that signs every "
+                 "value in Redis; required with --shared-cache");
+  app.add_flag("--shared-cache-read-only", opt.sharedCacheReadOnly,
+               "use the shared cache's objects but never write to it");
+  app.add_option("--shared-cache-max-value-bytes", opt.sharedCacheMaxValueBytes,
+                 "objects larger than this (K, M, G) are not stored in Redis")
+      ->transform(CLI::AsSizeValue(false))
+      ->default_str("16M");
+  app.add_option("--shared-cache-timeout", opt.sharedCacheTimeout,
+                 "longest a Redis command may take before it counts as a miss")
+      ->capture_default_str();
+  app.add_option("--shared-cache-lease-ttl", opt.sharedCacheLeaseTtl,
+                 "how long a compile lease outlives a server that died holding it")
       ->capture_default_str();
   app.add_option("--max-module-bytes", opt.maxModuleBytes, "largest module accepted, in bytes")
       ->capture_default_str();

@@ -226,6 +226,24 @@ private:
       errors[i].setKind(n.errorCounts[i].kind);
       errors[i].setCount(n.errorCounts[i].count);
     }
+    std::vector<metrics::TierSnapshot> tiers = state.metrics.tiers();
+    auto tierList = out.initTiers(tiers.size());
+    for (size_t i = 0; i < tiers.size(); ++i) {
+      const metrics::TierSnapshot& t = tiers[i];
+      auto w = tierList[i];
+      w.setTier(metrics::cacheTierName(t.tier));
+      w.setEntries(t.entries);
+      w.setBytes(t.bytes);
+      w.setBudgetBytes(t.budgetBytes);
+      w.setHits(t.hits);
+      w.setMisses(t.misses);
+      w.setEvictions(t.evictions);
+      w.setStored(t.stored);
+      w.setRejected(t.rejectedTotal());
+      w.setErrors(t.errors);
+      w.setAvailable(t.available);
+      w.setAddress(t.address);
+    }
     auto targets = out.initTargets(n.targets.size());
     for (size_t i = 0; i < n.targets.size(); ++i) {
       const metrics::Totals::TargetTotals& t = n.targets[i];

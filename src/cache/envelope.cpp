@@ -76,8 +76,8 @@ std::string sealEnvelope(const Key& key, std::string_view payload, std::string_v
   return out;
 }
 
-std::variant<std::string_view, EnvelopeError>
-openEnvelope(std::string_view stored, const Key& key, std::string_view secret) {
+std::variant<std::string_view, EnvelopeError> openEnvelope(std::string_view stored, const Key& key,
+                                                           std::string_view secret) {
   if (stored.size() < sizeof MAGIC)
     return EnvelopeError::Truncated;
   if (std::memcmp(stored.data(), MAGIC, sizeof MAGIC) != 0)

@@ -36,12 +36,12 @@ constexpr size_t ENVELOPE_MAC_BYTES = 32;
 
 /// Why a stored value was refused. Each is counted (rjitd_cache_rejected_total{tier,reason}).
 enum class EnvelopeError {
-  Truncated,    ///< shorter than its header says (a crash mid-write, a cut-off transfer)
-  Foreign,      ///< not our magic, another format, or trailing bytes
-  WrongKey,     ///< filed under one key, made for another
-  BadChecksum,  ///< the payload is not what was written (corruption)
-  BadMac,       ///< no MAC, or not made with our secret (someone without the secret wrote it)
-  UnexpectedMac ///< a MAC where none was expected (a value from a keyed store in a keyless one)
+  Truncated,     ///< shorter than its header says (a crash mid-write, a cut-off transfer)
+  Foreign,       ///< not our magic, another format, or trailing bytes
+  WrongKey,      ///< filed under one key, made for another
+  BadChecksum,   ///< the payload is not what was written (corruption)
+  BadMac,        ///< no MAC, or not made with our secret (someone without the secret wrote it)
+  UnexpectedMac  ///< a MAC where none was expected (a value from a keyed store in a keyless one)
 };
 
 /// "truncated", "foreign", "wrong-key", "bad-checksum", "bad-mac", "unexpected-mac": the
@@ -49,13 +49,12 @@ enum class EnvelopeError {
 std::string_view envelopeErrorName(EnvelopeError error);
 
 /// Wraps `payload` for `key`; with a secret (non-empty), adds the MAC.
-std::string sealEnvelope(const Key& key, std::string_view payload,
-                         std::string_view secret = {});
+std::string sealEnvelope(const Key& key, std::string_view payload, std::string_view secret = {});
 
 /// Checks everything and returns a view of the payload inside `stored`. With a secret
 /// (non-empty) a valid MAC is required; without one, a value carrying a MAC is refused.
 /// Comparisons of the MAC are constant-time.
-std::variant<std::string_view, EnvelopeError>
-openEnvelope(std::string_view stored, const Key& key, std::string_view secret = {});
+std::variant<std::string_view, EnvelopeError> openEnvelope(std::string_view stored, const Key& key,
+                                                           std::string_view secret = {});
 
 }  // namespace rjitd::cache

@@ -215,6 +215,14 @@ bool DaemonProcess::launch() {
     argv.push_back("--aarch64-executor");
     argv.push_back(aarch64Executor);
   }
+  // Each test daemon gets its own disk cache in its own directory, kept across restart() (a
+  // restarted rjitd finds its predecessor's objects), unless the test names one: the default
+  // place (/var/cache/rjitd for root, as in CI) would be shared by every test.
+  if (std::find(options_.extraArgs.begin(), options_.extraArgs.end(), "--cache-dir") ==
+      options_.extraArgs.end()) {
+    argv.push_back("--cache-dir");
+    argv.push_back(dir_.file("cache"));
+  }
   for (const auto& a : options_.extraArgs)
     argv.push_back(a);
   spawn.argv = argv;

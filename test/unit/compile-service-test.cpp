@@ -166,12 +166,15 @@ TEST_F(CompileServiceTest, CompilesAreTimedByTargetAndLevel) {
 
 TEST_F(CompileServiceTest, LookupFindsOnlyWhatWasCompiled) {
   auto r = run(job(kAdd));
-  auto hit = service.lookup(served(r).key);
+  auto lookup = [&](const cache::Key& key, std::string_view target = metrics::NO_TARGET) {
+    return service.lookup(key, target).wait(env->io.waitScope);
+  };
+  auto hit = lookup(served(r).key);
   EXPECT_TRUE(served(hit).fromCache);
   EXPECT_EQ(served(hit).object, served(r).object);
   cache::Key other{};
-  EXPECT_EQ(failed(service.lookup(other)).kind, ErrorKind::NotFound);
-  EXPECT_EQ(failed(service.lookup(other, "aarch64")).kind, ErrorKind::NotFound);
+  EXPECT_EQ(failed(lookup(other)).kind, ErrorKind::NotFound);
+  EXPECT_EQ(failed(lookup(other, "aarch64")).kind, ErrorKind::NotFound);
   EXPECT_EQ(counters().lookups, 3u);
   EXPECT_EQ(counters().lookupHits, 1u);
   // A hit is counted under the found object's target; a miss under the one the request named.
