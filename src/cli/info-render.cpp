@@ -45,6 +45,25 @@ nlohmann::json counted(uint64_t total, uint64_t failures, double seconds) {
   return {{"total", total}, {"failures", failures}, {"mean_ms", meanMillis(seconds, total)}};
 }
 
+/// [{"tier": "memory", ...}, {"tier": "disk", ...}]: every tier rjitd uses.
+nlohmann::json tiersJson(const rjit::ServerStats& stats) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& t : stats.tiers)
+    out.push_back({{"tier", t.tier},
+                   {"address", t.address},
+                   {"entries", t.entries},
+                   {"bytes", t.bytes},
+                   {"budget_bytes", t.budgetBytes},
+                   {"hits", t.hits},
+                   {"misses", t.misses},
+                   {"evictions", t.evictions},
+                   {"stored", t.stored},
+                   {"rejected", t.rejected},
+                   {"errors", t.errors},
+                   {"available", t.available}});
+  return out;
+}
+
 /// {"x86_64": {"cache": {...}, "compiles": {...}, "loads": ..., "links": ..., "executes": ...}}
 nlohmann::json perTarget(const rjit::ServerStats& stats) {
   nlohmann::json out = nlohmann::json::object();
@@ -84,7 +103,8 @@ nlohmann::json infoJson(const rjit::ServerInfo& info, const rjit::ServerStats& s
         {"budget_bytes", stats.cacheBudgetBytes},
         {"hits", stats.cacheHits},
         {"misses", stats.cacheMisses},
-        {"evictions", stats.cacheEvictions}}},
+        {"evictions", stats.cacheEvictions},
+        {"tiers", tiersJson(stats)}}},
       {"compiles",
        {{"total", stats.compiles},
         {"failures", stats.compileFailures},
@@ -191,6 +211,19 @@ std::string infoText(const rjit::ServerInfo& info, const rjit::ServerStats& stat
   line("cache hits", n(stats.cacheHits));
   line("cache misses", n(stats.cacheMisses));
   line("cache evictions", n(stats.cacheEvictions));
+  for (const auto& t : stats.tiers) {
+    if (t.tier == "memory")
+      continue;  // the lines above
+    std::string value = t.address + ": " + n(t.hits) + " hits, " + n(t.misses) + " misses, " +
+                        n(t.stored) + " stored, " + n(t.rejected) + " rejected, " +
+                        n(t.errors) + " errors";
+    if (t.tier == "disk")
+      value += "; " + n(t.entries) + " entries, " + n(t.bytes) + " of " + n(t.budgetBytes) +
+               " bytes, " + n(t.evictions) + " evictions";
+    else if (!t.available)
+      value += "; unavailable (backing off after errors)";
+    line("cache " + t.tier, value);
+  }
   line("compiles", n(stats.compiles) + " (" + n(stats.compileFailures) + " failed, " +
                        n(stats.compilesInFlight) + " in flight)");
   line("requests", n(stats.requests));

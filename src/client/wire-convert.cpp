@@ -159,6 +159,10 @@ ServerStats toServerStats(proto::ServerStats::Reader s) {
                            t.getLoadFailures(), t.getLinks(), t.getLinkFailures(), t.getExecutes(),
                            t.getExecuteFailures(), t.getCompileSeconds(), t.getLoadSeconds(),
                            t.getLinkSeconds(), t.getExecuteSeconds()});
+  for (proto::TierStats::Reader t : s.getTiers())
+    out.tiers.push_back({text(t.getTier()), text(t.getAddress()), t.getEntries(), t.getBytes(),
+                         t.getBudgetBytes(), t.getHits(), t.getMisses(), t.getEvictions(),
+                         t.getStored(), t.getRejected(), t.getErrors(), t.getAvailable()});
   return out;
 }
 

@@ -87,7 +87,7 @@ TEST(InfoRender, JsonHasEveryFigureUnderItsStableKey) {
       ]
     },
     "cache": {"entries": 11, "bytes": 1202, "budget_bytes": 1048576, "hits": 13, "misses": 14,
-              "evictions": 15},
+              "evictions": 15, "tiers": []},
     "compiles": {"total": 16, "failures": 17, "in_flight": 18},
     "requests": 19,
     "lookups": 21,
@@ -177,6 +177,31 @@ TEST(InfoRender, TextOfAServerWithNothingToReport) {
   EXPECT_EQ(text.find("\ntarget "), std::string::npos) << text;  // an older rjitd sends none
   EXPECT_NE(text.find("\nexecutes            0 (0 failed)\n"), std::string::npos) << text;
   EXPECT_NE(text.find("\nuptime              0s\n"), std::string::npos) << text;
+}
+
+TEST(InfoRender, EveryCacheTierHasItsLineAndJson) {
+  rjit::ServerStats s;
+  s.tiers = {{"memory", "", 1, 2, 3, 4, 5, 6, 0, 0, 0, true},
+             {"disk", "/var/cache/rjitd", 11, 12, 13, 14, 15, 16, 17, 18, 19, true},
+             {"shared", "unix:/run/redis.sock", 0, 0, 0, 24, 25, 0, 27, 28, 29, false}};
+  std::string text = infoText(rjit::ServerInfo{}, s);
+  EXPECT_NE(text.find("\ncache disk          /var/cache/rjitd: 14 hits, 15 misses, 17 stored, 18 "
+                      "rejected, 19 errors; 11 entries, 12 of 13 bytes, 16 evictions\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\ncache shared        unix:/run/redis.sock: 24 hits, 25 misses, 27 stored, "
+                      "28 rejected, 29 errors; unavailable (backing off after errors)\n"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("cache memory"), std::string::npos) << text;  // the cache lines say it
+  nlohmann::json json = infoJson(rjit::ServerInfo{}, s);
+  const nlohmann::json& tiers = json["cache"]["tiers"];
+  ASSERT_EQ(tiers.size(), 3u) << json.dump();
+  EXPECT_EQ(tiers[1]["tier"], "disk");
+  EXPECT_EQ(tiers[1]["address"], "/var/cache/rjitd");
+  EXPECT_EQ(tiers[1]["rejected"], 18);
+  EXPECT_EQ(tiers[2]["available"], false);
+  EXPECT_EQ(tiers[2]["stored"], 27);
 }
 
 }  // namespace

@@ -199,6 +199,20 @@ struct ServerStats {
   };
   /// Per served target, in the server's order (empty from an rjitd older than this client).
   std::vector<TargetStats> targets;
+  /// One cache tier's figures: "memory", then "disk" (--cache-dir) and "shared" (Redis) when
+  /// rjitd uses them. The cache* fields above are the memory tier's.
+  struct TierStats {
+    std::string tier;
+    std::string address;  ///< disk: the directory; shared: the Redis address
+    uint64_t entries = 0, bytes = 0, budgetBytes = 0;  ///< shared: 0 (Redis is not asked)
+    uint64_t hits = 0, misses = 0, evictions = 0;
+    uint64_t stored = 0;    ///< objects written to the tier
+    uint64_t rejected = 0;  ///< stored values refused on read (corrupt, wrong key, bad MAC)
+    uint64_t errors = 0;    ///< disk I/O errors; Redis errors and timeouts
+    bool available = true;  ///< shared: false while rjitd backs off after errors
+  };
+  /// Empty from an rjitd older than this client.
+  std::vector<TierStats> tiers;
 };
 
 /// How a module's references to symbols it does not define are resolved in this process: by
