@@ -712,6 +712,9 @@ int run(const Options& opt) {
         .wait(io.waitScope);
   }
   listeners.closeConnections(5 * kj::SECONDS).wait(io.waitScope);
+  // Objects compiled during the drain reach the disk (and Redis) before rjitd exits: the next
+  // rjitd finds them. Bounded like the rest of the drain.
+  tiers.flush(5 * kj::SECONDS).wait(io.waitScope);
   log::info("drained; exiting");
   return 0;
 }

@@ -223,6 +223,32 @@ kj::Promise<std::shared_ptr<const CompiledObject>> TieredCache::pollHolder(cache
       });
 }
 
+kj::Promise<void> TieredCache::flush(kj::Duration bound) {
+  if (!hasLowerTiers())
+    return kj::READY_NOW;
+  KJ_REQUIRE(timer != nullptr, "flush needs the loop's timer");
+  kj::TimePoint until = timer->now() + bound;
+  // Polled: the writes are pool jobs whose ends the loop sees one by one; 10 ms is nothing next
+  // to a drain.
+  auto poll = [this, until](auto& self) -> kj::Promise<void> {
+    if (pending.load() == 0 || timer->now() >= until) {
+      if (pending.load() != 0)
+        log::warning(pending.load(), " cache writes still pending at exit; they are lost");
+      if (sharedTier) {
+        auto left = until - timer->now();
+        auto ms = std::chrono::milliseconds(left > 0 * kj::SECONDS ? left / kj::MILLISECONDS : 0);
+        sharedTier->flush(std::max(ms, std::chrono::milliseconds(100)));
+      }
+      return kj::READY_NOW;
+    }
+    return timer->afterDelay(10 * kj::MILLISECONDS).then([&self]() { return self(self); });
+  };
+  // The poll refers to itself: kept alive by the promise it returns.
+  auto owned = kj::heap<decltype(poll)>(kj::mv(poll));
+  auto& ref = *owned;
+  return ref(ref).attach(kj::mv(owned));
+}
+
 std::vector<metrics::TierSnapshot> TieredCache::snapshots() const {
   std::vector<metrics::TierSnapshot> out;
   auto rejections = [](const uint64_t(&counts)[6]) {

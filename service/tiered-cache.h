@@ -77,8 +77,12 @@ public:
   /// Every tier's figures, memory first (metrics scrape, `rjit info`). Thread-safe.
   std::vector<metrics::TierSnapshot> snapshots() const;
 
-  /// Stored in memory but not yet on disk or in Redis (tests; drain).
+  /// Stored in memory but not yet on disk or handed to the shared tier's writer (drain).
   size_t pendingWrites() const { return pending.load(); }
+  /// Drain: resolves once every write has reached disk and Redis, or `bound` has passed (the
+  /// writes still pending are then lost: a cache, recompiled when asked again). Blocks the
+  /// loop for the shared tier's last writes, at most `bound`.
+  kj::Promise<void> flush(kj::Duration bound);
 
 private:
   std::shared_ptr<const CompiledObject> promote(const cache::Key& key, CompiledObject object);

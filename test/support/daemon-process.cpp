@@ -369,6 +369,16 @@ ExitStatus DaemonProcess::stop() {
   return status;
 }
 
+ExitStatus DaemonProcess::kill() {
+  child_->signal(SIGKILL);
+  std::optional<ExitStatus> status = child_->wait(SAFETY_BOUND);
+  if (!status) {
+    ADD_FAILURE() << "rjitd did not exit after SIGKILL within the safety bound";
+    return child_->terminate(SAFETY_BOUND, nullptr);
+  }
+  return *status;
+}
+
 DaemonProcess::~DaemonProcess() {
   if (::testing::Test::HasFailure())
     std::cerr << "---- rjitd log (" << daemonModeName(options_.mode) << ", " << logPath_

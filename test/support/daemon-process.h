@@ -137,6 +137,8 @@ public:
   bool waitStopping();
   /// SIGTERM, then waits (bounded; SIGKILL and a recorded failure past SAFETY_BOUND) for exit.
   ExitStatus stop();
+  /// SIGKILL (no drain, no clean-up: a crash or an OOM kill), then waits (bounded) for exit.
+  ExitStatus kill();
   /// HeldSocket only, after stop(): starts a new rjitd on the same held socket (its log goes on
   /// in the same file) and returns once it has sent READY=1. Records a failure and returns
   /// false when it cannot start or never becomes ready.
