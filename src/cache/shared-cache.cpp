@@ -207,7 +207,8 @@ public:
       return std::nullopt;
     }
     if (reply->type != REDIS_REPLY_STRING) {
-      fail("unexpected reply type " + std::to_string(reply->type) + " to GET");
+      fail("redis " + config_.address + ": unexpected reply type " + std::to_string(reply->type) +
+           " to GET");
       return std::nullopt;
     }
     auto opened = openEnvelope(std::string_view(reply->str, reply->len), key, config_.secret);
@@ -259,7 +260,8 @@ public:
     if (reply->type == REDIS_REPLY_NIL)
       return LeaseResult::Held;
     if (reply->type != REDIS_REPLY_STATUS) {
-      fail("unexpected reply type " + std::to_string(reply->type) + " to SET NX");
+      fail("redis " + config_.address + ": unexpected reply type " + std::to_string(reply->type) +
+           " to SET NX");
       return LeaseResult::Unavailable;
     }
     count([](SharedCacheStats& s) { ++s.leasesTaken; });
@@ -367,7 +369,7 @@ private:
       return nullptr;
     }
     if (context->err != 0) {
-      fail("connect to " + config_.address + ": " + context->errstr);
+      fail("redis " + config_.address + ": connect: " + context->errstr);
       return nullptr;
     }
     // hiredis 0.14 creates its socket without SOCK_CLOEXEC; mark it before anything else.
@@ -375,7 +377,7 @@ private:
     // it (rjitd's executors close every fd above their own at start: close_range).
     if (fcntl(context->fd, F_SETFD, FD_CLOEXEC) != 0 ||
         redisSetTimeout(context.get(), toTimeval(config_.operationTimeout)) != REDIS_OK) {
-      fail("set up the connection to " + config_.address + ": " + std::strerror(errno));
+      fail("redis " + config_.address + ": set up the connection: " + std::strerror(errno));
       return nullptr;
     }
     return context;
@@ -406,12 +408,12 @@ private:
       va_end(args);
     }
     if (reply == nullptr) {
-      fail(std::string("Redis ") + (context->err != 0 ? context->errstr : "gave no reply"));
+      fail("redis " + config_.address + ": " + (context->err != 0 ? context->errstr : "no reply"));
       return nullptr;  // the connection may hold half a reply: closed with `context`
     }
     returnConnection(std::move(context));
     if (reply->type == REDIS_REPLY_ERROR) {
-      fail("Redis replied " + std::string(reply->str, reply->len));
+      fail("redis " + config_.address + " replied: " + std::string(reply->str, reply->len));
       return nullptr;
     }
     succeed();

@@ -284,7 +284,7 @@ TEST_F(SharedCacheTest, HungServerTimesOutAsAMissAndShutdownIsBounded) {
   auto stats = cache->stats();
   EXPECT_EQ(stats.errors, 1u);
   EXPECT_FALSE(stats.available);
-  EXPECT_NE(stats.lastError.find("Redis"), std::string::npos) << stats.lastError;
+  EXPECT_NE(stats.lastError.find(redis_->address()), std::string::npos) << stats.lastError;
 
   // Writes pending at shutdown are tried (or skipped by the backoff); the destructor returns
   // although Redis answers nothing.
@@ -293,6 +293,28 @@ TEST_F(SharedCacheTest, HungServerTimesOutAsAMissAndShutdownIsBounded) {
   cache.reset();
   redis_->resume();
   EXPECT_FALSE(exists(sharedValueKey(keyOf(20))));
+}
+
+TEST_F(SharedCacheTest, WritesOverTheQueueAreDropped) {
+  auto c = config();
+  c.writeQueue = 2;
+  c.operationTimeout = milliseconds(30'000);  // the writer stays on its first write meanwhile
+  auto cache = make(c);
+  ASSERT_NE(cache, nullptr);
+  ASSERT_EQ(cache->get(keyOf(40)), std::nullopt);  // connected
+
+  redis_->pause();
+  constexpr uint8_t PUTS = 6;
+  for (uint8_t n = 0; n < PUTS; ++n)
+    cache->put(keyOf(41 + n), "queued");
+  // At most the queue's two plus the one the writer has taken.
+  EXPECT_GE(cache->stats().notStored, PUTS - 3u);
+  redis_->resume();
+  cache->flush(SAFETY_BOUND);
+  auto stats = cache->stats();
+  EXPECT_EQ(stats.stored + stats.notStored, PUTS);
+  EXPECT_GE(stats.stored, 2u);
+  EXPECT_EQ(stats.errors, 0u);
 }
 
 TEST_F(SharedCacheTest, HungServerFromTheFirstConnectionTimesOut) {
