@@ -434,6 +434,37 @@ TEST(SharedCacheTcpTest, RoundTripsOverLoopbackTcp) {
   EXPECT_EQ(cache->get(keyOf(36)), "over tcp");
 }
 
+TEST(SharedCacheEvictionTest, EvictedValuesAreMisses) {
+  // How a fleet runs Redis: a memory limit, and the least recently used keys evicted.
+  auto redis = RedisServer::start(
+      RedisOptions{0, {"--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru"}});
+  ASSERT_NE(redis, nullptr);
+  SharedCacheConfig c;
+  c.address = redis->address();
+  c.secret = SECRET;
+  c.writeQueue = 128;
+  auto created = SharedCache::create(c);
+  ASSERT_TRUE(std::holds_alternative<std::unique_ptr<SharedCache>>(created))
+      << std::get<std::string>(created);
+  auto& cache = std::get<std::unique_ptr<SharedCache>>(created);
+  constexpr uint8_t VALUES = 100;  // 10 MB into 4
+  for (uint8_t n = 0; n < VALUES; ++n)
+    cache->put(keyOf(n), std::string(100'000, static_cast<char>(n)));
+  cache->flush(SAFETY_BOUND);
+  EXPECT_EQ(cache->stats().stored, VALUES);
+  for (uint8_t n = 0; n < VALUES; ++n) {
+    auto value = cache->get(keyOf(n));
+    if (value) {
+      EXPECT_EQ(*value, std::string(100'000, static_cast<char>(n)));
+    }
+  }
+  auto stats = cache->stats();
+  EXPECT_EQ(stats.hits + stats.misses, VALUES);
+  EXPECT_GT(stats.misses, VALUES / 2u);
+  EXPECT_GT(stats.hits, 0u);
+  EXPECT_EQ(stats.errors, 0u);
+}
+
 TEST(SharedCacheCreateTest, BadAddressesAreRefusedNamingTheValue) {
   for (const char* address :
        {"", "redis://", "redis://host", "redis://host:", "redis://:6379", "redis://host:0",
