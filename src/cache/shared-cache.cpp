@@ -409,7 +409,13 @@ private:
     }
     if (reply == nullptr) {
       fail("redis " + config_.address + ": " + (context->err != 0 ? context->errstr : "no reply"));
-      return nullptr;  // the connection may hold half a reply: closed with `context`
+      // The connection may hold half a reply: closed with `context`. The idle ones went to
+      // the same Redis, which has most likely gone away (or restarted) for them too: closed
+      // as well, so that a Redis that comes back costs one failed call, not one per
+      // connection (each doubling the backoff).
+      std::lock_guard lock(poolMutex_);
+      pool_.clear();
+      return nullptr;
     }
     returnConnection(std::move(context));
     if (reply->type == REDIS_REPLY_ERROR) {
