@@ -5,6 +5,8 @@
 #include "redis-server.h"
 #include "shared-cache.h"
 
+#include <fcntl.h>
+#include <filesystem>
 #include <gtest/gtest.h>
 #include <thread>
 #include <unistd.h>
@@ -36,6 +38,22 @@ uint64_t rejected(const SharedCacheStats& stats, EnvelopeError error) {
 /// running out): a short pause between attempts, never an assertion on speed.
 void pauseBriefly() {
   std::this_thread::sleep_for(milliseconds(10));
+}
+
+/// How many of this process's sockets lack FD_CLOEXEC (a child would inherit them).
+int inheritableSockets() {
+  int count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code error;
+    auto target = std::filesystem::read_symlink(entry.path(), error);
+    if (error || !target.string().starts_with("socket:"))
+      continue;
+    int fd = std::stoi(entry.path().filename().string());
+    int flags = fcntl(fd, F_GETFD);
+    if (flags >= 0 && (flags & FD_CLOEXEC) == 0)
+      ++count;
+  }
+  return count;
 }
 
 class SharedCacheTest : public ::testing::Test {
@@ -94,6 +112,16 @@ TEST_F(SharedCacheTest, PutThenGetRoundTrips) {
   ASSERT_EQ(raw.kind, RedisReply::Kind::String);
   EXPECT_EQ(raw.text, sealEnvelope(keyOf(1), payload, SECRET));
   EXPECT_EQ(redis_->command({"PTTL", sharedValueKey(keyOf(1))}).integer, -1);
+}
+
+TEST_F(SharedCacheTest, ConnectionsAreCloseOnExec) {
+  int before = inheritableSockets();
+  auto cache = make(config());
+  ASSERT_NE(cache, nullptr);
+  cache->put(keyOf(1), "object");  // the writer's connection
+  cache->flush(SAFETY_BOUND);
+  EXPECT_EQ(cache->get(keyOf(1)), "object");
+  EXPECT_EQ(inheritableSockets(), before);
 }
 
 TEST_F(SharedCacheTest, AbsentValueIsAMiss) {
@@ -429,9 +457,11 @@ TEST(SharedCacheTcpTest, RoundTripsOverLoopbackTcp) {
   ASSERT_TRUE(std::holds_alternative<std::unique_ptr<SharedCache>>(created))
       << std::get<std::string>(created);
   auto& cache = std::get<std::unique_ptr<SharedCache>>(created);
+  int before = inheritableSockets();
   cache->put(keyOf(36), "over tcp");
   cache->flush(SAFETY_BOUND);
   EXPECT_EQ(cache->get(keyOf(36)), "over tcp");
+  EXPECT_EQ(inheritableSockets(), before);
 }
 
 TEST(SharedCacheEvictionTest, EvictedValuesAreMisses) {
