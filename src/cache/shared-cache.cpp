@@ -14,9 +14,16 @@
 #include <deque>
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
+#include <kj/io.h>
 #include <mutex>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <thread>
 #include <unistd.h>
 #include <unordered_map>
@@ -154,6 +161,85 @@ std::variant<Endpoint, std::string> parseRedisAddress(std::string_view address) 
       return badAddress(address);
   }
   return parsed;
+}
+
+/// Finishes a non-blocking connect() on `fd` by `deadline`: "" on success, else why not.
+std::string finishConnect(int fd, Clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
+  pollfd writable{fd, POLLOUT, 0};
+  int n = ::poll(&writable, 1, static_cast<int>(std::max<long long>(left, 0)));
+  if (n == 0)
+    return "connect timed out";
+  if (n < 0)
+    return std::string("poll: ") + std::strerror(errno);
+  int error = 0;
+  socklen_t length = sizeof error;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0)
+    error = errno;
+  return error == 0 ? "" : std::string("connect: ") + std::strerror(error);
+}
+
+/// A socket connected to `endpoint` within `timeout` (the whole attempt, every address of a
+/// host name included), CLOEXEC from birth and blocking once connected (hiredis's blocking
+/// API; redisSetTimeout then bounds each command). Made here rather than by hiredis 0.14's
+/// redisConnect*, which creates its sockets without SOCK_CLOEXEC: a child rjitd spawned
+/// meanwhile would inherit them. A host name is resolved by getaddrinfo(), which the timeout
+/// does not bound: a fleet names Redis by address or by a name in /etc/hosts.
+std::variant<kj::AutoCloseFd, std::string> connectSocket(const Endpoint& endpoint,
+                                                         milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  kj::AutoCloseFd fd;
+  if (endpoint.kind == Endpoint::Kind::Unix) {
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    // parseEndpoint checked that the path fits sun_path with its NUL.
+    std::memcpy(address.sun_path, endpoint.path.data(), endpoint.path.size());
+    fd = kj::AutoCloseFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (fd == nullptr)
+      return std::string("socket: ") + std::strerror(errno);
+    // A Unix connect() completes at once or fails (EAGAIN: the server's backlog is full,
+    // which a working Redis never lets happen).
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
+      return std::string("connect: ") + std::strerror(errno);
+  } else {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    addrinfo* found = nullptr;
+    int rc =
+        ::getaddrinfo(endpoint.host.c_str(), std::to_string(endpoint.port).c_str(), &hints, &found);
+    if (rc != 0)
+      return "resolve " + endpoint.host + ": " + ::gai_strerror(rc);
+    std::unique_ptr<addrinfo, void (*)(addrinfo*)> list(found, ::freeaddrinfo);
+    std::string why = "no address";
+    for (addrinfo* candidate = list.get(); candidate != nullptr && fd == nullptr;
+         candidate = candidate->ai_next) {
+      kj::AutoCloseFd attempt(::socket(candidate->ai_family,
+                                       SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                                       candidate->ai_protocol));
+      if (attempt == nullptr) {
+        why = std::string("socket: ") + std::strerror(errno);
+        continue;
+      }
+      if (::connect(attempt.get(), candidate->ai_addr, candidate->ai_addrlen) != 0) {
+        why = errno == EINPROGRESS ? finishConnect(attempt.get(), deadline)
+                                   : std::string("connect: ") + std::strerror(errno);
+        if (!why.empty())
+          continue;
+      }
+      fd = kj::mv(attempt);
+    }
+    if (fd == nullptr)
+      return why;
+    // One small command per round trip: Nagle must not hold it back (hiredis does the same).
+    int on = 1;
+    ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+  }
+  int flags = ::fcntl(fd.get(), F_GETFL);
+  if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK) != 0)
+    return std::string("fcntl: ") + std::strerror(errno);
+  return kj::mv(fd);
 }
 
 class RedisSharedCache final : public SharedCache {
@@ -359,25 +445,22 @@ private:
         return context;
       }
     }
-    timeval connectTimeout = toTimeval(config_.connectTimeout);
-    Context context(
-        endpoint_.kind == Endpoint::Kind::Unix
-            ? redisConnectUnixWithTimeout(endpoint_.path.c_str(), connectTimeout)
-            : redisConnectWithTimeout(endpoint_.host.c_str(), endpoint_.port, connectTimeout));
+    auto connected = connectSocket(endpoint_, config_.connectTimeout);
+    if (auto* why = std::get_if<std::string>(&connected)) {
+      fail("redis " + config_.address + ": " + *why);
+      return nullptr;
+    }
+    kj::AutoCloseFd fd = kj::mv(std::get<kj::AutoCloseFd>(connected));
+    Context context(redisConnectFd(fd.get()));
     if (context == nullptr) {
-      fail("cannot allocate a Redis connection");
-      return nullptr;
+      fail("redis " + config_.address + ": cannot allocate a connection");
+      return nullptr;  // `fd` still owns the socket and closes it
     }
-    if (context->err != 0) {
-      fail("redis " + config_.address + ": connect: " + context->errstr);
-      return nullptr;
-    }
-    // hiredis 0.14 creates its socket without SOCK_CLOEXEC; mark it before anything else.
-    // TODO(security): a child spawned by another thread between socket() and here inherits
-    // it (rjitd's executors close every fd above their own at start: close_range).
-    if (fcntl(context->fd, F_SETFD, FD_CLOEXEC) != 0 ||
+    fd.release();  // now the context's: redisFree() closes it
+    if (context->err != 0 ||
         redisSetTimeout(context.get(), toTimeval(config_.operationTimeout)) != REDIS_OK) {
-      fail("redis " + config_.address + ": set up the connection: " + std::strerror(errno));
+      fail("redis " + config_.address + ": set up the connection: " +
+           (context->err != 0 ? context->errstr : std::strerror(errno)));
       return nullptr;
     }
     return context;

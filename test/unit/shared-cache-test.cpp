@@ -495,6 +495,26 @@ TEST(SharedCacheEvictionTest, EvictedValuesAreMisses) {
   EXPECT_EQ(stats.errors, 0u);
 }
 
+TEST(SharedCacheConnectTest, NoServerIsAnErrorNamingTheAddress) {
+  uint16_t port = rjit::test::freeTcpPort();  // nobody listens there
+  ASSERT_NE(port, 0);
+  for (std::string address :
+       {std::string("unix:/nonexistent/redis.sock"), "redis://127.0.0.1:" + std::to_string(port)}) {
+    SharedCacheConfig c;
+    c.address = address;
+    c.secret = SECRET;
+    auto created = SharedCache::create(c);
+    ASSERT_TRUE(std::holds_alternative<std::unique_ptr<SharedCache>>(created));
+    auto& cache = std::get<std::unique_ptr<SharedCache>>(created);
+    EXPECT_EQ(cache->get(keyOf(37)), std::nullopt);
+    auto stats = cache->stats();
+    EXPECT_EQ(stats.errors, 1u);
+    EXPECT_EQ(stats.misses, 0u);
+    EXPECT_FALSE(stats.available);
+    EXPECT_NE(stats.lastError.find(address), std::string::npos) << stats.lastError;
+  }
+}
+
 TEST(SharedCacheCreateTest, BadAddressesAreRefusedNamingTheValue) {
   for (const char* address :
        {"", "redis://", "redis://host", "redis://host:", "redis://:6379", "redis://host:0",
