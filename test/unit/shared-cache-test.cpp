@@ -89,6 +89,15 @@ protected:
     return reply.integer == 1;
   }
 
+  /// Redis's count of connections accepted so far (INFO's total_connections_received).
+  long long connectionsReceived() const {
+    RedisReply info = redis_->command({"INFO", "stats"});
+    const std::string field = "total_connections_received:";
+    size_t at = info.text.find(field);
+    EXPECT_NE(at, std::string::npos) << info.text;
+    return at == std::string::npos ? 0 : std::stoll(info.text.substr(at + field.size()));
+  }
+
   std::unique_ptr<RedisServer> redis_;
 };
 
@@ -435,6 +444,42 @@ TEST_F(SharedCacheTest, HeldLeaseIsRenewedPastItsTtl) {
   cache->releaseLease(keyOf(34));
   cache->flush(SAFETY_BOUND);
   EXPECT_FALSE(exists(sharedLeaseKey(keyOf(34))));
+}
+
+TEST_F(SharedCacheTest, ConcurrentCallersShareThePool) {
+  auto c = config();
+  c.writeQueue = 1024;
+  auto cache = make(c);
+  ASSERT_NE(cache, nullptr);
+  constexpr int THREADS = 6;
+  constexpr int ROUNDS = 40;
+  long long connectionsBefore = connectionsReceived();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < THREADS; ++t) {
+    threads.emplace_back([&cache, t]() {
+      for (int i = 0; i < ROUNDS; ++i) {
+        Key key = keyOf(static_cast<uint8_t>(100 + t));
+        key[0] = static_cast<uint8_t>(i);
+        if (cache->tryLease(key) == LeaseResult::Acquired)
+          cache->put(key, "value " + std::to_string(t), true);
+        cache->get(key);  // a hit or a miss, depending on the writer
+        cache->leaseHeld(key);
+      }
+    });
+  }
+  for (auto& thread : threads)
+    thread.join();
+  cache->flush(SAFETY_BOUND);
+  // Connections are reused: at most one per thread at once (callers, writer, renewer), and
+  // this test's own INFO.
+  EXPECT_LE(connectionsReceived() - connectionsBefore, THREADS + 2 + 1);
+  auto stats = cache->stats();
+  EXPECT_EQ(stats.errors, 0u) << stats.lastError;
+  EXPECT_EQ(stats.leasesTaken, unsigned(THREADS * ROUNDS));
+  EXPECT_EQ(stats.stored, unsigned(THREADS * ROUNDS));
+  EXPECT_EQ(stats.hits + stats.misses, unsigned(THREADS * ROUNDS));
+  EXPECT_EQ(redis_->command({"KEYS", "rjitd:v*:lease:*"}).integer, 0);  // all released
+  EXPECT_EQ(redis_->command({"DBSIZE"}).integer, THREADS * ROUNDS);
 }
 
 TEST_F(SharedCacheTest, DestroyedCacheReleasesItsLeases) {
