@@ -12,6 +12,10 @@
 // stored. Cross-server single flight: a compile lease `rjitd:v<F>:lease:<hex key>` taken with
 // SET NX PX; the holder renews it while it compiles and deletes it (if still its own) after
 // the value is written, so a lease whose holder died expires after its TTL.
+//
+// hiredis 0.14 has no TLS: Redis must be on a trusted network or a Unix socket. The HMAC keeps
+// whoever can write to Redis without the secret from making rjitd serve their code, but not
+// from reading objects or deleting them (a denial of service: misses and compiles).
 #pragma once
 
 #include "cache-key.h"
