@@ -12,6 +12,10 @@
 // stored. Cross-server single flight: a compile lease `rjitd:v<F>:lease:<hex key>` taken with
 // SET NX PX; the holder renews it while it compiles and deletes it (if still its own) after
 // the value is written, so a lease whose holder died expires after its TTL.
+//
+// hiredis 0.14 has no TLS: Redis must be on a trusted network or a Unix socket. The HMAC keeps
+// whoever can write to Redis without the secret from making rjitd serve their code, but not
+// from reading objects or deleting them (a denial of service: misses and compiles).
 #pragma once
 
 #include "cache-key.h"
@@ -45,29 +49,41 @@ struct SharedCacheConfig {
 
 struct SharedCacheStats {
   uint64_t hits = 0;
-  uint64_t misses = 0;         ///< no value (including evicted ones)
-  uint64_t errors = 0;         ///< connection failures, timeouts, error replies
-  uint64_t skipped = 0;        ///< calls not made because the tier was backing off
-  uint64_t stored = 0;         ///< values written
-  uint64_t notStored = 0;      ///< too large, read-only, queue full, or the write failed
-  uint64_t rejected[6] = {};   ///< values refused on read by reason (index = EnvelopeError)
+  uint64_t misses = 0;        ///< no value (including evicted ones)
+  uint64_t errors = 0;        ///< connection failures, timeouts, error replies
+  uint64_t skipped = 0;       ///< calls not made because the tier was backing off
+  uint64_t stored = 0;        ///< values written
+  uint64_t notStored = 0;     ///< too large, read-only, queue full, or the write failed
+  uint64_t rejected[6] = {};  ///< values refused on read by reason (index = EnvelopeError)
   uint64_t leasesTaken = 0;
-  uint64_t leaseWaits = 0;     ///< compiles that waited for another server's lease
-  bool available = true;       ///< false while backing off after an error
+  uint64_t leaseWaits = 0;  ///< compiles that waited for another server's lease
+  /// False from an error until the next successful call (while backing off, and until Redis
+  /// has answered again).
+  bool available = true;
+  /// The last error (hiredis's text or Redis's error reply), for the log; "" before any.
+  std::string lastError;
 };
 
 /// How a lease attempt went.
 enum class LeaseResult {
-  Acquired,  ///< ours: compile, put(), then release
-  Held,      ///< another server compiles it: wait for its value (or for the lease to go)
+  Acquired,    ///< ours: compile, put(), then release
+  Held,        ///< another server compiles it: wait for its value (or for the lease to go)
   Unavailable  ///< Redis failed or is backing off: compile without a lease
 };
 
 class SharedCache {
 public:
   /// Parses the address and checks the configuration; connects lazily (the first call).
-  /// The error names the bad value and what is expected.
+  /// The error names the bad value and what is expected. Starts the writer thread and the
+  /// lease-renewal thread.
+  ///
+  /// Read-only (config.readOnly): get() reads and verifies but never deletes a bad value,
+  /// put() stores nothing, tryLease() returns Unavailable without asking Redis (the server
+  /// compiles without a lease), releaseLease() does nothing; leaseHeld() still reads.
   static std::variant<std::unique_ptr<SharedCache>, std::string> create(SharedCacheConfig config);
+  /// Drains the write queue (each pending write bounded by the timeouts; once Redis fails the
+  /// rest are skipped by the backoff, so a hung Redis cannot hang shutdown), releases the
+  /// leases still held, and stops the threads.
   virtual ~SharedCache() = default;
 
   /// Blocking, bounded by the operation timeout: the verified payload for `key`, or nullopt
@@ -88,6 +104,9 @@ public:
   virtual void releaseLease(const Key& key) = 0;
   /// Blocking: whether some server holds the lease for `key` now (false on error).
   virtual bool leaseHeld(const Key& key) = 0;
+  /// Counts a compile that waited for another server's lease (SharedCacheStats::leaseWaits):
+  /// the waiting is the service's, the counter lives with the tier's others.
+  virtual void noteLeaseWait() = 0;
 
   virtual SharedCacheStats stats() const = 0;
   virtual const SharedCacheConfig& config() const = 0;
