@@ -216,6 +216,7 @@ struct TierStats {
   errors @9 :UInt64;         # I/O errors, Redis errors and timeouts
   available @10 :Bool;       # shared: false while rjitd backs off after Redis errors
   address @11 :Text;         # disk: the directory; shared: the Redis address
+  leaseWaits @12 :UInt64;    # shared: compiles that waited for another server's lease
 }
 
 struct TargetStats {

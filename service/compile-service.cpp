@@ -268,9 +268,25 @@ kj::Promise<CompileService::Shared> CompileService::resolve(const cache::Key& ke
   // is, and with it the module's charge.
   auto owned = std::make_shared<std::pair<CompileJob, compiler::CompileOptions>>(kj::mv(job),
                                                                                  kj::mv(options));
-  auto compile = [this, key, owned, targetName, cancel, generation](bool leased) {
-    return startCompile(key, kj::mv(owned->first), kj::mv(owned->second), targetName, cancel,
-                        generation, leased);
+  auto compile = [this, key, owned, targetName, cancel, generation](
+                     bool leased) -> kj::Promise<Shared> {
+    if (!leased)
+      return startCompile(key, kj::mv(owned->first), kj::mv(owned->second), targetName, cancel,
+                          generation, false);
+    // The lease is ours. Its previous holder may have written the object and let go between
+    // our search and our lease: look once more before compiling.
+    return tiers->findShared(key).then(
+        [this, key, owned, targetName, cancel,
+         generation](std::shared_ptr<const CompiledObject> object) -> kj::Promise<Shared> {
+          if (object) {
+            tiers->releaseLease(key);
+            settle(key, generation);
+            metrics.cacheLookup(metrics::CacheTier::Shared, targetName, true);
+            return Shared(Resolved{kj::mv(object), false});
+          }
+          return startCompile(key, kj::mv(owned->first), kj::mv(owned->second), targetName,
+                              cancel, generation, true);
+        });
   };
   return tiers->findBelow(key).then([this, key, targetName, generation, compile](
                                         TieredCache::Found&& found) mutable -> kj::Promise<Shared> {

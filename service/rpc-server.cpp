@@ -243,6 +243,7 @@ private:
       w.setErrors(t.errors);
       w.setAvailable(t.available);
       w.setAddress(t.address);
+      w.setLeaseWaits(t.leaseWaits);
     }
     auto targets = out.initTargets(n.targets.size());
     for (size_t i = 0; i < n.targets.size(); ++i) {

@@ -179,6 +179,27 @@ kj::Promise<cache::LeaseResult> TieredCache::tryLease(const cache::Key& key) {
       .catch_([](kj::Exception&&) { return cache::LeaseResult::Unavailable; });
 }
 
+kj::Promise<std::shared_ptr<const CompiledObject>> TieredCache::findShared(const cache::Key& key) {
+  if (!sharedTier)
+    return std::shared_ptr<const CompiledObject>();
+  cache::SharedCache* shared = sharedTier.get();
+  return io->run<std::optional<CompiledObject>>([this, shared, key]() {
+               std::optional<CompiledObject> object;
+               if (auto payload = shared->get(key)) {
+                 object = decodeStoredObject(*payload);
+                 if (!object)
+                   undecodable(metrics::CacheTier::Shared, key);
+               }
+               return object;
+             })
+      .then(
+          [this, key](std::optional<CompiledObject>&& object) {
+            return object ? promote(key, std::move(*object))
+                          : std::shared_ptr<const CompiledObject>();
+          },
+          [](kj::Exception&&) { return std::shared_ptr<const CompiledObject>(); });
+}
+
 void TieredCache::releaseLease(const cache::Key& key) {
   if (sharedTier)
     sharedTier->releaseLease(key);  // queued to the shared tier's writer: does not block

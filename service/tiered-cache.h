@@ -67,6 +67,9 @@ public:
 
   /// Cross-server single flight (shared tier only; Unavailable without one).
   kj::Promise<cache::LeaseResult> tryLease(const cache::Key& key);
+  /// The shared tier alone (null on a miss), promoted: asked again once a lease is ours, since
+  /// the previous holder may have written the value between our first search and the lease.
+  kj::Promise<std::shared_ptr<const CompiledObject>> findShared(const cache::Key& key);
   void releaseLease(const cache::Key& key);
   /// Waits while another server holds the lease for `key`: polls Redis for the value every
   /// LEASE_POLL until it appears (resolves to it, promoted), the lease goes without a value

@@ -162,7 +162,8 @@ ServerStats toServerStats(proto::ServerStats::Reader s) {
   for (proto::TierStats::Reader t : s.getTiers())
     out.tiers.push_back({text(t.getTier()), text(t.getAddress()), t.getEntries(), t.getBytes(),
                          t.getBudgetBytes(), t.getHits(), t.getMisses(), t.getEvictions(),
-                         t.getStored(), t.getRejected(), t.getErrors(), t.getAvailable()});
+                         t.getStored(), t.getRejected(), t.getErrors(), t.getAvailable(),
+                         t.getLeaseWaits()});
   return out;
 }
 

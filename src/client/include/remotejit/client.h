@@ -210,6 +210,7 @@ struct ServerStats {
     uint64_t rejected = 0;  ///< stored values refused on read (corrupt, wrong key, bad MAC)
     uint64_t errors = 0;    ///< disk I/O errors; Redis errors and timeouts
     bool available = true;  ///< shared: false while rjitd backs off after errors
+    uint64_t leaseWaits = 0;  ///< shared: compiles that waited for another server's lease
   };
   /// Empty from an rjitd older than this client.
   std::vector<TierStats> tiers;
