@@ -29,8 +29,8 @@
 namespace rjitd::cache {
 
 struct DiskCacheStats {
-  uint64_t entries = 0;      ///< files known to the index
-  uint64_t bytes = 0;        ///< their sizes on disk, summed
+  uint64_t entries = 0;  ///< files known to the index
+  uint64_t bytes = 0;    ///< their sizes on disk, summed
   uint64_t budgetBytes = 0;
   uint64_t hits = 0;
   uint64_t misses = 0;       ///< get() calls that returned nothing, whatever the reason
@@ -41,7 +41,7 @@ struct DiskCacheStats {
   uint64_t readErrors = 0;   ///< reads that failed for I/O reasons (not corruption)
   /// Files refused on read, by reason (index = EnvelopeError), and deleted.
   uint64_t rejected[6] = {};
-  bool scanned = false;      ///< the start-up scan of existing files has finished
+  bool scanned = false;  ///< the start-up scan of existing files has finished
 };
 
 class DiskCache {
