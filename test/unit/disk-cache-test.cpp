@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
 #include <vector>
@@ -576,8 +577,14 @@ TEST(DiskCacheTest, DestroyedWhileScanning) {
   {
     auto cache = openCache(tmp.path(), LARGE_BUDGET);
     ASSERT_TRUE(cache);
-    for (unsigned i = 0; i < 300; ++i)
-      ASSERT_TRUE(cache->put(makeKey(i), makePayload(i, 10)));
+  }
+  // Valid files written directly (put() would fsync each): enough for a scan that takes a
+  // while.
+  constexpr unsigned FILES = 500;
+  for (unsigned i = 0; i < FILES; ++i) {
+    std::string file = objectFile(tmp.path(), makeKey(i));
+    fs::create_directories(fs::path(file).parent_path());
+    writeFile(file, sealEnvelope(makeKey(i), makePayload(i, 10)));
   }
   // The destructor stops the scan wherever it is and joins it; nothing else to observe but
   // that it returns and the files stay.
@@ -585,7 +592,67 @@ TEST(DiskCacheTest, DestroyedWhileScanning) {
     auto cache = openCache(tmp.path(), LARGE_BUDGET);
     ASSERT_TRUE(cache);
   }
-  EXPECT_EQ(filesOnDisk(tmp.path()).first, 300u);
+  EXPECT_EQ(filesOnDisk(tmp.path()).first, FILES);
+}
+
+TEST(DiskCacheTest, WritersKilledMidWriteLeaveOnlyWholeFiles) {
+  rjit::test::TempDir tmp;
+  constexpr unsigned KILLS = 5;
+  constexpr unsigned PUTS = 40;           // per writer, if it is not killed first
+  constexpr size_t PAYLOAD = 256 * 1024;  // large enough for a kill to land mid-write
+  for (unsigned kill = 0; kill < KILLS; ++kill) {
+    int ready[2];
+    ASSERT_EQ(pipe2(ready, O_CLOEXEC), 0);
+    // No thread of this process runs here (every cache of the loop is destroyed), so the child
+    // may use threads and the heap.
+    pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      close(ready[0]);
+      auto opened = DiskCache::open(tmp.path(), LARGE_BUDGET);
+      if (!std::holds_alternative<std::unique_ptr<DiskCache>>(opened))
+        _exit(2);
+      auto& cache = std::get<std::unique_ptr<DiskCache>>(opened);
+      for (unsigned i = 0; i < PUTS; ++i) {
+        unsigned k = kill * PUTS + i;
+        cache->put(makeKey(k), makePayload(k, PAYLOAD));
+        if (i == kill)  // later on each round: kills at different points of the work
+          static_cast<void>(write(ready[1], "x", 1));
+      }
+      _exit(0);
+    }
+    close(ready[1]);
+    char byte;
+    ASSERT_EQ(read(ready[0], &byte, 1), 1);
+    close(ready[0]);
+    ASSERT_EQ(::kill(child, SIGKILL), 0);
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+  }
+
+  // How many writes the kills cut short (informational: where a kill lands is up to the
+  // scheduler).
+  auto leftovers = std::distance(fs::directory_iterator(tmpDir(tmp.path())), {});
+  RecordProperty("leftoverTemporaryFiles", static_cast<int>(leftovers));
+
+  auto cache = openCache(tmp.path(), LARGE_BUDGET);
+  ASSERT_TRUE(cache);
+  cache->waitScanned();
+  EXPECT_TRUE(fs::is_empty(tmpDir(tmp.path())));
+  DiskCacheStats s = cache->stats();
+  EXPECT_GE(s.entries, uint64_t(KILLS));  // each writer stored at least `kill + 1` files
+  unsigned served = 0;
+  for (unsigned k = 0; k < KILLS * PUTS; ++k) {
+    if (!cache->contains(makeKey(k)))
+      continue;
+    auto got = cache->get(makeKey(k));
+    ASSERT_TRUE(got) << k;
+    EXPECT_EQ(*got, makePayload(k, PAYLOAD)) << k;
+    ++served;
+  }
+  EXPECT_EQ(served, s.entries);
+  for (uint64_t rejected : cache->stats().rejected)
+    EXPECT_EQ(rejected, 0u);
 }
 
 }  // namespace
