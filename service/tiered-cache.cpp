@@ -291,7 +291,7 @@ std::vector<metrics::TierSnapshot> TieredCache::snapshots() const {
     t.misses = s.misses;
     t.evictions = s.evictions;
     t.stored = s.stored;
-    t.notStored = s.writeErrors;
+    t.notStored = s.writeErrors + s.tooLarge;
     t.errors = s.writeErrors + s.readErrors;
     t.rejected = rejections(s.rejected);
     if (uint64_t n = undecodableDisk.load())

@@ -10,7 +10,10 @@
 // A write goes to a temporary file in tmp/, is fsync'd, renamed into place, and the target
 // directory is fsync'd: after a crash a key's file is either whole or absent. A leftover
 // temporary file is deleted at the next open. Reads check the envelope against the key asked
-// for; a file that fails is deleted and counted, and the caller recompiles.
+// for; a file that fails is deleted and counted, and the caller recompiles. The index (key,
+// size, last use) lives in memory; the order of last use survives a restart in the files'
+// mtimes. A budget of 0 keeps nothing (and deletes what is there once the scan has ended).
+// One rjitd per directory: open() deletes whatever is in tmp/.
 #pragma once
 
 #include "cache-key.h"
@@ -26,18 +29,19 @@
 namespace rjitd::cache {
 
 struct DiskCacheStats {
-  uint64_t entries = 0;      ///< files known to the index
-  uint64_t bytes = 0;        ///< their sizes on disk, summed
+  uint64_t entries = 0;  ///< files known to the index
+  uint64_t bytes = 0;    ///< their sizes on disk, summed
   uint64_t budgetBytes = 0;
   uint64_t hits = 0;
-  uint64_t misses = 0;
-  uint64_t evictions = 0;
+  uint64_t misses = 0;       ///< get() calls that returned nothing, whatever the reason
+  uint64_t evictions = 0;    ///< files deleted to fit the budget
   uint64_t stored = 0;       ///< files written
+  uint64_t tooLarge = 0;     ///< payloads not stored: larger than the whole budget
   uint64_t writeErrors = 0;  ///< writes that failed (disk full, EIO): the object is just not kept
   uint64_t readErrors = 0;   ///< reads that failed for I/O reasons (not corruption)
   /// Files refused on read, by reason (index = EnvelopeError), and deleted.
   uint64_t rejected[6] = {};
-  bool scanned = false;      ///< the start-up scan of existing files has finished
+  bool scanned = false;  ///< the start-up scan of existing files has finished
 };
 
 class DiskCache {
