@@ -325,6 +325,11 @@ int run(const Options& opt) {
                  opt.drainTimeout.c_str());
     return 2;
   }
+  // Signals must be captured before any thread starts (the cache tiers start theirs), so that only the loop receives them.
+  kj::UnixEventPort::captureSignal(SIGTERM);
+  kj::UnixEventPort::captureSignal(SIGINT);
+  std::signal(SIGPIPE, SIG_IGN);  // a vanished client is an error on its connection, not a kill
+
   // The cache tiers (issue 13). A directory the operator named must work; the default one is
   // best effort (a user without a home still gets a memory cache).
   std::unique_ptr<cache::DiskCache> diskCache;
@@ -505,10 +510,6 @@ int run(const Options& opt) {
   connectionLimits.flowLimitWords =
       4 * ((std::max(opt.maxModuleBytes, opt.maxCallBytes) + (1u << 20)) / 8);
 
-  // Signals must be captured before any thread starts, so that only the loop receives them.
-  kj::UnixEventPort::captureSignal(SIGTERM);
-  kj::UnixEventPort::captureSignal(SIGINT);
-  std::signal(SIGPIPE, SIG_IGN);  // a vanished client is an error on its connection, not a kill
 
   auto io = kj::setupAsyncIo();
   unsigned jobs = opt.jobs != 0 ? opt.jobs : std::max(1u, std::thread::hardware_concurrency());
