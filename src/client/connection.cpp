@@ -224,6 +224,9 @@ kj::Promise<Connector::ConnectionResult> Connector::connection() {
 }
 
 kj::Promise<Connector::ConnectionResult> Connector::connection(std::vector<size_t> route) {
+  kj::TimePoint now = io.provider->getTimer().now();
+  std::stable_partition(route.begin(), route.end(),
+                        [this, now](size_t index) { return servers[index].tryLastUntil <= now; });
   return connectFrom(std::move(route), 0, std::string());
 }
 
@@ -296,6 +299,7 @@ kj::Promise<Connector::ConnectionResult> Connector::connectionTo(size_t index) {
       .then(
           [this, index, generation](ConnectionResult&& result) {
             Server& server = servers[index];
+            server.tryLastUntil = kj::origin<kj::TimePoint>();
             if (generation == server.generation) {
               // This connect is over: the next call that finds no usable connection to this
               // server starts anew.
@@ -310,6 +314,8 @@ kj::Promise<Connector::ConnectionResult> Connector::connectionTo(size_t index) {
             Server& server = servers[index];
             if (generation == server.generation)
               server.connecting = nullptr;
+            server.tryLastUntil =
+                io.provider->getTimer().now() + TRY_LAST_FOR.count() * kj::MILLISECONDS;
             return kj::Promise<ConnectionResult>(kj::mv(exception));
           });
 }

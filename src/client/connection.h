@@ -113,6 +113,12 @@ constexpr std::chrono::milliseconds MAX_CONNECT_BUDGET{5000};
 /// not stall interactive use.
 std::chrono::milliseconds connectBudget(const Config& config);
 
+/// How long a server that could not be reached (refused, gone, or no answer within its budget)
+/// is tried last by every route: a hung server then costs the budget once per this period, not
+/// once per call, and its keys go to their next server meanwhile. Short, so that a server that
+/// is back gets its keys back soon.
+constexpr std::chrono::milliseconds TRY_LAST_FOR{10000};
+
 /// The connections calls use: one per server, made on the first call that needs that server,
 /// shared by the calls that wait for it while it is being made, kept for later calls, and made
 /// anew by the next call after it broke. A call names the servers to try in order (its route,
@@ -128,10 +134,11 @@ public:
   Connector& operator=(const Connector&) = delete;
 
   /// A connection to the first server of `route` (indexes into config.endpoints) that can be
-  /// reached: its current connection, or the one a connect in progress (started now if none
-  /// is) makes. Never rejects: when no server of the route can be reached, a Connection error
-  /// naming every address tried; a server that answers the handshake with an error (a refusal,
-  /// another protocol version) ends the search with that error.
+  /// reached, trying the servers that failed within TRY_LAST_FOR last: its current connection,
+  /// or the one a connect in progress (started now if none is) makes. Never rejects: when no server
+  /// of the route can be reached, a Connection error naming every address tried; a server that
+  /// answers the handshake with an error (a refusal, another protocol version) ends the search with
+  /// that error.
   kj::Promise<ConnectionResult> connection(std::vector<size_t> route);
   /// Same, over every server in the configured order.
   kj::Promise<ConnectionResult> connection();
@@ -153,6 +160,8 @@ private:
     std::shared_ptr<Connection> current;
     kj::Maybe<kj::ForkedPromise<ConnectionResult>> connecting;
     uint64_t generation = 0;
+    /// Until then, routes try this server last (it could not be reached).
+    kj::TimePoint tryLastUntil = kj::origin<kj::TimePoint>();
   };
 
   /// Tries `route` from `position` on; `reasons` says why the servers before failed.

@@ -101,7 +101,8 @@ struct ClientOptions {
   /// module (compile, load) goes to the servers in its serverPolicy's order, the others
   /// (serverInfo, stats, executor) in the configured order; on a connection failure, or a
   /// server that does not answer the handshake within its share of the deadline (at most 5 s),
-  /// the next one is tried. Empty: RJIT_SERVER (same syntax), else the default socket
+  /// the next one is tried, and the failed one is tried last for the next 10 s. Empty: RJIT_SERVER
+  /// (same syntax), else the default socket
   /// (/run/rjitd/rjitd.sock for root; $XDG_RUNTIME_DIR/rjitd.sock, then the system socket
   /// /run/rjitd/rjitd.sock, otherwise).
   std::vector<std::string> servers;
