@@ -183,6 +183,27 @@ TEST_F(RoutingTest, OrderedPolicyFailsOverPastASocketThatNeverAccepts) {
   EXPECT_EQ(statsOf(2).compiles, 0u);
 }
 
+TEST_F(RoutingTest, LoadsGoToUnixSocketsFirst) {
+  // A fourth server reached over TCP, ranked with the two Unix ones: loads pass the image's
+  // file descriptor, which only a Unix socket carries, so they go to a Unix server by key.
+  DaemonOptions tcpOptions;
+  tcpOptions.tcpPort = freeTcpPort();
+  std::unique_ptr<DaemonProcess> tcp = DaemonProcess::start(tcpOptions);
+  ASSERT_NE(tcp, nullptr);
+  Client client(options({tcp->tcpEndpoint(), daemons[0]->endpoint(), daemons[1]->endpoint()}));
+  // Without the preference, 10 loads would all miss the TCP server with a probability of
+  // (2/3)^10, under 2 %.
+  for (int i = 0; i < 10; ++i) {
+    Module module = client.load(requestFor(tinyModule()));
+    EXPECT_EQ(module.lookup<int()>("answer")(), 42);
+  }
+  ClientOptions overTcp;
+  overTcp.servers = {tcp->tcpEndpoint()};
+  EXPECT_EQ(Client(overTcp).stats().loads, 0u);
+  EXPECT_EQ(statsOf(0).loads + statsOf(1).loads, 10u);
+  EXPECT_TRUE(tcp->stop().exitedWith(0));
+}
+
 TEST_F(RoutingTest, NoServerAnsweringIsAConnectionError) {
   for (auto& daemon : daemons)
     EXPECT_TRUE(daemon->stop().exitedWith(0));
