@@ -37,37 +37,72 @@ Error badVariable(const char* name, const std::string& value, const std::string&
                "invalid " + std::string(name) + " '" + value + "': " + expected);
 }
 
-Result<std::vector<rjitd::Endpoint>> resolveEndpoints(const ClientOptions& options) {
-  std::vector<rjitd::Endpoint> out;
+/// The servers and their weights; `listed` tells a configured list from the default sockets.
+struct Servers {
+  std::vector<rjitd::Endpoint> endpoints;
+  std::vector<uint32_t> weights;
+  bool listed = false;
+};
+
+void append(Servers& out, std::vector<WeightedEndpoint>&& entries) {
+  for (WeightedEndpoint& entry : entries) {
+    out.endpoints.push_back(std::move(entry.endpoint));
+    out.weights.push_back(entry.weight);
+  }
+}
+
+Result<Servers> resolveServers(const ClientOptions& options) {
+  Servers out;
   if (!options.servers.empty()) {
+    out.listed = true;
     // An item may itself be a comma-separated list, as `rjit --server a,b` passes it.
     for (const std::string& item : options.servers) {
-      auto parsed = rjitd::parseEndpointList(item);
+      auto parsed = parseServerList(item);
       if (auto* message = std::get_if<std::string>(&parsed))
         return Error(ErrorKind::Configuration, "invalid server address: " + *message);
-      for (rjitd::Endpoint& ep : std::get<std::vector<rjitd::Endpoint>>(parsed))
-        out.push_back(std::move(ep));
+      append(out, std::get<std::vector<WeightedEndpoint>>(std::move(parsed)));
     }
     return out;
   }
   if (std::optional<std::string> env = environment("RJIT_SERVER")) {
-    auto parsed = rjitd::parseEndpointList(*env);
+    auto parsed = parseServerList(*env);
     if (auto* message = std::get_if<std::string>(&parsed))
       return badVariable("RJIT_SERVER", *env, *message);
-    return std::get<std::vector<rjitd::Endpoint>>(std::move(parsed));
+    out.listed = true;
+    append(out, std::get<std::vector<WeightedEndpoint>>(std::move(parsed)));
+    return out;
   }
   // The caller's default socket (root: the system one), then, for an ordinary user, the
   // system socket too: the one rjitd.socket listens on (units/rjitd.socket), which members of
   // the group `rjitd` may use. An rjitd the user runs themselves comes first.
   for (std::string path : {rjitd::defaultSocketPath(), std::string(SYSTEM_SOCKET_PATH)}) {
-    if (!out.empty() && out.front().path == path)
+    if (!out.endpoints.empty() && out.endpoints.front().path == path)
       break;
     rjitd::Endpoint ep;
     ep.kind = rjitd::Endpoint::Kind::Unix;
     ep.path = std::move(path);
-    out.push_back(std::move(ep));
+    out.endpoints.push_back(std::move(ep));
+    out.weights.push_back(DEFAULT_SERVER_WEIGHT);
   }
   return out;
+}
+
+/// Key routing by default for a list the user configured; the default sockets stay in order,
+/// so that a user's own rjitd keeps coming before the system one.
+Result<RoutingPolicy> resolvePolicy(const ClientOptions& options, const Servers& servers) {
+  switch (options.serverPolicy) {
+  case ServerPolicy::Ordered: return RoutingPolicy::Ordered;
+  case ServerPolicy::Key: return RoutingPolicy::Key;
+  case ServerPolicy::Default: break;
+  }
+  if (std::optional<std::string> env = environment("RJIT_SERVER_POLICY")) {
+    auto parsed = parseRoutingPolicy(*env);
+    if (auto* message = std::get_if<std::string>(&parsed))
+      return badVariable("RJIT_SERVER_POLICY", *env, *message);
+    return std::get<RoutingPolicy>(parsed);
+  }
+  return servers.listed && servers.endpoints.size() > 1 ? RoutingPolicy::Key
+                                                        : RoutingPolicy::Ordered;
 }
 
 Result<std::chrono::milliseconds> resolveTimeout(const ClientOptions& options) {
@@ -135,8 +170,13 @@ template <typename T> std::optional<Error> take(Result<T>&& result, T& out) {
 
 Result<Config> resolveConfig(const ClientOptions& options) {
   Config config;
-  if (auto error = take(resolveEndpoints(options), config.endpoints))
+  Servers servers;
+  if (auto error = take(resolveServers(options), servers))
     return std::move(*error);
+  if (auto error = take(resolvePolicy(options, servers), config.policy))
+    return std::move(*error);
+  config.endpoints = std::move(servers.endpoints);
+  config.weights = std::move(servers.weights);
   if (auto error = take(resolveTimeout(options), config.timeout))
     return std::move(*error);
   if (auto error = take(resolveHashFirstBytes(options), config.hashFirstBytes))

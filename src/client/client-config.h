@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 // The client's effective configuration: ClientOptions, else the environment (RJIT_SERVER,
-// RJIT_TIMEOUT_MS, RJIT_HASH_FIRST_BYTES, RJIT_MEMORY_QUOTA), else the defaults.
+// RJIT_SERVER_POLICY, RJIT_TIMEOUT_MS, RJIT_HASH_FIRST_BYTES, RJIT_MEMORY_QUOTA), else the
+// defaults.
 #pragma once
 
 #include "endpoint.h"
 #include "remotejit/client.h"
 #include "result.h"
+#include "routing.h"
 
 #include <chrono>
 #include <cstdint>
@@ -18,7 +20,10 @@ namespace rjit::detail {
 constexpr uint64_t DEFAULT_MEMORY_QUOTA = 256ull << 20;
 
 struct Config {
-  std::vector<rjitd::Endpoint> endpoints;  ///< tried in order; never empty
+  std::vector<rjitd::Endpoint> endpoints;  ///< in the configured order; never empty
+  /// weights[i] weighs endpoints[i] in the key ranking; missing ones count as 1.
+  std::vector<uint32_t> weights;
+  RoutingPolicy policy = RoutingPolicy::Ordered;
   std::chrono::milliseconds timeout{60000};
   uint64_t hashFirstBytes = 64 * 1024;
   uint64_t memoryQuota = DEFAULT_MEMORY_QUOTA;

@@ -53,6 +53,8 @@ template <typename T> struct ClientCore::Call {
   kj::Function<kj::Promise<Result<T>>(Connection&)> op;
   const Connection* connection = nullptr;
   std::string address;
+  /// The servers to try, best first (run() sets it once the route is known).
+  std::vector<size_t> route;
   unsigned shuttingDownRetries = RETRIES_AFTER_SHUTTING_DOWN;
   unsigned disconnectRetries = RETRIES_AFTER_DISCONNECT;
   unsigned overloadedRetries = RETRIES_AFTER_OVERLOADED;
@@ -73,11 +75,11 @@ ClientCore::~ClientCore() = default;
 
 kj::Promise<Result<ServerInfo>> ClientCore::serverInfo() {
   return run<ServerInfo>(
-      [](Connection& connection) { return ready<ServerInfo>(connection.info()); });
+      firstServers(), [](Connection& connection) { return ready<ServerInfo>(connection.info()); });
 }
 
 kj::Promise<Result<ServerStats>> ClientCore::stats() {
-  return run<ServerStats>([](Connection& connection) {
+  return run<ServerStats>(firstServers(), [](Connection& connection) {
     return connection.session().statsRequest().send().then(
         [](capnp::Response<proto::Session::StatsResults>&& response) -> Result<ServerStats> {
           return toServerStats(response.getStats());
@@ -89,8 +91,9 @@ kj::Promise<ClientCore::CompileResult> ClientCore::compile(const CompileRequest&
   Result<Done> checked = checkOptLevel(request);
   if (Error* error = failed(checked))
     return ready<CompiledObject>(std::move(*error));
-  return run<CompiledObject>(
-      [this, &request](Connection& connection) { return compileOn(connection, request); });
+  return run<CompiledObject>(routeFor(request, false), [this, &request](Connection& connection) {
+    return compileOn(connection, request);
+  });
 }
 
 kj::Promise<Result<LoadedParts>> ClientCore::load(const CompileRequest& request,
@@ -100,8 +103,9 @@ kj::Promise<Result<LoadedParts>> ClientCore::load(const CompileRequest& request,
   if (Error* error = failed(checked))
     return ready<LoadedParts>(std::move(*error));
   auto call = std::make_shared<LoadCall>(LoadCall{request, std::move(options), modules});
-  return run<LoadedParts>(
-      [this, call](Connection& connection) { return rpcLoader.loadOn(connection, *call); });
+  return run<LoadedParts>(routeFor(request, true), [this, call](Connection& connection) {
+    return rpcLoader.loadOn(connection, *call);
+  });
 }
 
 void ClientCore::compileAsync(std::shared_ptr<const CompileRequest> request,
@@ -153,12 +157,34 @@ void ClientCore::shutdown() {
 
 // --- deadline and retry ---------------------------------------------------------------------
 
+kj::Promise<std::vector<size_t>> ClientCore::firstServers() {
+  return configuredOrder(config.endpoints.size());
+}
+
+kj::Promise<std::vector<size_t>> ClientCore::routeFor(const CompileRequest& request, bool forLoad) {
+  if (config.policy == RoutingPolicy::Ordered || config.endpoints.size() < 2)
+    // Today's first-available order, loads included: the user chose the order.
+    return configuredOrder(config.endpoints.size());
+  return moduleRoutingKey(hasher, request)
+      .then([this, forLoad](RoutingKey key) -> std::vector<size_t> {
+        std::vector<size_t> ranked = rankServers(key, config.endpoints, config.weights);
+        // A load wants a Unix socket to a same-host rjitd (the image's memfd is passed, not
+        // copied): the Unix servers by key, then the TCP ones by key. When all servers are
+        // Unix sockets, a module's compile and load go to the same server and share its cache.
+        return forLoad ? unixFirst(ranked, config.endpoints) : ranked;
+      });
+}
+
 template <typename T>
-kj::Promise<Result<T>> ClientCore::run(kj::Function<kj::Promise<Result<T>>(Connection&)> op) {
+kj::Promise<Result<T>> ClientCore::run(kj::Promise<std::vector<size_t>> route,
+                                       kj::Function<kj::Promise<Result<T>>(Connection&)> op) {
   auto call = kj::heap<Call<T>>(kj::mv(op));
   Call<T>& ref = *call;
   ref.deadline = io.provider->getTimer().now() + config.timeout.count() * kj::MILLISECONDS;
-  kj::Promise<Result<T>> work = attempt(ref);
+  kj::Promise<Result<T>> work = route.then([this, &ref](std::vector<size_t> servers) {
+    ref.route = std::move(servers);
+    return attempt(ref);
+  });
   kj::Promise<Result<T>> deadline =
       io.provider->getTimer()
           .afterDelay(config.timeout.count() * kj::MILLISECONDS)
@@ -173,7 +199,7 @@ kj::Promise<Result<T>> ClientCore::run(kj::Function<kj::Promise<Result<T>>(Conne
 
 template <typename T> kj::Promise<Result<T>> ClientCore::attempt(Call<T>& call) {
   call.connection = nullptr;
-  kj::Promise<ConnectionResult> connected = connector.connection();
+  kj::Promise<ConnectionResult> connected = connector.connection(call.route);
   return connected.then([this, &call](ConnectionResult&& result) -> kj::Promise<Result<T>> {
     if (auto* error = std::get_if<Error>(&result)) {
       if (call.shuttingDown && error->kind() == ErrorKind::Connection)

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 // The calls, on the client's I/O thread: each public call runs as an operation on a connection
-// (connection.h) within the configured deadline, retried on a new connection after its server
-// went away (a broken connection, a restart); compile, lookup, serverInfo and stats are here,
-// loads are rpc-load.h's. Everything here runs on that one thread.
+// to the first server of its route (routing.h, connection.h) within the configured deadline,
+// retried on a new connection after its server went away (a broken connection, a restart);
+// compile, lookup, serverInfo and stats are here, loads are rpc-load.h's. Everything here runs
+// on that one thread.
 #pragma once
 
 #include "client-config.h"
@@ -21,6 +22,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <vector>
 
 namespace rjit::detail {
 
@@ -66,8 +68,16 @@ private:
   using ConnectionResult = Connector::ConnectionResult;
   using CompileResult = Result<CompiledObject>;
 
+  /// Runs `op` on a connection to the first server of `route` that answers, within the
+  /// deadline (which covers computing the route).
   template <typename T>
-  kj::Promise<Result<T>> run(kj::Function<kj::Promise<Result<T>>(Connection&)> op);
+  kj::Promise<Result<T>> run(kj::Promise<std::vector<size_t>> route,
+                             kj::Function<kj::Promise<Result<T>>(Connection&)> op);
+  /// The servers to try for `request`, best first (routing.h): by its routing key under the
+  /// Key policy, else in the configured order. `forLoad`: Unix-socket servers first.
+  kj::Promise<std::vector<size_t>> routeFor(const CompileRequest& request, bool forLoad);
+  /// The configured order: calls without a module (serverInfo, stats).
+  kj::Promise<std::vector<size_t>> firstServers();
   template <typename T> kj::Promise<Result<T>> attempt(Call<T>& call);
   /// After an `overloaded` answer with a retry-after hint: another attempt after the hint
   /// (jittered) when the call has retries left and its deadline leaves room, else `error` saying

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
-// Opening a connection to rjitd, the handshake and failover between addresses (see
-// connection.h).
+// Opening a connection to rjitd, the handshake, a connection per server and failover along a
+// route (see connection.h).
 #include "connection.h"
 
+#include <algorithm>
 #include <cstring>
 #include <kj/debug.h>
 #include <kj/io.h>
@@ -207,83 +208,138 @@ kj::Promise<Result<std::shared_ptr<Connection>>> handshake(std::shared_ptr<Conne
 
 // --- failover -------------------------------------------------------------------------------
 
+std::chrono::milliseconds connectBudget(const Config& config) {
+  size_t count = config.endpoints.size();
+  if (count < 2)
+    return std::chrono::milliseconds(0);
+  std::chrono::milliseconds share = config.timeout / static_cast<int64_t>(count);
+  return std::clamp(share, std::chrono::milliseconds(1), MAX_CONNECT_BUDGET);
+}
+
+Connector::Connector(kj::AsyncIoContext& io, const Config& config)
+    : io(io), config(config), budget(connectBudget(config)), servers(config.endpoints.size()) {}
+
 kj::Promise<Connector::ConnectionResult> Connector::connection() {
-  if (current != nullptr && !current->broken())
-    return kj::Promise<ConnectionResult>(ConnectionResult(current));
-  current = nullptr;
-  if (connecting == nullptr) {
-    ++connectGeneration;
-    connecting = connectFrom(0, std::string(), false).fork();
-  }
-  uint64_t generation = connectGeneration;
-  return KJ_ASSERT_NONNULL(connecting)
-      .addBranch()
-      .then([this, generation](ConnectionResult&& result) -> ConnectionResult {
-        if (generation == connectGeneration) {
-          // This connect is over: the next call that finds no usable connection starts anew.
-          connecting = nullptr;
-          auto* connection = std::get_if<std::shared_ptr<Connection>>(&result);
-          if (connection != nullptr && current == nullptr)
-            current = *connection;
-        }
-        return kj::mv(result);
-      });
+  return connection(configuredOrder(config.endpoints.size()));
+}
+
+kj::Promise<Connector::ConnectionResult> Connector::connection(std::vector<size_t> route) {
+  kj::TimePoint now = io.provider->getTimer().now();
+  std::stable_partition(route.begin(), route.end(),
+                        [this, now](size_t index) { return servers[index].tryLastUntil <= now; });
+  return connectFrom(std::move(route), 0, std::string());
 }
 
 void Connector::forget(const Connection* connection) {
-  if (current.get() == connection)
-    current = nullptr;
+  for (Server& server : servers)
+    if (server.current.get() == connection)
+      server.current = nullptr;
 }
 
 void Connector::abandonConnect() {
-  connecting = nullptr;
-  ++connectGeneration;
+  for (Server& server : servers) {
+    server.connecting = nullptr;
+    ++server.generation;
+  }
 }
 
 void Connector::reset() {
-  current = nullptr;
+  for (Server& server : servers)
+    server.current = nullptr;
   abandonConnect();
 }
 
-kj::Promise<Connector::ConnectionResult> Connector::connectFrom(size_t index, std::string reasons,
-                                                                bool handshakeRetried) {
-  if (index == config.endpoints.size())
+kj::Promise<Connector::ConnectionResult>
+Connector::connectFrom(std::vector<size_t> route, size_t position, std::string reasons) {
+  if (position == route.size())
     return kj::Promise<ConnectionResult>(ConnectionResult(
         Error(ErrorKind::Connection, "cannot reach rjitd: " + reasons +
                                          " (is rjitd running? set RJIT_SERVER to its address)")));
-  const rjitd::Endpoint& endpoint = config.endpoints[index];
-  connectingAddress_ = endpoint.text();
-  auto next = [this, index](std::string reasons, const kj::Exception& exception) {
-    // Unreachable, refused, or the handshake broke: try the next address.
-    reasons +=
-        (reasons.empty() ? "" : "; ") + config.endpoints[index].text() + ": " + describe(exception);
-    return connectFrom(index + 1, std::move(reasons), false);
-  };
+  size_t index = route[position];
+  KJ_ASSERT(index < servers.size(), "a route names a server that is not configured", index);
   // evalNow: an address that fails synchronously (a socket() error) still goes to the handler.
-  return kj::evalNow([&] { return connectTo(io, endpoint); })
+  return kj::evalNow([&] { return connectionTo(index); })
+      .then([](ConnectionResult&& result) { return kj::Promise<ConnectionResult>(kj::mv(result)); },
+            [this, route = std::move(route), position, reasons = std::move(reasons),
+             index](kj::Exception&& exception) mutable {
+              // Unreachable, no answer within its budget, or the handshake broke: try the
+              // next server of the route.
+              reasons += (reasons.empty() ? "" : "; ") + config.endpoints[index].text() + ": " +
+                         describe(exception);
+              return connectFrom(std::move(route), position + 1, std::move(reasons));
+            });
+}
+
+kj::Promise<Connector::ConnectionResult> Connector::connectionTo(size_t index) {
+  Server& server = servers[index];
+  if (server.current != nullptr && !server.current->broken())
+    return kj::Promise<ConnectionResult>(ConnectionResult(server.current));
+  server.current = nullptr;
+  if (server.connecting == nullptr) {
+    ++server.generation;
+    connectingAddress_ = config.endpoints[index].text();
+    kj::Promise<ConnectionResult> connect =
+        kj::evalNow([&] { return connectAndGreet(index, false); });
+    if (budget.count() > 0) {
+      int64_t millis = budget.count();
+      connect = connect.exclusiveJoin(
+          io.provider->getTimer()
+              .afterDelay(millis * kj::MILLISECONDS)
+              .then([millis]() -> kj::Promise<ConnectionResult> {
+                return unreachable("no answer to the handshake within " + std::to_string(millis) +
+                                   " ms (its share of the deadline with several "
+                                   "servers)");
+              }));
+    }
+    server.connecting = connect.fork();
+  }
+  uint64_t generation = server.generation;
+  return KJ_ASSERT_NONNULL(server.connecting)
+      .addBranch()
       .then(
-          [this, index, reasons, handshakeRetried,
-           next](std::shared_ptr<Connection> connection) mutable {
-            return handshake(std::move(connection), config.clientName)
-                .then(
-                    [](ConnectionResult&& result) {
-                      return kj::Promise<ConnectionResult>(kj::mv(result));
-                    },
-                    [this, index, reasons = std::move(reasons), handshakeRetried,
-                     next](kj::Exception&& exception) mutable -> kj::Promise<ConnectionResult> {
-                      if (exception.getType() == kj::Exception::Type::DISCONNECTED &&
-                          !handshakeRetried)
-                        // The server accepted the connection and closed it unanswered: what a
-                        // draining rjitd does with one it accepted just before it stopped
-                        // accepting. Its successor (systemd holds the socket meanwhile)
-                        // answers a new connection, so this address gets one more try.
-                        return connectFrom(index, std::move(reasons), true);
-                      return next(std::move(reasons), exception);
-                    });
+          [this, index, generation](ConnectionResult&& result) {
+            Server& server = servers[index];
+            server.tryLastUntil = kj::origin<kj::TimePoint>();
+            if (generation == server.generation) {
+              // This connect is over: the next call that finds no usable connection to this
+              // server starts anew.
+              server.connecting = nullptr;
+              auto* connection = std::get_if<std::shared_ptr<Connection>>(&result);
+              if (connection != nullptr && server.current == nullptr)
+                server.current = *connection;
+            }
+            return kj::Promise<ConnectionResult>(kj::mv(result));
           },
-          [reasons, next](kj::Exception&& exception) mutable {
-            return next(std::move(reasons), exception);
+          [this, index, generation](kj::Exception&& exception) {
+            Server& server = servers[index];
+            if (generation == server.generation)
+              server.connecting = nullptr;
+            server.tryLastUntil =
+                io.provider->getTimer().now() + TRY_LAST_FOR.count() * kj::MILLISECONDS;
+            return kj::Promise<ConnectionResult>(kj::mv(exception));
           });
+}
+
+kj::Promise<Connector::ConnectionResult> Connector::connectAndGreet(size_t index,
+                                                                    bool handshakeRetried) {
+  return connectTo(io, config.endpoints[index])
+      .then([this, index, handshakeRetried](std::shared_ptr<Connection> connection) {
+        return handshake(std::move(connection), config.clientName)
+            .then(
+                [](ConnectionResult&& result) {
+                  return kj::Promise<ConnectionResult>(kj::mv(result));
+                },
+                [this, index,
+                 handshakeRetried](kj::Exception&& exception) -> kj::Promise<ConnectionResult> {
+                  if (exception.getType() == kj::Exception::Type::DISCONNECTED && !handshakeRetried)
+                    // The server accepted the connection and closed it unanswered: what a
+                    // draining rjitd does with one it accepted just before it stopped
+                    // accepting. Its successor (systemd holds the socket meanwhile) answers a
+                    // new connection, so this address gets one more try.
+                    return connectAndGreet(index, true);
+                  return kj::mv(exception);
+                });
+      });
 }
 
 }  // namespace rjit::detail

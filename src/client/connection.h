@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Reaching rjitd: one connection (the socket, the Cap'n Proto RPC system over it, and what the
 // handshake said: the Session capability, the server's versions, targets and limits), and the
-// Connector that makes it, failing over between addresses and remaking it after a failure.
+// Connector that makes and keeps one per server, failing over along a call's route and remaking
+// a connection after a failure.
 #pragma once
 
 #include "client-config.h"
@@ -12,6 +13,7 @@
 #include "wire-convert.h"
 
 #include <capnp/rpc-twoparty.h>
+#include <chrono>
 #include <kj/async-io.h>
 #include <memory>
 #include <string>
@@ -97,47 +99,85 @@ std::shared_ptr<Connection> connectionOverFd(kj::AsyncIoContext& io, kj::AutoClo
 kj::Promise<Result<std::shared_ptr<Connection>>> handshake(std::shared_ptr<Connection> connection,
                                                            const std::string& clientName);
 
-/// The connection that calls use: made on the first call by trying the configured addresses in
-/// order (failover), shared by the calls that wait for it while it is being made, and made anew
-/// by the next call after a failure. Lives on the client's I/O thread.
+/// The longest one address may take to connect and answer the handshake when there are
+/// several (connectBudget()).
+constexpr std::chrono::milliseconds MAX_CONNECT_BUDGET{5000};
+
+/// How long one address may take to connect and answer the handshake before the next one is
+/// tried: with one server, no budget of its own (zero: the call's deadline bounds it); with N,
+/// an equal share of the call's deadline, at most MAX_CONNECT_BUDGET. A server that accepts
+/// connections and never answers (hung, stopped with SIGSTOP, a full machine) then costs a call
+/// at most that long, and each of the N servers gets its try within the call's deadline. The
+/// cap is far above what a healthy rjitd needs (a socket-activated one starts on the first
+/// connection in well under a second) and short enough that one hung server among many does
+/// not stall interactive use.
+std::chrono::milliseconds connectBudget(const Config& config);
+
+/// How long a server that could not be reached (refused, gone, or no answer within its budget)
+/// is tried last by every route: a hung server then costs the budget once per this period, not
+/// once per call, and its keys go to their next server meanwhile. Short, so that a server that
+/// is back gets its keys back soon.
+constexpr std::chrono::milliseconds TRY_LAST_FOR{10000};
+
+/// The connections calls use: one per server, made on the first call that needs that server,
+/// shared by the calls that wait for it while it is being made, kept for later calls, and made
+/// anew by the next call after it broke. A call names the servers to try in order (its route,
+/// from routing.h); the first that answers serves it (failover), each within connectBudget().
+/// Lives on the client's I/O thread.
 class Connector final {
 public:
   using ConnectionResult = Result<std::shared_ptr<Connection>>;
 
   /// `io` and `config` outlive this object.
-  Connector(kj::AsyncIoContext& io, const Config& config) : io(io), config(config) {}
+  Connector(kj::AsyncIoContext& io, const Config& config);
   Connector(const Connector&) = delete;
   Connector& operator=(const Connector&) = delete;
 
-  /// The current connection, or the one a connect in progress (started now if none is) makes.
-  /// Never rejects: an address that cannot be reached is a Connection error naming every
-  /// address tried.
+  /// A connection to the first server of `route` (indexes into config.endpoints) that can be
+  /// reached, trying the servers that failed within TRY_LAST_FOR last: its current connection,
+  /// or the one a connect in progress (started now if none is) makes. Never rejects: when no server
+  /// of the route can be reached, a Connection error naming every address tried; a server that
+  /// answers the handshake with an error (a refusal, another protocol version) ends the search with
+  /// that error.
+  kj::Promise<ConnectionResult> connection(std::vector<size_t> route);
+  /// Same, over every server in the configured order.
   kj::Promise<ConnectionResult> connection();
   /// Stops handing out `connection` (it broke, or its server is draining); calls holding it
   /// keep it until they are done.
   void forget(const Connection* connection);
-  /// Abandons a connect in progress (a call timed out waiting for it), so that the next call
-  /// starts afresh instead of queueing behind a server that does not answer.
+  /// Abandons the connects in progress (a call timed out waiting for one), so that the next
+  /// call starts afresh instead of queueing behind a server that does not answer.
   void abandonConnect();
-  /// The address the connect in progress is trying, for timeout messages.
+  /// The address the connect started last is trying, for timeout messages.
   const std::string& connectingAddress() const { return connectingAddress_; }
-  /// Drops the connection and any connect in progress (the client is closing).
+  /// Drops every connection and connect in progress (the client is closing).
   void reset();
 
 private:
-  /// Tries config.endpoints from `index` on. `handshakeRetried`: the address at `index` has
-  /// already been tried again after its server closed a connection during the handshake.
-  kj::Promise<ConnectionResult> connectFrom(size_t index, std::string reasons,
-                                            bool handshakeRetried);
+  /// One configured server's connection and the connect in progress to it, if any; each
+  /// connect has its own generation, so that an abandoned one no longer decides `current`.
+  struct Server {
+    std::shared_ptr<Connection> current;
+    kj::Maybe<kj::ForkedPromise<ConnectionResult>> connecting;
+    uint64_t generation = 0;
+    /// Until then, routes try this server last (it could not be reached).
+    kj::TimePoint tryLastUntil = kj::origin<kj::TimePoint>();
+  };
+
+  /// Tries `route` from `position` on; `reasons` says why the servers before failed.
+  kj::Promise<ConnectionResult> connectFrom(std::vector<size_t> route, size_t position,
+                                            std::string reasons);
+  /// Server `index`'s connection: the current one, or the connect in progress (started now if
+  /// none is). Rejects when the server cannot be reached within connectBudget().
+  kj::Promise<ConnectionResult> connectionTo(size_t index);
+  /// Connects to server `index` and performs the handshake. `handshakeRetried`: it has already
+  /// been tried again after the server closed a connection during the handshake.
+  kj::Promise<ConnectionResult> connectAndGreet(size_t index, bool handshakeRetried);
 
   kj::AsyncIoContext& io;
   const Config& config;
-  /// The connection new calls use; null until the first call and after a failure.
-  std::shared_ptr<Connection> current;
-  /// A connect in progress that calls share; each connect has its own generation, so that an
-  /// abandoned one (its caller timed out) no longer decides `current`.
-  kj::Maybe<kj::ForkedPromise<ConnectionResult>> connecting;
-  uint64_t connectGeneration = 0;
+  std::chrono::milliseconds budget;
+  std::vector<Server> servers;  ///< servers[i] is config.endpoints[i]
   std::string connectingAddress_;
 };
 

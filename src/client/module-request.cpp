@@ -47,4 +47,12 @@ kj::Promise<rjitd::cache::Key> moduleKey(HashWorker& hasher, const CompileReques
   return hasher.computeKey(request.module, std::move(params));
 }
 
+kj::Promise<RoutingKey> moduleRoutingKey(HashWorker& hasher, const CompileRequest& request) {
+  if (request.module.size() <= INLINE_HASH_BYTES)
+    return routingKey(request);
+  // TODO(perf): a large module sent hash-first is hashed twice (routing key, then cache key);
+  // one pass could feed both digests.
+  return hasher.computeKey(request.module, routingParams(request));
+}
+
 }  // namespace rjit::detail

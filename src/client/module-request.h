@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: MIT
 // What compile and load both do with a request before it goes out: the checks the client makes
-// itself (optimization level, size against the server's limit) and the module's cache key for
-// a hash-first request.
+// itself (optimization level, size against the server's limit), its routing key (which server)
+// and the module's cache key for a hash-first request.
 #pragma once
 
 #include "connection.h"
 #include "hash-worker.h"
 #include "remotejit/client.h"
 #include "result.h"
+#include "routing.h"
 #include "targets.h"
 
 #include <kj/async.h>
@@ -31,5 +32,9 @@ Result<Done> checkSize(const CompileRequest& request, const Connection& connecti
 kj::Promise<rjitd::cache::Key> moduleKey(HashWorker& hasher, const CompileRequest& request,
                                          const rjitd::TargetName& target,
                                          const Connection& connection);
+
+/// The routing key of `request` (routing.h), hashed like moduleKey: small modules on this
+/// thread, large ones on `hasher`'s. `request` must outlive the promise.
+kj::Promise<RoutingKey> moduleRoutingKey(HashWorker& hasher, const CompileRequest& request);
 
 }  // namespace rjit::detail

@@ -12,8 +12,8 @@
 namespace rjit::detail {
 namespace {
 
-const char* const VARIABLES[] = {"RJIT_SERVER", "RJIT_TIMEOUT_MS", "RJIT_HASH_FIRST_BYTES",
-                                 "RJIT_MEMORY_QUOTA"};
+const char* const VARIABLES[] = {"RJIT_SERVER", "RJIT_SERVER_POLICY", "RJIT_TIMEOUT_MS",
+                                 "RJIT_HASH_FIRST_BYTES", "RJIT_MEMORY_QUOTA"};
 
 /// Each test starts with the client's variables unset and leaves them as it found them.
 class ClientConfigTest : public ::testing::Test {

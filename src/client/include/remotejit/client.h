@@ -85,10 +85,24 @@ private:
   std::chrono::milliseconds retryAfter_{0};
 };
 
+/// How a client with several servers chooses one for a call that carries a module.
+enum class ServerPolicy : uint8_t {
+  Default,  ///< RJIT_SERVER_POLICY, else Key for a configured list, Ordered for the defaults
+  Ordered,  ///< the first server that answers, in the configured order
+  /// Weighted rendezvous hashing of the module: one module goes to one server, and a server
+  /// joining or leaving moves only its share of the modules.
+  Key,
+};
+
 /// How to reach rjitd. Fields left empty/zero take the environment's value, then the default.
 struct ClientOptions {
-  /// Addresses tried in order ("unix:/path", "tcp:HOST:PORT"); on a connection failure the
-  /// next one is tried. Empty: RJIT_SERVER (comma-separated), else the default socket
+  /// Servers ("unix:/path", "tcp:HOST:PORT", each optionally followed by ";weight=N", N from 1
+  /// to 1000, default 1); an item may itself be a comma-separated list. A call that carries a
+  /// module (compile, load) goes to the servers in its serverPolicy's order, the others
+  /// (serverInfo, stats, executor) in the configured order; on a connection failure, or a
+  /// server that does not answer the handshake within its share of the deadline (at most 5 s),
+  /// the next one is tried, and the failed one is tried last for the next 10 s. Empty: RJIT_SERVER
+  /// (same syntax), else the default socket
   /// (/run/rjitd/rjitd.sock for root; $XDG_RUNTIME_DIR/rjitd.sock, then the system socket
   /// /run/rjitd/rjitd.sock, otherwise).
   std::vector<std::string> servers;
@@ -103,6 +117,10 @@ struct ClientOptions {
   /// does not fit fails to load with TooLarge. Zero: RJIT_MEMORY_QUOTA, else 256 MiB. The
   /// reservation costs no memory until modules are loaded into it.
   uint64_t memoryQuota = 0;
+  /// How compile and load choose among several servers. Default: RJIT_SERVER_POLICY ("key" or
+  /// "ordered"), else Key when several servers are configured (`servers` or RJIT_SERVER), and
+  /// Ordered for the default sockets (the user's own rjitd before the system one).
+  ServerPolicy serverPolicy = ServerPolicy::Default;
 };
 
 enum class IrFormat : uint8_t { Auto, Text, Bitcode };
@@ -622,16 +640,18 @@ private:
   std::shared_ptr<State> state;
 };
 
-/// A connection to rjitd (made lazily, remade after a failure, failing over between servers).
+/// Connections to rjitd: one per server used (made lazily, remade after a failure, failing over
+/// between servers; see ClientOptions::servers for which server a call goes to).
 /// A call cut off by a server that goes away - one answering `shutting-down` or closing the
 /// connection, as rjitd does while it restarts - is retried on a new connection within the
 /// call's deadline, so a restart of a socket-activated rjitd fails no call.
 /// Thread-safe: any thread may call any method; calls from several threads run concurrently
-/// over one connection. I/O runs on a private thread the client owns.
+/// over one connection per server. I/O runs on a private thread the client owns.
 class RJIT_API Client {
 public:
   /// Reads the environment for options left unset. Throws Error(Configuration) for a bad
-  /// RJIT_SERVER / RJIT_TIMEOUT_MS / RJIT_HASH_FIRST_BYTES. Does not connect yet.
+  /// RJIT_SERVER / RJIT_SERVER_POLICY / RJIT_TIMEOUT_MS / RJIT_HASH_FIRST_BYTES. Does not
+  /// connect yet.
   explicit Client(ClientOptions options = {});
   ~Client();
   Client(const Client&) = delete;

@@ -103,8 +103,11 @@ typedef struct rjit_client rjit_client;
 
 typedef struct rjit_client_options {
   size_t struct_size; /**< sizeof(rjit_client_options) */
-  /** Addresses tried in order ("unix:/path", "tcp:HOST:PORT"), `server_count` of them; none:
-   *  RJIT_SERVER (comma-separated), else the default socket. */
+  /** Servers ("unix:/path", "tcp:HOST:PORT", each optionally followed by ";weight=N"),
+   *  `server_count` of them; none: RJIT_SERVER (comma-separated), else the default socket.
+   *  With several, compiles and loads are routed by their module (RJIT_SERVER_POLICY=key, the
+   *  default) or go to the first that answers (RJIT_SERVER_POLICY=ordered); see ClientOptions
+   *  in client.h. */
   const char* const* servers;
   size_t server_count;
   /** Deadline for each call in milliseconds, connection set-up included. 0: RJIT_TIMEOUT_MS,
