@@ -127,6 +127,17 @@ std::string exercisedExposition() {
   metrics.executeDone("x86_64", std::nullopt, milliseconds(1));
   metrics.executorStarted();
   metrics.executorRestarted(ErrorKind::Crashed);
+  // A disk and a shared tier, as rjitd with --cache-dir and --shared-cache reports them.
+  metrics.setLowerTiers([]() {
+    TierSnapshot disk;
+    disk.tier = CacheTier::Disk;
+    disk.rejected = {{"bad-checksum", 1}};
+    TierSnapshot shared;
+    shared.tier = CacheTier::Shared;
+    return std::vector<TierSnapshot>{disk, shared};
+  });
+  for (CacheTier tier : {CacheTier::Disk, CacheTier::Shared})
+    metrics.cacheLookup(tier, "x86_64", true);
   return metrics.exposition();
 }
 
