@@ -268,8 +268,8 @@ kj::Promise<CompileService::Shared> CompileService::resolve(const cache::Key& ke
   // is, and with it the module's charge.
   auto owned = std::make_shared<std::pair<CompileJob, compiler::CompileOptions>>(kj::mv(job),
                                                                                  kj::mv(options));
-  auto compile = [this, key, owned, targetName, cancel, generation](
-                     bool leased) -> kj::Promise<Shared> {
+  auto compile = [this, key, owned, targetName, cancel,
+                  generation](bool leased) -> kj::Promise<Shared> {
     if (!leased)
       return startCompile(key, kj::mv(owned->first), kj::mv(owned->second), targetName, cancel,
                           generation, false);
@@ -284,8 +284,8 @@ kj::Promise<CompileService::Shared> CompileService::resolve(const cache::Key& ke
             metrics.cacheLookup(metrics::CacheTier::Shared, targetName, true);
             return Shared(Resolved{kj::mv(object), false});
           }
-          return startCompile(key, kj::mv(owned->first), kj::mv(owned->second), targetName,
-                              cancel, generation, true);
+          return startCompile(key, kj::mv(owned->first), kj::mv(owned->second), targetName, cancel,
+                              generation, true);
         });
   };
   return tiers->findBelow(key).then([this, key, targetName, generation, compile](

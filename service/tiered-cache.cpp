@@ -183,15 +183,16 @@ kj::Promise<std::shared_ptr<const CompiledObject>> TieredCache::findShared(const
   if (!sharedTier)
     return std::shared_ptr<const CompiledObject>();
   cache::SharedCache* shared = sharedTier.get();
-  return io->run<std::optional<CompiledObject>>([this, shared, key]() {
-               std::optional<CompiledObject> object;
-               if (auto payload = shared->get(key)) {
-                 object = decodeStoredObject(*payload);
-                 if (!object)
-                   undecodable(metrics::CacheTier::Shared, key);
-               }
-               return object;
-             })
+  return io
+      ->run<std::optional<CompiledObject>>([this, shared, key]() {
+        std::optional<CompiledObject> object;
+        if (auto payload = shared->get(key)) {
+          object = decodeStoredObject(*payload);
+          if (!object)
+            undecodable(metrics::CacheTier::Shared, key);
+        }
+        return object;
+      })
       .then(
           [this, key](std::optional<CompiledObject>&& object) {
             return object ? promote(key, std::move(*object))

@@ -10,31 +10,16 @@
 #include <map>
 
 #include "fixture.h"
+#include "tier-helpers.h"
 
 namespace rjit::test {
 namespace {
 
 using rjitd::process::CommandResult;
 
-/// A distinct module with `functions` functions (a larger object takes longer to write).
-CompileRequest freshModule(unsigned functions, std::string name) {
-  CompileRequest r;
-  r.module = withNonce(generatedModule(functions));
-  r.moduleName = std::move(name);
-  r.optLevel = 1;
-  return r;
-}
-
 /// The file the disk tier keeps `key` (64 hex digits) in, under rjitd's --cache-dir `dir`.
 std::string diskFile(const std::string& dir, const std::string& key) {
   return dir + "/v1/objects/" + key.substr(0, 2) + "/" + key;
-}
-
-const ServerStats::TierStats* tier(const ServerStats& stats, std::string_view name) {
-  for (const auto& t : stats.tiers)
-    if (t.tier == name)
-      return &t;
-  return nullptr;
 }
 
 /// A daemon whose socket the harness holds (as systemd does), so that it can be stopped or
@@ -44,13 +29,6 @@ std::unique_ptr<DaemonProcess> startHeld(std::vector<std::string> extra = {}) {
   options.mode = DaemonMode::HeldSocket;
   options.extraArgs = std::move(extra);
   return DaemonProcess::start(options);
-}
-
-ClientOptions clientOf(const DaemonProcess& daemon) {
-  ClientOptions options;
-  options.servers = {daemon.endpoint()};
-  options.clientName = "cache-tiers-test";
-  return options;
 }
 
 TEST(DiskTierTest, RestartWithAWarmDiskCacheServesHitsAtOnce) {
@@ -101,7 +79,9 @@ TEST(DiskTierTest, DamagedFilesAreDetectedCountedAndRecompiled) {
   }
   daemon->stop();
   std::string cacheDir = daemon->dir().file("cache");
-  auto fileOf = [&](const CompileRequest& r) { return diskFile(cacheDir, first[r.moduleName].key); };
+  auto fileOf = [&](const CompileRequest& r) {
+    return diskFile(cacheDir, first[r.moduleName].key);
+  };
   // A bit flipped in the middle of the object, a file cut short (a torn write), and another
   // key's whole, valid file put under this key's name.
   {

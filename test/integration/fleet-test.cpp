@@ -9,6 +9,7 @@
 
 #include "fixture.h"
 #include "redis-server.h"
+#include "tier-helpers.h"
 
 namespace rjit::test {
 namespace {
@@ -16,28 +17,6 @@ namespace {
 /// Upper bound for polling loops (each iteration is a round trip to rjitd or Redis); reaching
 /// it is a failure.
 constexpr unsigned MAX_POLLS = 20'000;
-
-const ServerStats::TierStats* tier(const ServerStats& stats, std::string_view name) {
-  for (const auto& t : stats.tiers)
-    if (t.tier == name)
-      return &t;
-  return nullptr;
-}
-
-CompileRequest freshModule(unsigned functions, std::string name) {
-  CompileRequest r;
-  r.module = withNonce(generatedModule(functions));
-  r.moduleName = std::move(name);
-  r.optLevel = 1;
-  return r;
-}
-
-ClientOptions clientOf(const DaemonProcess& daemon) {
-  ClientOptions options;
-  options.servers = {daemon.endpoint()};
-  options.clientName = "fleet-test";
-  return options;
-}
 
 class FleetTest : public ::testing::Test {
 protected:
@@ -53,8 +32,8 @@ protected:
   /// a miss after it) and `extra` flags. Its disk tier is its own (the harness's --cache-dir).
   std::unique_ptr<DaemonProcess> server(std::vector<std::string> extra = {}) {
     DaemonOptions options;
-    options.extraArgs = {"--shared-cache", redis->address(), "--shared-cache-key-file", keyFile,
-                         "--shared-cache-timeout", "300ms"};
+    options.extraArgs = {"--shared-cache", redis->address(),         "--shared-cache-key-file",
+                         keyFile,          "--shared-cache-timeout", "300ms"};
     options.extraArgs.insert(options.extraArgs.end(), extra.begin(), extra.end());
     return DaemonProcess::start(options);
   }
@@ -119,9 +98,8 @@ TEST_F(FleetTest, TheSameNewModuleSentToThreeServersAtOnceCompilesOnce) {
   CompileRequest request = freshModule(6, "once.ll");
   std::vector<std::future<CompiledObject>> answers;
   for (auto& s : servers)
-    answers.push_back(std::async(std::launch::async, [&s, request]() {
-      return Client(clientOf(*s)).compile(request);
-    }));
+    answers.push_back(std::async(
+        std::launch::async, [&s, request]() { return Client(clientOf(*s)).compile(request); }));
   // One server holds the lease and its compile waits at the gate; the other two wait for its
   // lease (and would compile too without it).
   ASSERT_TRUE(gate->waitArrival().has_value());
@@ -257,10 +235,13 @@ TEST_F(FleetTest, StoppedOrHungRedisCostsMissesNotRequestsAndIsUsedAgainWhenBack
   bool written = false;
   for (unsigned i = 0; i < 200 && !written; ++i) {
     client.compile(freshModule(1, "retry" + std::to_string(i) + ".ll"));
-    written = waitStats(*a, [stored](const ServerStats& s) {
-      const auto* shared = tier(s, "shared");
-      return shared->stored > stored || shared->errors > 0;  // settled either way
-    }) && tier(client.stats(), "shared")->stored > stored;
+    written =
+        waitStats(*a,
+                  [stored](const ServerStats& s) {
+                    const auto* shared = tier(s, "shared");
+                    return shared->stored > stored || shared->errors > 0;  // settled either way
+                  }) &&
+        tier(client.stats(), "shared")->stored > stored;
   }
   EXPECT_TRUE(written);
   EXPECT_TRUE(tier(client.stats(), "shared")->available);
