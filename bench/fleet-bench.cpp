@@ -352,21 +352,25 @@ public:
   }
 
   struct Restart {
-    Series warm, cold;
-    unsigned warmHits = 0;  ///< warm first answers that were cache hits
+    Series warm, cold, serving;  ///< serving: spawn to the first serverInfo() answered
+    unsigned warmHits = 0;       ///< warm first answers that were cache hits
     uint64_t objectsOnDisk = 0;
   };
 
   /// Spawns rjitd with `extra` and returns the time until `request` is answered (the first
   /// attempts meet no socket yet; retried every millisecond, bounded).
-  double toFirstAnswer(const std::vector<std::string>& args, const rjit::CompileRequest& request,
+  /// A null `request` asks serverInfo() instead.
+  double toFirstAnswer(const std::vector<std::string>& args, const rjit::CompileRequest* request,
                        bool& fromCache) {
     auto t0 = Clock::now();
     Daemon daemon(rjitd_, args);
     for (unsigned i = 0; i < MAX_POLLS; ++i) {
       try {
         rjit::Client client(clientFor({daemon.address()}, rjit::ServerPolicy::Ordered));
-        fromCache = client.compile(request).fromCache;
+        if (request == nullptr)
+          client.serverInfo();
+        else
+          fromCache = client.compile(*request).fromCache;
         return msSince(t0);
       } catch (const rjit::Error&) {
         std::string exited = daemon.exitedEarly();
@@ -398,10 +402,12 @@ public:
     for (unsigned i = 0; i < config_.restarts; ++i) {
       bool fromCache = false;
       r.warm.add(
-          toFirstAnswer({"--cache-dir", warmDir}, stored[(i * 37) % stored.size()], fromCache));
+          toFirstAnswer({"--cache-dir", warmDir}, &stored[(i * 37) % stored.size()], fromCache));
       r.warmHits += fromCache ? 1 : 0;
       std::string coldDir = dir_.file("cold-" + std::to_string(i));
-      r.cold.add(toFirstAnswer({"--cache-dir", coldDir}, fresh(m), fromCache));
+      rjit::CompileRequest request = fresh(m);
+      r.cold.add(toFirstAnswer({"--cache-dir", coldDir}, &request, fromCache));
+      r.serving.add(toFirstAnswer({"--cache-dir", coldDir + "-info"}, nullptr, fromCache));
     }
     progress("restart");
     return r;
@@ -505,6 +511,8 @@ int run(const Config& config) {
               " from the cache"});
   t3.add({"empty --cache-dir, first compile", ms(restart.cold), fixed(restart.cold.max(), 1),
           "compiled"});
+  t3.add({"empty --cache-dir, first serverInfo()", ms(restart.serving),
+          fixed(restart.serving.max(), 1), "(start-up alone)"});
   t3.print(std::cout);
   std::cout << "\n" << conditions.describe() << "\n";
 
@@ -530,7 +538,8 @@ int run(const Config& config) {
   out["restart"] = {{"objects_on_disk", restart.objectsOnDisk},
                     {"warm_first_hit", restart.warm.toJson()},
                     {"warm_first_answers_from_cache", restart.warmHits},
-                    {"cold_first_compile", restart.cold.toJson()}};
+                    {"cold_first_compile", restart.cold.toJson()},
+                    {"cold_first_server_info", restart.serving.toJson()}};
   conditions.toJson(out);
   if (!config.jsonPath.empty()) {
     std::ofstream file(config.jsonPath);
