@@ -28,6 +28,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -35,6 +36,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <kj/debug.h>
 #include <kj/io.h>
 #include <memory>
 #include <optional>
@@ -75,7 +77,7 @@ public:
   TempDir() {
     std::string pattern = (fs::temp_directory_path() / "rjit-fleet-bench.XXXXXX").string();
     if (mkdtemp(pattern.data()) == nullptr)
-      throw std::runtime_error("mkdtemp failed");
+      KJ_FAIL_SYSCALL("mkdtemp", errno, pattern.c_str());
     path_ = pattern;
   }
   ~TempDir() {
@@ -117,8 +119,8 @@ public:
     for (unsigned i = 0; i < MAX_POLLS / 10 && !accepts(socket_); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     if (!accepts(socket_))
-      throw std::runtime_error("redis-server did not listen on " + socket_ + ":\n" +
-                               readFile(dir.file("redis.log")));
+      KJ_FAIL_REQUIRE("redis-server did not listen", socket_.c_str(),
+                      readFile(dir.file("redis.log")).c_str());
   }
   ~Redis() { child_->terminate(std::chrono::seconds(10)); }
   std::string address() const { return "unix:" + socket_; }
@@ -163,8 +165,7 @@ void waitStored(const Daemon& daemon, const std::string& name, uint64_t count) {
       return;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  throw std::runtime_error("rjitd did not store " + std::to_string(count) + " objects (" + name +
-                           ")");
+  KJ_FAIL_REQUIRE("rjitd did not store the objects in time", count, name.c_str());
 }
 
 /// Requests of a row that the tier it names did not serve.
@@ -375,12 +376,11 @@ public:
       } catch (const rjit::Error&) {
         std::string exited = daemon.exitedEarly();
         if (!exited.empty())
-          throw std::runtime_error("rjitd exited (" + exited + "):\n" + daemon.logText());
+          KJ_FAIL_REQUIRE("rjitd exited", exited.c_str(), daemon.logText().c_str());
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    throw std::runtime_error("rjitd did not answer within " + std::to_string(MAX_POLLS) +
-                             " attempts");
+    KJ_FAIL_REQUIRE("rjitd did not answer within the bound", MAX_POLLS);
   }
 
   /// Part 3.
@@ -545,7 +545,7 @@ int run(const Config& config) {
     std::ofstream file(config.jsonPath);
     file << out.dump(2) << "\n";
     if (!file)
-      throw std::runtime_error("cannot write " + config.jsonPath);
+      KJ_FAIL_REQUIRE("cannot write the JSON file", config.jsonPath.c_str());
   }
   return 0;
 }
@@ -573,7 +573,10 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     return run(config);
-  } catch (const std::exception& e) {
+  } catch (const kj::Exception& e) {
+    std::fprintf(stderr, "\nerror: %s\n", e.getDescription().cStr());
+    return 1;
+  } catch (const std::exception& e) {  // bench-common reports with std exceptions
     std::fprintf(stderr, "\nerror: %s\n", e.what());
     return 1;
   }
