@@ -126,7 +126,8 @@ std::vector<std::string> childEnvironment(const std::vector<std::string>& extra 
 // --- the daemon --------------------------------------------------------------------------------
 
 /// An rjitd started for this run: private socket in a temp directory, one compile worker,
-/// `extraArgs` appended to its command line (e.g. {"--cache-dir", DIR}). Stopped with SIGTERM
+/// a --cache-dir in that directory unless `extraArgs` (appended to its command line) names
+/// one. Stopped with SIGTERM
 /// (then SIGKILL after 10 s) at stop() or destruction.
 class Daemon {
 public:
