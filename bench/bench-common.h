@@ -127,8 +127,7 @@ std::vector<std::string> childEnvironment(const std::vector<std::string>& extra 
 
 /// An rjitd started for this run: private socket in a temp directory, one compile worker,
 /// a --cache-dir in that directory unless `extraArgs` (appended to its command line) names
-/// one. Stopped with SIGTERM
-/// (then SIGKILL after 10 s) at stop() or destruction.
+/// one. Stopped with SIGTERM (then SIGKILL after 10 s) at stop() or destruction.
 class Daemon {
 public:
   explicit Daemon(const std::filesystem::path& binary,
