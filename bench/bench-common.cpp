@@ -225,7 +225,7 @@ std::vector<std::string> childEnvironment(const std::vector<std::string>& extra)
 
 // --- the daemon --------------------------------------------------------------------------------
 
-Daemon::Daemon(const fs::path& binary) {
+Daemon::Daemon(const fs::path& binary, const std::vector<std::string>& extraArgs) {
   if (!fs::exists(binary))
     throw std::runtime_error("rjitd not found at " + binary.string() +
                              " (build it: ninja -C BUILDDIR service/rjitd, or pass --rjitd)");
@@ -239,6 +239,11 @@ Daemon::Daemon(const fs::path& binary) {
   rjitd::process::SpawnOptions options;
   options.argv = {binary.string(), "--listen", "unix:" + socket_, "--jobs", "1",
                   "--log-level",   "warning"};
+  // A disk cache of its own in the temp dir unless the caller names one: rjitd's default
+  // (~/.cache/rjitd) would fill the user's real cache and carry objects from run to run.
+  if (std::find(extraArgs.begin(), extraArgs.end(), "--cache-dir") == extraArgs.end())
+    options.argv.insert(options.argv.end(), {"--cache-dir", (dir_ / "cache").string()});
+  options.argv.insert(options.argv.end(), extraArgs.begin(), extraArgs.end());
   options.env = childEnvironment();
   options.stdoutPath = log_.string();
   options.stderrPath = log_.string();

@@ -125,11 +125,13 @@ std::vector<std::string> childEnvironment(const std::vector<std::string>& extra 
 
 // --- the daemon --------------------------------------------------------------------------------
 
-/// An rjitd started for this run: private socket in a temp directory, one compile worker.
-/// Stopped with SIGTERM (then SIGKILL after 10 s) at stop() or destruction.
+/// An rjitd started for this run: private socket in a temp directory, one compile worker,
+/// a --cache-dir in that directory unless `extraArgs` (appended to its command line) names
+/// one. Stopped with SIGTERM (then SIGKILL after 10 s) at stop() or destruction.
 class Daemon {
 public:
-  explicit Daemon(const std::filesystem::path& binary);
+  explicit Daemon(const std::filesystem::path& binary,
+                  const std::vector<std::string>& extraArgs = {});
   ~Daemon();
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
