@@ -129,7 +129,11 @@ public:
             "--jobs",
             "2",
             "--log-level",
-            "warning"};
+            "warning",
+            // Its own disk cache, kept across the run's restarts (warm restarts, SIGKILLs
+            // during disk writes): never the user's ~/.cache/rjitd.
+            "--cache-dir",
+            (dir / "cache").string()};
     argv.insert(argv.end(), extra.begin(), extra.end());
     start(false);
   }
