@@ -269,23 +269,23 @@ kj::Promise<CompileService::Shared> CompileService::resolve(const cache::Key& ke
   auto owned = std::make_shared<std::pair<CompileJob, compiler::CompileOptions>>(kj::mv(job),
                                                                                  kj::mv(options));
   auto compile = [this, key, owned, targetName, cancel,
-                  generation](bool leased) -> kj::Promise<Shared> {
-    if (!leased)
+                  generation](std::shared_ptr<LeaseHold> lease) -> kj::Promise<Shared> {
+    if (!lease)
       return startCompile(key, kj::mv(owned->first), kj::mv(owned->second), targetName, cancel,
-                          generation, false);
+                          generation);
     // The lease is ours. Its previous holder may have written the object and let go between
     // our search and our lease: look once more before compiling.
     return tiers->findShared(key).then(
-        [this, key, owned, targetName, cancel,
-         generation](std::shared_ptr<const CompiledObject> object) -> kj::Promise<Shared> {
+        [this, key, owned, targetName, cancel, generation,
+         lease](std::shared_ptr<const CompiledObject> object) mutable -> kj::Promise<Shared> {
           if (object) {
-            tiers->releaseLease(key);
+            lease = nullptr;  // lets go of the lease
             settle(key, generation);
             metrics.cacheLookup(metrics::CacheTier::Shared, targetName, true);
             return Shared(Resolved{kj::mv(object), false});
           }
           return startCompile(key, kj::mv(owned->first), kj::mv(owned->second), targetName, cancel,
-                              generation, true);
+                              generation, kj::mv(lease));
         });
   };
   return tiers->findBelow(key).then([this, key, targetName, generation, compile](
@@ -298,11 +298,11 @@ kj::Promise<CompileService::Shared> CompileService::resolve(const cache::Key& ke
       return Shared(Resolved{kj::mv(found.object), false});
     }
     if (tiers->shared() == nullptr)
-      return compile(false);
+      return compile(nullptr);
     return tiers->tryLease(key).then([this, key, generation, compile](
-                                         cache::LeaseResult lease) mutable -> kj::Promise<Shared> {
-      if (lease != cache::LeaseResult::Held)
-        return compile(lease == cache::LeaseResult::Acquired);
+                                         TieredCache::Lease lease) mutable -> kj::Promise<Shared> {
+      if (lease.result != cache::LeaseResult::Held)
+        return compile(kj::mv(lease.hold));
       // Another server compiles this module: wait for its object rather than compile
       // it again, for as long as a compile may take.
       log::debug("key ", cache::toHex(key).substr(0, 16),
@@ -316,8 +316,8 @@ kj::Promise<CompileService::Shared> CompileService::resolve(const cache::Key& ke
             }
             // The holder failed, died (its lease expired) or took too long: compile
             // here, leased if we can get it.
-            return tiers->tryLease(key).then([compile](cache::LeaseResult again) mutable {
-              return compile(again == cache::LeaseResult::Acquired);
+            return tiers->tryLease(key).then([compile](TieredCache::Lease again) mutable {
+              return compile(kj::mv(again.hold));
             });
           });
     });
@@ -326,7 +326,7 @@ kj::Promise<CompileService::Shared> CompileService::resolve(const cache::Key& ke
 
 kj::Promise<CompileService::Shared> CompileService::startCompile(
     const cache::Key& key, CompileJob job, compiler::CompileOptions options, std::string targetName,
-    std::shared_ptr<CompileCancel> cancel, uint64_t generation, bool leased) {
+    std::shared_ptr<CompileCancel> cancel, uint64_t generation, std::shared_ptr<LeaseHold> lease) {
   using Clock = std::chrono::steady_clock;
   using Timed = std::pair<compiler::CompileResult, Clock::duration>;
   unsigned optLevel = options.optLevel;
@@ -348,17 +348,7 @@ kj::Promise<CompileService::Shared> CompileService::startCompile(
   // Not `input`: the module is returned to the budget when the compile ends, not a turn later
   // when the single-flight entry holding this continuation goes.
   // A lease held for this compile is released however it ends: with the object written
-  // (store), or at once (failure, cancellation, drain) by this guard.
-  struct LeaseGuard {
-    TieredCache* tiers;
-    cache::Key key;
-    bool armed = true;
-    ~LeaseGuard() {
-      if (armed)
-        tiers->releaseLease(key);
-    }
-  };
-  std::shared_ptr<LeaseGuard> lease = leased ? std::make_shared<LeaseGuard>(tiers, key) : nullptr;
+  // (store), or at once (failure, cancellation, drain) when the last owner of `lease` goes.
   auto done = [this, key, keyHex, targetName, optLevel, moduleName = input->options.moduleName,
                generation, lease](Timed&& timed) -> Shared {
     settle(key, generation);
@@ -376,7 +366,7 @@ kj::Promise<CompileService::Shared> CompileService::startCompile(
               keyHex.substr(0, 16));
     // The shared write releases the lease after it, in order: the guard stands down.
     if (lease)
-      lease->armed = false;
+      lease->standDown();
     if (!tiers->store(key, object, lease != nullptr))
       log::warning("object for key ", keyHex.substr(0, 16), " (", object->object.size(),
                    " bytes) exceeds the whole memory cache budget; not kept in memory");

@@ -150,12 +150,12 @@ private:
   kj::Promise<Shared> resolve(const cache::Key& key, CompileJob job,
                               compiler::CompileOptions options, std::string targetName,
                               std::shared_ptr<CompileCancel> cancel, uint64_t generation);
-  /// `leased`: this server holds the compile lease for `key`, released once the object is
-  /// written to the shared tier (or at once when the compile fails or is called off).
+  /// `lease`: the compile lease this server holds for `key` (or null), released once the
+  /// object is written to the shared tier (or at once when the compile fails or is called off).
   kj::Promise<Shared> startCompile(const cache::Key& key, CompileJob job,
                                    compiler::CompileOptions options, std::string targetName,
                                    std::shared_ptr<CompileCancel> cancel, uint64_t generation,
-                                   bool leased = false);
+                                   std::shared_ptr<LeaseHold> lease = nullptr);
   /// Counts a search of the lower tiers under `target`.
   void countBelow(const TieredCache::Found& found, std::string_view target);
   /// The compile of `key` (generation `generation`) has its result: nothing left to call off.

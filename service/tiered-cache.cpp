@@ -164,19 +164,26 @@ bool TieredCache::store(const cache::Key& key, std::shared_ptr<const CompiledObj
                  .then([this](bool) { --pending; },
                        [this, key, releaseLease](kj::Exception&& e) {
                          --pending;
-                         if (releaseLease)
-                           this->releaseLease(key);
+                         if (releaseLease && sharedTier)
+                           sharedTier->releaseLease(key);
                          kj::throwFatalException(kj::mv(e));
                        }));
   return kept;
 }
 
-kj::Promise<cache::LeaseResult> TieredCache::tryLease(const cache::Key& key) {
+kj::Promise<TieredCache::Lease> TieredCache::tryLease(const cache::Key& key) {
   if (!sharedTier)
-    return cache::LeaseResult::Unavailable;
+    return Lease{};
   cache::SharedCache* shared = sharedTier.get();
-  return io->run<cache::LeaseResult>([shared, key]() { return shared->tryLease(key); })
-      .catch_([](kj::Exception&&) { return cache::LeaseResult::Unavailable; });
+  return io
+      ->run<Lease>([shared, key]() {
+        Lease lease;
+        lease.result = shared->tryLease(key);
+        if (lease.result == cache::LeaseResult::Acquired)
+          lease.hold = std::make_shared<LeaseHold>(*shared, key);
+        return lease;
+      })
+      .catch_([](kj::Exception&&) { return Lease{}; });
 }
 
 kj::Promise<std::shared_ptr<const CompiledObject>> TieredCache::findShared(const cache::Key& key) {
@@ -201,16 +208,11 @@ kj::Promise<std::shared_ptr<const CompiledObject>> TieredCache::findShared(const
           [](kj::Exception&&) { return std::shared_ptr<const CompiledObject>(); });
 }
 
-void TieredCache::releaseLease(const cache::Key& key) {
-  if (sharedTier)
-    sharedTier->releaseLease(key);  // queued to the shared tier's writer: does not block
-}
-
 kj::Promise<std::shared_ptr<const CompiledObject>>
 TieredCache::awaitLeaseHolder(const cache::Key& key, kj::Duration bound) {
   if (!sharedTier)
     return std::shared_ptr<const CompiledObject>();
-  ++leaseWaits;
+  sharedTier->noteLeaseWait();
   return pollHolder(key, timer->now() + bound);
 }
 
@@ -315,7 +317,7 @@ std::vector<metrics::TierSnapshot> TieredCache::snapshots() const {
     if (uint64_t n = undecodableShared.load())
       t.rejected.emplace_back("undecodable", n);
     t.leasesTaken = s.leasesTaken;
-    t.leaseWaits = leaseWaits.load();
+    t.leaseWaits = s.leaseWaits;
     t.available = s.available;
     out.push_back(std::move(t));
   }

@@ -32,6 +32,29 @@ std::string encodeStoredObject(const CompiledObject& object);
 /// (a payload of another build that shares our format number: treated as corrupt).
 std::optional<CompiledObject> decodeStoredObject(std::string_view payload);
 
+/// A compile lease this server holds (shared tier): released when the last owner lets go,
+/// unless stand() was called because the object's write releases it (in order, after the
+/// write). Made on the cache thread that took the lease, so that a flight called off while the
+/// answer travels to the loop still lets go of it. Thread-safe to destroy anywhere:
+/// SharedCache::releaseLease only queues.
+class LeaseHold {
+public:
+  LeaseHold(cache::SharedCache& shared, const cache::Key& key) : shared(shared), key(key) {}
+  ~LeaseHold() {
+    if (armed)
+      shared.releaseLease(key);
+  }
+  LeaseHold(const LeaseHold&) = delete;
+  LeaseHold& operator=(const LeaseHold&) = delete;
+  /// The object is being written with releaseLease: the write lets go, not this.
+  void standDown() { armed = false; }
+
+private:
+  cache::SharedCache& shared;
+  cache::Key key;
+  bool armed = true;
+};
+
 class TieredCache {
 public:
   /// `memory` and `timer` outlive this object. `disk` and `shared` may be null (the tier is
@@ -65,12 +88,16 @@ public:
   bool store(const cache::Key& key, std::shared_ptr<const CompiledObject> object,
              bool releaseLease);
 
-  /// Cross-server single flight (shared tier only; Unavailable without one).
-  kj::Promise<cache::LeaseResult> tryLease(const cache::Key& key);
+  /// Cross-server single flight (shared tier only; Unavailable without one). `hold` is set
+  /// when the result is Acquired.
+  struct Lease {
+    cache::LeaseResult result = cache::LeaseResult::Unavailable;
+    std::shared_ptr<LeaseHold> hold;
+  };
+  kj::Promise<Lease> tryLease(const cache::Key& key);
   /// The shared tier alone (null on a miss), promoted: asked again once a lease is ours, since
   /// the previous holder may have written the value between our first search and the lease.
   kj::Promise<std::shared_ptr<const CompiledObject>> findShared(const cache::Key& key);
-  void releaseLease(const cache::Key& key);
   /// Waits while another server holds the lease for `key`: polls Redis for the value every
   /// LEASE_POLL until it appears (resolves to it, promoted), the lease goes without a value
   /// (its holder failed or died: resolves null, the caller compiles), or `bound` passes (null).
@@ -98,13 +125,12 @@ private:
   cache::ObjectCache& mem;
   std::unique_ptr<cache::DiskCache> diskTier;
   std::unique_ptr<cache::SharedCache> sharedTier;
-  // Declared after the tiers: destroyed first, it waits for its running job, which may be
-  // using a tier (queued jobs are dropped).
-  std::unique_ptr<WorkerPool> io;
   kj::Timer* timer;
   std::atomic<size_t> pending{0};
-  std::atomic<uint64_t> leaseWaits{0};
   std::atomic<uint64_t> undecodableDisk{0}, undecodableShared{0};
+  // Declared after everything its jobs touch (the tiers, the counters): destroyed before them,
+  // it waits for its running job (queued jobs are dropped).
+  std::unique_ptr<WorkerPool> io;
   class WriteErrors final : public kj::TaskSet::ErrorHandler {
   public:
     void taskFailed(kj::Exception&& exception) override;

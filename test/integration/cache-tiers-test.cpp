@@ -149,6 +149,23 @@ TEST(DiskTierTest, KilledDuringDiskWritesNeverServesADamagedObject) {
   std::cout << "[          ] " << served << " objects served after kills, " << fromDisk
             << " of them from disk\n";
   EXPECT_EQ(served, uint64_t(PER_ROUND) * ROUNDS * (ROUNDS - 1) / 2);
+  // The disk tier works after all that: a last rjitd serves every module (recompiling what the
+  // last kill cut off), stops cleanly, and the next one serves every module from disk.
+  ASSERT_TRUE(daemon->startAgain());
+  {
+    Client client(clientOf(*daemon));
+    for (const auto& [request, object] : seen)
+      ASSERT_EQ(client.compile(request).object, object) << request.moduleName;
+  }
+  daemon->stop();
+  ASSERT_TRUE(daemon->startAgain());
+  Client client(clientOf(*daemon));
+  for (const auto& [request, object] : seen) {
+    CompiledObject again = client.compile(request);
+    EXPECT_TRUE(again.fromCache) << request.moduleName;
+    EXPECT_EQ(again.object, object) << request.moduleName;
+  }
+  EXPECT_EQ(client.stats().compiles, 0u);
 }
 
 TEST(DiskTierTest, DiskCacheBytesZeroTurnsTheTierOff) {

@@ -132,9 +132,11 @@ TEST_F(FleetTest, ALeaseWhoseHolderDiedExpiresAndAnotherServerCompiles) {
   auto gate = CompileGate::create(dir.file("gate.sock"));
   ASSERT_NE(gate, nullptr);
   std::vector<std::string> held = gate->daemonArgs();
-  held.insert(held.end(), {"--shared-cache-lease-ttl", "500ms"});
+  // A TTL long enough that the other server surely asks while the dead holder's lease is still
+  // there (it must wait, then see the lease expire), short enough for a test.
+  held.insert(held.end(), {"--shared-cache-lease-ttl", "3s"});
   auto holder = server(held);
-  auto other = server({"--shared-cache-lease-ttl", "500ms"});
+  auto other = server({"--shared-cache-lease-ttl", "3s"});
   ASSERT_TRUE(holder && other);
   CompileRequest request = freshModule(3, "orphan.ll");
   DaemonProcess* holding = holder.get();
@@ -229,19 +231,13 @@ TEST_F(FleetTest, StoppedOrHungRedisCostsMissesNotRequestsAndIsUsedAgainWhenBack
   EXPECT_GE(tier(stats, "shared")->errors, 2u);
 
   ASSERT_TRUE(redis->restart());
-  // Back: once the backoff has passed, values are written again.
-  CompileRequest after = freshModule(2, "after.ll");
+  // Back: once the backoff (at most 10 s) has passed, the next request's calls reach Redis
+  // again and its object is written. Each iteration is a compile; bounded.
   uint64_t stored = tier(client.stats(), "shared")->stored;
   bool written = false;
-  for (unsigned i = 0; i < 200 && !written; ++i) {
+  for (unsigned i = 0; i < MAX_POLLS && !written; ++i) {
     client.compile(freshModule(1, "retry" + std::to_string(i) + ".ll"));
-    written =
-        waitStats(*a,
-                  [stored](const ServerStats& s) {
-                    const auto* shared = tier(s, "shared");
-                    return shared->stored > stored || shared->errors > 0;  // settled either way
-                  }) &&
-        tier(client.stats(), "shared")->stored > stored;
+    written = tier(client.stats(), "shared")->stored > stored;
   }
   EXPECT_TRUE(written);
   EXPECT_TRUE(tier(client.stats(), "shared")->available);
