@@ -124,8 +124,12 @@ std::vector<size_t> rankServers(const RoutingKey& key, const std::vector<rjitd::
     scores[i] = rendezvousScore(key, servers[i].text(),
                                 i < weights.size() ? weights[i] : DEFAULT_SERVER_WEIGHT);
   std::vector<size_t> order = configuredOrder(servers.size());
-  std::stable_sort(order.begin(), order.end(),
-                   [&scores](size_t a, size_t b) { return scores[a] > scores[b]; });
+  // Ties in configured order. std::sort with the index as tie-break, not std::stable_sort:
+  // libstdc++ 12's stable_sort uses get_temporary_buffer, which clang-19 (the fuzz build)
+  // flags as deprecated.
+  std::sort(order.begin(), order.end(), [&scores](size_t a, size_t b) {
+    return scores[a] != scores[b] ? scores[a] > scores[b] : a < b;
+  });
   return order;
 }
 
