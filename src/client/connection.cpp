@@ -225,8 +225,8 @@ kj::Promise<Connector::ConnectionResult> Connector::connection() {
 
 kj::Promise<Connector::ConnectionResult> Connector::connection(std::vector<size_t> route) {
   kj::TimePoint now = io.provider->getTimer().now();
-  std::stable_partition(route.begin(), route.end(),
-                        [this, now](size_t index) { return servers[index].tryLastUntil <= now; });
+  route = partitionedStably(
+      route, [this, now](size_t index) { return servers[index].tryLastUntil <= now; });
   return connectFrom(std::move(route), 0, std::string());
 }
 

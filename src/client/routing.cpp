@@ -141,11 +141,8 @@ std::vector<size_t> configuredOrder(size_t count) {
 
 std::vector<size_t> unixFirst(const std::vector<size_t>& order,
                               const std::vector<rjitd::Endpoint>& servers) {
-  std::vector<size_t> out = order;
-  std::stable_partition(out.begin(), out.end(), [&servers](size_t i) {
-    return servers[i].kind == rjitd::Endpoint::Kind::Unix;
-  });
-  return out;
+  return partitionedStably(
+      order, [&servers](size_t i) { return servers[i].kind == rjitd::Endpoint::Kind::Unix; });
 }
 
 }  // namespace rjit::detail

@@ -83,4 +83,20 @@ std::vector<size_t> configuredOrder(size_t count);
 std::vector<size_t> unixFirst(const std::vector<size_t>& order,
                               const std::vector<rjitd::Endpoint>& servers);
 
+/// `order` with the entries for which `first` holds moved to the front, each part in its
+/// former order: std::stable_partition, without it (libstdc++ 12's uses get_temporary_buffer,
+/// which clang-19, the fuzz build's compiler, rejects as deprecated under -Werror).
+template <typename Pred>
+std::vector<size_t> partitionedStably(const std::vector<size_t>& order, Pred first) {
+  std::vector<size_t> out;
+  out.reserve(order.size());
+  for (size_t i : order)
+    if (first(i))
+      out.push_back(i);
+  for (size_t i : order)
+    if (!first(i))
+      out.push_back(i);
+  return out;
+}
+
 }  // namespace rjit::detail
