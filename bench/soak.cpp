@@ -121,19 +121,11 @@ public:
   SoakDaemon(const fs::path& binary, const std::vector<std::string>& extra, fs::path directory)
       : dir(std::move(directory)) {
     metricsPort = rjitbench::freeTcpPort();
-    argv = {binary.string(),
-            "--listen",
-            "unix:" + (dir / "rjitd.sock").string(),
-            "--metrics",
-            "127.0.0.1:" + std::to_string(metricsPort),
-            "--jobs",
-            "2",
-            "--log-level",
-            "warning",
+    argv = {binary.string(), "--listen", "unix:" + (dir / "rjitd.sock").string(), "--metrics",
+            "127.0.0.1:" + std::to_string(metricsPort), "--jobs", "2", "--log-level", "warning",
             // Its own disk cache, kept across the run's restarts (warm restarts, SIGKILLs
             // during disk writes): never the user's ~/.cache/rjitd.
-            "--cache-dir",
-            (dir / "cache").string()};
+            "--cache-dir", (dir / "cache").string()};
     argv.insert(argv.end(), extra.begin(), extra.end());
     start(false);
   }

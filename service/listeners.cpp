@@ -351,8 +351,7 @@ void Listeners::serve(kj::AuthenticatedStream&& conn, const Socket& socket) {
     c->answered = kj::mv(paf.fulfiller);
     auto evicted = kj::newPromiseAndFulfiller<void>();
     c->closeNow = kj::mv(evicted.fulfiller);
-    answered = paf.promise
-                   .then([this, raw]() { return flushed(*raw->network); })
+    answered = paf.promise.then([this, raw]() { return flushed(*raw->network); })
                    .then([this]() { return io.provider->getTimer().afterDelay(REFUSAL_LINGER); })
                    .exclusiveJoin(kj::mv(evicted.promise));
     c->rpc = kj::heap(capnp::makeRpcServer(

@@ -325,7 +325,8 @@ int run(const Options& opt) {
                  opt.drainTimeout.c_str());
     return 2;
   }
-  // Signals must be captured before any thread starts (the cache tiers start theirs), so that only the loop receives them.
+  // Signals must be captured before any thread starts (the cache tiers start theirs), so that only
+  // the loop receives them.
   kj::UnixEventPort::captureSignal(SIGTERM);
   kj::UnixEventPort::captureSignal(SIGINT);
   std::signal(SIGPIPE, SIG_IGN);  // a vanished client is an error on its connection, not a kill
@@ -509,7 +510,6 @@ int run(const Options& opt) {
   // (the flow limit holds back every message, returns too).
   connectionLimits.flowLimitWords =
       4 * ((std::max(opt.maxModuleBytes, opt.maxCallBytes) + (1u << 20)) / 8);
-
 
   auto io = kj::setupAsyncIo();
   unsigned jobs = opt.jobs != 0 ? opt.jobs : std::max(1u, std::thread::hardware_concurrency());

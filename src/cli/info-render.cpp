@@ -215,8 +215,8 @@ std::string infoText(const rjit::ServerInfo& info, const rjit::ServerStats& stat
     if (t.tier == "memory")
       continue;  // the lines above
     std::string value = t.address + ": " + n(t.hits) + " hits, " + n(t.misses) + " misses, " +
-                        n(t.stored) + " stored, " + n(t.rejected) + " rejected, " +
-                        n(t.errors) + " errors";
+                        n(t.stored) + " stored, " + n(t.rejected) + " rejected, " + n(t.errors) +
+                        " errors";
     if (t.tier == "disk")
       value += "; " + n(t.entries) + " entries, " + n(t.bytes) + " of " + n(t.budgetBytes) +
                " bytes, " + n(t.evictions) + " evictions";

@@ -224,10 +224,10 @@ struct ServerStats {
     std::string address;  ///< disk: the directory; shared: the Redis address
     uint64_t entries = 0, bytes = 0, budgetBytes = 0;  ///< shared: 0 (Redis is not asked)
     uint64_t hits = 0, misses = 0, evictions = 0;
-    uint64_t stored = 0;    ///< objects written to the tier
-    uint64_t rejected = 0;  ///< stored values refused on read (corrupt, wrong key, bad MAC)
-    uint64_t errors = 0;    ///< disk I/O errors; Redis errors and timeouts
-    bool available = true;  ///< shared: false while rjitd backs off after errors
+    uint64_t stored = 0;      ///< objects written to the tier
+    uint64_t rejected = 0;    ///< stored values refused on read (corrupt, wrong key, bad MAC)
+    uint64_t errors = 0;      ///< disk I/O errors; Redis errors and timeouts
+    bool available = true;    ///< shared: false while rjitd backs off after errors
     uint64_t leaseWaits = 0;  ///< shared: compiles that waited for another server's lease
   };
   /// Empty from an rjitd older than this client.
