@@ -67,7 +67,10 @@ public:
     unix_ = "unix:" + (dir_ / "rjitd.sock").string();
     tcp_ = "tcp:127.0.0.1:" + std::to_string(port);
     rjitd::process::SpawnOptions options;
-    options.argv = {binary.string(), "--listen", unix_, "--listen", tcp_, "--log-level", "warning"};
+    // Its own disk tier in the bench's directory: never the user's (or root's /var/cache/rjitd).
+    options.argv = {binary.string(), "--listen",    unix_,
+                    "--listen",      tcp_,          "--log-level",
+                    "warning",       "--cache-dir", (dir_ / "cache").string()};
     options.argv.insert(options.argv.end(), extraArgs.begin(), extraArgs.end());
     options.env = rjitbench::childEnvironment();
     options.stdoutPath = (dir_ / "rjitd.log").string();

@@ -1326,7 +1326,9 @@ TEST(Aarch64UnderMemoryDenyWriteExecute, RjitdSaysWhyAndX86ExecuteStillWorks) {
   std::string socket = dir.file("rjitd.sock");
   std::vector<std::string> args = {rjitd, "--listen", "unix:" + socket, "--log-level", "warning",
                                    // any readable file: only the missing W+X memory may fail
-                                   "--aarch64-executor", executor};
+                                   "--aarch64-executor", executor,
+                                   // its own disk tier, not the default shared by every rjitd
+                                   "--cache-dir", dir.file("cache")};
   std::vector<char*> argv;
   for (auto& a : args)
     argv.push_back(a.data());
@@ -1449,7 +1451,7 @@ protected:
     ASSERT_TRUE(waitForSocket(activator, launcherSocket));
     daemon = startProcess({rjitd, "--listen", "unix:" + rjitdSocket, "--log-level", "warning",
                            "--execute-timeout", SHORT_EXECUTE_TIMEOUT_SECONDS, "--aarch64-launcher",
-                           "unix:" + launcherSocket},
+                           "unix:" + launcherSocket, "--cache-dir", dir.file("cache")},
                           true);
     ASSERT_GT(daemon, 0);
     ASSERT_TRUE(waitForSocket(daemon, rjitdSocket));

@@ -161,8 +161,9 @@ TEST(Pid1Test, CompileWorkersServeWhenRjitdIsPid1) {
   std::vector<std::string> argv = {"/usr/bin/unshare", "--pid", "--kill-child"};
   if (::geteuid() != 0)
     argv.push_back("--map-root-user");
-  for (std::string arg : {std::string(std::getenv("RJITD_BIN")), std::string("--listen"),
-                          "unix:" + socket, std::string("--jobs"), std::string("1")})
+  for (std::string arg :
+       {std::string(std::getenv("RJITD_BIN")), std::string("--listen"), "unix:" + socket,
+        std::string("--jobs"), std::string("1"), std::string("--cache-dir"), dir.file("cache")})
     argv.push_back(arg);
   SpawnOptions spawn;
   spawn.argv = argv;
