@@ -13,6 +13,7 @@
 #include <kj/io.h>
 #include <list>
 #include <mutex>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
@@ -124,10 +125,10 @@ using Problem = std::optional<std::string>;
 
 class DiskCacheImpl final : public DiskCache {
 public:
-  DiskCacheImpl(std::string dir, uint64_t budgetBytes, kj::AutoCloseFd objectsFd,
-                kj::AutoCloseFd tmpFd)
-      : dir_(std::move(dir)), budget_(budgetBytes), objectsFd_(kj::mv(objectsFd)),
-        tmpFd_(kj::mv(tmpFd)) {}
+  DiskCacheImpl(std::string dir, uint64_t budgetBytes, kj::AutoCloseFd lockFd,
+                kj::AutoCloseFd objectsFd, kj::AutoCloseFd tmpFd)
+      : dir_(std::move(dir)), budget_(budgetBytes), lockFd_(kj::mv(lockFd)),
+        objectsFd_(kj::mv(objectsFd)), tmpFd_(kj::mv(tmpFd)) {}
 
   DiskCacheImpl(const DiskCacheImpl&) = delete;
   DiskCacheImpl& operator=(const DiskCacheImpl&) = delete;
@@ -461,6 +462,9 @@ private:
 
   const std::string dir_;
   const uint64_t budget_;
+  /// v<F>/lock, held (flock LOCK_EX) for the cache's lifetime: one process per directory. The
+  /// descriptor is close-on-exec, so compile workers and executors never hold it.
+  const kj::AutoCloseFd lockFd_;
   const kj::AutoCloseFd objectsFd_;  ///< v<F>/objects
   const kj::AutoCloseFd tmpFd_;      ///< v<F>/tmp
 
@@ -518,6 +522,40 @@ openSubdir(const std::string& dir, int parentFd, const std::string& parentPath, 
   return kj::mv(fd);
 }
 
+/// Takes v<F>/lock for this process (flock, exclusive, without waiting) and writes its pid
+/// there, so that a second rjitd on the same directory is told who holds it. A lock, not a
+/// pid file: it ends with the process however that ends (even SIGKILL), and a stale pid in
+/// the file means nothing. Two processes on one directory would delete each other's writes
+/// in progress (open() empties tmp/) and evict by two different accounts of its size.
+std::variant<kj::AutoCloseFd, std::string> lockDirectory(const std::string& dir, int versionFd,
+                                                         const std::string& versionPath) {
+  std::string path = versionPath + "/lock";
+  kj::AutoCloseFd fd(
+      openat(versionFd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, FILE_MODE));
+  if (fd.get() < 0)
+    return openError(dir, "open", path, errno);
+  while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EINTR)
+      continue;
+    if (errno != EWOULDBLOCK)
+      return openError(dir, "flock", path, errno);
+    std::string holder;
+    char buffer[32];
+    ssize_t n = pread(fd, buffer, sizeof buffer - 1, 0);
+    for (ssize_t i = 0; i < n && buffer[i] >= '0' && buffer[i] <= '9'; ++i)
+      holder += buffer[i];
+    return "cannot use " + dir + " as the cache directory: another process" +
+           (holder.empty() ? std::string() : " (pid " + holder + ")") + " holds " + path +
+           " (another rjitd using the same directory); give each rjitd its own --cache-dir "
+           "(servers share objects through --shared-cache)";
+  }
+  std::string pid = std::to_string(getpid()) + "\n";
+  // Only informative: a failure to record the pid leaves the lock held all the same.
+  if (ftruncate(fd, 0) == 0)
+    static_cast<void>(pwrite(fd, pid.data(), pid.size(), 0));
+  return kj::mv(fd);
+}
+
 /// Deletes what a crashed or killed predecessor left in tmp/.
 Problem emptyTmp(const std::string& dir, int tmpFd, const std::string& tmpPath) {
   // A second descriptor for the stream: fdopendir takes the one it is given.
@@ -563,6 +601,10 @@ std::variant<std::unique_ptr<DiskCache>, std::string> DiskCache::open(std::strin
   if (auto* message = std::get_if<std::string>(&version))
     return *message;
   int versionFd = std::get<kj::AutoCloseFd>(version).get();
+  // Before anything in the directory is touched: tmp/ may hold another rjitd's writes.
+  auto lock = lockDirectory(dir, versionFd, versionPath);
+  if (auto* message = std::get_if<std::string>(&lock))
+    return *message;
   auto objects = openSubdir(dir, versionFd, versionPath, "objects");
   if (auto* message = std::get_if<std::string>(&objects))
     return *message;
@@ -587,7 +629,8 @@ std::variant<std::unique_ptr<DiskCache>, std::string> DiskCache::open(std::strin
     return openError(dir, "unlink", tmpPath + "/" + probe, errno);
 
   auto cache = std::make_unique<DiskCacheImpl>(
-      std::move(dir), budgetBytes, kj::mv(std::get<kj::AutoCloseFd>(objects)), kj::mv(tmpFd));
+      std::move(dir), budgetBytes, kj::mv(std::get<kj::AutoCloseFd>(lock)),
+      kj::mv(std::get<kj::AutoCloseFd>(objects)), kj::mv(tmpFd));
   cache->startScan();
   return std::unique_ptr<DiskCache>(std::move(cache));
 }

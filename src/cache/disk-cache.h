@@ -7,13 +7,16 @@
 // Layout under the directory (`--cache-dir`):
 //   v<STORED_FORMAT>/objects/<2 hex>/<64 hex>   one envelope (envelope.h) per key
 //   v<STORED_FORMAT>/tmp/                        writes in progress (emptied at open)
+//   v<STORED_FORMAT>/lock                        flock'd by the one process using it (its pid)
 // A write goes to a temporary file in tmp/, is fsync'd, renamed into place, and the target
 // directory is fsync'd: after a crash a key's file is either whole or absent. A leftover
 // temporary file is deleted at the next open. Reads check the envelope against the key asked
 // for; a file that fails is deleted and counted, and the caller recompiles. The index (key,
 // size, last use) lives in memory; the order of last use survives a restart in the files'
 // mtimes. A budget of 0 keeps nothing (and deletes what is there once the scan has ended).
-// One rjitd per directory: open() deletes whatever is in tmp/.
+// One process per directory, enforced: open() takes an exclusive lock on v<F>/lock (released
+// when the cache is destroyed or the process ends) and fails, naming the holder's pid, while
+// another holds it; only then does it empty tmp/.
 #pragma once
 
 #include "cache-key.h"
@@ -50,6 +53,7 @@ public:
   /// empties its tmp/, and starts the scan of existing files on a background thread: open()
   /// does not wait for a large cache to be read. Until the scan ends, get() still finds files
   /// that exist (it looks at the file, not only the index), and eviction waits for the scan.
+  /// Fails while another process has the directory open (its lock file names the pid).
   /// The error names the directory, the failing call and errno's text, and says what to do.
   static std::variant<std::unique_ptr<DiskCache>, std::string> open(std::string dir,
                                                                     uint64_t budgetBytes);

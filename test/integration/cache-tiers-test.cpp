@@ -179,6 +179,29 @@ TEST(DiskTierTest, DiskCacheBytesZeroTurnsTheTierOff) {
   EXPECT_FALSE(std::filesystem::exists(daemon->dir().file("cache")));
 }
 
+TEST(CacheTierOptionsTest, ASecondRjitdOnTheSameCacheDirExitsWith2AndNamesTheFirst) {
+  TempDir dir;
+  DaemonOptions options;
+  options.extraArgs = {"--cache-dir", dir.file("cache")};
+  auto first = DaemonProcess::start(options);
+  ASSERT_NE(first, nullptr);
+  const char* rjitd = std::getenv("RJITD_BIN");
+  ASSERT_NE(rjitd, nullptr);
+  CommandResult second = runCommand(dir, {rjitd, "--listen", "unix:" + dir.file("second.sock"),
+                                          "--cache-dir", dir.file("cache")});
+  EXPECT_TRUE(second.status.exitedWith(2)) << second.status.describe();
+  EXPECT_NE(second.err.find("--cache-dir"), std::string::npos) << second.err;
+  EXPECT_NE(second.err.find("(pid " + std::to_string(first->pid()) + ")"), std::string::npos)
+      << second.err;
+  // The first serves on with its disk tier.
+  Client client(clientOf(*first));
+  EXPECT_FALSE(client.compile(freshModule(2, "first.ll")).fromCache);
+  ServerStats stats = client.stats();
+  const ServerStats::TierStats* disk = tier(stats, "disk");
+  ASSERT_NE(disk, nullptr);
+  EXPECT_EQ(disk->address, dir.file("cache"));
+}
+
 TEST(CacheTierOptionsTest, BadTierOptionsExitWith2AndSayWhy) {
   const char* rjitd = std::getenv("RJITD_BIN");
   ASSERT_NE(rjitd, nullptr);

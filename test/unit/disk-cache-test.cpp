@@ -434,6 +434,62 @@ TEST(DiskCacheTest, AFileLargerThanTheBudgetIsNotRead) {
   EXPECT_EQ(cache->stats().entries, 0u);
 }
 
+TEST(DiskCacheTest, OneProcessPerDirectory) {
+  rjit::test::TempDir tmp;
+  auto first = openCache(tmp.path(), LARGE_BUDGET);
+  ASSERT_TRUE(first);
+  ASSERT_TRUE(first->put(makeKey(1), makePayload(1)));
+  // A write in progress of the first: a second cache let in would delete it (open empties tmp/).
+  std::string inFlight = tmpDir(tmp.path()) + "/" + toHex(makeKey(2)) + ".1.0";
+  writeFile(inFlight, "half an envelo");
+
+  // flock locks belong to an open file description: a second open() in this process is refused
+  // just as another process's would be.
+  auto second = DiskCache::open(tmp.path(), LARGE_BUDGET);
+  ASSERT_TRUE(std::holds_alternative<std::string>(second));
+  const std::string& message = std::get<std::string>(second);
+  EXPECT_NE(message.find(tmp.path()), std::string::npos) << message;
+  EXPECT_NE(message.find("(pid " + std::to_string(getpid()) + ")"), std::string::npos) << message;
+  EXPECT_NE(message.find("--cache-dir"), std::string::npos) << message;
+  EXPECT_TRUE(fs::exists(inFlight));
+
+  // The lock ends with the cache that held it.
+  first.reset();
+  auto third = openCache(tmp.path(), LARGE_BUDGET);
+  ASSERT_TRUE(third);
+  third->waitScanned();
+  EXPECT_EQ(third->get(makeKey(1)), makePayload(1));
+}
+
+TEST(DiskCacheTest, TheLockEndsWithTheProcessThatHeldIt) {
+  rjit::test::TempDir tmp;
+  // A child takes the directory and is killed without any clean-up (as rjitd is by SIGKILL).
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto opened = DiskCache::open(tmp.path(), LARGE_BUDGET);
+    char byte = std::holds_alternative<std::string>(opened) ? 'n' : 'y';
+    static_cast<void>(write(ready[1], &byte, 1));
+    pause();
+    _exit(0);
+  }
+  close(ready[1]);
+  char byte = 0;
+  ASSERT_EQ(read(ready[0], &byte, 1), 1);
+  close(ready[0]);
+  ASSERT_EQ(byte, 'y');
+  auto held = DiskCache::open(tmp.path(), LARGE_BUDGET);
+  ASSERT_TRUE(std::holds_alternative<std::string>(held));
+  EXPECT_NE(std::get<std::string>(held).find("(pid " + std::to_string(child) + ")"),
+            std::string::npos)
+      << std::get<std::string>(held);
+  ASSERT_EQ(kill(child, SIGKILL), 0);
+  ASSERT_EQ(waitpid(child, nullptr, 0), child);
+  EXPECT_TRUE(openCache(tmp.path(), LARGE_BUDGET));
+}
+
 TEST(DiskCacheTest, OpenNamesTheDirectoryAndWhatToDo) {
   rjit::test::TempDir tmp;
   // Root may write anywhere, so "not writable" is a path through a regular file.
