@@ -317,14 +317,8 @@ int run(const Options& opt) {
     return 2;
   }
 
+  // The duration options were checked while parsing (DURATION below): these cannot fail.
   auto drainTimeout = parseDuration(opt.drainTimeout);
-  if (!drainTimeout) {
-    std::fprintf(stderr,
-                 "error: --drain-timeout: expected a positive duration such as 60s, 500ms or "
-                 "1m, not '%s'\n",
-                 opt.drainTimeout.c_str());
-    return 2;
-  }
   // Signals must be captured before any thread starts (the cache tiers start theirs), so that only
   // the loop receives them.
   kj::UnixEventPort::captureSignal(SIGTERM);
@@ -356,13 +350,6 @@ int run(const Options& opt) {
   std::unique_ptr<cache::SharedCache> sharedCache;
   auto leaseTtl = parseDuration(opt.sharedCacheLeaseTtl);
   auto sharedTimeout = parseDuration(opt.sharedCacheTimeout);
-  if (!leaseTtl || !sharedTimeout) {
-    std::fprintf(stderr,
-                 "error: %s: expected a positive duration such as 30s, 500ms or 2m, not '%s'\n",
-                 leaseTtl ? "--shared-cache-timeout" : "--shared-cache-lease-ttl",
-                 (leaseTtl ? opt.sharedCacheTimeout : opt.sharedCacheLeaseTtl).c_str());
-    return 2;
-  }
   if (!opt.sharedCache.empty()) {
     if (opt.sharedCacheKeyFile.empty()) {
       std::fprintf(stderr, "error: --shared-cache needs --shared-cache-key-file: the fleet's "
@@ -405,13 +392,6 @@ int run(const Options& opt) {
   }
 
   auto executeTimeout = parseDuration(opt.executeTimeout);
-  if (!executeTimeout) {
-    std::fprintf(stderr,
-                 "error: --execute-timeout: expected a positive duration such as 30s, "
-                 "500ms or 2m, not '%s'\n",
-                 opt.executeTimeout.c_str());
-    return 2;
-  }
   if (opt.executorMemory < (16u << 20) || opt.executorOutput == 0 || opt.maxExecutors == 0 ||
       opt.maxCallBytes == 0) {
     std::fprintf(stderr, "error: --executor-memory must be at least 16M, --executor-output, "
@@ -469,13 +449,6 @@ int run(const Options& opt) {
 
   auto handshakeTimeout = parseDuration(opt.handshakeTimeout);
   auto readTimeout = parseDuration(opt.readTimeout);
-  if (!handshakeTimeout || !readTimeout) {
-    std::fprintf(stderr,
-                 "error: %s: expected a positive duration such as 10s, 500ms or 2m, not '%s'\n",
-                 handshakeTimeout ? "--read-timeout" : "--handshake-timeout",
-                 (handshakeTimeout ? opt.readTimeout : opt.handshakeTimeout).c_str());
-    return 2;
-  }
   auto socketMode = parseSocketMode(opt.socketMode);
   if (!socketMode) {
     std::fprintf(stderr,
@@ -728,6 +701,17 @@ int main(int argc, char** argv) {
   CLI::App app{"rjitd: remote JIT compilation daemon (LLVM IR in, relocatable objects out)",
                "rjitd"};
   app.set_version_flag("--version", std::string("rjitd ") + RJITD_VERSION);
+  // Every duration option is checked while parsing: a bad one is an error naming the option
+  // (exit 2) before anything starts, and run() parses them without a failure path of its own.
+  const CLI::Validator DURATION(
+      [](std::string& text) -> std::string {
+        if (rjitd::service::parseDuration(text))
+          return {};
+        return "expected a positive duration such as 30s, 500ms or 2m (a number alone is "
+               "seconds), not '" +
+               text + "'";
+      },
+      "DURATION");
   app.add_option("--listen", opt.listen,
                  "unix:/PATH or tcp:HOST:PORT (repeatable); default: " +
                      rjitd::defaultSocketPath() + ", or the sockets systemd passes");
@@ -757,9 +741,11 @@ int main(int argc, char** argv) {
       ->default_str("16M");
   app.add_option("--shared-cache-timeout", opt.sharedCacheTimeout,
                  "longest a Redis command may take before it counts as a miss")
+      ->check(DURATION)
       ->capture_default_str();
   app.add_option("--shared-cache-lease-ttl", opt.sharedCacheLeaseTtl,
                  "how long a compile lease outlives a server that died holding it")
+      ->check(DURATION)
       ->capture_default_str();
   app.add_option("--max-module-bytes", opt.maxModuleBytes, "largest module accepted, in bytes")
       ->capture_default_str();
@@ -806,6 +792,7 @@ int main(int argc, char** argv) {
   app.add_option("--execute-timeout", opt.executeTimeout,
                  "longest a remote call or run may take (and the cap on a client's deadline): "
                  "seconds, or with ms, s or m")
+      ->check(DURATION)
       ->capture_default_str();
   app.add_option("--executor-user", opt.executorUser,
                  "user executors run as when rjitd runs as root (default: nobody)");
@@ -817,10 +804,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--handshake-timeout", opt.handshakeTimeout,
                  "a new connection that has not said hello by then is closed (s, ms or m)")
+      ->check(DURATION)
       ->capture_default_str();
   app.add_option("--read-timeout", opt.readTimeout,
                  "a request message, once its first byte arrived, must arrive whole within this "
                  "(s, ms or m); slower connections are closed")
+      ->check(DURATION)
       ->capture_default_str();
   app.add_option("--max-inflight-bytes", opt.maxInflightBytes,
                  "bytes of request messages all connections together may be receiving at once "
@@ -866,6 +855,7 @@ int main(int argc, char** argv) {
   app.add_option("--drain-timeout", opt.drainTimeout,
                  "on SIGTERM: how long running work may finish before rjitd kills it and exits "
                  "(keep it below the unit's TimeoutStopSec)")
+      ->check(DURATION)
       ->capture_default_str();
   app.add_option("--log-level", opt.logLevel, "debug, info, warning or error")
       ->capture_default_str();

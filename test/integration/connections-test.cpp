@@ -323,5 +323,24 @@ TEST(SocketModeTest, MalformedModeExitsWith2) {
   }
 }
 
+TEST(DurationOptionsTest, EveryDurationOptionRefusesABadValueWithExit2) {
+  const char* rjitd = std::getenv("RJITD_BIN");
+  ASSERT_NE(rjitd, nullptr);
+  TempDir dir;
+  for (const char* option :
+       {"--handshake-timeout", "--read-timeout", "--execute-timeout", "--drain-timeout",
+        "--shared-cache-timeout", "--shared-cache-lease-ttl"}) {
+    for (const char* bad : {"0", "soon", "5h", "-1s", ""}) {
+      CommandResult result =
+          runCommand(dir, {rjitd, "--listen", "unix:" + dir.file("rjitd.sock"), option, bad});
+      EXPECT_TRUE(result.status.exitedWith(2))
+          << option << " " << bad << ": " << result.status.describe();
+      EXPECT_NE(result.err.find(std::string(option) + ": expected a positive duration"),
+                std::string::npos)
+          << option << " " << bad << ": " << result.err;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace rjit::test
