@@ -124,6 +124,25 @@ Result<std::chrono::milliseconds> resolveTimeout(const ClientOptions& options) {
   return std::chrono::milliseconds(60000);
 }
 
+Result<std::chrono::milliseconds> resolveConnectWait(const ClientOptions& options) {
+  if (options.connectWait) {
+    if (options.connectWait->count() < 0 || options.connectWait->count() > MAX_TIMEOUT_MS)
+      return Error(ErrorKind::Configuration,
+                   "invalid connect wait of " + std::to_string(options.connectWait->count()) +
+                       " ms: expected 0 to " + std::to_string(MAX_TIMEOUT_MS) + " ms");
+    return *options.connectWait;
+  }
+  if (std::optional<std::string> env = environment("RJIT_CONNECT_WAIT_MS")) {
+    std::optional<uint64_t> value = parseUnsigned(*env);
+    if (!value || *value > static_cast<uint64_t>(MAX_TIMEOUT_MS))
+      return badVariable("RJIT_CONNECT_WAIT_MS", *env,
+                         "expected a whole number of milliseconds (0: fail at once when no "
+                         "server accepts the connection)");
+    return std::chrono::milliseconds(static_cast<int64_t>(*value));
+  }
+  return DEFAULT_CONNECT_WAIT;
+}
+
 Result<uint64_t> resolveHashFirstBytes(const ClientOptions& options) {
   if (options.hashFirstBytes)
     return *options.hashFirstBytes;
@@ -178,6 +197,8 @@ Result<Config> resolveConfig(const ClientOptions& options) {
   config.endpoints = std::move(servers.endpoints);
   config.weights = std::move(servers.weights);
   if (auto error = take(resolveTimeout(options), config.timeout))
+    return std::move(*error);
+  if (auto error = take(resolveConnectWait(options), config.connectWait))
     return std::move(*error);
   if (auto error = take(resolveHashFirstBytes(options), config.hashFirstBytes))
     return std::move(*error);

@@ -4,6 +4,8 @@
 #include "connection.h"
 
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <cstring>
 #include <kj/debug.h>
 #include <kj/io.h>
@@ -225,9 +227,23 @@ kj::Promise<Connector::ConnectionResult> Connector::connection() {
 
 kj::Promise<Connector::ConnectionResult> Connector::connection(std::vector<size_t> route) {
   kj::TimePoint now = io.provider->getTimer().now();
-  route = partitionedStably(
+  Round round;
+  round.route = partitionedStably(
       route, [this, now](size_t index) { return servers[index].tryLastUntil <= now; });
-  return connectFrom(std::move(route), 0, std::string());
+  round.waitUntil = now + config.connectWait.count() * kj::MILLISECONDS;
+  return connectFrom(std::move(round), 0);
+}
+
+bool worthWaitingFor(const kj::Exception& exception) {
+  // Our own Unix connect says errnoText(); KJ's TCP connect says strerror(): compare without
+  // case. A description is all a kj::Exception of this KJ carries.
+  std::string description = exception.getDescription().cStr();
+  std::transform(description.begin(), description.end(), description.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  for (int error : {ECONNREFUSED, ENOENT, EAGAIN})
+    if (description.find(errnoText(error)) != std::string::npos)
+      return true;
+  return false;
 }
 
 void Connector::forget(const Connection* connection) {
@@ -249,24 +265,40 @@ void Connector::reset() {
   abandonConnect();
 }
 
-kj::Promise<Connector::ConnectionResult>
-Connector::connectFrom(std::vector<size_t> route, size_t position, std::string reasons) {
-  if (position == route.size())
+kj::Promise<Connector::ConnectionResult> Connector::connectFrom(Round round, size_t position) {
+  if (position == round.route.size()) {
+    kj::Timer& timer = io.provider->getTimer();
+    if (round.worthWaiting && !round.route.empty() &&
+        timer.now() + round.pause.count() * kj::MILLISECONDS <= round.waitUntil) {
+      std::chrono::milliseconds pause = round.pause;
+      return timer.afterDelay(pause.count() * kj::MILLISECONDS)
+          .then([this, round = std::move(round), pause]() mutable {
+            round.reasons.clear();
+            round.waited += pause;
+            round.pause = std::min(pause * 2, MAX_CONNECT_PAUSE);
+            return connectFrom(std::move(round), 0);
+          });
+    }
+    std::string waited = round.waited.count() > 0
+                             ? " (tried again for " + std::to_string(round.waited.count()) +
+                                   " ms, RJIT_CONNECT_WAIT_MS)"
+                             : std::string();
     return kj::Promise<ConnectionResult>(ConnectionResult(
-        Error(ErrorKind::Connection, "cannot reach rjitd: " + reasons +
+        Error(ErrorKind::Connection, "cannot reach rjitd: " + round.reasons + waited +
                                          " (is rjitd running? set RJIT_SERVER to its address)")));
-  size_t index = route[position];
+  }
+  size_t index = round.route[position];
   KJ_ASSERT(index < servers.size(), "a route names a server that is not configured", index);
   // evalNow: an address that fails synchronously (a socket() error) still goes to the handler.
   return kj::evalNow([&] { return connectionTo(index); })
       .then([](ConnectionResult&& result) { return kj::Promise<ConnectionResult>(kj::mv(result)); },
-            [this, route = std::move(route), position, reasons = std::move(reasons),
-             index](kj::Exception&& exception) mutable {
+            [this, round = std::move(round), position, index](kj::Exception&& exception) mutable {
               // Unreachable, no answer within its budget, or the handshake broke: try the
               // next server of the route.
-              reasons += (reasons.empty() ? "" : "; ") + config.endpoints[index].text() + ": " +
-                         describe(exception);
-              return connectFrom(std::move(route), position + 1, std::move(reasons));
+              round.reasons += (round.reasons.empty() ? "" : "; ") +
+                               config.endpoints[index].text() + ": " + describe(exception);
+              round.worthWaiting = round.worthWaiting && worthWaitingFor(exception);
+              return connectFrom(std::move(round), position + 1);
             });
 }
 

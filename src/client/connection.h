@@ -119,6 +119,18 @@ std::chrono::milliseconds connectBudget(const Config& config);
 /// is back gets its keys back soon.
 constexpr std::chrono::milliseconds TRY_LAST_FOR{10000};
 
+/// The first and the longest pause between rounds of connect attempts while every server of a
+/// route refuses (Config::connectWait): short at first, as a restarted rjitd listens again
+/// within a few hundred milliseconds.
+constexpr std::chrono::milliseconds FIRST_CONNECT_PAUSE{20};
+constexpr std::chrono::milliseconds MAX_CONNECT_PAUSE{250};
+
+/// Whether a failed connect is worth trying again shortly: nobody listens on the address
+/// (refused), its socket file is missing, or the listener's backlog is full — what a
+/// standalone rjitd that is restarting, or a busy one, looks like. Not a handshake that timed
+/// out, nor an address that does not resolve.
+bool worthWaitingFor(const kj::Exception& exception);
+
 /// The connections calls use: one per server, made on the first call that needs that server,
 /// shared by the calls that wait for it while it is being made, kept for later calls, and made
 /// anew by the next call after it broke. A call names the servers to try in order (its route,
@@ -138,7 +150,10 @@ public:
   /// or the one a connect in progress (started now if none is) makes. Never rejects: when no server
   /// of the route can be reached, a Connection error naming every address tried; a server that
   /// answers the handshake with an error (a refusal, another protocol version) ends the search with
-  /// that error.
+  /// that error. When every server failed in a way worthWaitingFor(), the route is tried again
+  /// after a short pause (FIRST_CONNECT_PAUSE, doubling up to MAX_CONNECT_PAUSE) for up to
+  /// config.connectWait from now: a request made while a standalone rjitd restarts is served
+  /// by its successor instead of failing at once. The call's deadline bounds this too.
   kj::Promise<ConnectionResult> connection(std::vector<size_t> route);
   /// Same, over every server in the configured order.
   kj::Promise<ConnectionResult> connection();
@@ -164,9 +179,17 @@ private:
     kj::TimePoint tryLastUntil = kj::origin<kj::TimePoint>();
   };
 
-  /// Tries `route` from `position` on; `reasons` says why the servers before failed.
-  kj::Promise<ConnectionResult> connectFrom(std::vector<size_t> route, size_t position,
-                                            std::string reasons);
+  /// One round of connect attempts along a route, and when to give up waiting for a server.
+  struct Round {
+    std::vector<size_t> route;
+    std::string reasons;       ///< why the servers tried so far in this round failed
+    bool worthWaiting = true;  ///< every failure of this round was worthWaitingFor()
+    kj::TimePoint waitUntil = kj::origin<kj::TimePoint>();  ///< no new round starts after this
+    std::chrono::milliseconds pause = FIRST_CONNECT_PAUSE;  ///< before the next round
+    std::chrono::milliseconds waited{0};                    ///< paused so far, for the message
+  };
+  /// Tries `round.route` from `position` on; then, if worth it, another round after a pause.
+  kj::Promise<ConnectionResult> connectFrom(Round round, size_t position);
   /// Server `index`'s connection: the current one, or the connect in progress (started now if
   /// none is). Rejects when the server cannot be reached within connectBudget().
   kj::Promise<ConnectionResult> connectionTo(size_t index);

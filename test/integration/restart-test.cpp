@@ -350,5 +350,52 @@ TEST(RestartTest, RequestsDuringRestartsAllSucceed) {
   EXPECT_TRUE(status.exitedWith(0)) << "rjitd after SIGTERM: " << status.describe();
 }
 
+TEST(RestartTest, AStandaloneRestartIsRiddenOverWithinTheConnectWait) {
+  // A standalone rjitd (no socket held for it) is stopped; a request made while none runs finds
+  // its socket missing, and is served by the next rjitd on that path once it listens (the
+  // client tries again within ClientOptions::connectWait, the deadline bounding it too).
+  TempDir work;
+  std::string path = work.file("fixed.sock");
+  DaemonOptions daemonOptions;
+  daemonOptions.extraArgs = {"--listen", "unix:" + path, "--cache-dir", work.file("cache")};
+  auto first = DaemonProcess::start(daemonOptions);
+  ASSERT_NE(first, nullptr);
+  ClientOptions options;
+  options.servers = {"unix:" + path};
+  options.clientName = "restart-test";
+  options.connectWait = std::chrono::milliseconds(60000);  // the test's bound, never reached
+  Module late{"late.ll", tinyModule(), 1, "answer"};
+  {
+    Client client(options);
+    std::string problem = problemWith(client.compile(requestFor(late)), late);
+    EXPECT_TRUE(problem.empty()) << problem;
+  }
+  ExitStatus status = first->stop();
+  EXPECT_TRUE(status.exitedWith(0)) << status.describe();
+  ASSERT_NE(::access(path.c_str(), F_OK), 0) << "rjitd left its socket behind";
+
+  // The request starts while no rjitd runs: its first connect certainly fails.
+  Client client(options);
+  auto request =
+      std::async(std::launch::async, [&client, &late] { return client.compile(requestFor(late)); });
+  auto second = DaemonProcess::start(daemonOptions);
+  ASSERT_NE(second, nullptr);
+  ASSERT_EQ(request.wait_for(SAFETY_BOUND), std::future_status::ready);
+  expectValid(request, late, "the request made while rjitd was down");
+
+  // Without the wait, the same request fails at once, naming the address.
+  ClientOptions impatient = options;
+  impatient.connectWait = std::chrono::milliseconds(0);
+  status = second->stop();
+  EXPECT_TRUE(status.exitedWith(0)) << status.describe();
+  try {
+    Client(impatient).compile(requestFor(late));
+    ADD_FAILURE() << "compiled with no rjitd running";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Connection) << e.what();
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace rjit::test

@@ -12,7 +12,8 @@
 namespace rjit::detail {
 namespace {
 
-const char* const VARIABLES[] = {"RJIT_SERVER", "RJIT_SERVER_POLICY", "RJIT_TIMEOUT_MS",
+const char* const VARIABLES[] = {"RJIT_SERVER",           "RJIT_SERVER_POLICY",
+                                 "RJIT_TIMEOUT_MS",       "RJIT_CONNECT_WAIT_MS",
                                  "RJIT_HASH_FIRST_BYTES", "RJIT_MEMORY_QUOTA"};
 
 /// Each test starts with the client's variables unset and leaves them as it found them.
@@ -64,6 +65,7 @@ TEST_F(ClientConfigTest, DefaultsWhenNothingIsSet) {
   EXPECT_EQ(config.endpoints.back().kind, rjitd::Endpoint::Kind::Unix);
   EXPECT_EQ(config.endpoints.back().path, "/run/rjitd/rjitd.sock");
   EXPECT_EQ(config.timeout.count(), 60000);
+  EXPECT_EQ(config.connectWait, DEFAULT_CONNECT_WAIT);
   EXPECT_EQ(config.hashFirstBytes, 64u * 1024);
   EXPECT_EQ(config.memoryQuota, DEFAULT_MEMORY_QUOTA);
 }
@@ -71,11 +73,13 @@ TEST_F(ClientConfigTest, DefaultsWhenNothingIsSet) {
 TEST_F(ClientConfigTest, OptionsComeBeforeTheEnvironment) {
   ::setenv("RJIT_SERVER", "unix:/tmp/from-env.sock", 1);
   ::setenv("RJIT_TIMEOUT_MS", "1234", 1);
+  ::setenv("RJIT_CONNECT_WAIT_MS", "4321", 1);
   ::setenv("RJIT_HASH_FIRST_BYTES", "99", 1);
   ::setenv("RJIT_MEMORY_QUOTA", "1048576", 1);
   ClientOptions options;
   options.servers = {"unix:/tmp/a.sock,tcp:127.0.0.1:7411", "unix:/tmp/b.sock"};
   options.timeout = std::chrono::milliseconds(500);
+  options.connectWait = std::chrono::milliseconds(0);
   options.hashFirstBytes = 7;
   options.memoryQuota = 2 << 20;
   options.clientName = "config-test";
@@ -86,6 +90,7 @@ TEST_F(ClientConfigTest, OptionsComeBeforeTheEnvironment) {
   EXPECT_EQ(config.endpoints[1].port, 7411);
   EXPECT_EQ(config.endpoints[2].path, "/tmp/b.sock");
   EXPECT_EQ(config.timeout.count(), 500);
+  EXPECT_EQ(config.connectWait.count(), 0);
   EXPECT_EQ(config.hashFirstBytes, 7u);
   EXPECT_EQ(config.memoryQuota, 2u << 20);
   EXPECT_EQ(config.clientName, "config-test");
@@ -94,12 +99,14 @@ TEST_F(ClientConfigTest, OptionsComeBeforeTheEnvironment) {
 TEST_F(ClientConfigTest, EnvironmentComesBeforeTheDefaults) {
   ::setenv("RJIT_SERVER", "unix:/tmp/x.sock,unix:/tmp/y.sock", 1);
   ::setenv("RJIT_TIMEOUT_MS", "1234", 1);
+  ::setenv("RJIT_CONNECT_WAIT_MS", "0", 1);
   ::setenv("RJIT_HASH_FIRST_BYTES", "0", 1);
   ::setenv("RJIT_MEMORY_QUOTA", "1048576", 1);
   Config config = resolvedOk({});
   ASSERT_EQ(config.endpoints.size(), 2u);
   EXPECT_EQ(config.endpoints[1].path, "/tmp/y.sock");
   EXPECT_EQ(config.timeout.count(), 1234);
+  EXPECT_EQ(config.connectWait.count(), 0);
   EXPECT_EQ(config.hashFirstBytes, 0u);
   EXPECT_EQ(config.memoryQuota, 1048576u);
 }
@@ -122,6 +129,9 @@ TEST_F(ClientConfigTest, BadOptionsAreConfigurationErrors) {
   ClientOptions tooLong;
   tooLong.timeout = std::chrono::milliseconds(MAX_TIMEOUT_MS + 1);
   EXPECT_EQ(failureKind(tooLong), ErrorKind::Configuration);
+  ClientOptions negativeWait;
+  negativeWait.connectWait = std::chrono::milliseconds(-1);
+  EXPECT_EQ(failureKind(negativeWait), ErrorKind::Configuration);
   ClientOptions tinyQuota;
   tinyQuota.memoryQuota = 4096;
   EXPECT_EQ(failureKind(tinyQuota), ErrorKind::Configuration);
@@ -132,7 +142,8 @@ TEST_F(ClientConfigTest, BadVariablesAreConfigurationErrors) {
       {"RJIT_SERVER", "unix:/a,,unix:/b"}, {"RJIT_TIMEOUT_MS", "0"},
       {"RJIT_TIMEOUT_MS", "12ms"},         {"RJIT_TIMEOUT_MS", "99999999999"},
       {"RJIT_HASH_FIRST_BYTES", "-1"},     {"RJIT_MEMORY_QUOTA", "1024"},
-      {"RJIT_MEMORY_QUOTA", "lots"},
+      {"RJIT_MEMORY_QUOTA", "lots"},       {"RJIT_CONNECT_WAIT_MS", "2s"},
+      {"RJIT_CONNECT_WAIT_MS", "-5"},      {"RJIT_CONNECT_WAIT_MS", "99999999999"},
   };
   for (auto [name, value] : bad) {
     SCOPED_TRACE(std::string(name) + "=" + value);

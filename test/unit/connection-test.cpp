@@ -5,8 +5,11 @@
 
 #include "temp-dir.h"
 
+#include <cstring>
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 namespace rjit::detail {
 namespace {
@@ -50,11 +53,65 @@ TEST(ConnectorTest, NoReachableAddressIsAConnectionError) {
   rjit::test::TempDir dir;
   Config config;
   config.endpoints = {unixEndpoint(dir.file("a.sock")), unixEndpoint(dir.file("b.sock"))};
+  config.connectWait = std::chrono::milliseconds(0);  // fail at once
   Connector connector(io, config);
   Connector::ConnectionResult result = connector.connection().wait(io.waitScope);
   Error* error = failed(result);
   ASSERT_NE(error, nullptr);
   EXPECT_EQ(error->kind(), ErrorKind::Connection);
+  EXPECT_EQ(std::string(error->what()).find("tried again"), std::string::npos) << error->what();
+}
+
+TEST(ConnectorTest, MissingSocketsAreTriedAgainForTheConnectWaitAndTheMessageSaysSo) {
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  rjit::test::TempDir dir;
+  Config config;
+  config.endpoints = {unixEndpoint(dir.file("a.sock"))};
+  config.connectWait = std::chrono::milliseconds(100);
+  Connector connector(io, config);
+  Connector::ConnectionResult result = connector.connection().wait(io.waitScope);
+  Error* error = failed(result);
+  ASSERT_NE(error, nullptr);
+  EXPECT_EQ(error->kind(), ErrorKind::Connection);
+  std::string message = error->what();
+  EXPECT_NE(message.find("no such file or directory"), std::string::npos) << message;
+  EXPECT_NE(message.find("tried again for"), std::string::npos) << message;
+  EXPECT_NE(message.find("RJIT_CONNECT_WAIT_MS"), std::string::npos) << message;
+}
+
+TEST(ConnectorTest, ARefusingAddressIsTriedAgainUntilItListens) {
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  rjit::test::TempDir dir;
+  // Bound but not listening: connects are refused (ECONNREFUSED), as while a standalone rjitd
+  // restarts and its successor has not called listen() yet.
+  std::string path = dir.file("later.sock");
+  kj::AutoCloseFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  ASSERT_GE(fd.get(), 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  ASSERT_LT(path.size(), sizeof addr.sun_path);
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  ASSERT_EQ(::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+
+  Config config;
+  config.endpoints = {unixEndpoint(path)};
+  config.connectWait = std::chrono::milliseconds(60000);  // the test's bound, never reached
+  Connector connector(io, config);
+  // The first round runs now, before listen(): refused.
+  kj::Promise<Connector::ConnectionResult> connecting = connector.connection();
+  // Then the address listens (and closes what it accepts, so the search ends with an error
+  // that is not worth waiting for): the connector must come back to it.
+  unsigned accepted = 0;
+  ASSERT_EQ(::listen(fd.get(), 16), 0);
+  kj::Own<kj::ConnectionReceiver> listener = io.lowLevelProvider->wrapListenSocketFd(
+      kj::mv(fd),
+      kj::LowLevelAsyncIoProvider::ALREADY_CLOEXEC | kj::LowLevelAsyncIoProvider::ALREADY_NONBLOCK);
+  kj::Promise<void> serving = acceptAndClose(*listener, accepted).eagerlyEvaluate(nullptr);
+  Connector::ConnectionResult result = connecting.wait(io.waitScope);
+  Error* error = failed(result);
+  ASSERT_NE(error, nullptr);
+  EXPECT_EQ(accepted, 2u) << error->what();  // a connect and its one retry after the close
+  EXPECT_NE(std::string(error->what()).find("tried again for"), std::string::npos) << error->what();
 }
 
 TEST(ConnectorTest, AnAddressClosedDuringTheHandshakeIsTriedOnceMoreThenTheNext) {
@@ -66,6 +123,7 @@ TEST(ConnectorTest, AnAddressClosedDuringTheHandshakeIsTriedOnceMoreThenTheNext)
   Config config;
   config.clientName = "connection-test";
   config.endpoints = {unixEndpoint(closing), unixEndpoint(dir.file("nobody.sock"))};
+  config.connectWait = std::chrono::milliseconds(60000);  // a closing server is not waited for
   Connector connector(io, config);
   Connector::ConnectionResult result = connector.connection().wait(io.waitScope);
   Error* error = failed(result);

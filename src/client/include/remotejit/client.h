@@ -108,6 +108,10 @@ struct ClientOptions {
   std::vector<std::string> servers;
   /// Deadline for each call, connection set-up included. Zero: RJIT_TIMEOUT_MS, else 60 s.
   std::chrono::milliseconds timeout{0};
+  /// How long a call keeps trying again (every 20 to 250 ms) while every server refuses the
+  /// connection or its socket is missing, as while a standalone rjitd restarts; within the
+  /// deadline. Zero: fail at once. Unset: RJIT_CONNECT_WAIT_MS, else 2 s.
+  std::optional<std::chrono::milliseconds> connectWait;
   /// Modules at least this large are first looked up by hash and sent only on a miss.
   /// Unset: RJIT_HASH_FIRST_BYTES, else 64 KiB.
   std::optional<uint64_t> hashFirstBytes;

@@ -125,7 +125,8 @@ typedef struct rjit_client_options {
 
 /** Creates a client; `options` may be NULL (all defaults). Reads the environment for options
  *  left unset and does not connect yet. Fails with RJIT_ERROR_CONFIGURATION for bad options or
- *  a bad RJIT_SERVER / RJIT_TIMEOUT_MS / RJIT_HASH_FIRST_BYTES. Returns NULL on failure. */
+ *  a bad RJIT_SERVER / RJIT_TIMEOUT_MS / RJIT_CONNECT_WAIT_MS / RJIT_HASH_FIRST_BYTES.
+ *  Returns NULL on failure. */
 RJIT_C_API rjit_client* rjit_client_new(const rjit_client_options* options, rjit_error** error);
 
 /** Closes the connection and frees the client; NULL is allowed. Modules it loaded stay usable.
