@@ -93,8 +93,9 @@ struct Options {
   std::string cacheDir;                  // "" = defaultCacheDir()
   uint64_t diskCacheBytes = 2ull << 30;  // 0 = no disk tier
   // Shared tier on Redis (src/cache/shared-cache.h):
-  std::string sharedCache;         // redis://HOST:PORT or unix:/PATH; "" = off
-  std::string sharedCacheKeyFile;  // the HMAC secret; required with --shared-cache
+  std::string sharedCache;          // redis://HOST:PORT or unix:/PATH; "" = off
+  std::string sharedCacheKeyFile;   // the HMAC secret; required with --shared-cache
+  std::string sharedCacheAuthFile;  // Redis AUTH: PASSWORD or USER PASSWORD; optional
   bool sharedCacheReadOnly = false;
   uint64_t sharedCacheMaxValueBytes = 16ull << 20;
   std::string sharedCacheTimeout = "500ms";  // each Redis command; connects get 200 ms at most
@@ -116,36 +117,67 @@ std::string defaultCacheDir() {
   return "";
 }
 
-/// The secret in --shared-cache-key-file: the file's bytes, without a final newline. Refuses a
-/// file others may read (the secret is what keeps code out of the fleet's cache), and a secret
-/// shorter than 16 bytes. Returns the error, or nullopt with `secret` set.
-std::optional<std::string> readSecret(const std::string& path, std::string& secret) {
+/// A secret from the file `path` given to `option`: the file's bytes, without a final newline.
+/// Refuses a file others may read (the secret is what keeps code out of the fleet's cache, or
+/// others out of Redis), over 4096 bytes, or (after the newline) shorter than `minBytes`.
+/// Returns the error, or nullopt with `secret` set.
+std::optional<std::string> readSecretFile(const char* option, const std::string& path,
+                                          size_t minBytes, std::string& secret) {
+  std::string named = std::string(option) + " " + path;
   kj::AutoCloseFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
   if (fd.get() < 0)
-    return std::string("cannot open --shared-cache-key-file ") + path + ": " + strerror(errno);
+    return "cannot open " + named + ": " + strerror(errno);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
-    return "--shared-cache-key-file " + path + " is not a regular file";
+    return named + " is not a regular file";
   if ((st.st_mode & 0077) != 0)
-    return "--shared-cache-key-file " + path + " may be read by others (mode " + [&] {
+    return named + " may be read by others (mode " + [&] {
       char m[8];
       std::snprintf(m, sizeof m, "%04o", st.st_mode & 07777);
       return std::string(m);
     }() + "); make it readable by rjitd only (chmod 0600)";
   if (st.st_size > 4096)
-    return "--shared-cache-key-file " + path + " is " + std::to_string(st.st_size) +
-           " bytes; a secret is 16 to 4096 bytes (e.g. head -c 32 /dev/urandom | base64)";
+    return named + " is " + std::to_string(st.st_size) + " bytes; at most 4096 are read";
   secret.assign(static_cast<size_t>(st.st_size), '\0');
   ssize_t n = ::read(fd.get(), secret.data(), secret.size());
   if (n < 0)
-    return std::string("cannot read --shared-cache-key-file ") + path + ": " + strerror(errno);
+    return "cannot read " + named + ": " + strerror(errno);
   secret.resize(static_cast<size_t>(n));
   while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r'))
     secret.pop_back();
-  if (secret.size() < 16)
-    return "--shared-cache-key-file " + path + " holds " + std::to_string(secret.size()) +
-           " bytes; the secret must be at least 16 (e.g. head -c 32 /dev/urandom | base64 > " +
-           path + ")";
+  if (secret.size() < minBytes)
+    return named + " holds " + std::to_string(secret.size()) + " bytes; at least " +
+           std::to_string(minBytes) + " are needed" +
+           (minBytes > 1 ? " (e.g. head -c 32 /dev/urandom | base64 > " + path + ")"
+                         : std::string());
+  return std::nullopt;
+}
+
+/// --shared-cache-auth-file: "PASSWORD" (Redis's requirepass) or "USER PASSWORD" (a Redis 6
+/// ACL user) on one line. A password with a space in it takes the second form (user
+/// `default`). Returns the error, or nullopt with `user` and `password` set.
+std::optional<std::string> readRedisAuth(const std::string& path, std::string& user,
+                                         std::string& password) {
+  std::string text;
+  if (auto err = readSecretFile("--shared-cache-auth-file", path, 1, text))
+    return err;
+  if (text.find('\n') != std::string::npos || text.find('\r') != std::string::npos)
+    return "--shared-cache-auth-file " + path +
+           " has more than one line; it holds PASSWORD or USER PASSWORD on one line";
+  size_t space = text.find(' ');
+  if (space == std::string::npos) {
+    user.clear();
+    password = std::move(text);
+  } else {
+    user = text.substr(0, space);
+    password = text.substr(space + 1);
+  }
+  if (user.empty() && space != std::string::npos)
+    return "--shared-cache-auth-file " + path +
+           " starts with a space; it holds PASSWORD or "
+           "USER PASSWORD on one line";
+  if (password.empty())
+    return "--shared-cache-auth-file " + path + " names user " + user + " but no password";
   return std::nullopt;
 }
 
@@ -358,13 +390,27 @@ int run(const Options& opt) {
       return 2;
     }
     std::string secret;
-    if (auto err = readSecret(opt.sharedCacheKeyFile, secret)) {
+    if (auto err = readSecretFile("--shared-cache-key-file", opt.sharedCacheKeyFile, 16, secret)) {
       std::fprintf(stderr, "error: %s\n", err->c_str());
       return 2;
     }
     cache::SharedCacheConfig shared;
     shared.address = opt.sharedCache;
     shared.secret = std::move(secret);
+    if (!opt.sharedCacheAuthFile.empty()) {
+      if (auto err = readRedisAuth(opt.sharedCacheAuthFile, shared.authUser, shared.authPassword)) {
+        std::fprintf(stderr, "error: %s\n", err->c_str());
+        return 2;
+      }
+    }
+    // Once per outage and once when Redis answers again: a misconfigured or lost Redis is
+    // visible in the log (why) as well as in rjitd_cache_available (since when).
+    shared.onAvailability = [address = opt.sharedCache](const std::string& error) {
+      if (error.empty())
+        log::info("shared cache ", address, " answers again");
+      else
+        log::warning("shared cache unavailable (requests go on, compiling on a miss): ", error);
+    };
     shared.readOnly = opt.sharedCacheReadOnly;
     shared.maxValueBytes = opt.sharedCacheMaxValueBytes;
     shared.operationTimeout = *sharedTimeout;
@@ -376,9 +422,10 @@ int run(const Options& opt) {
       return 2;
     }
     sharedCache = std::get<std::unique_ptr<cache::SharedCache>>(std::move(created));
-  } else if (!opt.sharedCacheKeyFile.empty() || opt.sharedCacheReadOnly) {
-    std::fprintf(stderr, "error: --shared-cache-key-file and --shared-cache-read-only need "
-                         "--shared-cache\n");
+  } else if (!opt.sharedCacheKeyFile.empty() || opt.sharedCacheReadOnly ||
+             !opt.sharedCacheAuthFile.empty()) {
+    std::fprintf(stderr, "error: --shared-cache-key-file, --shared-cache-auth-file and "
+                         "--shared-cache-read-only need --shared-cache\n");
     return 2;
   }
 
@@ -733,6 +780,9 @@ int main(int argc, char** argv) {
   app.add_option("--shared-cache-key-file", opt.sharedCacheKeyFile,
                  "file (mode 0600) holding the fleet's secret (16+ bytes) that signs every "
                  "value in Redis; required with --shared-cache");
+  app.add_option("--shared-cache-auth-file", opt.sharedCacheAuthFile,
+                 "file (mode 0600) holding the password for a Redis that asks for one: "
+                 "PASSWORD, or USER PASSWORD for a Redis 6 ACL user");
   app.add_flag("--shared-cache-read-only", opt.sharedCacheReadOnly,
                "use the shared cache's objects but never write to it");
   app.add_option("--shared-cache-max-value-bytes", opt.sharedCacheMaxValueBytes,

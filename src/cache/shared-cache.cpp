@@ -418,21 +418,63 @@ private:
   /// Counts an error and starts (or, after a failed retry, doubles) the backoff. Calls that
   /// were already under way when another failed do not double it again.
   void fail(std::string what) {
-    std::lock_guard lock(stateMutex_);
-    ++stats_.errors;
-    stats_.available = false;
-    stats_.lastError = std::move(what);
-    auto now = Clock::now();
-    if (now >= backoffUntil_) {
-      backoffUntil_ = now + backoff_;
-      backoff_ = std::min(backoff_ * 2, config_.backoffMax);
+    bool wasAvailable;
+    {
+      std::lock_guard lock(stateMutex_);
+      ++stats_.errors;
+      wasAvailable = stats_.available;
+      stats_.available = false;
+      stats_.lastError = what;
+      auto now = Clock::now();
+      if (now >= backoffUntil_) {
+        backoffUntil_ = now + backoff_;
+        backoff_ = std::min(backoff_ * 2, config_.backoffMax);
+      }
     }
+    // Once per outage, not once per failed call: the first error says why.
+    if (wasAvailable && config_.onAvailability)
+      config_.onAvailability(what);
   }
 
   void succeed() {
-    std::lock_guard lock(stateMutex_);
-    stats_.available = true;
-    backoff_ = config_.backoffFirst;
+    bool wasAvailable;
+    {
+      std::lock_guard lock(stateMutex_);
+      wasAvailable = stats_.available;
+      stats_.available = true;
+      backoff_ = config_.backoffFirst;
+    }
+    if (!wasAvailable && config_.onAvailability)
+      config_.onAvailability(std::string());
+  }
+
+  /// AUTH on a new connection when a password is configured; false (counted, with Redis's
+  /// words) when Redis refuses it. The password is never logged.
+  bool authenticate(redisContext* context) {
+    if (config_.authPassword.empty())
+      return true;
+    Reply reply;
+    {
+      SigpipeGuard guard;
+      const std::string& user = config_.authUser;
+      const std::string& password = config_.authPassword;
+      reply.reset(static_cast<redisReply*>(
+          user.empty() ? redisCommand(context, "AUTH %b", password.data(), password.size())
+                       : redisCommand(context, "AUTH %b %b", user.data(), user.size(),
+                                      password.data(), password.size())));
+    }
+    if (reply == nullptr) {
+      fail("redis " + config_.address +
+           ": AUTH: " + (context->err != 0 ? context->errstr : "no reply"));
+      return false;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+      fail("redis " + config_.address + " refused AUTH" +
+           (config_.authUser.empty() ? std::string() : " as user " + config_.authUser) + ": " +
+           std::string(reply->str, reply->len) + " (check --shared-cache-auth-file)");
+      return false;
+    }
+    return true;
   }
 
   /// A pooled connection, or a new one (nullptr after a failure, which is counted).
@@ -463,6 +505,8 @@ private:
            (context->err != 0 ? context->errstr : std::strerror(errno)));
       return nullptr;
     }
+    if (!authenticate(context.get()))
+      return nullptr;
     return context;
   }
 
@@ -502,7 +546,11 @@ private:
     }
     returnConnection(std::move(context));
     if (reply->type == REDIS_REPLY_ERROR) {
-      fail("redis " + config_.address + " replied: " + std::string(reply->str, reply->len));
+      std::string said(reply->str, reply->len);
+      // A Redis that wants a password and got none: say what would give it one.
+      bool noAuth = said.rfind("NOAUTH", 0) == 0;
+      fail("redis " + config_.address + " replied: " + said +
+           (noAuth ? " (give rjitd its password with --shared-cache-auth-file)" : ""));
       return nullptr;
     }
     succeed();

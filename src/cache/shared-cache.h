@@ -13,7 +13,9 @@
 // SET NX PX; the holder renews it while it compiles and deletes it (if still its own) after
 // the value is written, so a lease whose holder died expires after its TTL.
 //
-// hiredis 0.14 has no TLS: Redis must be on a trusted network or a Unix socket. The HMAC keeps
+// A Redis that asks for a password gets one on each new connection (AUTH, or AUTH user
+// password for Redis 6 ACLs). hiredis 0.14 has no TLS: Redis must be on a trusted network or a
+// Unix socket (or behind a TLS tunnel such as stunnel on loopback). The HMAC keeps
 // whoever can write to Redis without the secret from making rjitd serve their code, but not
 // from reading objects or deleting them (a denial of service: misses and compiles).
 #pragma once
@@ -37,6 +39,14 @@ struct SharedCacheConfig {
   std::string address;
   /// The HMAC secret (contents of --shared-cache-key-file; at least 16 bytes).
   std::string secret;
+  /// Redis AUTH on each new connection (--shared-cache-auth-file): a password alone (Redis's
+  /// requirepass, the `default` user), or a user and password (Redis 6 ACLs). No AUTH when
+  /// the password is empty.
+  std::string authUser;
+  std::string authPassword;
+  /// Called (on a cache thread, no lock held) when the tier becomes unavailable, with the
+  /// error, and when it answers again, with "": the daemon logs both. Optional.
+  std::function<void(const std::string& error)> onAvailability;
   bool readOnly = false;                            ///< --shared-cache-read-only
   uint64_t maxValueBytes = 16ull << 20;             ///< --shared-cache-max-value-bytes
   std::chrono::milliseconds connectTimeout{200};    ///< per connection attempt

@@ -213,6 +213,10 @@ TEST(CacheTierOptionsTest, BadTierOptionsExitWith2AndSayWhy) {
   ::chmod(dir.file("good.key").c_str(), 0600);
   ::chmod(dir.file("short.key").c_str(), 0600);
   ::chmod(dir.file("open.key").c_str(), 0644);
+  writeFile(dir.file("two-lines.auth"), "user\npassword\n");
+  writeFile(dir.file("user-only.auth"), "user \n");
+  ::chmod(dir.file("two-lines.auth").c_str(), 0600);
+  ::chmod(dir.file("user-only.auth").c_str(), 0600);
   struct Case {
     std::vector<std::string> args;
     std::string says;
@@ -231,6 +235,19 @@ TEST(CacheTierOptionsTest, BadTierOptionsExitWith2AndSayWhy) {
       {{"--shared-cache", "http://example", "--shared-cache-key-file", dir.file("good.key")},
        "http://example"},
       {{"--shared-cache-lease-ttl", "soon"}, "--shared-cache-lease-ttl"},
+      {{"--shared-cache", "unix:" + dir.file("redis.sock"), "--shared-cache-key-file",
+        dir.file("good.key"), "--shared-cache-auth-file", dir.file("open.key")},
+       "--shared-cache-auth-file " + dir.file("open.key") + " may be read by others"},
+      {{"--shared-cache", "unix:" + dir.file("redis.sock"), "--shared-cache-key-file",
+        dir.file("good.key"), "--shared-cache-auth-file", dir.file("two-lines.auth")},
+       "more than one line"},
+      {{"--shared-cache", "unix:" + dir.file("redis.sock"), "--shared-cache-key-file",
+        dir.file("good.key"), "--shared-cache-auth-file", dir.file("user-only.auth")},
+       "no password"},
+      {{"--shared-cache", "unix:" + dir.file("redis.sock"), "--shared-cache-key-file",
+        dir.file("good.key"), "--shared-cache-auth-file", dir.file("missing.auth")},
+       "cannot open --shared-cache-auth-file"},
+      {{"--shared-cache-auth-file", dir.file("good.key")}, "need --shared-cache"},
   };
   for (const Case& c : cases) {
     std::vector<std::string> argv = {rjitd, "--listen", "unix:" + dir.file("rjitd.sock")};

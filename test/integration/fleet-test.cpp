@@ -87,6 +87,48 @@ TEST_F(FleetTest, ACompileOnAIsASharedHitOnB) {
   EXPECT_EQ(exists.integer, 1) << exists.text;
 }
 
+TEST_F(FleetTest, ARedisThatAsksForAPasswordGetsItFromTheAuthFile) {
+  RedisOptions locked;
+  locked.password = "fleet-redis-password-42";
+  auto guarded = RedisServer::start(locked);
+  ASSERT_NE(guarded, nullptr);
+  std::string authFile = dir.file("redis.auth");
+  writeFile(authFile, "fleet-redis-password-42\n");
+  ASSERT_EQ(::chmod(authFile.c_str(), 0600), 0);
+  auto on = [&](std::vector<std::string> extra) {
+    DaemonOptions options;
+    options.extraArgs = {"--shared-cache", guarded->address(), "--shared-cache-key-file", keyFile};
+    options.extraArgs.insert(options.extraArgs.end(), extra.begin(), extra.end());
+    return DaemonProcess::start(options);
+  };
+  auto a = on({"--shared-cache-auth-file", authFile});
+  auto b = on({"--shared-cache-auth-file", authFile});
+  ASSERT_TRUE(a && b);
+  CompileRequest request = freshModule(3, "guarded.ll");
+  EXPECT_FALSE(Client(clientOf(*a)).compile(request).fromCache);
+  ASSERT_TRUE(waitStored(*a, 1));
+  Client client(clientOf(*b));
+  EXPECT_TRUE(client.compile(request).fromCache);
+  ServerStats stats = client.stats();
+  EXPECT_EQ(tier(stats, "shared")->hits, 1u);
+  EXPECT_EQ(tier(stats, "shared")->errors, 0u);
+
+  // Without the file: Redis refuses every command; requests still succeed (compiles), and the
+  // log says why and what to do, once.
+  auto c = on({});
+  ASSERT_NE(c, nullptr);
+  Client third(clientOf(*c));
+  EXPECT_FALSE(third.compile(request).fromCache);
+  ServerStats cStats = third.stats();
+  EXPECT_FALSE(tier(cStats, "shared")->available);
+  EXPECT_GE(tier(cStats, "shared")->errors, 1u);
+  std::string log = c->log();
+  EXPECT_NE(log.find("shared cache unavailable"), std::string::npos) << log;
+  EXPECT_NE(log.find("NOAUTH"), std::string::npos) << log;
+  EXPECT_NE(log.find("--shared-cache-auth-file"), std::string::npos) << log;
+  EXPECT_EQ(log.find("fleet-redis-password-42"), std::string::npos) << log;
+}
+
 TEST_F(FleetTest, TheSameNewModuleSentToThreeServersAtOnceCompilesOnce) {
   auto gate = CompileGate::create(dir.file("gate.sock"));
   ASSERT_NE(gate, nullptr);

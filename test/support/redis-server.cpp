@@ -38,9 +38,10 @@ RedisReply flatten(const redisReply* reply) {
   return out;
 }
 
-/// One command on a fresh connection to `socketPath`, bounded by `timeout` per step.
+/// One command on a fresh connection to `socketPath` (after AUTH `password` unless empty),
+/// bounded by `timeout` per step.
 RedisReply runCommand(const std::string& socketPath, const std::vector<std::string>& args,
-                      std::chrono::milliseconds timeout) {
+                      std::chrono::milliseconds timeout, const std::string& password) {
   timeval tv{static_cast<time_t>(timeout.count() / 1000),
              static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
   std::unique_ptr<redisContext, ContextFree> context(
@@ -51,6 +52,12 @@ RedisReply runCommand(const std::string& socketPath, const std::vector<std::stri
     return out;
   }
   redisSetTimeout(context.get(), tv);
+  if (!password.empty()) {
+    std::unique_ptr<redisReply, ReplyFree> auth(static_cast<redisReply*>(
+        redisCommand(context.get(), "AUTH %b", password.data(), password.size())));
+    if (auth == nullptr || auth->type == REDIS_REPLY_ERROR)
+      return auth == nullptr ? (out.text = context->errstr, out) : flatten(auth.get());
+  }
   std::vector<const char*> argv;
   std::vector<size_t> lengths;
   for (auto& arg : args) {
@@ -114,6 +121,8 @@ bool RedisServer::launch() {
                                    dir_.path(),
                                    "--daemonize",
                                    "no"};
+  if (!options_.password.empty())
+    argv.insert(argv.end(), {"--requirepass", options_.password});
   argv.insert(argv.end(), options_.extraArgs.begin(), options_.extraArgs.end());
   SpawnOptions spawn;
   spawn.argv = argv;
@@ -129,7 +138,8 @@ bool RedisServer::launch() {
   // Ready once it answers PING; polled every 10 ms, and the child's exit ends the wait at once.
   auto deadline = Clock::now() + SAFETY_BOUND;
   while (Clock::now() < deadline) {
-    RedisReply pong = runCommand(socketPath_, {"PING"}, std::chrono::milliseconds(1000));
+    RedisReply pong =
+        runCommand(socketPath_, {"PING"}, std::chrono::milliseconds(1000), options_.password);
     if (pong.kind == RedisReply::Kind::Status && pong.text == "PONG")
       return true;
     pollfd exit{child_->exitFd(), POLLIN, 0};
@@ -183,7 +193,7 @@ bool RedisServer::restart() {
 }
 
 RedisReply RedisServer::command(const std::vector<std::string>& args) const {
-  return runCommand(socketPath_, args, std::chrono::milliseconds(5000));
+  return runCommand(socketPath_, args, std::chrono::milliseconds(5000), options_.password);
 }
 
 std::string RedisServer::log() const {

@@ -20,6 +20,9 @@ struct RedisOptions {
   uint16_t tcpPort = 0;
   /// Appended to redis-server's command line, e.g. {"--maxmemory", "1mb"}.
   std::vector<std::string> extraArgs;
+  /// Nonempty: the server asks for it (--requirepass); command() and the readiness check
+  /// authenticate with it.
+  std::string password;
 };
 
 /// One reply of a raw command (RedisServer::command), flattened for assertions.

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <gtest/gtest.h>
+#include <mutex>
 #include <thread>
 #include <unistd.h>
 
@@ -283,6 +284,37 @@ TEST_F(SharedCacheTest, StoppedServerIsAMissThenBackoffSkipsCalls) {
   EXPECT_EQ(stats.skipped, 4u);
   EXPECT_EQ(stats.notStored, 1u);
   EXPECT_FALSE(stats.available);
+}
+
+TEST_F(SharedCacheTest, AnOutageIsReportedOnceAndTheReturnOnce) {
+  auto c = config();
+  std::mutex mutex;
+  std::vector<std::string> reports;  // what onAvailability was told, in order
+  c.onAvailability = [&](const std::string& error) {
+    std::lock_guard lock(mutex);
+    reports.push_back(error);
+  };
+  auto cache = make(c);
+  ASSERT_NE(cache, nullptr);
+  cache->put(keyOf(18), "object");
+  cache->flush(SAFETY_BOUND);
+  ASSERT_EQ(cache->get(keyOf(18)), "object");
+
+  redis_->stop();
+  for (int i = 0; i < 3; ++i)  // failures and skipped calls: one report
+    EXPECT_EQ(cache->get(keyOf(18)), std::nullopt);
+  ASSERT_TRUE(redis_->restart());
+  // Back once a call after the backoff succeeds (a miss: the new Redis is empty).
+  auto deadline = Clock::now() + SAFETY_BOUND;
+  while (!cache->stats().available && Clock::now() < deadline) {
+    cache->get(keyOf(18));
+    pauseBriefly();
+  }
+  ASSERT_TRUE(cache->stats().available);
+  std::lock_guard lock(mutex);
+  ASSERT_EQ(reports.size(), 2u);
+  EXPECT_NE(reports[0].find(redis_->address()), std::string::npos) << reports[0];
+  EXPECT_EQ(reports[1], "");
 }
 
 TEST_F(SharedCacheTest, RestartedServerIsUsedAgainAfterTheBackoff) {
@@ -589,6 +621,77 @@ TEST(SharedCacheCreateTest, GoodAddressesAreAcceptedWithoutConnecting) {
     EXPECT_TRUE(std::holds_alternative<std::unique_ptr<SharedCache>>(created))
         << address << ": " << std::get<std::string>(created);
   }
+}
+
+/// A Redis that asks for a password (requirepass), and one with an ACL user.
+class SharedCacheAuthTest : public ::testing::Test {
+protected:
+  static constexpr const char* PASSWORD = "redis pass word 0123";
+
+  void SetUp() override {
+    RedisOptions options;
+    options.password = PASSWORD;
+    redis_ = RedisServer::start(options);
+    ASSERT_NE(redis_, nullptr);
+  }
+
+  std::unique_ptr<SharedCache> make(std::string user, std::string password) const {
+    SharedCacheConfig c;
+    c.address = redis_->address();
+    c.secret = SECRET;
+    c.authUser = std::move(user);
+    c.authPassword = std::move(password);
+    c.backoffFirst = milliseconds(20);
+    c.backoffMax = milliseconds(100);
+    auto created = SharedCache::create(std::move(c));
+    EXPECT_TRUE(std::holds_alternative<std::unique_ptr<SharedCache>>(created));
+    return std::get<std::unique_ptr<SharedCache>>(std::move(created));
+  }
+
+  std::unique_ptr<RedisServer> redis_;
+};
+
+TEST_F(SharedCacheAuthTest, ThePasswordOpensIt) {
+  auto cache = make("", PASSWORD);
+  cache->put(keyOf(40), "object");
+  cache->flush(SAFETY_BOUND);
+  EXPECT_EQ(cache->get(keyOf(40)), "object");
+  EXPECT_EQ(cache->tryLease(keyOf(41)), LeaseResult::Acquired);
+  SharedCacheStats stats = cache->stats();
+  EXPECT_EQ(stats.errors, 0u) << stats.lastError;
+  EXPECT_EQ(stats.stored, 1u);
+}
+
+TEST_F(SharedCacheAuthTest, AnAclUserAndPasswordOpenIt) {
+  // A user who may use rjitd's keys only (and the scripts the leases run).
+  RedisReply made = redis_->command({"ACL", "SETUSER", "rjitd", "on", ">rjitd-pass-0123",
+                                     "~rjitd:*", "+get", "+set", "+del", "+eval", "+exists"});
+  ASSERT_EQ(made.kind, RedisReply::Kind::Status) << made.text;
+  auto cache = make("rjitd", "rjitd-pass-0123");
+  cache->put(keyOf(42), "object");
+  cache->flush(SAFETY_BOUND);
+  EXPECT_EQ(cache->get(keyOf(42)), "object");
+  EXPECT_EQ(cache->stats().errors, 0u) << cache->stats().lastError;
+}
+
+TEST_F(SharedCacheAuthTest, AWrongPasswordIsAnErrorSayingSoNeverTheSecret) {
+  auto cache = make("", "not the password");
+  EXPECT_EQ(cache->get(keyOf(43)), std::nullopt);
+  SharedCacheStats stats = cache->stats();
+  EXPECT_EQ(stats.errors, 1u);
+  EXPECT_FALSE(stats.available);
+  EXPECT_NE(stats.lastError.find("refused AUTH"), std::string::npos) << stats.lastError;
+  EXPECT_NE(stats.lastError.find("--shared-cache-auth-file"), std::string::npos) << stats.lastError;
+  EXPECT_EQ(stats.lastError.find("not the password"), std::string::npos) << stats.lastError;
+}
+
+TEST_F(SharedCacheAuthTest, NoPasswordIsAnErrorNamingTheOption) {
+  auto cache = make("", "");
+  EXPECT_EQ(cache->get(keyOf(44)), std::nullopt);
+  SharedCacheStats stats = cache->stats();
+  EXPECT_EQ(stats.errors, 1u);
+  EXPECT_NE(stats.lastError.find("NOAUTH"), std::string::npos) << stats.lastError;
+  EXPECT_NE(stats.lastError.find("--shared-cache-auth-file"), std::string::npos) << stats.lastError;
 }
 
 TEST(SharedCacheCreateTest, ShortSecretIsRefused) {
