@@ -416,6 +416,8 @@ int run(const Options& opt) {
     shared.operationTimeout = *sharedTimeout;
     shared.connectTimeout = std::min(*sharedTimeout, std::chrono::milliseconds(200));
     shared.leaseTtl = *leaseTtl;
+    // As long as the servers waiting for a lease wait (ServiceConfig::leaseWaitBound below).
+    shared.maxLeaseHold = std::chrono::seconds(std::max(1u, opt.compileTimeoutSeconds) + 5);
     auto created = cache::SharedCache::create(std::move(shared));
     if (auto* err = std::get_if<std::string>(&created)) {
       std::fprintf(stderr, "error: --shared-cache: %s\n", err->c_str());

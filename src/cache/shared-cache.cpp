@@ -259,7 +259,7 @@ public:
       std::vector<std::string> held;
       {
         std::lock_guard lock(leaseMutex_);
-        for (auto& [leaseKey, generation] : held_)
+        for (auto& [leaseKey, lease] : held_)
           held.push_back(leaseKey);
       }
       std::lock_guard lock(queueMutex_);
@@ -353,7 +353,7 @@ public:
     count([](SharedCacheStats& s) { ++s.leasesTaken; });
     {
       std::lock_guard lock(leaseMutex_);
-      held_[leaseKey] = ++leaseGeneration_;
+      held_[leaseKey] = Held{++leaseGeneration_, Clock::now() + config_.maxLeaseHold};
     }
     return LeaseResult::Acquired;
   }
@@ -614,7 +614,12 @@ private:
       leaseCv_.wait_for(lock, config_.leaseTtl / 3, [this]() { return leaseStop_; });
       if (leaseStop_)
         break;
-      std::vector<std::pair<std::string, uint64_t>> held(held_.begin(), held_.end());
+      // Leases past their longest hold are no longer renewed: they expire within a TTL.
+      auto now = Clock::now();
+      std::erase_if(held_, [now](const auto& entry) { return entry.second.renewUntil <= now; });
+      std::vector<std::pair<std::string, uint64_t>> held;
+      for (const auto& [leaseKey, lease] : held_)
+        held.emplace_back(leaseKey, lease.generation);
       lock.unlock();
       std::vector<std::pair<std::string, uint64_t>> lost;
       for (auto& [leaseKey, generation] : held) {
@@ -630,7 +635,7 @@ private:
       for (auto& [leaseKey, generation] : lost) {
         // Only the lease we tried: a release and a new tryLease meanwhile made a new one.
         auto it = held_.find(leaseKey);
-        if (it != held_.end() && it->second == generation)
+        if (it != held_.end() && it->second.generation == generation)
           held_.erase(it);
       }
     }
@@ -659,7 +664,11 @@ private:
   std::mutex leaseMutex_;
   std::condition_variable leaseCv_;  ///< leaseStop_
   /// Leases we hold, by lease key, each with the generation of its tryLease.
-  std::unordered_map<std::string, uint64_t> held_;
+  struct Held {
+    uint64_t generation;  ///< which tryLease took it (a release and a new take make a new one)
+    Clock::time_point renewUntil;  ///< SharedCacheConfig::maxLeaseHold after it was taken
+  };
+  std::unordered_map<std::string, Held> held_;
   uint64_t leaseGeneration_ = 0;
   bool leaseStop_ = false;
 
@@ -681,6 +690,8 @@ std::variant<std::unique_ptr<SharedCache>, std::string> SharedCache::create(Shar
   if (c.backoffFirst.count() <= 0 || c.backoffMax < c.backoffFirst)
     return std::string("the shared cache's backoff must be positive, its maximum at least its "
                        "first step");
+  if (c.maxLeaseHold.count() <= 0)
+    return std::string("the shared cache's longest lease hold must be positive");
   if (c.leaseTtl < MIN_LEASE_TTL)
     return "the shared cache lease TTL of " + std::to_string(c.leaseTtl.count()) +
            " ms is below the minimum of " + std::to_string(MIN_LEASE_TTL.count()) + " ms";

@@ -54,7 +54,11 @@ struct SharedCacheConfig {
   std::chrono::milliseconds backoffFirst{100};      ///< after the first error
   std::chrono::milliseconds backoffMax{10000};      ///< doubling up to this
   std::chrono::milliseconds leaseTtl{30000};        ///< --shared-cache-lease-ttl
-  size_t writeQueue = 64;                           ///< pending writes; more are dropped
+  /// A lease is renewed for at most this long after it was taken, then left to expire: the
+  /// servers waiting for it stop waiting after about as long (rjitd: its compile timeout + 5 s),
+  /// and a holder that never releases (a bug) cannot hold a key for ever.
+  std::chrono::milliseconds maxLeaseHold{std::chrono::minutes(10)};
+  size_t writeQueue = 64;  ///< pending writes; more are dropped
 };
 
 struct SharedCacheStats {

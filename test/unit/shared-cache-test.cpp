@@ -478,6 +478,24 @@ TEST_F(SharedCacheTest, HeldLeaseIsRenewedPastItsTtl) {
   EXPECT_FALSE(exists(sharedLeaseKey(keyOf(34))));
 }
 
+TEST_F(SharedCacheTest, ALeaseIsRenewedNoLongerThanItsLongestHold) {
+  auto c = config();
+  c.leaseTtl = milliseconds(600);
+  c.maxLeaseHold = milliseconds(1);  // past it at the first renewal
+  auto cache = make(c);
+  ASSERT_NE(cache, nullptr);
+  ASSERT_EQ(cache->tryLease(keyOf(35)), LeaseResult::Acquired);
+  // Never released, yet it goes: not renewed, it expires after its TTL (bounded wait).
+  auto deadline = Clock::now() + SAFETY_BOUND;
+  while (cache->leaseHeld(keyOf(35)) && Clock::now() < deadline)
+    pauseBriefly();
+  EXPECT_FALSE(cache->leaseHeld(keyOf(35)));
+  // Another server may take it now.
+  auto other = make(config());
+  ASSERT_NE(other, nullptr);
+  EXPECT_EQ(other->tryLease(keyOf(35)), LeaseResult::Acquired);
+}
+
 TEST_F(SharedCacheTest, ConcurrentCallersShareThePool) {
   auto c = config();
   c.writeQueue = 1024;
