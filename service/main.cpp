@@ -176,8 +176,13 @@ std::optional<std::string> readRedisAuth(const std::string& path, std::string& u
     return "--shared-cache-auth-file " + path +
            " starts with a space; it holds PASSWORD or "
            "USER PASSWORD on one line";
+  // Neither field is echoed: a password with a space in it, written without the user, is
+  // exactly what would land here.
   if (password.empty())
-    return "--shared-cache-auth-file " + path + " names user " + user + " but no password";
+    return "--shared-cache-auth-file " + path +
+           " has a first word but nothing after it; it "
+           "holds PASSWORD, or USER PASSWORD (a password with a space takes the second form, "
+           "user default)";
   return std::nullopt;
 }
 
@@ -351,85 +356,6 @@ int run(const Options& opt) {
 
   // The duration options were checked while parsing (DURATION below): these cannot fail.
   auto drainTimeout = parseDuration(opt.drainTimeout);
-  // Signals must be captured before any thread starts (the cache tiers start theirs), so that only
-  // the loop receives them.
-  kj::UnixEventPort::captureSignal(SIGTERM);
-  kj::UnixEventPort::captureSignal(SIGINT);
-  std::signal(SIGPIPE, SIG_IGN);  // a vanished client is an error on its connection, not a kill
-
-  // The cache tiers (issue 13). A directory the operator named must work; the default one is
-  // best effort (a user without a home still gets a memory cache).
-  std::unique_ptr<cache::DiskCache> diskCache;
-  if (opt.diskCacheBytes != 0) {
-    bool named = !opt.cacheDir.empty();
-    std::string dir = named ? opt.cacheDir : defaultCacheDir();
-    if (dir.empty()) {
-      log::warning("no disk cache: no --cache-dir and no default place for one (no HOME); "
-                   "objects are kept in memory only");
-    } else {
-      auto opened = cache::DiskCache::open(dir, opt.diskCacheBytes);
-      if (auto* err = std::get_if<std::string>(&opened)) {
-        if (named) {
-          std::fprintf(stderr, "error: --cache-dir: %s\n", err->c_str());
-          return 2;
-        }
-        log::warning("no disk cache: ", *err, "; objects are kept in memory only");
-      } else {
-        diskCache = std::get<std::unique_ptr<cache::DiskCache>>(std::move(opened));
-      }
-    }
-  }
-  std::unique_ptr<cache::SharedCache> sharedCache;
-  auto leaseTtl = parseDuration(opt.sharedCacheLeaseTtl);
-  auto sharedTimeout = parseDuration(opt.sharedCacheTimeout);
-  if (!opt.sharedCache.empty()) {
-    if (opt.sharedCacheKeyFile.empty()) {
-      std::fprintf(stderr, "error: --shared-cache needs --shared-cache-key-file: the fleet's "
-                           "secret, without which anyone who can write to Redis could make "
-                           "rjitd hand out their code\n");
-      return 2;
-    }
-    std::string secret;
-    if (auto err = readSecretFile("--shared-cache-key-file", opt.sharedCacheKeyFile, 16, secret)) {
-      std::fprintf(stderr, "error: %s\n", err->c_str());
-      return 2;
-    }
-    cache::SharedCacheConfig shared;
-    shared.address = opt.sharedCache;
-    shared.secret = std::move(secret);
-    if (!opt.sharedCacheAuthFile.empty()) {
-      if (auto err = readRedisAuth(opt.sharedCacheAuthFile, shared.authUser, shared.authPassword)) {
-        std::fprintf(stderr, "error: %s\n", err->c_str());
-        return 2;
-      }
-    }
-    // Once per outage and once when Redis answers again: a misconfigured or lost Redis is
-    // visible in the log (why) as well as in rjitd_cache_available (since when).
-    shared.onAvailability = [address = opt.sharedCache](const std::string& error) {
-      if (error.empty())
-        log::info("shared cache ", address, " answers again");
-      else
-        log::warning("shared cache unavailable (requests go on, compiling on a miss): ", error);
-    };
-    shared.readOnly = opt.sharedCacheReadOnly;
-    shared.maxValueBytes = opt.sharedCacheMaxValueBytes;
-    shared.operationTimeout = *sharedTimeout;
-    shared.connectTimeout = std::min(*sharedTimeout, std::chrono::milliseconds(200));
-    shared.leaseTtl = *leaseTtl;
-    // As long as the servers waiting for a lease wait (ServiceConfig::leaseWaitBound below).
-    shared.maxLeaseHold = std::chrono::seconds(std::max(1u, opt.compileTimeoutSeconds) + 5);
-    auto created = cache::SharedCache::create(std::move(shared));
-    if (auto* err = std::get_if<std::string>(&created)) {
-      std::fprintf(stderr, "error: --shared-cache: %s\n", err->c_str());
-      return 2;
-    }
-    sharedCache = std::get<std::unique_ptr<cache::SharedCache>>(std::move(created));
-  } else if (!opt.sharedCacheKeyFile.empty() || opt.sharedCacheReadOnly ||
-             !opt.sharedCacheAuthFile.empty()) {
-    std::fprintf(stderr, "error: --shared-cache-key-file, --shared-cache-auth-file and "
-                         "--shared-cache-read-only need --shared-cache\n");
-    return 2;
-  }
 
   // A compile worker maps libLLVM and its own heap before it compiles anything: below this it
   // could not start, and every compile would read as out of memory.
@@ -532,6 +458,88 @@ int run(const Options& opt) {
   // (the flow limit holds back every message, returns too).
   connectionLimits.flowLimitWords =
       4 * ((std::max(opt.maxModuleBytes, opt.maxCallBytes) + (1u << 20)) / 8);
+
+  // Signals must be captured before any thread starts (the cache tiers start theirs), so that only
+  // the loop receives them.
+  kj::UnixEventPort::captureSignal(SIGTERM);
+  kj::UnixEventPort::captureSignal(SIGINT);
+  std::signal(SIGPIPE, SIG_IGN);  // a vanished client is an error on its connection, not a kill
+
+  // The cache tiers (issue 13), after every other option is checked: a bad option must not
+  // take the cache directory's lock, empty its tmp/ or start its scan. A directory the operator
+  // named must work; the default one is best effort (a user without a home still gets a memory
+  // cache).
+  std::unique_ptr<cache::DiskCache> diskCache;
+  if (opt.diskCacheBytes != 0) {
+    bool named = !opt.cacheDir.empty();
+    std::string dir = named ? opt.cacheDir : defaultCacheDir();
+    if (dir.empty()) {
+      log::warning("no disk cache: no --cache-dir and no default place for one (no HOME); "
+                   "objects are kept in memory only");
+    } else {
+      auto opened = cache::DiskCache::open(dir, opt.diskCacheBytes);
+      if (auto* err = std::get_if<std::string>(&opened)) {
+        if (named) {
+          std::fprintf(stderr, "error: --cache-dir: %s\n", err->c_str());
+          return 2;
+        }
+        log::warning("no disk cache: ", *err, "; objects are kept in memory only");
+      } else {
+        diskCache = std::get<std::unique_ptr<cache::DiskCache>>(std::move(opened));
+      }
+    }
+  }
+  std::unique_ptr<cache::SharedCache> sharedCache;
+  auto leaseTtl = parseDuration(opt.sharedCacheLeaseTtl);
+  auto sharedTimeout = parseDuration(opt.sharedCacheTimeout);
+  if (!opt.sharedCache.empty()) {
+    if (opt.sharedCacheKeyFile.empty()) {
+      std::fprintf(stderr, "error: --shared-cache needs --shared-cache-key-file: the fleet's "
+                           "secret, without which anyone who can write to Redis could make "
+                           "rjitd hand out their code\n");
+      return 2;
+    }
+    std::string secret;
+    if (auto err = readSecretFile("--shared-cache-key-file", opt.sharedCacheKeyFile, 16, secret)) {
+      std::fprintf(stderr, "error: %s\n", err->c_str());
+      return 2;
+    }
+    cache::SharedCacheConfig shared;
+    shared.address = opt.sharedCache;
+    shared.secret = std::move(secret);
+    if (!opt.sharedCacheAuthFile.empty()) {
+      if (auto err = readRedisAuth(opt.sharedCacheAuthFile, shared.authUser, shared.authPassword)) {
+        std::fprintf(stderr, "error: %s\n", err->c_str());
+        return 2;
+      }
+    }
+    // Once per outage and once when Redis answers again: a misconfigured or lost Redis is
+    // visible in the log (why) as well as in rjitd_cache_available (since when).
+    shared.onAvailability = [address = opt.sharedCache](const std::string& error) {
+      if (error.empty())
+        log::info("shared cache ", address, " answers again");
+      else
+        log::warning("shared cache unavailable (requests go on, compiling on a miss): ", error);
+    };
+    shared.readOnly = opt.sharedCacheReadOnly;
+    shared.maxValueBytes = opt.sharedCacheMaxValueBytes;
+    shared.operationTimeout = *sharedTimeout;
+    shared.connectTimeout = std::min(*sharedTimeout, std::chrono::milliseconds(200));
+    shared.leaseTtl = *leaseTtl;
+    // As long as the servers waiting for a lease wait (ServiceConfig::leaseWaitBound below).
+    shared.maxLeaseHold = std::chrono::seconds(std::max(1u, opt.compileTimeoutSeconds) + 5);
+    auto created = cache::SharedCache::create(std::move(shared));
+    if (auto* err = std::get_if<std::string>(&created)) {
+      std::fprintf(stderr, "error: --shared-cache: %s\n", err->c_str());
+      return 2;
+    }
+    sharedCache = std::get<std::unique_ptr<cache::SharedCache>>(std::move(created));
+  } else if (!opt.sharedCacheKeyFile.empty() || opt.sharedCacheReadOnly ||
+             !opt.sharedCacheAuthFile.empty()) {
+    std::fprintf(stderr, "error: --shared-cache-key-file, --shared-cache-auth-file and "
+                         "--shared-cache-read-only need --shared-cache\n");
+    return 2;
+  }
 
   auto io = kj::setupAsyncIo();
   unsigned jobs = opt.jobs != 0 ? opt.jobs : std::max(1u, std::thread::hardware_concurrency());

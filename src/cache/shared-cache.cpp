@@ -418,6 +418,9 @@ private:
   /// Counts an error and starts (or, after a failed retry, doubles) the backoff. Calls that
   /// were already under way when another failed do not double it again.
   void fail(std::string what) {
+    // Transitions and their reports in one order: a report is made before the next transition
+    // (notifyMutex_ first, then stateMutex_; nothing else takes notifyMutex_).
+    std::lock_guard notify(notifyMutex_);
     bool wasAvailable;
     {
       std::lock_guard lock(stateMutex_);
@@ -437,6 +440,7 @@ private:
   }
 
   void succeed() {
+    std::lock_guard notify(notifyMutex_);
     bool wasAvailable;
     {
       std::lock_guard lock(stateMutex_);
@@ -469,8 +473,10 @@ private:
       return false;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
+      // The user is not named: from a password file missing its "default " it would be the
+      // password's first word.
       fail("redis " + config_.address + " refused AUTH" +
-           (config_.authUser.empty() ? std::string() : " as user " + config_.authUser) + ": " +
+           (config_.authUser.empty() ? std::string() : " (with the configured user)") + ": " +
            std::string(reply->str, reply->len) + " (check --shared-cache-auth-file)");
       return false;
     }
@@ -645,6 +651,8 @@ private:
   const Endpoint endpoint_;
   const std::string token_;
 
+  /// Held across a change of stats_.available and its report (config_.onAvailability).
+  std::mutex notifyMutex_;
   mutable std::mutex stateMutex_;  ///< stats_, the backoff
   SharedCacheStats stats_;
   Clock::time_point backoffUntil_{};

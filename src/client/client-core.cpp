@@ -199,7 +199,7 @@ kj::Promise<Result<T>> ClientCore::run(kj::Promise<std::vector<size_t>> route,
 
 template <typename T> kj::Promise<Result<T>> ClientCore::attempt(Call<T>& call) {
   call.connection = nullptr;
-  kj::Promise<ConnectionResult> connected = connector.connection(call.route);
+  kj::Promise<ConnectionResult> connected = connector.connection(call.route, call.deadline);
   return connected.then([this, &call](ConnectionResult&& result) -> kj::Promise<Result<T>> {
     if (auto* error = std::get_if<Error>(&result)) {
       if (call.shuttingDown && error->kind() == ErrorKind::Connection)

@@ -225,23 +225,33 @@ kj::Promise<Connector::ConnectionResult> Connector::connection() {
   return connection(configuredOrder(config.endpoints.size()));
 }
 
-kj::Promise<Connector::ConnectionResult> Connector::connection(std::vector<size_t> route) {
+kj::Promise<Connector::ConnectionResult> Connector::connection(std::vector<size_t> route,
+                                                               kj::Maybe<kj::TimePoint> deadline) {
   kj::TimePoint now = io.provider->getTimer().now();
   Round round;
   round.route = partitionedStably(
       route, [this, now](size_t index) { return servers[index].tryLastUntil <= now; });
-  round.waitUntil = now + config.connectWait.count() * kj::MILLISECONDS;
+  kj::TimePoint callEnds = now + config.timeout.count() * kj::MILLISECONDS;
+  KJ_IF_MAYBE (d, deadline)
+    callEnds = *d;
+  round.waitUntil = std::min(now + config.connectWait.count() * kj::MILLISECONDS,
+                             callEnds - MAX_CONNECT_PAUSE.count() * kj::MILLISECONDS);
   return connectFrom(std::move(round), 0);
 }
 
 bool worthWaitingFor(const kj::Exception& exception) {
   // Our own Unix connect says errnoText(); KJ's TCP connect says strerror(): compare without
   // case. A description is all a kj::Exception of this KJ carries.
-  std::string description = exception.getDescription().cStr();
-  std::transform(description.begin(), description.end(), description.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  // Both sides lower-cased whole: a localized strerror() may capitalize more than its first
+  // letter.
+  auto lower = [](std::string text) {
+    std::transform(text.begin(), text.end(), text.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return text;
+  };
+  std::string description = lower(exception.getDescription().cStr());
   for (int error : {ECONNREFUSED, ENOENT, EAGAIN})
-    if (description.find(errnoText(error)) != std::string::npos)
+    if (description.find(lower(errnoText(error))) != std::string::npos)
       return true;
   return false;
 }

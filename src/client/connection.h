@@ -153,8 +153,12 @@ public:
   /// that error. When every server failed in a way worthWaitingFor(), the route is tried again
   /// after a short pause (FIRST_CONNECT_PAUSE, doubling up to MAX_CONNECT_PAUSE) for up to
   /// config.connectWait from now: a request made while a standalone rjitd restarts is served
-  /// by its successor instead of failing at once. The call's deadline bounds this too.
-  kj::Promise<ConnectionResult> connection(std::vector<size_t> route);
+  /// by its successor instead of failing at once. No round starts later than MAX_CONNECT_PAUSE
+  /// before `deadline` (the call's; unset: config.timeout from now), so a call whose deadline
+  /// is shorter than the wait still ends with the Connection error and its reasons, not a
+  /// timeout.
+  kj::Promise<ConnectionResult> connection(std::vector<size_t> route,
+                                           kj::Maybe<kj::TimePoint> deadline = nullptr);
   /// Same, over every server in the configured order.
   kj::Promise<ConnectionResult> connection();
   /// Stops handing out `connection` (it broke, or its server is draining); calls holding it

@@ -214,7 +214,7 @@ TEST(CacheTierOptionsTest, BadTierOptionsExitWith2AndSayWhy) {
   ::chmod(dir.file("short.key").c_str(), 0600);
   ::chmod(dir.file("open.key").c_str(), 0644);
   writeFile(dir.file("two-lines.auth"), "user\npassword\n");
-  writeFile(dir.file("user-only.auth"), "user \n");
+  writeFile(dir.file("user-only.auth"), "s3cret-first-word \n");
   ::chmod(dir.file("two-lines.auth").c_str(), 0600);
   ::chmod(dir.file("user-only.auth").c_str(), 0600);
   struct Case {
@@ -243,7 +243,7 @@ TEST(CacheTierOptionsTest, BadTierOptionsExitWith2AndSayWhy) {
        "more than one line"},
       {{"--shared-cache", "unix:" + dir.file("redis.sock"), "--shared-cache-key-file",
         dir.file("good.key"), "--shared-cache-auth-file", dir.file("user-only.auth")},
-       "no password"},
+       "nothing after it"},
       {{"--shared-cache", "unix:" + dir.file("redis.sock"), "--shared-cache-key-file",
         dir.file("good.key"), "--shared-cache-auth-file", dir.file("missing.auth")},
        "cannot open --shared-cache-auth-file"},
@@ -255,6 +255,8 @@ TEST(CacheTierOptionsTest, BadTierOptionsExitWith2AndSayWhy) {
     CommandResult result = runCommand(dir, argv);
     EXPECT_TRUE(result.status.exitedWith(2)) << c.args[0] << ": " << result.status.describe();
     EXPECT_NE(result.err.find(c.says), std::string::npos) << c.args[0] << ": " << result.err;
+    EXPECT_EQ(result.err.find("s3cret"), std::string::npos)
+        << "a secret was echoed: " << result.err;
   }
 }
 

@@ -62,7 +62,7 @@ TEST(ConnectorTest, NoReachableAddressIsAConnectionError) {
   EXPECT_EQ(std::string(error->what()).find("tried again"), std::string::npos) << error->what();
 }
 
-TEST(ConnectorTest, MissingSocketsAreTriedAgainForTheConnectWaitAndTheMessageSaysSo) {
+TEST(ConnectorTest, MissingSocketsAreTriedAgainForTheConnectWaitThenAConnectionError) {
   kj::AsyncIoContext io = kj::setupAsyncIo();
   rjit::test::TempDir dir;
   Config config;
@@ -75,8 +75,27 @@ TEST(ConnectorTest, MissingSocketsAreTriedAgainForTheConnectWaitAndTheMessageSay
   EXPECT_EQ(error->kind(), ErrorKind::Connection);
   std::string message = error->what();
   EXPECT_NE(message.find("no such file or directory"), std::string::npos) << message;
-  EXPECT_NE(message.find("tried again for"), std::string::npos) << message;
-  EXPECT_NE(message.find("RJIT_CONNECT_WAIT_MS"), std::string::npos) << message;
+  // (Whether a second round fitted in the 100 ms depends on the machine's speed: not checked
+  // here; ARefusingAddressIsTriedAgainUntilItListens checks the retry and its message.)
+}
+
+TEST(ConnectorTest, TheWaitEndsBeforeTheCallsDeadline) {
+  // A wait longer than the deadline: the connector stops trying in time to hand back the
+  // Connection error and its reasons (ClientCore's deadline would otherwise end the call with a
+  // bare timeout). Without the cap this would keep trying for a minute.
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  rjit::test::TempDir dir;
+  Config config;
+  config.endpoints = {unixEndpoint(dir.file("a.sock"))};
+  config.timeout = std::chrono::milliseconds(300);
+  config.connectWait = std::chrono::milliseconds(60000);
+  Connector connector(io, config);
+  Connector::ConnectionResult result = connector.connection().wait(io.waitScope);
+  Error* error = failed(result);
+  ASSERT_NE(error, nullptr);
+  EXPECT_EQ(error->kind(), ErrorKind::Connection);
+  EXPECT_NE(std::string(error->what()).find("no such file or directory"), std::string::npos)
+      << error->what();
 }
 
 TEST(ConnectorTest, ARefusingAddressIsTriedAgainUntilItListens) {

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <gtest/gtest.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -469,12 +470,23 @@ TEST(DiskCacheTest, TheLockEndsWithTheProcessThatHeldIt) {
   pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
+    // Never outlives the test, whatever assertion ends it early.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     auto opened = DiskCache::open(tmp.path(), LARGE_BUDGET);
     char byte = std::holds_alternative<std::string>(opened) ? 'n' : 'y';
     static_cast<void>(write(ready[1], &byte, 1));
     pause();
     _exit(0);
   }
+  struct Reaper {
+    pid_t pid;
+    ~Reaper() {
+      if (pid > 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+      }
+    }
+  } reaper{child};
   close(ready[1]);
   char byte = 0;
   ASSERT_EQ(read(ready[0], &byte, 1), 1);
@@ -487,6 +499,7 @@ TEST(DiskCacheTest, TheLockEndsWithTheProcessThatHeldIt) {
       << std::get<std::string>(held);
   ASSERT_EQ(kill(child, SIGKILL), 0);
   ASSERT_EQ(waitpid(child, nullptr, 0), child);
+  reaper.pid = 0;
   EXPECT_TRUE(openCache(tmp.path(), LARGE_BUDGET));
 }
 

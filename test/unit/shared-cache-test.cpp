@@ -653,8 +653,10 @@ protected:
     ASSERT_NE(redis_, nullptr);
   }
 
-  std::unique_ptr<SharedCache> make(std::string user, std::string password) const {
+  std::unique_ptr<SharedCache> make(std::string user, std::string password,
+                                    milliseconds leaseTtl = milliseconds(30000)) const {
     SharedCacheConfig c;
+    c.leaseTtl = leaseTtl;
     c.address = redis_->address();
     c.secret = SECRET;
     c.authUser = std::move(user);
@@ -680,16 +682,30 @@ TEST_F(SharedCacheAuthTest, ThePasswordOpensIt) {
   EXPECT_EQ(stats.stored, 1u);
 }
 
-TEST_F(SharedCacheAuthTest, AnAclUserAndPasswordOpenIt) {
-  // A user who may use rjitd's keys only (and the scripts the leases run).
-  RedisReply made = redis_->command({"ACL", "SETUSER", "rjitd", "on", ">rjitd-pass-0123",
-                                     "~rjitd:*", "+get", "+set", "+del", "+eval", "+exists"});
+TEST_F(SharedCacheAuthTest, AnAclUserWithTheDocumentedRulesDoesEverything) {
+  // The user docs/FLEET.md tells operators to make: rjitd's keys, and the commands it sends
+  // and its lease scripts run (Redis checks a script's commands against the caller's ACL).
+  RedisReply made =
+      redis_->command({"ACL", "SETUSER", "rjitd", "on", ">rjitd-pass-0123", "~rjitd:*", "+get",
+                       "+set", "+del", "+eval", "+exists", "+pexpire"});
   ASSERT_EQ(made.kind, RedisReply::Kind::Status) << made.text;
-  auto cache = make("rjitd", "rjitd-pass-0123");
+  auto cache = make("rjitd", "rjitd-pass-0123", milliseconds(600));
   cache->put(keyOf(42), "object");
   cache->flush(SAFETY_BOUND);
   EXPECT_EQ(cache->get(keyOf(42)), "object");
-  EXPECT_EQ(cache->stats().errors, 0u) << cache->stats().lastError;
+  // A lease held past its TTL is renewed (PEXPIRE in a script), then released (DEL in one).
+  auto acquired = Clock::now();
+  ASSERT_EQ(cache->tryLease(keyOf(45)), LeaseResult::Acquired);
+  EXPECT_TRUE(cache->leaseHeld(keyOf(45)));
+  while (Clock::now() < acquired + milliseconds(3 * 600)) {
+    ASSERT_TRUE(cache->leaseHeld(keyOf(45))) << "the lease expired: " << cache->stats().lastError;
+    pauseBriefly();
+  }
+  cache->releaseLease(keyOf(45));
+  cache->flush(SAFETY_BOUND);
+  EXPECT_FALSE(cache->leaseHeld(keyOf(45)));
+  SharedCacheStats stats = cache->stats();
+  EXPECT_EQ(stats.errors, 0u) << stats.lastError;
 }
 
 TEST_F(SharedCacheAuthTest, AWrongPasswordIsAnErrorSayingSoNeverTheSecret) {
